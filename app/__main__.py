@@ -1,0 +1,63 @@
+"""Command line: `whisper-api [serve]` starts the server (settings from the environment)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+__all__ = ["main"]
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="whisper-api",
+        description="Self-hosted speech-to-text server. Settings come from environment "
+        "variables (see README); command-line options override PORT and LISTEN.",
+    )
+    commands = parser.add_subparsers(dest="command")
+    serve = commands.add_parser("serve", help="run the HTTP server (the default)")
+    for target in (parser, serve):
+        target.add_argument("--port", type=int, help="TCP port (PORT)")
+        target.add_argument("--listen", help="address to bind (LISTEN)")
+    return parser
+
+
+def serve(port: int | None = None, listen: str | None = None) -> int:
+    """Load settings, set up logging and run uvicorn until stopped."""
+    from app.config import SettingsError, load_settings
+
+    overrides = {k: v for k, v in (("port", port), ("listen", listen)) if v is not None}
+    try:
+        settings = load_settings(**overrides)
+    except SettingsError as exc:
+        print(f"whisper-api: {exc}", file=sys.stderr)
+        return 2
+
+    import uvicorn
+
+    from app.asgi import create_app
+    from app.logging import configure_logging, uvicorn_log_config
+
+    configure_logging(settings)
+    app = create_app(settings)
+    uvicorn.run(
+        app,
+        host=settings.listen,
+        port=settings.port,
+        log_config=uvicorn_log_config(),
+        proxy_headers=False,  # forwarded headers are trusted only where configured
+        server_header=False,
+        timeout_graceful_shutdown=10,
+    )
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the `whisper-api` console script."""
+    args = _parser().parse_args(argv)
+    return serve(port=args.port, listen=args.listen)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

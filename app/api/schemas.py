@@ -1,0 +1,136 @@
+"""msgspec structs for every request and response of the HTTP surfaces."""
+
+from __future__ import annotations
+
+import time
+from datetime import UTC, datetime, timedelta
+
+import msgspec
+
+from app.transcription.queue import Job
+
+__all__ = [
+    "DecoderStatus",
+    "ErrorBody",
+    "PrivacyInfo",
+    "ProgressEvent",
+    "TaskDeleted",
+    "TaskResponse",
+    "UserInfo",
+    "VersionInfo",
+    "task_response",
+]
+
+
+class TaskResponse(msgspec.Struct, kw_only=True):
+    """A task as the seed's API reported it, plus progress, duration, error and expiry."""
+
+    task_id: str
+    task_type: str
+    status: str
+    time_uploaded: datetime
+    transcript: str | None = None
+    source_language: str | None = None
+    position_in_queue: int | None = None
+    processing_duration: float | None = None
+    time_processing_finished: datetime | None = None
+    target_model_size: str | None = None
+    used_model_size: str | None = None
+    used_device: str | None = None
+    progress: float = 0.0
+    audio_duration: float = 0.0
+    error: str | None = None
+    expires_at: datetime | None = None
+
+
+def _wall_clock(monotonic_deadline: float | None) -> datetime | None:
+    if monotonic_deadline is None:
+        return None
+    return datetime.now(UTC) + timedelta(seconds=monotonic_deadline - time.monotonic())
+
+
+def task_response(job: Job, position: int | None) -> TaskResponse:
+    """Build the public view of a job."""
+    transcript = job.transcript
+    return TaskResponse(
+        task_id=job.id,
+        task_type=job.task_type,
+        status=str(job.status),
+        time_uploaded=job.time_uploaded,
+        transcript=transcript.text if transcript is not None else None,
+        source_language=transcript.language if transcript is not None else job.options.language,
+        position_in_queue=position,
+        processing_duration=job.processing_duration,
+        time_processing_finished=job.time_processing_finished,
+        target_model_size=job.target_model,
+        used_model_size=job.used_model,
+        used_device=job.used_device,
+        progress=round(job.progress, 4),
+        audio_duration=round(job.audio_duration, 3),
+        error=job.error if job.is_final else None,
+        expires_at=_wall_clock(job.expires_at) if job.is_final else None,
+    )
+
+
+class ProgressEvent(msgspec.Struct, kw_only=True):
+    """The data of one server-sent progress event."""
+
+    task_id: str
+    status: str
+    position_in_queue: int | None
+    progress: float
+    error: str | None = None
+
+
+class TaskDeleted(msgspec.Struct):
+    """Answer to a deletion."""
+
+    task_id: str
+    deleted: bool = True
+
+
+class DecoderStatus(msgspec.Struct, kw_only=True):
+    """The seed's decoder status, extended with the queue and model choice."""
+
+    is_model_loaded: bool
+    loaded_models: list[str]
+    loading_model: str | None
+    last_loaded_model_size: str | None
+    target_model_size: str
+    max_model_to_use: str | None
+    device: str
+    compute_type: str
+    worker_running: bool
+    tasks_in_queue: int
+    tasks_running: int
+    max_task_queue_size: int
+
+
+class VersionInfo(msgspec.Struct):
+    """The server's version."""
+
+    version: str
+
+
+class UserInfo(msgspec.Struct, kw_only=True):
+    """Who the reverse proxy says the caller is (oauth2-proxy headers)."""
+
+    email: str | None
+    user: str | None
+    may_read_logs: bool
+
+
+class PrivacyInfo(msgspec.Struct, kw_only=True):
+    """Privacy-relevant settings, for the UI's notice."""
+
+    log_privacy_mode: bool
+    delete_results_after_m: float
+    refresh_expiration_time_on_usage: bool
+    audio_stored_on_disk: bool = False
+
+
+class ErrorBody(msgspec.Struct):
+    """Litestar's error shape, documented for the OpenAPI schema."""
+
+    status_code: int
+    detail: str

@@ -1,0 +1,143 @@
+"""Operations and people routes: health, readiness, version, user info, login redirect, logs."""
+
+from __future__ import annotations
+
+import io
+import ipaddress
+import zipfile
+from pathlib import Path
+from typing import Annotated, Any
+
+import msgspec
+from litestar import Controller, Request, Response, get
+from litestar.exceptions import NotAuthorizedException
+from litestar.params import Parameter
+from litestar.response import Redirect
+from litestar.status_codes import HTTP_200_OK, HTTP_503_SERVICE_UNAVAILABLE
+
+from app import __version__
+from app.api.schemas import UserInfo, VersionInfo
+from app.service import TranscriptionService
+
+__all__ = ["SystemController", "safe_redirect_target"]
+
+
+class Health(msgspec.Struct):
+    """Liveness answer."""
+
+    status: str
+
+
+class Readiness(msgspec.Struct, kw_only=True):
+    """Readiness answer with the reason when not ready."""
+
+    ready: bool
+    reason: str | None = None
+
+
+def safe_redirect_target(target: str | None) -> str:
+    """Only same-site relative paths: never another host, scheme or protocol-relative URL."""
+    if not target or not target.startswith("/") or target.startswith("//"):
+        return "/"
+    if "\\" in target or any(ord(ch) < 0x20 for ch in target):
+        return "/"
+    return target
+
+
+def _is_loopback_peer(request: Request[Any, Any, Any]) -> bool:
+    """The TCP peer itself, never Host or forwarded headers."""
+    client = request.client
+    if client is None:
+        return False
+    try:
+        return ipaddress.ip_address(client.host).is_loopback
+    except ValueError:
+        return False
+
+
+def _claimed_email(request: Request[Any, Any, Any]) -> str | None:
+    email = request.headers.get("x-email") or request.headers.get("x-forwarded-email")
+    return email.strip().lower() if email else None
+
+
+def may_read_logs(request: Request[Any, Any, Any], service: TranscriptionService) -> bool:
+    """Authorized e-mail (set by the reverse proxy) or a request from this very machine."""
+    email = _claimed_email(request)
+    if email is not None and email in service.settings.log_authorized_mails:
+        return True
+    return _is_loopback_peer(request)
+
+
+def _zip_logs(log_path: Path | None) -> bytes:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", compression=zipfile.ZIP_DEFLATED) as archive:
+        if log_path is not None and log_path.parent.is_dir():
+            for path in sorted(log_path.parent.glob(log_path.name + "*")):
+                if path.is_file():
+                    archive.write(path, arcname=path.name)
+    return buffer.getvalue()
+
+
+class SystemController(Controller):
+    """Health, readiness, version, who-am-I, login redirect and log download."""
+
+    tags = ["system"]
+
+    @get("/healthz", summary="Liveness: the process answers")
+    async def healthz(self) -> Health:
+        """Always 200 while the event loop runs."""
+        return Health(status="ok")
+
+    @get("/readyz", summary="Readiness: the worker runs and a model can serve")
+    async def readyz(self, service: TranscriptionService) -> Response[Readiness]:
+        """200 when jobs can be served now, 503 with the reason otherwise."""
+        state = service.status()
+        reason: str | None = None
+        if not state.worker_running:
+            reason = "the worker is not running"
+        elif state.loading_model is not None:
+            reason = f"loading model {state.loading_model}"
+        elif not state.loaded_models and not service.models.allowed_models():
+            reason = "no model is available on this server"
+        status = HTTP_200_OK if reason is None else HTTP_503_SERVICE_UNAVAILABLE
+        return Response(Readiness(ready=reason is None, reason=reason), status_code=status)
+
+    @get("/api/v1/version", summary="Server version")
+    async def version(self) -> VersionInfo:
+        """The running version of whisper-api."""
+        return VersionInfo(version=__version__)
+
+    @get("/api/v1/userinfo", summary="Who the reverse proxy says you are")
+    async def userinfo(
+        self, request: Request[Any, Any, Any], service: TranscriptionService
+    ) -> UserInfo:
+        """The e-mail and user name set by an authenticating proxy, if any."""
+        user = request.headers.get("x-user") or request.headers.get("x-forwarded-user")
+        return UserInfo(
+            email=_claimed_email(request),
+            user=user,
+            may_read_logs=may_read_logs(request, service),
+        )
+
+    @get("/api/v1/login", summary="Return to the app after the proxy's login")
+    async def login(
+        self,
+        redirect: Annotated[
+            str | None, Parameter(query="redirect", description="a relative path to return to")
+        ] = None,
+    ) -> Redirect:
+        """Redirects to a relative path only, so it cannot be used to send people elsewhere."""
+        return Redirect(path=safe_redirect_target(redirect), status_code=303)
+
+    @get("/api/v1/logs", summary="Download the log files as a zip", media_type="application/zip")
+    async def logs(
+        self, request: Request[Any, Any, Any], service: TranscriptionService
+    ) -> Response[bytes]:
+        """For authorized e-mails and local callers; the logs hold no content or identities."""
+        if not may_read_logs(request, service):
+            raise NotAuthorizedException(detail="your account may not read the server logs")
+        return Response(
+            content=_zip_logs(service.settings.log_path),
+            media_type="application/zip",
+            headers={"Content-Disposition": 'attachment; filename="whisper-api-logs.zip"'},
+        )

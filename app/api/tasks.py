@@ -1,0 +1,263 @@
+"""The task API (/api/v1): the seed's routes with their field names, plus the new task routes."""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from collections.abc import AsyncIterator
+from pathlib import PurePath
+from typing import Annotated, Any
+from urllib.parse import quote
+
+import msgspec
+from litestar import Controller, Request, Response, delete, get, post
+from litestar.exceptions import ClientException, HTTPException, NotFoundException
+from litestar.params import Parameter
+from litestar.response import ServerSentEvent, ServerSentEventMessage
+from litestar.status_codes import HTTP_409_CONFLICT
+
+from app.api.multipart import (
+    FilePart,
+    MultipartForm,
+    file_schema,
+    multipart_operation,
+    read_multipart,
+    text_schema,
+)
+from app.api.schemas import (
+    DecoderStatus,
+    PrivacyInfo,
+    ProgressEvent,
+    TaskDeleted,
+    TaskResponse,
+    task_response,
+)
+from app.service import TranscriptionService
+from app.transcription import formats
+from app.transcription.languages import normalise_language
+from app.transcription.queue import Job, JobStatus
+from app.transcription.types import TaskType, TranscribeOptions
+
+__all__ = ["TaskController", "content_disposition"]
+
+SSE_KEEPALIVE_S = 15.0
+
+_UPLOAD_OPERATION = multipart_operation(
+    {
+        "file": file_schema("the audio or video file (wav, flac, mp3, ogg, m4a, webm, mp4, ...)"),
+        "language": text_schema("language code such as en or de; omit to detect it"),
+    },
+    required=["file"],
+    description="multipart/form-data with the audio in the `file` field",
+)
+
+LanguageQuery = Annotated[
+    str | None,
+    Parameter(query="language", description="language code (en, de, ...); omit to detect it"),
+]
+TaskIdQuery = Annotated[str, Parameter(query="task_id", description="the id of a task")]
+
+
+def content_disposition(file_name: str | None, extension: str) -> str:
+    """An attachment header safe for any file name (ASCII fallback plus RFC 5987 form)."""
+    stem = PurePath((file_name or "").replace("\\", "/")).stem or "transcript"
+    stem = "".join(ch for ch in stem if unicodedata.category(ch)[0] != "C")[:120] or "transcript"
+    ascii_stem = unicodedata.normalize("NFKD", stem).encode("ascii", "ignore").decode()
+    ascii_stem = re.sub(r"[^A-Za-z0-9._ -]+", "_", ascii_stem).strip(" ._") or "transcript"
+    full = f"{stem}.{extension}"
+    return (
+        f'attachment; filename="{ascii_stem}.{extension}"; '
+        f"filename*=UTF-8''{quote(full, safe='')}"
+    )
+
+
+def _uploaded_file(form: MultipartForm) -> FilePart:
+    part = form.files.get("file") or next(iter(form.files.values()), None)
+    if part is None:
+        raise ClientException(detail="no file in the upload: send it in the form field `file`")
+    return part
+
+
+def _language(query_value: str | None, form: MultipartForm) -> str | None:
+    raw = query_value if query_value is not None else form.value("language")
+    try:
+        return normalise_language(raw)
+    except ValueError as exc:
+        raise ClientException(detail=str(exc)) from None
+
+
+def _finished_job(service: TranscriptionService, task_id: str) -> Job:
+    job = _known_job(service, task_id)
+    if job.status is JobStatus.FAILED:
+        raise HTTPException(
+            status_code=HTTP_409_CONFLICT, detail=f"the task failed: {job.error or 'unknown'}"
+        )
+    if job.status is not JobStatus.FINISHED or job.transcript is None:
+        raise HTTPException(
+            status_code=HTTP_409_CONFLICT,
+            detail=f"the task is {job.status}; the result is ready once it is finished",
+        )
+    return job
+
+
+def _known_job(service: TranscriptionService, task_id: str) -> Job:
+    job = service.get(task_id)
+    if job is None:
+        raise NotFoundException(detail="no such task (unknown id, or its result has expired)")
+    return job
+
+
+def _render(job: Job, fmt: str) -> Response[bytes]:
+    assert job.transcript is not None
+    return Response(
+        content=formats.render(job.transcript, fmt),
+        media_type=formats.MEDIA_TYPES[fmt],
+        headers={"Content-Disposition": content_disposition(job.file_name, fmt)},
+    )
+
+
+class TaskController(Controller):
+    """Upload, poll, stream progress, fetch and delete transcription tasks."""
+
+    path = "/api/v1"
+    tags = ["tasks"]
+
+    async def _submit(
+        self,
+        request: Request[Any, Any, Any],
+        service: TranscriptionService,
+        task_type: TaskType,
+        language: str | None,
+    ) -> TaskResponse:
+        form = await read_multipart(request, max_bytes=service.settings.max_upload_mb * 1024 * 1024)
+        upload = _uploaded_file(form)
+        options = TranscribeOptions(task=task_type, language=_language(language, form))
+        job = await service.submit(
+            upload.data, task_type=task_type, options=options, file_name=upload.filename
+        )
+        return task_response(job, service.position(job))
+
+    @post(
+        "/transcribe",
+        summary="Upload audio to transcribe",
+        operation_class=_UPLOAD_OPERATION,
+        status_code=200,
+    )
+    async def transcribe(
+        self, request: Request[Any, Any, Any], service: TranscriptionService, language: LanguageQuery
+    ) -> TaskResponse:
+        """Queue a transcription; answers at once with the task (poll it or stream its events)."""
+        return await self._submit(request, service, "transcribe", language)
+
+    @post(
+        "/translate",
+        summary="Upload audio to translate into English",
+        operation_class=_UPLOAD_OPERATION,
+        status_code=200,
+    )
+    async def translate(
+        self, request: Request[Any, Any, Any], service: TranscriptionService, language: LanguageQuery
+    ) -> TaskResponse:
+        """Queue a translation into English."""
+        return await self._submit(request, service, "translate", language)
+
+    @get("/status", summary="A task's state (seed route)")
+    async def status(self, service: TranscriptionService, task_id: TaskIdQuery) -> TaskResponse:
+        """The task with its live queue position; 404 when unknown or expired."""
+        job = _known_job(service, task_id)
+        return task_response(job, service.position(job))
+
+    @get("/srt", summary="A finished task's subtitles (seed route)", media_type="application/x-subrip")
+    async def srt(self, service: TranscriptionService, task_id: TaskIdQuery) -> Response[bytes]:
+        """SubRip subtitles of a finished task; 409 while it is not finished."""
+        return _render(_finished_job(service, task_id), "srt")
+
+    @get("/decoder_status", summary="Model and queue state")
+    async def decoder_status(self, service: TranscriptionService) -> DecoderStatus:
+        """Which model is loaded (or loading), where it runs, and how full the queue is."""
+        state = service.status()
+        return DecoderStatus(
+            is_model_loaded=bool(state.loaded_models),
+            loaded_models=state.loaded_models,
+            loading_model=state.loading_model,
+            last_loaded_model_size=state.last_loaded_model,
+            target_model_size=state.target_model,
+            max_model_to_use=state.max_model,
+            device=state.device,
+            compute_type=state.compute_type,
+            worker_running=state.worker_running,
+            tasks_in_queue=state.waiting_jobs,
+            tasks_running=state.running_jobs,
+            max_task_queue_size=state.max_queue_size,
+        )
+
+    @get("/tasks/{task_id:str}", summary="A task's state")
+    async def get_task(self, service: TranscriptionService, task_id: str) -> TaskResponse:
+        """The task with its live queue position; 404 when unknown or expired."""
+        job = _known_job(service, task_id)
+        return task_response(job, service.position(job))
+
+    @delete("/tasks/{task_id:str}", summary="Cancel a task and erase its result", status_code=200)
+    async def delete_task(self, service: TranscriptionService, task_id: str) -> TaskDeleted:
+        """Cancels a queued or running task and forgets it at once."""
+        if not service.delete(task_id):
+            raise NotFoundException(detail="no such task (unknown id, or its result has expired)")
+        return TaskDeleted(task_id=task_id)
+
+    @get("/tasks/{task_id:str}/result", summary="A finished task's result in any format")
+    async def result(
+        self,
+        service: TranscriptionService,
+        task_id: str,
+        fmt: Annotated[
+            str,
+            Parameter(query="format", description="one of txt, srt, vtt, tsv, json"),
+        ] = "json",
+    ) -> Response[bytes]:
+        """The transcript as txt, srt, vtt, tsv or json; 409 while not finished."""
+        if fmt not in formats.FORMATS:
+            raise ClientException(
+                detail=f"unknown format {fmt!r}; use one of {', '.join(formats.FORMATS)}"
+            )
+        return _render(_finished_job(service, task_id), fmt)
+
+    @get("/tasks/{task_id:str}/events", summary="Server-sent progress events")
+    async def events(self, service: TranscriptionService, task_id: str) -> ServerSentEvent:
+        """Streams status changes, queue position and fraction of audio done, then the end."""
+        job = _known_job(service, task_id)
+        return ServerSentEvent(_progress_stream(service, job))
+
+    @get("/privacy", summary="Privacy-relevant settings")
+    async def privacy(self, service: TranscriptionService) -> PrivacyInfo:
+        """How long results live and whether logs are kept private; audio is never stored."""
+        settings = service.settings
+        return PrivacyInfo(
+            log_privacy_mode=settings.log_privacy_mode,
+            delete_results_after_m=settings.delete_results_after_m,
+            refresh_expiration_time_on_usage=settings.refresh_expiration_time_on_usage,
+        )
+
+
+async def _progress_stream(
+    service: TranscriptionService, job: Job
+) -> AsyncIterator[ServerSentEventMessage]:
+    last: ProgressEvent | None = None
+    while True:
+        changed = job.change_token()  # taken first, so no change between snapshot and wait is lost
+        event = ProgressEvent(
+            task_id=job.id,
+            status=str(job.status),
+            position_in_queue=service.position(job),
+            progress=round(job.progress, 4),
+            error=job.error if job.is_final else None,
+        )
+        if event != last:
+            yield ServerSentEventMessage(
+                event=event.status, data=msgspec.json.encode(event).decode()
+            )
+            last = event
+        elif not job.is_final:
+            yield ServerSentEventMessage(comment="keepalive")
+        if job.is_final:
+            return
+        await job.wait_for_change(changed, timeout=SSE_KEEPALIVE_S)

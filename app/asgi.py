@@ -1,0 +1,115 @@
+"""The composition root: `create_app(settings)` wires routes, errors, services and lifespan."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+from litestar import Litestar, Request, Response
+from litestar.di import Provide
+from litestar.exceptions import HTTPException
+from litestar.openapi import OpenAPIConfig
+from litestar.openapi.plugins import SwaggerRenderPlugin
+from litestar.static_files import create_static_files_router
+from litestar.status_codes import (
+    HTTP_400_BAD_REQUEST,
+    HTTP_429_TOO_MANY_REQUESTS,
+)
+
+from app import __version__
+from app.api.system import SystemController
+from app.api.tasks import TaskController
+from app.config import Settings
+from app.service import TranscriptionService
+from app.transcription.audio import AudioDecodeError
+from app.transcription.languages import UnknownLanguageError
+from app.transcription.models import ModelManager, NoModelAllowedError
+from app.transcription.queue import QueueFullError
+
+__all__ = ["WEB_DIR", "create_app"]
+
+WEB_DIR = Path(__file__).resolve().parent.parent / "web"
+
+
+def _error(status_code: int, detail: str, headers: dict[str, str] | None = None) -> Response[Any]:
+    return Response(
+        {"status_code": status_code, "detail": detail},
+        status_code=status_code,
+        headers=headers,
+        media_type="application/json",
+    )
+
+
+def _bad_input(_: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
+    return _error(HTTP_400_BAD_REQUEST, str(exc))
+
+
+def _queue_full_handler(service: TranscriptionService) -> Any:
+    def handler(_: Request[Any, Any, Any], __: Exception) -> Response[Any]:
+        retry_after = service.retry_after_s()
+        return _error(
+            HTTP_429_TOO_MANY_REQUESTS,
+            f"the queue is full ({service.queue.max_waiting} waiting jobs); "
+            f"try again in about {retry_after} s",
+            headers={"Retry-After": str(retry_after)},
+        )
+
+    return handler
+
+
+def _http_error(_: Request[Any, Any, Any], exc: HTTPException) -> Response[Any]:
+    return _error(exc.status_code, exc.detail, headers=exc.headers)
+
+
+def create_app(
+    settings: Settings,
+    *,
+    models: ModelManager | None = None,
+    service: TranscriptionService | None = None,
+) -> Litestar:
+    """Build the application for `settings`; tests pass a service with a fake model."""
+    service = service or TranscriptionService(settings, models or ModelManager(settings))
+
+    @asynccontextmanager
+    async def lifespan(_: Litestar) -> AsyncIterator[None]:
+        await service.start()
+        try:
+            yield
+        finally:
+            await service.stop()
+
+    def provide_service() -> TranscriptionService:
+        return service
+
+    route_handlers: list[Any] = [TaskController, SystemController]
+    if WEB_DIR.is_dir():
+        route_handlers.append(
+            create_static_files_router(
+                path="/", directories=[WEB_DIR], html_mode=True, include_in_schema=False
+            )
+        )
+    return Litestar(
+        route_handlers=route_handlers,
+        dependencies={"service": Provide(provide_service, sync_to_thread=False)},
+        lifespan=[lifespan],
+        exception_handlers={
+            AudioDecodeError: _bad_input,
+            UnknownLanguageError: _bad_input,
+            NoModelAllowedError: _bad_input,
+            QueueFullError: _queue_full_handler(service),
+            HTTPException: _http_error,
+        },
+        openapi_config=OpenAPIConfig(
+            title="whisper-api",
+            version=__version__,
+            description="Self-hosted speech-to-text: a fair queue in front of faster-whisper.",
+            path="/docs",
+            render_plugins=[SwaggerRenderPlugin(path="/")],
+        ),
+        # Uploads are parsed by our own in-memory reader, which enforces MAX_UPLOAD_MB.
+        request_max_body_size=None,
+        debug=False,
+        state=None,
+    )

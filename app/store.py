@@ -1,0 +1,121 @@
+"""The expiring in-memory task store: results live in RAM only, and only for a while.
+
+A finished or failed task expires DELETE_RESULTS_AFTER_M minutes after it ended,
+or after it was last read when REFRESH_EXPIRATION_TIME_ON_USAGE is on. A sweeper
+removes expired tasks every RUN_RESULT_EXPIRY_CHECK_M minutes; with 0 they are
+removed when somebody asks for them. Either way an expired task reads as unknown.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from typing import Protocol
+
+import structlog
+
+from app.transcription.queue import Job
+
+__all__ = ["MemoryTaskStore", "TaskStore"]
+
+log = structlog.get_logger(__name__)
+
+
+class TaskStore(Protocol):
+    """What the API needs of a task store (a Redis-backed one can stand in)."""
+
+    def add(self, job: Job) -> None:
+        """Keep a new task."""
+        ...
+
+    def get(self, task_id: str) -> Job | None:
+        """The task, or None when unknown or expired (refreshes its expiry if configured)."""
+        ...
+
+    def delete(self, task_id: str) -> Job | None:
+        """Forget a task now; returns it if it was there."""
+        ...
+
+    def sweep(self) -> int:
+        """Remove expired tasks; returns how many."""
+        ...
+
+
+class MemoryTaskStore:
+    """Tasks in a dict; expiry deadlines on the monotonic clock."""
+
+    def __init__(
+        self,
+        *,
+        ttl_s: float,
+        refresh_on_read: bool,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._ttl_s = ttl_s
+        self._refresh_on_read = refresh_on_read
+        self._clock = clock
+        self._tasks: dict[str, Job] = {}
+
+    def __len__(self) -> int:
+        return len(self._tasks)
+
+    def add(self, job: Job) -> None:
+        """Keep a new task; it cannot expire before it has ended."""
+        self._tasks[job.id] = job
+
+    def get(self, task_id: str) -> Job | None:
+        """Look up a task, expiring it lazily and refreshing it on read."""
+        job = self._tasks.get(task_id)
+        if job is None:
+            return None
+        if self._expired(job):
+            self._remove(job)
+            return None
+        if job.is_final and self._refresh_on_read:
+            job.expires_at = self._clock() + self._ttl_s
+        return job
+
+    def delete(self, task_id: str) -> Job | None:
+        """Forget a task now."""
+        job = self._tasks.pop(task_id, None)
+        if job is not None:
+            self._erase(job)
+        return job
+
+    def sweep(self) -> int:
+        """Remove every expired task."""
+        expired = [job for job in self._tasks.values() if self._expired(job)]
+        for job in expired:
+            self._remove(job)
+        if expired:
+            log.info("results_expired", count=len(expired), remaining=len(self._tasks))
+        return len(expired)
+
+    def mark_final(self, job: Job) -> None:
+        """Start the expiry clock of a task that has just ended."""
+        job.expires_at = self._clock() + self._ttl_s
+
+    async def run_sweeper(self, interval_s: float) -> None:
+        """Sweep forever every `interval_s` seconds (cancel the task to stop)."""
+        while True:
+            await asyncio.sleep(interval_s)
+            self.sweep()
+
+    def _expired(self, job: Job) -> bool:
+        if not job.is_final:
+            return False
+        if job.expires_at is None:
+            job.expires_at = self._clock() + self._ttl_s
+        return self._clock() >= job.expires_at
+
+    def _remove(self, job: Job) -> None:
+        self._tasks.pop(job.id, None)
+        self._erase(job)
+
+    @staticmethod
+    def _erase(job: Job) -> None:
+        """Drop content references so nothing of the task lingers in memory."""
+        job.transcript = None
+        job.audio = None
+        job.file_name = None

@@ -1,0 +1,334 @@
+"""Jobs, the bounded FIFO they wait in, and the worker that runs them.
+
+The queue only knows "the next job", so a batching worker can later ask for
+several at once; a Redis-backed queue can replace `JobQueue` behind the same
+methods. Inference runs in a dedicated thread, never on the event loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import concurrent.futures
+import contextlib
+import enum
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Protocol
+
+import numpy as np
+import numpy.typing as npt
+import structlog
+
+from app.transcription.engine import JobCancelledError
+from app.transcription.models import ModelLease, ModelUnavailableError, NoModelAllowedError
+from app.transcription.types import TaskType, TranscribeOptions, Transcript
+
+__all__ = [
+    "Job",
+    "JobQueue",
+    "JobStatus",
+    "ModelProvider",
+    "QueueFullError",
+    "Worker",
+]
+
+log = structlog.get_logger(__name__)
+
+
+class JobStatus(enum.StrEnum):
+    """The seed's four task states."""
+
+    PENDING = "pending"
+    PROCESSING = "processing"
+    FINISHED = "finished"
+    FAILED = "failed"
+
+
+FINAL_STATES = frozenset({JobStatus.FINISHED, JobStatus.FAILED})
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass(eq=False)
+class Job:
+    """One upload's life, from queued to finished or failed; lives in RAM only."""
+
+    task_type: TaskType
+    options: TranscribeOptions
+    audio: npt.NDArray[np.float32] | None
+    audio_duration: float
+    file_name: str | None = None
+    owner: str | None = None
+    surface: str = "tasks"
+    id: str = field(default_factory=lambda: uuid.uuid4().hex)
+    status: JobStatus = JobStatus.PENDING
+    time_uploaded: datetime = field(default_factory=_now)
+    time_processing_started: datetime | None = None
+    time_processing_finished: datetime | None = None
+    processing_duration: float | None = None
+    progress: float = 0.0
+    transcript: Transcript | None = None
+    error: str | None = None
+    target_model: str | None = None
+    used_model: str | None = None
+    used_device: str | None = None
+    expires_at: float | None = None  # time.monotonic() deadline once final
+    cancel_requested: threading.Event = field(default_factory=threading.Event)
+    _changed: asyncio.Event = field(default_factory=asyncio.Event, repr=False)
+    _done: asyncio.Event = field(default_factory=asyncio.Event, repr=False)
+
+    @property
+    def is_final(self) -> bool:
+        """Finished or failed: nothing will change any more."""
+        return self.status in FINAL_STATES
+
+    def notify(self) -> None:
+        """Wake everyone waiting for a change of this job (SSE streams, sync routes)."""
+        changed, self._changed = self._changed, asyncio.Event()
+        changed.set()
+        if self.is_final:
+            self._done.set()
+
+    def change_token(self) -> asyncio.Event:
+        """The event the next change will set; take it before reading the job's state."""
+        return self._changed
+
+    @staticmethod
+    async def wait_for_change(token: asyncio.Event, timeout: float | None = None) -> None:
+        """Return once `token` is set (a change since it was taken), or after `timeout` s."""
+        try:
+            await asyncio.wait_for(token.wait(), timeout)
+        except TimeoutError:
+            return
+
+    async def wait_until_final(self) -> None:
+        """Return once the job is finished or failed."""
+        await self._done.wait()
+
+    def fail(self, reason: str) -> None:
+        """Mark the job failed with a reason people can read; drops its audio."""
+        self.status = JobStatus.FAILED
+        self.error = reason
+        self.audio = None
+        self.time_processing_finished = _now()
+        self.notify()
+
+
+class QueueFullError(Exception):
+    """The queue holds MAX_TASK_QUEUE_SIZE waiting jobs already."""
+
+
+class JobQueue:
+    """A FIFO of waiting jobs with a hard bound; it also knows the running job."""
+
+    def __init__(self, max_waiting: int) -> None:
+        self.max_waiting = max_waiting
+        self._waiting: collections.deque[Job] = collections.deque()
+        self._running: list[Job] = []
+        self._available = asyncio.Event()
+
+    @property
+    def waiting(self) -> int:
+        """Number of jobs not yet started."""
+        return len(self._waiting)
+
+    @property
+    def running(self) -> list[Job]:
+        """Jobs being decoded now."""
+        return list(self._running)
+
+    def has_room(self) -> bool:
+        """Whether one more job would be accepted now."""
+        return len(self._waiting) < self.max_waiting
+
+    def submit(self, job: Job) -> None:
+        """Append `job`, or raise QueueFullError at once when the bound is reached."""
+        if not self.has_room():
+            raise QueueFullError
+        self._waiting.append(job)
+        self._available.set()
+
+    def position(self, job: Job) -> int | None:
+        """0 while running, 1.. while waiting, None once it has left the queue."""
+        if job in self._running:
+            return 0
+        try:
+            return self._waiting.index(job) + 1
+        except ValueError:
+            return None
+
+    async def next_job(self) -> Job:
+        """Wait for the oldest waiting job and mark it running."""
+        while not self._waiting:
+            self._available.clear()
+            await self._available.wait()
+        job = self._waiting.popleft()
+        self._running.append(job)
+        for other in self._waiting:
+            other.notify()  # everyone behind moved up one place
+        return job
+
+    def done(self, job: Job) -> None:
+        """The worker has finished with `job`."""
+        if job in self._running:
+            self._running.remove(job)
+
+    def cancel(self, job: Job, reason: str) -> bool:
+        """Cancel a waiting job at once, or ask a running one to stop; False if already over."""
+        if job in self._waiting:
+            self._waiting.remove(job)
+            job.fail(reason)
+            for other in self._waiting:
+                other.notify()
+            return True
+        if job in self._running:
+            job.cancel_requested.set()
+            job.error = reason
+            return True
+        return False
+
+    def drain(self, reason: str) -> int:
+        """Fail every waiting job (shutdown); returns how many."""
+        count = 0
+        while self._waiting:
+            self._waiting.popleft().fail(reason)
+            count += 1
+        return count
+
+
+class ModelProvider(Protocol):
+    """The part of ModelManager the worker uses."""
+
+    def acquire(
+        self, *, needs_multilingual: bool
+    ) -> contextlib.AbstractAsyncContextManager[ModelLease]:
+        """Hold a model for one job."""
+        ...
+
+
+class Worker:
+    """Takes jobs from the queue one at a time and runs them in an inference thread."""
+
+    def __init__(
+        self,
+        queue: JobQueue,
+        models: ModelProvider,
+        *,
+        on_job_done: Callable[[Job], None] | None = None,
+    ) -> None:
+        self._queue = queue
+        self._models = models
+        self._on_job_done = on_job_done
+        self._executor = concurrent.futures.ThreadPoolExecutor(
+            max_workers=1, thread_name_prefix="inference"
+        )
+        self._task: asyncio.Task[None] | None = None
+
+    @property
+    def is_running(self) -> bool:
+        """Whether the worker loop is alive."""
+        return self._task is not None and not self._task.done()
+
+    def start(self) -> None:
+        """Start the worker loop on the running event loop."""
+        self._task = asyncio.get_running_loop().create_task(self._run(), name="whisper-worker")
+
+    async def stop(self) -> None:
+        """Stop taking jobs, ask the running one to stop, and return without waiting on it."""
+        for job in self._queue.running:
+            job.cancel_requested.set()
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        self._executor.shutdown(wait=False, cancel_futures=True)
+
+    async def _run(self) -> None:
+        while True:
+            job = await self._queue.next_job()
+            try:
+                await self.process(job)
+            finally:
+                self._queue.done(job)
+                if self._on_job_done is not None:
+                    self._on_job_done(job)
+
+    async def process(self, job: Job) -> None:
+        """Run one job to its final state; never raises for a job's own failure."""
+        if job.cancel_requested.is_set():
+            job.fail(job.error or "cancelled")
+            return
+        job.status = JobStatus.PROCESSING
+        job.time_processing_started = _now()
+        job.notify()
+        started = time.monotonic()
+        transcript: Transcript | None = None
+        reason: str | None = None
+        try:
+            transcript = await self._run_on_model(job)
+        except JobCancelledError:
+            reason = job.error or "cancelled"
+            log.info("job_cancelled", task_id=job.id)
+        except (ModelUnavailableError, NoModelAllowedError) as exc:
+            reason = f"no model available: {exc}"
+            log.error("job_failed", task_id=job.id, reason="model_unavailable")
+        except Exception as exc:
+            reason = f"transcription failed: {type(exc).__name__}"
+            log.exception("job_failed", task_id=job.id, reason=type(exc).__name__)
+        job.processing_duration = time.monotonic() - started
+        if transcript is None:
+            job.fail(reason or "transcription failed")
+            return
+        job.transcript = transcript
+        job.status = JobStatus.FINISHED
+        job.progress = 1.0
+        job.audio = None
+        job.time_processing_finished = _now()
+        job.notify()
+        log.info(
+            "job_finished",
+            task_id=job.id,
+            audio_s=round(job.audio_duration, 2),
+            processing_s=round(job.processing_duration, 3),
+            language=transcript.language,
+            segments=len(transcript.segments),
+            model=job.used_model,
+        )
+
+    async def _run_on_model(self, job: Job) -> Transcript:
+        async with self._models.acquire(needs_multilingual=job.options.needs_multilingual) as lease:
+            job.target_model, job.used_model = lease.target, lease.name
+            job.used_device = lease.device
+            job.notify()
+            return await self._transcribe(job, lease)
+
+    async def _transcribe(self, job: Job, lease: ModelLease) -> Transcript:
+        loop = asyncio.get_running_loop()
+        audio = job.audio
+        if audio is None:
+            raise JobCancelledError
+
+        def report(fraction: float) -> None:
+            loop.call_soon_threadsafe(self._set_progress, job, fraction)
+
+        return await loop.run_in_executor(
+            self._executor,
+            lease.transcriber.transcribe,
+            audio,
+            job.options,
+            report,
+            job.cancel_requested.is_set,
+        )
+
+    @staticmethod
+    def _set_progress(job: Job, fraction: float) -> None:
+        if job.status is JobStatus.PROCESSING and fraction > job.progress:
+            job.progress = fraction
+            job.notify()
