@@ -27,9 +27,10 @@ def serve(port: int | None = None, listen: str | None = None) -> int:
     """Load settings, set up logging and run uvicorn until stopped."""
     from app.config import SettingsError, load_settings
 
-    overrides = {k: v for k, v in (("port", port), ("listen", listen)) if v is not None}
+    given = (("port", port), ("listen", listen))
+    overrides: dict[str, object] = {key: value for key, value in given if value is not None}
     try:
-        settings = load_settings(**overrides)
+        settings = load_settings(None, **overrides)
     except SettingsError as exc:
         print(f"whisper-api: {exc}", file=sys.stderr)
         return 2

@@ -22,7 +22,7 @@ from app.transcription.models import ModelManager, NoModelAllowedError
 from app.transcription.queue import Job, JobQueue, QueueFullError, Worker
 from app.transcription.types import TaskType, TranscribeOptions
 
-__all__ = ["QueueFullError", "ServiceStatus", "TranscriptionService"]
+__all__ = ["NoModelAllowedError", "QueueFullError", "ServiceStatus", "TranscriptionService"]
 
 log = structlog.get_logger(__name__)
 
@@ -194,6 +194,3 @@ class TranscriptionService:
         self.store.mark_final(job)
         if job.processing_duration is not None and job.transcript is not None:
             self._recent_seconds.append(job.processing_duration)
-
-
-__all__ += ["NoModelAllowedError"]

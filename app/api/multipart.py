@@ -13,21 +13,30 @@ from typing import Any
 from litestar import Request
 from litestar.exceptions import ClientException, HTTPException
 from litestar.openapi.spec import (
+    OpenAPIFormat,
     OpenAPIMediaType,
     OpenAPIType,
     Operation,
+    Reference,
     RequestBody,
     Schema,
 )
 from litestar.status_codes import HTTP_413_REQUEST_ENTITY_TOO_LARGE
-from multipart import MultipartSegment, ParserError, ParserLimitReached, PushMultipartParser
+from multipart import (  # type: ignore[import-untyped]
+    MultipartSegment,
+    ParserError,
+    ParserLimitReached,
+    PushMultipartParser,
+)
 
 __all__ = [
     "FilePart",
     "MultipartForm",
     "PayloadTooLargeError",
+    "file_schema",
     "multipart_operation",
     "read_multipart",
+    "text_schema",
 ]
 
 MAX_PARTS = 64
@@ -109,11 +118,9 @@ async def read_multipart(request: Request[Any, Any, Any], *, max_bytes: int) -> 
                         segment, buffer = event, bytearray()
                     elif event:
                         buffer.extend(event)
-                        if segment is not None and not segment.filename:
-                            if len(buffer) > MAX_FIELD_BYTES:
-                                raise ClientException(
-                                    detail=f"form field {segment.name!r} is too long"
-                                )
+                        is_text = segment is not None and not segment.filename
+                        if is_text and len(buffer) > MAX_FIELD_BYTES:
+                            raise ClientException(detail="a form field is too long")
                     elif segment is not None:
                         _store_part(form, segment, bytes(buffer))
                         segment, buffer = None, bytearray()
@@ -140,7 +147,7 @@ def _store_part(form: MultipartForm, segment: MultipartSegment, data: bytes) -> 
 
 
 def multipart_operation(
-    properties: dict[str, Schema], *, required: list[str], description: str
+    properties: dict[str, Schema | Reference], *, required: list[str], description: str
 ) -> type[Operation]:
     """An Operation class that documents a multipart body the handler parses itself."""
 
@@ -164,12 +171,9 @@ def multipart_operation(
 
 def file_schema(description: str) -> Schema:
     """OpenAPI schema of a binary file field."""
-    return Schema(type=OpenAPIType.STRING, format="binary", description=description)  # type: ignore[arg-type]
+    return Schema(type=OpenAPIType.STRING, format=OpenAPIFormat.BINARY, description=description)
 
 
 def text_schema(description: str, *, enum: list[str] | None = None) -> Schema:
     """OpenAPI schema of a text field."""
-    return Schema(type=OpenAPIType.STRING, description=description, enum=enum)  # type: ignore[arg-type]
-
-
-__all__ += ["file_schema", "text_schema"]
+    return Schema(type=OpenAPIType.STRING, description=description, enum=enum)

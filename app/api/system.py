@@ -11,13 +11,13 @@ from typing import Annotated, Any
 import msgspec
 from litestar import Controller, Request, Response, get
 from litestar.exceptions import NotAuthorizedException
-from litestar.params import Parameter
+from litestar.params import QueryParameter
 from litestar.response import Redirect
 from litestar.status_codes import HTTP_200_OK, HTTP_503_SERVICE_UNAVAILABLE
 
 from app import __version__
+from app.api.dependencies import Service
 from app.api.schemas import UserInfo, VersionInfo
-from app.service import TranscriptionService
 
 __all__ = ["SystemController", "safe_redirect_target"]
 
@@ -60,7 +60,7 @@ def _claimed_email(request: Request[Any, Any, Any]) -> str | None:
     return email.strip().lower() if email else None
 
 
-def may_read_logs(request: Request[Any, Any, Any], service: TranscriptionService) -> bool:
+def may_read_logs(request: Request[Any, Any, Any], service: Service) -> bool:
     """Authorized e-mail (set by the reverse proxy) or a request from this very machine."""
     email = _claimed_email(request)
     if email is not None and email in service.settings.log_authorized_mails:
@@ -89,7 +89,7 @@ class SystemController(Controller):
         return Health(status="ok")
 
     @get("/readyz", summary="Readiness: the worker runs and a model can serve")
-    async def readyz(self, service: TranscriptionService) -> Response[Readiness]:
+    async def readyz(self, service: Service) -> Response[Readiness]:
         """200 when jobs can be served now, 503 with the reason otherwise."""
         state = service.status()
         reason: str | None = None
@@ -108,9 +108,7 @@ class SystemController(Controller):
         return VersionInfo(version=__version__)
 
     @get("/api/v1/userinfo", summary="Who the reverse proxy says you are")
-    async def userinfo(
-        self, request: Request[Any, Any, Any], service: TranscriptionService
-    ) -> UserInfo:
+    async def userinfo(self, request: Request[Any, Any, Any], service: Service) -> UserInfo:
         """The e-mail and user name set by an authenticating proxy, if any."""
         user = request.headers.get("x-user") or request.headers.get("x-forwarded-user")
         return UserInfo(
@@ -123,16 +121,14 @@ class SystemController(Controller):
     async def login(
         self,
         redirect: Annotated[
-            str | None, Parameter(query="redirect", description="a relative path to return to")
+            str | None, QueryParameter(name="redirect", description="a relative path to return to")
         ] = None,
     ) -> Redirect:
         """Redirects to a relative path only, so it cannot be used to send people elsewhere."""
         return Redirect(path=safe_redirect_target(redirect), status_code=303)
 
     @get("/api/v1/logs", summary="Download the log files as a zip", media_type="application/zip")
-    async def logs(
-        self, request: Request[Any, Any, Any], service: TranscriptionService
-    ) -> Response[bytes]:
+    async def logs(self, request: Request[Any, Any, Any], service: Service) -> Response[bytes]:
         """For authorized e-mails and local callers; the logs hold no content or identities."""
         if not may_read_logs(request, service):
             raise NotAuthorizedException(detail="your account may not read the server logs")

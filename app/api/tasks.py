@@ -12,10 +12,11 @@ from urllib.parse import quote
 import msgspec
 from litestar import Controller, Request, Response, delete, get, post
 from litestar.exceptions import ClientException, HTTPException, NotFoundException
-from litestar.params import Parameter
+from litestar.params import PathParameter, QueryParameter
 from litestar.response import ServerSentEvent, ServerSentEventMessage
 from litestar.status_codes import HTTP_409_CONFLICT
 
+from app.api.dependencies import Service
 from app.api.multipart import (
     FilePart,
     MultipartForm,
@@ -32,7 +33,6 @@ from app.api.schemas import (
     TaskResponse,
     task_response,
 )
-from app.service import TranscriptionService
 from app.transcription import formats
 from app.transcription.languages import normalise_language
 from app.transcription.queue import Job, JobStatus
@@ -53,9 +53,10 @@ _UPLOAD_OPERATION = multipart_operation(
 
 LanguageQuery = Annotated[
     str | None,
-    Parameter(query="language", description="language code (en, de, ...); omit to detect it"),
+    QueryParameter(name="language", description="language code (en, de, ...); omit to detect it"),
 ]
-TaskIdQuery = Annotated[str, Parameter(query="task_id", description="the id of a task")]
+TaskIdQuery = Annotated[str, QueryParameter(name="task_id", description="the id of a task")]
+TaskIdPath = Annotated[str, PathParameter(description="the id of a task")]
 
 
 def content_disposition(file_name: str | None, extension: str) -> str:
@@ -86,7 +87,7 @@ def _language(query_value: str | None, form: MultipartForm) -> str | None:
         raise ClientException(detail=str(exc)) from None
 
 
-def _finished_job(service: TranscriptionService, task_id: str) -> Job:
+def _finished_job(service: Service, task_id: TaskIdPath) -> Job:
     job = _known_job(service, task_id)
     if job.status is JobStatus.FAILED:
         raise HTTPException(
@@ -100,7 +101,7 @@ def _finished_job(service: TranscriptionService, task_id: str) -> Job:
     return job
 
 
-def _known_job(service: TranscriptionService, task_id: str) -> Job:
+def _known_job(service: Service, task_id: TaskIdPath) -> Job:
     job = service.get(task_id)
     if job is None:
         raise NotFoundException(detail="no such task (unknown id, or its result has expired)")
@@ -125,7 +126,7 @@ class TaskController(Controller):
     async def _submit(
         self,
         request: Request[Any, Any, Any],
-        service: TranscriptionService,
+        service: Service,
         task_type: TaskType,
         language: str | None,
     ) -> TaskResponse:
@@ -144,7 +145,7 @@ class TaskController(Controller):
         status_code=200,
     )
     async def transcribe(
-        self, request: Request[Any, Any, Any], service: TranscriptionService, language: LanguageQuery
+        self, request: Request[Any, Any, Any], service: Service, language: LanguageQuery
     ) -> TaskResponse:
         """Queue a transcription; answers at once with the task (poll it or stream its events)."""
         return await self._submit(request, service, "transcribe", language)
@@ -156,24 +157,28 @@ class TaskController(Controller):
         status_code=200,
     )
     async def translate(
-        self, request: Request[Any, Any, Any], service: TranscriptionService, language: LanguageQuery
+        self, request: Request[Any, Any, Any], service: Service, language: LanguageQuery
     ) -> TaskResponse:
         """Queue a translation into English."""
         return await self._submit(request, service, "translate", language)
 
     @get("/status", summary="A task's state (seed route)")
-    async def status(self, service: TranscriptionService, task_id: TaskIdQuery) -> TaskResponse:
+    async def status(self, service: Service, task_id: TaskIdQuery) -> TaskResponse:
         """The task with its live queue position; 404 when unknown or expired."""
         job = _known_job(service, task_id)
         return task_response(job, service.position(job))
 
-    @get("/srt", summary="A finished task's subtitles (seed route)", media_type="application/x-subrip")
-    async def srt(self, service: TranscriptionService, task_id: TaskIdQuery) -> Response[bytes]:
+    @get(
+        "/srt",
+        summary="A finished task's subtitles (seed route)",
+        media_type="application/x-subrip",
+    )
+    async def srt(self, service: Service, task_id: TaskIdQuery) -> Response[bytes]:
         """SubRip subtitles of a finished task; 409 while it is not finished."""
         return _render(_finished_job(service, task_id), "srt")
 
     @get("/decoder_status", summary="Model and queue state")
-    async def decoder_status(self, service: TranscriptionService) -> DecoderStatus:
+    async def decoder_status(self, service: Service) -> DecoderStatus:
         """Which model is loaded (or loading), where it runs, and how full the queue is."""
         state = service.status()
         return DecoderStatus(
@@ -192,13 +197,13 @@ class TaskController(Controller):
         )
 
     @get("/tasks/{task_id:str}", summary="A task's state")
-    async def get_task(self, service: TranscriptionService, task_id: str) -> TaskResponse:
+    async def get_task(self, service: Service, task_id: TaskIdPath) -> TaskResponse:
         """The task with its live queue position; 404 when unknown or expired."""
         job = _known_job(service, task_id)
         return task_response(job, service.position(job))
 
     @delete("/tasks/{task_id:str}", summary="Cancel a task and erase its result", status_code=200)
-    async def delete_task(self, service: TranscriptionService, task_id: str) -> TaskDeleted:
+    async def delete_task(self, service: Service, task_id: TaskIdPath) -> TaskDeleted:
         """Cancels a queued or running task and forgets it at once."""
         if not service.delete(task_id):
             raise NotFoundException(detail="no such task (unknown id, or its result has expired)")
@@ -207,11 +212,11 @@ class TaskController(Controller):
     @get("/tasks/{task_id:str}/result", summary="A finished task's result in any format")
     async def result(
         self,
-        service: TranscriptionService,
-        task_id: str,
+        service: Service,
+        task_id: TaskIdPath,
         fmt: Annotated[
             str,
-            Parameter(query="format", description="one of txt, srt, vtt, tsv, json"),
+            QueryParameter(name="format", description="one of txt, srt, vtt, tsv, json"),
         ] = "json",
     ) -> Response[bytes]:
         """The transcript as txt, srt, vtt, tsv or json; 409 while not finished."""
@@ -222,13 +227,13 @@ class TaskController(Controller):
         return _render(_finished_job(service, task_id), fmt)
 
     @get("/tasks/{task_id:str}/events", summary="Server-sent progress events")
-    async def events(self, service: TranscriptionService, task_id: str) -> ServerSentEvent:
+    async def events(self, service: Service, task_id: TaskIdPath) -> ServerSentEvent:
         """Streams status changes, queue position and fraction of audio done, then the end."""
         job = _known_job(service, task_id)
         return ServerSentEvent(_progress_stream(service, job))
 
     @get("/privacy", summary="Privacy-relevant settings")
-    async def privacy(self, service: TranscriptionService) -> PrivacyInfo:
+    async def privacy(self, service: Service) -> PrivacyInfo:
         """How long results live and whether logs are kept private; audio is never stored."""
         settings = service.settings
         return PrivacyInfo(
@@ -238,9 +243,7 @@ class TaskController(Controller):
         )
 
 
-async def _progress_stream(
-    service: TranscriptionService, job: Job
-) -> AsyncIterator[ServerSentEventMessage]:
+async def _progress_stream(service: Service, job: Job) -> AsyncIterator[ServerSentEventMessage]:
     last: ProgressEvent | None = None
     while True:
         changed = job.change_token()  # taken first, so no change between snapshot and wait is lost
@@ -260,4 +263,4 @@ async def _progress_stream(
             yield ServerSentEventMessage(comment="keepalive")
         if job.is_final:
             return
-        await job.wait_for_change(changed, timeout=SSE_KEEPALIVE_S)
+        await job.wait_for_change(changed, max_wait_s=SSE_KEEPALIVE_S)

@@ -101,12 +101,11 @@ class Job:
         return self._changed
 
     @staticmethod
-    async def wait_for_change(token: asyncio.Event, timeout: float | None = None) -> None:
-        """Return once `token` is set (a change since it was taken), or after `timeout` s."""
-        try:
-            await asyncio.wait_for(token.wait(), timeout)
-        except TimeoutError:
-            return
+    async def wait_for_change(token: asyncio.Event, max_wait_s: float | None = None) -> None:
+        """Return once `token` is set (a change since it was taken) or `max_wait_s` passed."""
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(max_wait_s):
+                await token.wait()
 
     async def wait_until_final(self) -> None:
         """Return once the job is finished or failed."""

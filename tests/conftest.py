@@ -1,0 +1,227 @@
+"""Shared fixtures: settings, fake models, real bundled models, and apps built on them."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import AsyncIterator, Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from litestar import Litestar
+from litestar.testing import AsyncTestClient
+
+from app.asgi import create_app
+from app.config import Settings, load_settings
+from app.service import TranscriptionService
+from app.transcription.engine import JobCancelledError, ProgressCallback, StopCheck
+from app.transcription.models import DeviceProbe, ModelManager, Placement
+from app.transcription.types import Segment, TranscribeOptions, Transcript
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+SHARED_AUDIO = REPO_ROOT.parent / "shared" / "audio"
+
+
+def shared_clip(name: str) -> Path:
+    """A clip from ../shared/audio; the test is skipped where the folder is missing."""
+    path = SHARED_AUDIO / name
+    if not path.is_file():
+        pytest.skip(f"{path} is not available")
+    return path
+
+
+def reference_text(name: str) -> str:
+    """The reference transcript beside a shared clip."""
+    return shared_clip(name).with_suffix(".txt").read_text(encoding="utf-8")
+
+
+def word_error_rate(reference: str, hypothesis: str) -> float:
+    """WER after lower-casing and stripping punctuation, as the clips' README asks."""
+    import jiwer
+
+    normalise = jiwer.Compose(
+        [
+            jiwer.ToLowerCase(),
+            jiwer.RemovePunctuation(),
+            jiwer.RemoveMultipleSpaces(),
+            jiwer.Strip(),
+            jiwer.ReduceToListOfListOfWords(),
+        ]
+    )
+    return float(
+        jiwer.wer(
+            reference,
+            hypothesis,
+            reference_transform=normalise,
+            hypothesis_transform=normalise,
+        )
+    )
+
+
+def make_settings(**overrides: Any) -> Settings:
+    """Settings for tests: no log file, no preload, no downloads, unless overridden."""
+    base: dict[str, Any] = {
+        "log_file": "",
+        "load_model_on_startup": False,
+        "allow_download": False,
+        "use_gpu_if_available": False,
+    }
+    base.update(overrides)
+    return load_settings({}, **base)
+
+
+class NoGpuProbe:
+    """A machine without CUDA."""
+
+    def cuda_device_count(self) -> int:
+        """No CUDA devices."""
+        return 0
+
+    def supported_compute_types(self, device: str) -> set[str]:
+        """What CTranslate2 reports on a plain x86 CPU."""
+        return {"int8", "int8_float32", "float32"} if device == "cpu" else set()
+
+    def free_vram_mib(self) -> int | None:
+        """No GPU memory."""
+        return None
+
+
+@dataclass
+class FakeTranscriber:
+    """Answers instantly (or when released) with a canned transcript; records its calls."""
+
+    text: str = "hello world"
+    language: str = "en"
+    gate: threading.Event | None = None
+    fail_with: Exception | None = None
+    calls: list[TranscribeOptions] = field(default_factory=list)
+
+    def transcribe(
+        self,
+        audio: np.ndarray[Any, Any],
+        options: TranscribeOptions,
+        on_progress: ProgressCallback,
+        should_stop: StopCheck,
+    ) -> Transcript:
+        """Return the canned transcript, honouring the gate, failures and cancellation."""
+        self.calls.append(options)
+        duration = len(audio) / 16000
+        on_progress(0.5)
+        if self.gate is not None:
+            while not self.gate.wait(0.01):
+                if should_stop():
+                    raise JobCancelledError
+        if should_stop():
+            raise JobCancelledError
+        if self.fail_with is not None:
+            raise self.fail_with
+        on_progress(1.0)
+        segment = Segment(id=0, start=0.0, end=duration, text=" " + self.text)
+        return Transcript(
+            text=self.text,
+            language=options.language or self.language,
+            language_probability=0.99,
+            duration=duration,
+            segments=[segment],
+        )
+
+
+@dataclass
+class FakeSources:
+    """Model sources where only the named models exist."""
+
+    available: set[str]
+
+    def locate(self, name: str) -> Path:
+        """A made-up path for available models."""
+        from app.transcription.models import ModelUnavailableError
+
+        if name not in self.available:
+            raise ModelUnavailableError(name)
+        return Path("/models") / name
+
+    def is_available_offline(self, name: str) -> bool:
+        """Whether the model is one of the available ones."""
+        return name in self.available
+
+
+def fake_manager(
+    settings: Settings,
+    transcriber: FakeTranscriber,
+    *,
+    available: set[str] | None = None,
+    probe: DeviceProbe | None = None,
+) -> ModelManager:
+    """A ModelManager whose loader hands out `transcriber` for any available model."""
+    loaded: list[str] = []
+
+    def loader(path: Path, placement: Placement) -> FakeTranscriber:
+        loaded.append(path.name)
+        return transcriber
+
+    manager = ModelManager(
+        settings,
+        probe=probe or NoGpuProbe(),
+        sources=FakeSources(available if available is not None else {"tiny.en", "base"}),  # type: ignore[arg-type]
+        loader=loader,  # type: ignore[arg-type]
+    )
+    manager.loads = loaded  # type: ignore[attr-defined]
+    return manager
+
+
+def wav_bytes(seconds: float = 1.0, rate: int = 16000) -> bytes:
+    """A small valid WAV file of a quiet tone, made in memory."""
+    import io
+    import wave
+
+    t = np.arange(int(seconds * rate)) / rate
+    samples = (0.1 * np.sin(2 * np.pi * 440 * t) * 32767).astype("<i2")
+    buffer = io.BytesIO()
+    with wave.open(buffer, "wb") as out:
+        out.setnchannels(1)
+        out.setsampwidth(2)
+        out.setframerate(rate)
+        out.writeframes(samples.tobytes())
+    return buffer.getvalue()
+
+
+@pytest.fixture
+def fake_transcriber() -> FakeTranscriber:
+    """A fresh fake transcriber."""
+    return FakeTranscriber()
+
+
+AppFactory = Callable[..., Litestar]
+
+
+@pytest.fixture
+def build_app(fake_transcriber: FakeTranscriber) -> AppFactory:
+    """Build an app on the fake transcriber with settings overrides."""
+
+    def factory(**overrides: Any) -> Litestar:
+        settings = make_settings(**overrides)
+        manager = fake_manager(settings, fake_transcriber)
+        return create_app(settings, service=TranscriptionService(settings, manager))
+
+    return factory
+
+
+@pytest.fixture
+async def client(build_app: AppFactory) -> AsyncIterator[AsyncTestClient[Litestar]]:
+    """A test client on an app with the fake transcriber and default settings."""
+    async with AsyncTestClient(app=build_app()) as test_client:
+        yield test_client
+
+
+@pytest.fixture(scope="session")
+def real_settings() -> Settings:
+    """Settings that use the real bundled models on the CPU."""
+    return make_settings(cpu_fallback_model="base")
+
+
+@pytest.fixture
+def real_app(real_settings: Settings) -> Iterator[Litestar]:
+    """An app with the real bundled models (base for everything by default)."""
+    yield create_app(real_settings)
