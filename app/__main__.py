@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
 from collections.abc import Sequence
+from types import FrameType
+from typing import Any
 
 __all__ = ["main"]
 
@@ -41,9 +44,8 @@ def serve(port: int | None = None, listen: str | None = None) -> int:
     from app.logging import configure_logging, uvicorn_log_config
 
     configure_logging(settings)
-    app = create_app(settings)
-    uvicorn.run(
-        app,
+    config = uvicorn.Config(
+        create_app(settings),
         host=settings.listen,
         port=settings.port,
         log_config=uvicorn_log_config(),
@@ -51,7 +53,26 @@ def serve(port: int | None = None, listen: str | None = None) -> int:
         server_header=False,
         timeout_graceful_shutdown=10,
     )
+    _graceful_server_class()(config).run()
     return 0
+
+
+def _graceful_server_class() -> type[Any]:
+    import uvicorn
+
+    class GracefulServer(uvicorn.Server):
+        """SIGTERM is how services are stopped: after a clean shutdown, exit 0.
+
+        uvicorn re-raises the captured signal once it has shut down, which turns
+        every orderly stop into "killed by SIGTERM"; SIGINT keeps that behaviour.
+        """
+
+        def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+            super().handle_exit(sig, frame)
+            if sig == signal.SIGTERM and sig in self._captured_signals:
+                self._captured_signals.remove(sig)
+
+    return GracefulServer
 
 
 def main(argv: Sequence[str] | None = None) -> int:

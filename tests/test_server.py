@@ -1,0 +1,157 @@
+"""The real `whisper-api` process on a loopback port, as a user starts it."""
+
+from __future__ import annotations
+
+import concurrent.futures
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.conftest import REPO_ROOT, reference_text, shared_clip, word_error_rate
+
+pytestmark = pytest.mark.real_model
+
+
+def free_port() -> int:
+    """A TCP port nobody listens on right now."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+class Server:
+    """A running server process and its base URL."""
+
+    def __init__(self, process: subprocess.Popen[bytes], url: str, log_path: Path) -> None:
+        self.process = process
+        self.url = url
+        self.log_path = log_path
+
+    def wait_ready(self, timeout_s: float = 60) -> None:
+        """Poll /readyz until the model is loaded and the worker runs."""
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise AssertionError(self.log_path.read_text(errors="replace"))
+            try:
+                if httpx.get(self.url + "/readyz", timeout=1).status_code == 200:
+                    return
+            except httpx.TransportError:
+                pass
+            time.sleep(0.1)
+        raise AssertionError("server not ready in time")
+
+
+def start_server(tmp_path: Path, **env: str) -> Server:
+    """Start `python -m app serve` on a free loopback port with extra environment."""
+    port = free_port()
+    log_path = tmp_path / "server.out"
+    environment = {
+        **os.environ,
+        "PORT": str(port),
+        "LISTEN": "127.0.0.1",
+        "LOG_FILE": "",
+        "ALLOW_DOWNLOAD": "0",
+        "USE_GPU_IF_AVAILABLE": "0",
+        **env,
+    }
+    with log_path.open("wb") as out:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "app", "serve"],
+            cwd=REPO_ROOT,
+            env=environment,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    return Server(process, f"http://127.0.0.1:{port}", log_path)
+
+
+@pytest.fixture
+def server_factory(tmp_path: Path) -> Iterator[Any]:
+    """Start servers on demand; stop them all afterwards."""
+    servers: list[Server] = []
+
+    def factory(**env: str) -> Server:
+        server = start_server(tmp_path, **env)
+        servers.append(server)
+        server.wait_ready()
+        return server
+
+    yield factory
+    for server in servers:
+        server.process.terminate()
+        try:
+            server.process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            server.process.kill()
+            raise
+
+
+def upload(url: str, route: str, clip: Path) -> httpx.Response:
+    """POST a clip as multipart `file`, as curl -F does."""
+    with clip.open("rb") as handle:
+        return httpx.post(url + route, files={"file": (clip.name, handle)}, timeout=60)
+
+
+def wait_final(url: str, task_id: str, timeout_s: float = 120) -> dict[str, Any]:
+    """Poll the seed's status route until finished or failed."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        body: dict[str, Any] = httpx.get(
+            url + "/api/v1/status", params={"task_id": task_id}, timeout=10
+        ).json()
+        if body["status"] in ("finished", "failed"):
+            return body
+        time.sleep(0.1)
+    raise AssertionError(f"task stuck: {body}")
+
+
+def test_fresh_server_transcribes_jfk_offline(server_factory: Any) -> None:
+    """Default settings: the server answers on loopback and jfk comes back within 10% WER."""
+    server = server_factory()
+    response = upload(server.url, "/api/v1/transcribe", shared_clip("en_jfk.flac"))
+    assert response.status_code == 200
+    body = wait_final(server.url, response.json()["task_id"])
+    assert body["status"] == "finished"
+    assert word_error_rate(reference_text("en_jfk.flac"), body["transcript"]) <= 0.10
+
+
+def test_six_simultaneous_uploads_with_queue_of_two(server_factory: Any) -> None:
+    """MAX_TASK_QUEUE_SIZE=2: extra uploads get 429 at once; every accepted task finishes."""
+    server = server_factory(MAX_TASK_QUEUE_SIZE="2")
+    clip = shared_clip("en_ls-test-clean_1089-134686-0001.flac")
+    with concurrent.futures.ThreadPoolExecutor(max_workers=6) as pool:
+        responses = list(
+            pool.map(lambda _: upload(server.url, "/api/v1/transcribe", clip), range(6))
+        )
+    accepted = [r for r in responses if r.status_code == 200]
+    refused = [r for r in responses if r.status_code == 429]
+    assert len(accepted) + len(refused) == 6
+    assert 2 <= len(accepted) <= 3  # two waiting, plus one already running
+    assert all(int(r.headers["retry-after"]) >= 1 for r in refused)
+    for response in accepted:
+        assert wait_final(server.url, response.json()["task_id"])["status"] == "finished"
+
+
+def test_bad_setting_exits_with_one_line(tmp_path: Path) -> None:
+    """MAX_MODEL=huge stops start-up with one line naming the variable."""
+    server = start_server(tmp_path, MAX_MODEL="huge")
+    assert server.process.wait(timeout=30) != 0
+    lines = server.log_path.read_text().strip().splitlines()
+    assert len(lines) == 1
+    assert "MAX_MODEL" in lines[0] and "huge" in lines[0]
+
+
+def test_sigterm_stops_the_server_promptly(server_factory: Any) -> None:
+    """SIGTERM ends the process with status 0 without hanging."""
+    server = server_factory()
+    server.process.terminate()
+    assert server.process.wait(timeout=20) == 0
