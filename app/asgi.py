@@ -22,6 +22,7 @@ from app import __version__
 from app.api.system import SystemController
 from app.api.tasks import TaskController
 from app.config import Settings
+from app.logging import litestar_logging_config
 from app.service import TranscriptionService
 from app.transcription.audio import AudioDecodeError
 from app.transcription.languages import UnknownLanguageError
@@ -110,6 +111,7 @@ def create_app(
         ),
         # Uploads are parsed by our own in-memory reader, which enforces MAX_UPLOAD_MB.
         request_max_body_size=None,
+        # Our logging pipeline (privacy processors) stays in charge of every record.
+        logging_config=litestar_logging_config(),
         debug=False,
-        state=None,
     )

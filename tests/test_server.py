@@ -155,3 +155,32 @@ def test_sigterm_stops_the_server_promptly(server_factory: Any) -> None:
     server = server_factory()
     server.process.terminate()
     assert server.process.wait(timeout=20) == 0
+
+
+def test_debug_logs_hold_no_words_file_names_or_task_ids(tmp_path: Path) -> None:
+    """At DEBUG, neither stdout nor the log file shows transcript words, file names or task ids."""
+    log_dir = tmp_path / "logs"
+    server = start_server(
+        tmp_path, LOG_LEVEL="DEBUG", LOG_DIR=str(log_dir), LOG_FILE="whisper_api.log"
+    )
+    try:
+        server.wait_ready()
+        secret_clip = tmp_path / "secret-board-meeting.flac"
+        secret_clip.write_bytes(shared_clip("en_jfk.flac").read_bytes())
+        task_id = upload(server.url, "/api/v1/transcribe", secret_clip).json()["task_id"]
+        body = wait_final(server.url, task_id)
+        assert body["status"] == "finished"
+        httpx.get(server.url + f"/api/v1/tasks/{task_id}/result", params={"format": "srt"})
+    finally:
+        server.process.terminate()
+        server.process.wait(timeout=20)
+    records = server.log_path.read_text(errors="replace")
+    log_file = (log_dir / "whisper_api.log").read_text(errors="replace")
+    assert "job_finished" in records and "job_finished" in log_file  # the logs did capture
+    for text in (records, log_file):
+        lowered = text.lower()
+        for word in ("americans", "country", "fellow"):
+            assert word not in lowered
+        assert "secret-board-meeting" not in lowered
+        assert task_id not in lowered
+        assert task_id[:4] + "…" + task_id[-4:] in text  # shortened ids remain useful

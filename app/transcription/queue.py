@@ -297,7 +297,7 @@ class Worker:
             audio_s=round(job.audio_duration, 2),
             processing_s=round(job.processing_duration, 3),
             language=transcript.language,
-            segments=len(transcript.segments),
+            segment_count=len(transcript.segments),
             model=job.used_model,
         )
 
