@@ -29,9 +29,17 @@ from app.transcription.languages import UnknownLanguageError
 from app.transcription.models import ModelManager, NoModelAllowedError
 from app.transcription.queue import QueueFullError
 
-__all__ = ["WEB_DIR", "create_app"]
+__all__ = ["create_app", "find_web_dir"]
 
-WEB_DIR = Path(__file__).resolve().parent.parent / "web"
+
+def find_web_dir(settings: Settings) -> Path | None:
+    """The UI's files: WEB_DIR if set, else `web/` beside the package or in the working dir."""
+    if settings.web_dir:
+        return Path(settings.web_dir)
+    for candidate in (Path(__file__).resolve().parent.parent / "web", Path.cwd() / "web"):
+        if (candidate / "index.html").is_file():
+            return candidate
+    return None
 
 
 def _error(status_code: int, detail: str, headers: dict[str, str] | None = None) -> Response[Any]:
@@ -85,10 +93,11 @@ def create_app(
         return service
 
     route_handlers: list[Any] = [TaskController, SystemController]
-    if WEB_DIR.is_dir():
+    web_dir = find_web_dir(settings)
+    if web_dir is not None:
         route_handlers.append(
             create_static_files_router(
-                path="/", directories=[WEB_DIR], html_mode=True, include_in_schema=False
+                path="/", directories=[web_dir], html_mode=True, include_in_schema=False
             )
         )
     return Litestar(

@@ -61,6 +61,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     model_cache_dir: str = msgspec.field(default_factory=_default_cache_dir)
     allow_download: bool = True
     max_upload_mb: PositiveInt = 512
+    web_dir: str | None = None
 
     @property
     def log_path(self) -> Path | None:
@@ -159,7 +160,7 @@ def load_settings(environ: Mapping[str, str] | None = None, **overrides: Any) ->
         if variable not in env:
             continue
         raw = env[variable]
-        if raw.strip() == "" and field.name in {"max_model", "model_dir"}:
+        if raw.strip() == "" and field.name in {"max_model", "model_dir", "web_dir"}:
             continue
         try:
             values[field.name] = _convert(field, raw)
