@@ -111,7 +111,9 @@ class TranscriptionService:
 
     def check_options(self, options: TranscribeOptions) -> None:
         """Raise NoModelAllowedError when no allowed model can do what is asked."""
-        self.models.plan(needs_multilingual=options.needs_multilingual)
+        self.models.plan(
+            needs_multilingual=options.needs_multilingual, translate=options.task == "translate"
+        )
 
     async def submit(
         self,

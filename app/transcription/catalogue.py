@@ -27,20 +27,21 @@ class ModelSpec:
     multilingual: bool
     # Rough GPU memory (MiB) needed to load it in float16 and decode one job.
     vram_mib: int
+    # large-v3-turbo was fine-tuned without translation data: it transcribes only.
+    translates: bool = True
 
 
 CATALOGUE: tuple[ModelSpec, ...] = (
-    ModelSpec("tiny.en", multilingual=False, vram_mib=400),
+    ModelSpec("tiny.en", multilingual=False, vram_mib=400, translates=False),
     ModelSpec("tiny", multilingual=True, vram_mib=400),
-    ModelSpec("base.en", multilingual=False, vram_mib=550),
+    ModelSpec("base.en", multilingual=False, vram_mib=550, translates=False),
     ModelSpec("base", multilingual=True, vram_mib=550),
-    ModelSpec("small.en", multilingual=False, vram_mib=1100),
+    ModelSpec("small.en", multilingual=False, vram_mib=1100, translates=False),
     ModelSpec("small", multilingual=True, vram_mib=1100),
-    ModelSpec("medium.en", multilingual=False, vram_mib=2500),
+    ModelSpec("medium.en", multilingual=False, vram_mib=2500, translates=False),
     ModelSpec("medium", multilingual=True, vram_mib=2500),
-    # distil-large-v3 is English-only; turbo is multilingual but cannot translate well.
-    ModelSpec("distil-large-v3", multilingual=False, vram_mib=2200),
-    ModelSpec("large-v3-turbo", multilingual=True, vram_mib=2400),
+    ModelSpec("distil-large-v3", multilingual=False, vram_mib=2200, translates=False),
+    ModelSpec("large-v3-turbo", multilingual=True, vram_mib=2400, translates=False),
     ModelSpec("large-v1", multilingual=True, vram_mib=4300),
     ModelSpec("large-v2", multilingual=True, vram_mib=4300),
     ModelSpec("large-v3", multilingual=True, vram_mib=4500),

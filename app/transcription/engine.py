@@ -69,8 +69,9 @@ def _segment(raw: Any) -> Segment:
 class FasterWhisperTranscriber:
     """Runs a loaded `faster_whisper.WhisperModel` on one job at a time."""
 
-    def __init__(self, model: Any) -> None:
+    def __init__(self, model: Any, *, compute_type: str | None = None) -> None:
         self.model = model
+        self.compute_type = compute_type
 
     def transcribe(
         self,

@@ -169,24 +169,26 @@ def _largest_fitting(free_mib: int | None, cap: str | None) -> str:
 def choose_target_model(
     settings: ModelChoiceSettings, placement: Placement, probe: DeviceProbe
 ) -> str:
-    """The model the server aims to use for ordinary jobs."""
+    """The model the server aims to use for ordinary jobs; MAX_MODEL caps every rule."""
     cap = settings.max_model
     if settings.develop_mode:
         return MODEL_NAMES[0]
-    if cap is not None:
-        return cap
     if placement.device == "cuda":
         return _largest_fitting(probe.free_vram_mib(), cap)
-    return settings.cpu_fallback_model
+    fallback = settings.cpu_fallback_model
+    return fallback if _within_cap(fallback, cap) else str(cap)
 
 
-def candidates_for_job(target: str, cap: str | None, *, needs_multilingual: bool) -> list[str]:
+def candidates_for_job(
+    target: str, cap: str | None, *, needs_multilingual: bool, translate: bool = False
+) -> list[str]:
     """Models to try for one job, best first.
 
     The target comes first, then every smaller model (largest first), then the
     larger ones up to the cap (smallest first), so a missing model is replaced by
     the nearest one that exists. A job that translates or detects its language
-    skips English-only models; NoModelAllowedError says why when the cap leaves none.
+    skips English-only models (and a translation skips models that cannot
+    translate); NoModelAllowedError says why when the cap leaves none.
     """
     if needs_multilingual and not spec(target).multilingual:
         sibling = model_rank(target) + 1  # tiny.en -> tiny, base.en -> base, ...
@@ -198,12 +200,15 @@ def candidates_for_job(target: str, cap: str | None, *, needs_multilingual: bool
     names = smaller + larger
     if needs_multilingual:
         names = [name for name in names if spec(name).multilingual]
-        if not names:
-            raise NoModelAllowedError(
-                f"this server is limited to English-only models (up to {cap or target}), "
-                "which can neither translate nor detect the language; "
-                "send language=en or ask the administrator to allow a multilingual model"
-            )
+    if translate:
+        names = [name for name in names if spec(name).translates]
+    if not names:
+        raise NoModelAllowedError(
+            f"this server is limited to models up to {cap or target}, and none of them can "
+            + ("translate" if translate else "detect the language")
+            + " (English-only models can neither translate nor detect a language); "
+            "send language=en or ask the administrator to allow a multilingual model"
+        )
     return names
 
 
@@ -272,7 +277,7 @@ class ModelSources:
     model_dir: str | None
     cache_dir: str
     allow_download: bool
-    _verified: dict[Path, tuple[int, float]] = field(default_factory=dict)
+    _verified: dict[Path, tuple[int, float, str]] = field(default_factory=dict)
     _hub_failures: dict[str, float] = field(default_factory=dict)
 
     def locate(self, name: str) -> Path:
@@ -315,7 +320,7 @@ class ModelSources:
     def _verify(self, model_bin: Path, expected: str) -> None:
         """Check the hash once per process and file version; refuse a changed model."""
         stat = model_bin.stat()
-        stamp = (stat.st_size, stat.st_mtime)
+        stamp = (stat.st_size, stat.st_mtime, expected)
         if self._verified.get(model_bin) == stamp:
             return
         actual = _sha256_of([model_bin])
@@ -329,8 +334,14 @@ class ModelSources:
         for root in (Path(self.cache_dir), Path(tempfile.gettempdir()) / "whisper-api"):
             target = root / f"{bundle.name}-{bundle.sha256[:16]}"
             try:
-                if not _is_ctranslate2_dir(target):
-                    self._assemble_into(target, bundle, parts, support)
+                if _is_ctranslate2_dir(target):
+                    try:
+                        self._verify(target / "model.bin", bundle.sha256)
+                        return target
+                    except ModelUnavailableError:
+                        log.warning("model_cache_corrupt_rebuilding", model=bundle.name)
+                        shutil.rmtree(target)
+                self._assemble_into(target, bundle, parts, support)
                 self._verify(target / "model.bin", bundle.sha256)
                 return target
             except OSError as exc:
@@ -414,7 +425,10 @@ def load_faster_whisper(path: Path, placement: Placement) -> Transcriber:
             last_error = exc
             log.warning("compute_type_unsupported", compute_type=compute_type)
             continue
-        return FasterWhisperTranscriber(model)
+        except RuntimeError as exc:  # out of device memory, broken files: try a smaller model
+            log.warning("model_load_failed", model=path.name, error=type(exc).__name__)
+            raise ModelUnavailableError(f"{path.name}: {type(exc).__name__}") from exc
+        return FasterWhisperTranscriber(model, compute_type=compute_type)
     raise ModelUnavailableError(str(last_error))
 
 
@@ -490,9 +504,11 @@ class ModelManager:
         """Names of models in memory now."""
         return list(self._loaded)
 
-    def plan(self, *, needs_multilingual: bool) -> list[str]:
+    def plan(self, *, needs_multilingual: bool, translate: bool = False) -> list[str]:
         """Candidates a job would try, best first (raises NoModelAllowedError)."""
-        return candidates_for_job(self.target, self.cap, needs_multilingual=needs_multilingual)
+        return candidates_for_job(
+            self.target, self.cap, needs_multilingual=needs_multilingual, translate=translate
+        )
 
     def allowed_models(self) -> list[str]:
         """Catalogue names within the cap that this machine has offline."""
@@ -517,17 +533,22 @@ class ModelManager:
         await asyncio.to_thread(_release_memory)
 
     @contextlib.asynccontextmanager
-    async def acquire(self, *, needs_multilingual: bool) -> AsyncIterator[ModelLease]:
+    async def acquire(
+        self, *, needs_multilingual: bool, translate: bool = False
+    ) -> AsyncIterator[ModelLease]:
         """Hold the best available model for the duration of one job."""
-        loaded = await self._obtain(needs_multilingual=needs_multilingual)
+        candidates = self.plan(needs_multilingual=needs_multilingual, translate=translate)
+        loaded = await self._obtain(candidates)
         loaded.refs += 1
         self._cancel_timer(loaded)
         try:
             yield ModelLease(
-                target=self.plan(needs_multilingual=needs_multilingual)[0],
+                target=candidates[0],
                 name=loaded.name,
                 device=self.placement.device,
-                compute_type=self.placement.compute_type,
+                compute_type=getattr(
+                    loaded.transcriber, "compute_type", self.placement.compute_type
+                ),
                 transcriber=loaded.transcriber,
             )
         finally:
@@ -535,8 +556,7 @@ class ModelManager:
             if loaded.refs == 0:
                 self._schedule_unload(loaded)
 
-    async def _obtain(self, *, needs_multilingual: bool) -> _Loaded:
-        candidates = self.plan(needs_multilingual=needs_multilingual)
+    async def _obtain(self, candidates: list[str]) -> _Loaded:
         for name in candidates:
             if name in self._unavailable:
                 continue

@@ -50,6 +50,7 @@ class JobStatus(enum.StrEnum):
 
 
 FINAL_STATES = frozenset({JobStatus.FINISHED, JobStatus.FAILED})
+STOPPED_REASON = "the server shut down while this job ran; please upload it again"
 
 
 def _now() -> datetime:
@@ -81,6 +82,7 @@ class Job:
     used_device: str | None = None
     expires_at: float | None = None  # time.monotonic() deadline once final
     cancel_requested: threading.Event = field(default_factory=threading.Event)
+    cancel_reason: str | None = None
     _changed: asyncio.Event = field(default_factory=asyncio.Event, repr=False)
     _done: asyncio.Event = field(default_factory=asyncio.Event, repr=False)
 
@@ -188,8 +190,8 @@ class JobQueue:
                 other.notify()
             return True
         if job in self._running:
+            job.cancel_reason = reason
             job.cancel_requested.set()
-            job.error = reason
             return True
         return False
 
@@ -206,7 +208,7 @@ class ModelProvider(Protocol):
     """The part of ModelManager the worker uses."""
 
     def acquire(
-        self, *, needs_multilingual: bool
+        self, *, needs_multilingual: bool, translate: bool = False
     ) -> contextlib.AbstractAsyncContextManager[ModelLease]:
         """Hold a model for one job."""
         ...
@@ -242,6 +244,7 @@ class Worker:
     async def stop(self) -> None:
         """Stop taking jobs, ask the running one to stop, and return without waiting on it."""
         for job in self._queue.running:
+            job.cancel_reason = job.cancel_reason or STOPPED_REASON
             job.cancel_requested.set()
         if self._task is not None:
             self._task.cancel()
@@ -262,7 +265,7 @@ class Worker:
     async def process(self, job: Job) -> None:
         """Run one job to its final state; never raises for a job's own failure."""
         if job.cancel_requested.is_set():
-            job.fail(job.error or "cancelled")
+            job.fail(job.cancel_reason or "cancelled")
             return
         job.status = JobStatus.PROCESSING
         job.time_processing_started = _now()
@@ -272,8 +275,13 @@ class Worker:
         reason: str | None = None
         try:
             transcript = await self._run_on_model(job)
+        except asyncio.CancelledError:
+            # The worker is stopping: nobody waiting on this job may hang.
+            job.processing_duration = time.monotonic() - started
+            job.fail(job.cancel_reason or STOPPED_REASON)
+            raise
         except JobCancelledError:
-            reason = job.error or "cancelled"
+            reason = job.cancel_reason or "cancelled"
             log.info("job_cancelled", task_id=job.id)
         except (ModelUnavailableError, NoModelAllowedError) as exc:
             reason = f"no model available: {exc}"
@@ -302,7 +310,10 @@ class Worker:
         )
 
     async def _run_on_model(self, job: Job) -> Transcript:
-        async with self._models.acquire(needs_multilingual=job.options.needs_multilingual) as lease:
+        async with self._models.acquire(
+            needs_multilingual=job.options.needs_multilingual,
+            translate=job.options.task == "translate",
+        ) as lease:
             job.target_model, job.used_model = lease.target, lease.name
             job.used_device = lease.device
             job.notify()

@@ -1,0 +1,371 @@
+"""Tests for jobs, the bounded FIFO and the worker (app.transcription.queue)."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pytest
+
+from app.transcription.engine import ProgressCallback, StopCheck
+from app.transcription.queue import Job, JobQueue, JobStatus, QueueFullError, Worker
+from app.transcription.types import TranscribeOptions, Transcript
+from tests.conftest import FakeTranscriber, fake_manager, make_settings
+
+FINAL_TIMEOUT_S = 5
+
+
+def make_job(prompt: str | None = None, *, language: str = "en") -> Job:
+    """A one-second silent job; `prompt` tells the routing transcriber what to do."""
+    return Job(
+        task_type="transcribe",
+        options=TranscribeOptions(language=language, initial_prompt=prompt),
+        audio=np.zeros(16000, dtype=np.float32),
+        audio_duration=1.0,
+    )
+
+
+@dataclass
+class RoutingTranscriber(FakeTranscriber):
+    """A FakeTranscriber that hands jobs with a known initial_prompt to another fake."""
+
+    routes: dict[str, FakeTranscriber] = field(default_factory=dict)
+    order: list[str | None] = field(default_factory=list)
+
+    def transcribe(
+        self,
+        audio: Any,
+        options: TranscribeOptions,
+        on_progress: ProgressCallback,
+        should_stop: StopCheck,
+    ) -> Transcript:
+        """Record the job's prompt, then decode with its route or as the plain fake."""
+        self.order.append(options.initial_prompt)
+        route = self.routes.get(options.initial_prompt or "")
+        if route is not None:
+            return route.transcribe(audio, options, on_progress, should_stop)
+        return super().transcribe(audio, options, on_progress, should_stop)
+
+
+@dataclass
+class Rig:
+    """A queue, a running worker on a fake model manager, and the routes' controls."""
+
+    queue: JobQueue
+    worker: Worker
+    transcriber: RoutingTranscriber
+    gate: threading.Event
+    done: list[Job]
+
+    async def final(self, job: Job) -> Job:
+        """Wait until `job` is finished or failed."""
+        await asyncio.wait_for(job.wait_until_final(), FINAL_TIMEOUT_S)
+        return job
+
+
+async def wait_until(predicate: Callable[[], bool], limit_s: float = 2.0) -> None:
+    """Poll `predicate` on the event loop; fail the test after `limit_s` seconds."""
+    deadline = time.monotonic() + limit_s
+    while not predicate():
+        if time.monotonic() > deadline:
+            pytest.fail("condition not met in time")
+        await asyncio.sleep(0.005)
+
+
+@pytest.fixture
+async def rig() -> AsyncIterator[Rig]:
+    """A started worker: prompt "block" waits on a gate, "fail" raises, others succeed."""
+    gate = threading.Event()
+    transcriber = RoutingTranscriber(
+        routes={
+            "block": FakeTranscriber(gate=gate),
+            "fail": FakeTranscriber(fail_with=RuntimeError("secret words from the audio")),
+        }
+    )
+    settings = make_settings(cpu_fallback_model="base")
+    done: list[Job] = []
+    queue = JobQueue(max_waiting=8)
+    worker = Worker(queue, fake_manager(settings, transcriber), on_job_done=done.append)
+    worker.start()
+    try:
+        yield Rig(queue, worker, transcriber, gate, done)
+    finally:
+        gate.set()
+        await worker.stop()
+
+
+# ---------------------------------------------------------------- JobQueue alone
+
+
+def test_submit_beyond_bound_raises_queue_full_at_once() -> None:
+    """With max_waiting jobs waiting, one more submit raises QueueFullError and is not queued."""
+    queue = JobQueue(max_waiting=2)
+    first, second, third = make_job(), make_job(), make_job()
+    queue.submit(first)
+    assert queue.has_room()
+    queue.submit(second)
+    assert not queue.has_room()
+    with pytest.raises(QueueFullError):
+        queue.submit(third)
+    assert queue.waiting == 2
+    assert queue.position(third) is None
+    assert third.status is JobStatus.PENDING
+
+
+async def test_next_job_is_fifo_and_marks_running() -> None:
+    """next_job hands out the oldest waiting job and counts it as running, not waiting."""
+    queue = JobQueue(max_waiting=3)
+    jobs = [make_job() for _ in range(3)]
+    for job in jobs:
+        queue.submit(job)
+    first = await queue.next_job()
+    assert first is jobs[0]
+    assert queue.running == [jobs[0]]
+    assert queue.waiting == 2
+    assert queue.has_room()  # a running job does not take a waiting slot
+    assert [queue.position(job) for job in jobs] == [0, 1, 2]
+    queue.done(first)
+    assert queue.running == []
+    assert queue.position(first) is None
+
+
+async def test_next_job_waits_for_a_submit() -> None:
+    """next_job blocks on an empty queue and returns once a job is submitted."""
+    queue = JobQueue(max_waiting=1)
+    waiter = asyncio.create_task(queue.next_job())
+    await asyncio.sleep(0.02)
+    assert not waiter.done()
+    job = make_job()
+    queue.submit(job)
+    assert await asyncio.wait_for(waiter, 1) is job
+
+
+async def test_cancel_waiting_job_fails_it_at_once() -> None:
+    """Cancelling a waiting job fails it with the reason, drops its audio and moves others up."""
+    queue = JobQueue(max_waiting=3)
+    first, second, third = make_job(), make_job(), make_job()
+    for job in (first, second, third):
+        queue.submit(job)
+    assert queue.cancel(second, "cancelled by the client")
+    assert second.status is JobStatus.FAILED
+    assert second.error == "cancelled by the client"
+    assert second.audio is None
+    assert second.is_final
+    await asyncio.wait_for(second.wait_until_final(), 1)
+    assert queue.position(second) is None
+    assert queue.position(third) == 2
+    assert queue.waiting == 2
+
+
+def test_cancel_of_unknown_job_returns_false() -> None:
+    """Cancelling a job that is not in the queue does nothing and returns False."""
+    queue = JobQueue(max_waiting=1)
+    job = make_job()
+    assert not queue.cancel(job, "gone")
+    assert job.status is JobStatus.PENDING
+    assert job.error is None
+
+
+def test_drain_fails_every_waiting_job() -> None:
+    """drain() fails all waiting jobs with the reason and returns their number."""
+    queue = JobQueue(max_waiting=3)
+    jobs = [make_job() for _ in range(3)]
+    for job in jobs:
+        queue.submit(job)
+    assert queue.drain("shutting down") == 3
+    assert queue.waiting == 0
+    assert all(job.status is JobStatus.FAILED and job.error == "shutting down" for job in jobs)
+
+
+# ---------------------------------------------------------------- Worker
+
+
+async def test_worker_runs_jobs_in_fifo_order(rig: Rig) -> None:
+    """Jobs run one at a time in the order they were submitted."""
+    jobs = [make_job(str(n)) for n in range(5)]
+    for job in jobs:
+        rig.queue.submit(job)
+    for job in jobs:
+        await rig.final(job)
+    assert rig.transcriber.order == ["0", "1", "2", "3", "4"]
+    assert rig.done == jobs
+    assert all(job.status is JobStatus.FINISHED for job in jobs)
+    started = [job.time_processing_started for job in jobs]
+    assert started == sorted(started)  # type: ignore[type-var]
+
+
+async def test_finished_job_has_transcript_progress_and_no_audio(rig: Rig) -> None:
+    """A finished job has its transcript, progress 1.0, model info and no audio left."""
+    job = make_job()
+    rig.queue.submit(job)
+    await rig.final(job)
+    assert job.status is JobStatus.FINISHED
+    assert job.transcript is not None
+    assert job.transcript.text == "hello world"
+    assert job.progress == 1.0
+    assert job.audio is None
+    assert job.error is None
+    assert job.used_model == "base"
+    assert job.target_model == "base"
+    assert job.used_device == "cpu"
+    assert job.processing_duration is not None
+    assert job.processing_duration >= 0
+    assert job.time_processing_started is not None
+    assert job.time_processing_finished is not None
+    assert job.time_processing_started <= job.time_processing_finished
+
+
+async def test_progress_rises_while_running(rig: Rig) -> None:
+    """Progress reported from the inference thread shows on the job while it runs."""
+    job = make_job("block")
+    rig.queue.submit(job)
+    await wait_until(lambda: job.progress == 0.5)
+    assert job.status is JobStatus.PROCESSING
+    assert job.audio is not None
+    rig.gate.set()
+    await rig.final(job)
+    assert job.progress == 1.0
+
+
+async def test_position_is_zero_running_then_waiting_order_then_none(rig: Rig) -> None:
+    """position() is 0 for the running job, 1.. for waiting ones and None after they end."""
+    running, second, third = make_job("block"), make_job("b"), make_job("c")
+    rig.queue.submit(running)
+    await wait_until(lambda: running.status is JobStatus.PROCESSING)
+    rig.queue.submit(second)
+    rig.queue.submit(third)
+    assert rig.queue.position(running) == 0
+    assert rig.queue.position(second) == 1
+    assert rig.queue.position(third) == 2
+    rig.gate.set()
+    for job in (running, second, third):
+        await rig.final(job)
+    assert [rig.queue.position(job) for job in (running, second, third)] == [None, None, None]
+
+
+async def test_failing_job_does_not_stop_the_worker(rig: Rig) -> None:
+    """A transcriber error fails that job with a reason; the next job still finishes."""
+    bad, good = make_job("fail"), make_job("ok")
+    rig.queue.submit(bad)
+    rig.queue.submit(good)
+    await rig.final(bad)
+    await rig.final(good)
+    assert bad.status is JobStatus.FAILED
+    assert bad.error is not None
+    assert "RuntimeError" in bad.error
+    assert "secret words" not in bad.error  # the reason never repeats content
+    assert bad.audio is None
+    assert bad.transcript is None
+    assert good.status is JobStatus.FINISHED
+    assert rig.worker.is_running
+
+
+async def test_cancel_waiting_job_while_worker_busy(rig: Rig) -> None:
+    """A waiting job cancelled behind a running one fails at once and never runs."""
+    running, waiting = make_job("block"), make_job("skipped")
+    rig.queue.submit(running)
+    await wait_until(lambda: running.status is JobStatus.PROCESSING)
+    rig.queue.submit(waiting)
+    assert rig.queue.cancel(waiting, "client went away")
+    assert waiting.status is JobStatus.FAILED
+    assert waiting.error == "client went away"
+    rig.gate.set()
+    await rig.final(running)
+    assert "skipped" not in rig.transcriber.order
+
+
+async def test_cancel_running_job_stops_it_and_worker_moves_on(rig: Rig) -> None:
+    """Cancelling the running job stops it, fails it with the reason, and the next one runs."""
+    running, following = make_job("block"), make_job("next")
+    rig.queue.submit(running)
+    rig.queue.submit(following)
+    await wait_until(lambda: running.status is JobStatus.PROCESSING)
+    assert rig.queue.cancel(running, "deleted by its owner")
+    await rig.final(running)
+    assert running.status is JobStatus.FAILED
+    assert running.error == "deleted by its owner"
+    assert running.audio is None
+    assert running.transcript is None
+    await rig.final(following)
+    assert following.status is JobStatus.FINISHED
+    assert not rig.gate.is_set()
+
+
+async def test_multilingual_job_gets_multilingual_model() -> None:
+    """A job without a language asks the manager for a multilingual model."""
+    transcriber = FakeTranscriber()
+    settings = make_settings(cpu_fallback_model="tiny.en")
+    queue = JobQueue(max_waiting=2)
+    worker = Worker(queue, fake_manager(settings, transcriber, available={"tiny.en", "base"}))
+    worker.start()
+    try:
+        english, unknown = make_job(), make_job(language="auto")
+        unknown.options = TranscribeOptions(language=None)
+        queue.submit(english)
+        queue.submit(unknown)
+        await asyncio.wait_for(english.wait_until_final(), FINAL_TIMEOUT_S)
+        await asyncio.wait_for(unknown.wait_until_final(), FINAL_TIMEOUT_S)
+        assert english.used_model == "tiny.en"
+        assert unknown.used_model == "base"
+        assert unknown.target_model == "tiny"
+    finally:
+        await worker.stop()
+
+
+async def test_job_fails_with_reason_when_no_model_is_available() -> None:
+    """Without any model the job fails with a 'no model available' reason; the worker lives."""
+    queue = JobQueue(max_waiting=2)
+    worker = Worker(queue, fake_manager(make_settings(), FakeTranscriber(), available=set()))
+    worker.start()
+    try:
+        job = make_job()
+        queue.submit(job)
+        await asyncio.wait_for(job.wait_until_final(), FINAL_TIMEOUT_S)
+        assert job.status is JobStatus.FAILED
+        assert job.error is not None
+        assert job.error.startswith("no model available")
+        assert worker.is_running
+    finally:
+        await worker.stop()
+
+
+async def test_worker_stop_returns_promptly_while_job_blocked(rig: Rig) -> None:
+    """Worker.stop() returns within 2 s while a job is blocked, and asks that job to stop."""
+    job = make_job("block")
+    rig.queue.submit(job)
+    await wait_until(lambda: job.status is JobStatus.PROCESSING)
+    started = time.monotonic()
+    await asyncio.wait_for(rig.worker.stop(), 2)
+    assert time.monotonic() - started < 2
+    assert not rig.worker.is_running
+    assert job.cancel_requested.is_set()
+    assert not rig.gate.is_set()
+
+
+async def test_job_running_at_worker_stop_ends_failed(rig: Rig) -> None:
+    """The job that was running when the worker stopped ends failed, so nobody waits forever."""
+    job = make_job("block")
+    rig.queue.submit(job)
+    await wait_until(lambda: job.status is JobStatus.PROCESSING)
+    await rig.worker.stop()
+    await asyncio.wait_for(job.wait_until_final(), 0.5)
+    assert job.status is JobStatus.FAILED
+    assert job.error
+
+
+async def test_notify_wakes_change_waiters() -> None:
+    """A change token taken before a change is set by notify(); the next token is fresh."""
+    job = make_job()
+    token = job.change_token()
+    assert not token.is_set()
+    job.notify()
+    assert token.is_set()
+    assert not job.change_token().is_set()
+    started = time.monotonic()
+    await Job.wait_for_change(job.change_token(), 0.02)
+    assert time.monotonic() - started >= 0.015
