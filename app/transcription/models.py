@@ -408,14 +408,14 @@ Loader = Callable[[Path, Placement], Transcriber]
 
 def load_faster_whisper(path: Path, placement: Placement) -> Transcriber:
     """Load a CTranslate2 Whisper model, stepping down compute types the device refuses."""
-    from faster_whisper import WhisperModel
+    from app.transcription import single_pass
 
     types = CUDA_COMPUTE_TYPES if placement.device == "cuda" else CPU_COMPUTE_TYPES
     ordered = [placement.compute_type, *[t for t in types if t != placement.compute_type]]
     last_error: Exception | None = None
     for compute_type in ordered:
         try:
-            model = WhisperModel(
+            model = single_pass.SinglePassWhisperModel(
                 str(path),
                 device=placement.device,
                 compute_type=compute_type,

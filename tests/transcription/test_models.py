@@ -838,13 +838,13 @@ class FakeWhisperModel:
 
 @pytest.fixture
 def fake_whisper(monkeypatch: pytest.MonkeyPatch) -> type[FakeWhisperModel]:
-    """Install a fresh FakeWhisperModel subclass as faster_whisper.WhisperModel."""
-    import faster_whisper
+    """Install a fresh FakeWhisperModel subclass as the model class the loader builds."""
+    from app.transcription import single_pass
 
     class Fake(FakeWhisperModel):
         tried: list[tuple[str, str]] = []  # a fresh record per test
 
-    monkeypatch.setattr(faster_whisper, "WhisperModel", Fake)
+    monkeypatch.setattr(single_pass, "SinglePassWhisperModel", Fake)
     return Fake
 
 
