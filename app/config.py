@@ -62,6 +62,9 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     allow_download: bool = True
     max_upload_mb: PositiveInt = 512
     web_dir: str | None = None
+    cpu_threads: NonNegativeInt = 0
+    batch_size: PositiveInt = 4
+    batched_inference: Literal["auto", "on", "off"] = "auto"
 
     @property
     def log_path(self) -> Path | None:
@@ -83,6 +86,7 @@ ENV_ALIASES: dict[str, str] = {
 
 _MODEL_FIELDS = frozenset({"max_model", "cpu_fallback_model"})
 _UPPER_CASE_FIELDS = frozenset({"log_level", "log_rotation_when"})
+_LOWER_CASE_FIELDS = frozenset({"batched_inference"})
 _TRUE = frozenset({"1", "true", "yes", "on"})
 _FALSE = frozenset({"0", "false", "no", "off"})
 
@@ -103,6 +107,9 @@ def _allowed(field: msgspec.structs.FieldInfo) -> str:
         "run_result_expiry_check_m": "a number of minutes of at least 0 (0 = check on access)",
         "log_level": "one of DEBUG, INFO, WARNING, ERROR, CRITICAL",
         "log_rotation_when": "one of S, M, H, D, midnight, W0-W6",
+        "cpu_threads": "an integer of at least 0 (0 = every core)",
+        "batch_size": "an integer of at least 1 (1 = no batching)",
+        "batched_inference": "one of auto, on, off",
     }.get(name)
     if text is not None:
         return text
@@ -133,6 +140,8 @@ def _convert(field: msgspec.structs.FieldInfo, raw: str) -> Any:
         return tuple(mail.strip().lower() for mail in value.split(",") if mail.strip())
     if field.name in _UPPER_CASE_FIELDS:
         value = value.upper()
+    if field.name in _LOWER_CASE_FIELDS:
+        value = value.lower()
     try:
         return msgspec.convert(value, type=field.type, strict=False)
     except msgspec.ValidationError as exc:

@@ -13,6 +13,7 @@ import statistics
 from collections import deque
 from dataclasses import dataclass
 
+import msgspec
 import structlog
 
 from app.config import Settings
@@ -28,6 +29,8 @@ log = structlog.get_logger(__name__)
 
 SHUTDOWN_REASON = "the server shut down before this job ran; please upload it again"
 DEFAULT_JOB_SECONDS = 10.0
+# Below two windows the batched VAD pipeline has little to batch.
+LONG_FORM_MIN_S = 60.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,7 +61,9 @@ class TranscriptionService:
             ttl_s=settings.delete_results_after_m * 60,
             refresh_on_read=settings.refresh_expiration_time_on_usage,
         )
-        self.worker = Worker(self.queue, models, on_job_done=self._job_done)
+        self.worker = Worker(
+            self.queue, models, on_job_done=self._job_done, batch_size=settings.batch_size
+        )
         self._recent_seconds: deque[float] = deque(maxlen=20)
         self._background: list[asyncio.Task[None]] = []
 
@@ -133,11 +138,12 @@ class TranscriptionService:
         self.ensure_capacity()
         self.check_options(options)
         audio = await asyncio.to_thread(decode_audio, data)
+        duration = duration_seconds(audio)
         job = Job(
             task_type=task_type,
-            options=options,
+            options=self._with_long_form_batching(options, duration),
             audio=audio,
-            audio_duration=duration_seconds(audio),
+            audio_duration=duration,
             file_name=file_name,
             owner=owner,
             surface=surface,
@@ -153,6 +159,16 @@ class TranscriptionService:
             position=self.queue.waiting,
         )
         return job
+
+    def _with_long_form_batching(
+        self, options: TranscribeOptions, duration_s: float
+    ) -> TranscribeOptions:
+        """BATCHED_INFERENCE: on = always; auto = audio longer than one window twice over."""
+        mode = self.settings.batched_inference
+        use = mode == "on" or (mode == "auto" and duration_s > LONG_FORM_MIN_S)
+        if not use or self.settings.batch_size < 2:
+            return options
+        return msgspec.structs.replace(options, long_form_batch_size=self.settings.batch_size)
 
     def get(self, task_id: str) -> Job | None:
         """A known, unexpired task."""

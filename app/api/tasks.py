@@ -245,8 +245,9 @@ class TaskController(Controller):
 
 async def _progress_stream(service: Service, job: Job) -> AsyncIterator[ServerSentEventMessage]:
     last: ProgressEvent | None = None
+    changed = True
     while True:
-        changed = job.change_token()  # taken first, so no change between snapshot and wait is lost
+        token = job.change_token()  # taken first, so no change between snapshot and wait is lost
         event = ProgressEvent(
             task_id=job.id,
             status=str(job.status),
@@ -259,8 +260,9 @@ async def _progress_stream(service: Service, job: Job) -> AsyncIterator[ServerSe
                 event=event.status, data=msgspec.json.encode(event).decode()
             )
             last = event
-        elif not job.is_final:
-            yield ServerSentEventMessage(comment="keepalive")
+        elif not changed:
+            # Nothing happened for a while: a comment keeps proxies from closing the stream.
+            yield ServerSentEventMessage(comment="keepalive", data=None)
         if job.is_final:
             return
-        await job.wait_for_change(changed, max_wait_s=SSE_KEEPALIVE_S)
+        changed = await job.wait_for_change(token, max_wait_s=SSE_KEEPALIVE_S)

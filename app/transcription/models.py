@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ctypes
+import functools
 import gc
 import hashlib
 import importlib.resources
@@ -406,7 +407,7 @@ class ModelSources:
 Loader = Callable[[Path, Placement], Transcriber]
 
 
-def load_faster_whisper(path: Path, placement: Placement) -> Transcriber:
+def load_faster_whisper(path: Path, placement: Placement, cpu_threads: int = 0) -> Transcriber:
     """Load a CTranslate2 Whisper model, stepping down compute types the device refuses."""
     from app.transcription import single_pass
 
@@ -419,7 +420,7 @@ def load_faster_whisper(path: Path, placement: Placement) -> Transcriber:
                 str(path),
                 device=placement.device,
                 compute_type=compute_type,
-                cpu_threads=os.cpu_count() or 0,
+                cpu_threads=cpu_threads or os.cpu_count() or 0,
             )
         except ValueError as exc:  # CTranslate2 raises ValueError for an unsupported type
             last_error = exc
@@ -487,7 +488,9 @@ class ModelManager:
             cache_dir=settings.model_cache_dir,
             allow_download=settings.allow_download,
         )
-        self._loader = loader or load_faster_whisper
+        self._loader = loader or functools.partial(
+            load_faster_whisper, cpu_threads=getattr(settings, "cpu_threads", 0)
+        )
         self._unload_after: float | None = settings.unload_model_after_s
         self._loaded: dict[str, _Loaded] = {}
         self._locks: dict[str, asyncio.Lock] = {}

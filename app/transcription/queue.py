@@ -24,6 +24,7 @@ import numpy as np
 import numpy.typing as npt
 import structlog
 
+from app.transcription.batching import is_batchable
 from app.transcription.engine import JobCancelledError
 from app.transcription.models import ModelLease, ModelUnavailableError, NoModelAllowedError
 from app.transcription.types import TaskType, TranscribeOptions, Transcript
@@ -35,6 +36,7 @@ __all__ = [
     "ModelProvider",
     "QueueFullError",
     "Worker",
+    "batch_key",
 ]
 
 log = structlog.get_logger(__name__)
@@ -103,11 +105,12 @@ class Job:
         return self._changed
 
     @staticmethod
-    async def wait_for_change(token: asyncio.Event, max_wait_s: float | None = None) -> None:
-        """Return once `token` is set (a change since it was taken) or `max_wait_s` passed."""
+    async def wait_for_change(token: asyncio.Event, max_wait_s: float | None = None) -> bool:
+        """Wait until `token` is set (a change since it was taken): True, or False on timeout."""
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(max_wait_s):
                 await token.wait()
+        return token.is_set()
 
     async def wait_until_final(self) -> None:
         """Return once the job is finished or failed."""
@@ -167,14 +170,31 @@ class JobQueue:
 
     async def next_job(self) -> Job:
         """Wait for the oldest waiting job and mark it running."""
+        return (await self.next_batch(1, lambda job: None))[0]
+
+    async def next_batch(self, max_size: int, key: Callable[[Job], object]) -> list[Job]:
+        """Wait for the oldest job, then add later waiting jobs with the same non-None key.
+
+        The oldest job always goes first, so no job waits behind more than one
+        batch of later arrivals; jobs that cannot join keep their place.
+        """
         while not self._waiting:
             self._available.clear()
             await self._available.wait()
-        job = self._waiting.popleft()
-        self._running.append(job)
+        head = self._waiting.popleft()
+        batch = [head]
+        head_key = key(head)
+        if head_key is not None:
+            for job in list(self._waiting):
+                if len(batch) >= max_size:
+                    break
+                if key(job) == head_key:
+                    self._waiting.remove(job)
+                    batch.append(job)
+        self._running.extend(batch)
         for other in self._waiting:
-            other.notify()  # everyone behind moved up one place
-        return job
+            other.notify()  # everyone behind moved up
+        return batch
 
     def done(self, job: Job) -> None:
         """The worker has finished with `job`."""
@@ -204,6 +224,14 @@ class JobQueue:
         return count
 
 
+def batch_key(job: Job) -> object:
+    """Jobs with equal keys can share one batched pass; None means "decode alone"."""
+    options = job.options
+    if not is_batchable(job.audio_duration, options):
+        return None
+    return (options.needs_multilingual, options.task == "translate")
+
+
 class ModelProvider(Protocol):
     """The part of ModelManager the worker uses."""
 
@@ -223,10 +251,12 @@ class Worker:
         models: ModelProvider,
         *,
         on_job_done: Callable[[Job], None] | None = None,
+        batch_size: int = 1,
     ) -> None:
         self._queue = queue
         self._models = models
         self._on_job_done = on_job_done
+        self._batch_size = max(1, batch_size)
         self._executor = concurrent.futures.ThreadPoolExecutor(
             max_workers=1, thread_name_prefix="inference"
         )
@@ -254,41 +284,109 @@ class Worker:
 
     async def _run(self) -> None:
         while True:
-            job = await self._queue.next_job()
+            jobs = await self._queue.next_batch(self._batch_size, batch_key)
             try:
-                await self.process(job)
+                await self.process_batch(jobs)
             finally:
-                self._queue.done(job)
-                if self._on_job_done is not None:
-                    self._on_job_done(job)
+                for job in jobs:
+                    self._queue.done(job)
+                    if self._on_job_done is not None:
+                        self._on_job_done(job)
 
     async def process(self, job: Job) -> None:
         """Run one job to its final state; never raises for a job's own failure."""
+        await self.process_batch([job])
+
+    async def process_batch(self, jobs: list[Job]) -> None:
+        """Run jobs that share a model to their final states, batched where possible."""
+        live = [job for job in jobs if not self._cancelled_before_start(job)]
+        if not live:
+            return
+        started = time.monotonic()
+        for job in live:
+            job.status = JobStatus.PROCESSING
+            job.time_processing_started = _now()
+            job.notify()
+        try:
+            async with self._models.acquire(
+                needs_multilingual=live[0].options.needs_multilingual,
+                translate=live[0].options.task == "translate",
+            ) as lease:
+                for job in live:
+                    job.target_model, job.used_model = lease.target, lease.name
+                    job.used_device = lease.device
+                    job.notify()
+                results = await self._decode_together(live, lease)
+                for job, result in zip(live, results, strict=True):
+                    await self._settle(job, lease, result, started)
+        except asyncio.CancelledError:
+            # The worker is stopping: nobody waiting on these jobs may hang.
+            for job in live:
+                self._end(job, None, job.cancel_reason or STOPPED_REASON, started)
+            raise
+        except (ModelUnavailableError, NoModelAllowedError) as exc:
+            log.error("job_failed", count=len(live), reason="model_unavailable")
+            for job in live:
+                self._end(job, None, f"no model available: {exc}", started)
+
+    def _cancelled_before_start(self, job: Job) -> bool:
         if job.cancel_requested.is_set():
             job.fail(job.cancel_reason or "cancelled")
+            return True
+        return False
+
+    async def _decode_together(self, jobs: list[Job], lease: ModelLease) -> list[Transcript | None]:
+        """One batched pass over several short jobs; None for each job left to decode alone."""
+        batch = getattr(lease.transcriber, "decode_batch", None)
+        audios = [job.audio for job in jobs]
+        if len(jobs) < 2 or batch is None or any(audio is None for audio in audios):
+            return [None] * len(jobs)
+        loop = asyncio.get_running_loop()
+        began = time.monotonic()
+        try:
+            results: list[Transcript | None] = await loop.run_in_executor(
+                self._executor, batch, audios, [job.options for job in jobs]
+            )
+        except Exception as exc:  # decode each job alone instead
+            log.warning("batch_failed", count=len(jobs), error=type(exc).__name__)
+            return [None] * len(jobs)
+        log.info(
+            "batch_decoded",
+            count=len(jobs),
+            kept=sum(result is not None for result in results),
+            seconds=round(time.monotonic() - began, 3),
+        )
+        return results
+
+    async def _settle(
+        self, job: Job, lease: ModelLease, batched: Transcript | None, started: float
+    ) -> None:
+        """Finish one job from its batched result, or decode it alone."""
+        if job.cancel_requested.is_set():
+            self._end(job, None, job.cancel_reason or "cancelled", started)
             return
-        job.status = JobStatus.PROCESSING
-        job.time_processing_started = _now()
-        job.notify()
-        started = time.monotonic()
+        if batched is not None:
+            self._end(job, batched, None, started)
+            return
         transcript: Transcript | None = None
         reason: str | None = None
         try:
-            transcript = await self._run_on_model(job)
-        except asyncio.CancelledError:
-            # The worker is stopping: nobody waiting on this job may hang.
-            job.processing_duration = time.monotonic() - started
-            job.fail(job.cancel_reason or STOPPED_REASON)
-            raise
+            transcript = await self._transcribe(job, lease)
         except JobCancelledError:
             reason = job.cancel_reason or "cancelled"
             log.info("job_cancelled", task_id=job.id)
-        except (ModelUnavailableError, NoModelAllowedError) as exc:
-            reason = f"no model available: {exc}"
-            log.error("job_failed", task_id=job.id, reason="model_unavailable")
+        except asyncio.CancelledError:
+            raise
         except Exception as exc:
             reason = f"transcription failed: {type(exc).__name__}"
             log.exception("job_failed", task_id=job.id, reason=type(exc).__name__)
+        self._end(job, transcript, reason, started)
+
+    @staticmethod
+    def _end(job: Job, transcript: Transcript | None, reason: str | None, started: float) -> None:
+        """Put a job in its final state (once) and log it."""
+        if job.is_final:
+            return
         job.processing_duration = time.monotonic() - started
         if transcript is None:
             job.fail(reason or "transcription failed")
@@ -308,16 +406,6 @@ class Worker:
             segment_count=len(transcript.segments),
             model=job.used_model,
         )
-
-    async def _run_on_model(self, job: Job) -> Transcript:
-        async with self._models.acquire(
-            needs_multilingual=job.options.needs_multilingual,
-            translate=job.options.task == "translate",
-        ) as lease:
-            job.target_model, job.used_model = lease.target, lease.name
-            job.used_device = lease.device
-            job.notify()
-            return await self._transcribe(job, lease)
 
     async def _transcribe(self, job: Job, lease: ModelLease) -> Transcript:
         loop = asyncio.get_running_loop()

@@ -61,6 +61,9 @@ class TranscribeOptions(msgspec.Struct, frozen=True, kw_only=True):
     vad_filter: bool = False
     beam_size: int = 5
     temperature: float | tuple[float, ...] = (0.0, 0.2, 0.4, 0.6, 0.8, 1.0)
+    # Set by the service, not by callers: >0 runs long audio through faster-whisper's
+    # batched VAD pipeline with this many chunks per pass (BATCHED_INFERENCE).
+    long_form_batch_size: int = 0
 
     @property
     def needs_multilingual(self) -> bool:

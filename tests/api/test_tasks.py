@@ -319,3 +319,25 @@ def test_content_disposition_is_safe() -> None:
     assert 'filename="pa_sswd.srt"' in header
     assert content_disposition(None, "txt").startswith('attachment; filename="transcript.txt"')
     assert "filename*=UTF-8''%E6%97%A5%E6%9C%AC.vtt" in content_disposition("日本.mp3", "vtt")
+
+
+async def test_events_keepalive_is_a_bare_comment(
+    build_app: AppFactory, fake_transcriber: FakeTranscriber, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """While nothing changes the stream sends `: keepalive` comments, never empty data."""
+    import app.api.tasks
+
+    monkeypatch.setattr(app.api.tasks, "SSE_KEEPALIVE_S", 0.05)
+    gate = threading.Event()
+    fake_transcriber.gate = gate
+    lines: list[str] = []
+    async with AsyncTestClient(app=build_app()) as client:
+        task_id = (await upload(client)).json()["task_id"]
+        # The test transport delivers the body when the stream ends, so release the job
+        # on a timer rather than after reading the comments.
+        threading.Timer(0.4, gate.set).start()
+        async with client.stream("GET", f"/api/v1/tasks/{task_id}/events") as response:
+            lines = [line async for line in response.aiter_lines()]
+    assert lines.count(": keepalive") >= 2
+    assert "data: " not in lines
+    assert any(line.startswith("event: finished") for line in lines)

@@ -369,3 +369,103 @@ async def test_notify_wakes_change_waiters() -> None:
     started = time.monotonic()
     await Job.wait_for_change(job.change_token(), 0.02)
     assert time.monotonic() - started >= 0.015
+
+
+# ---------------------------------------------------------------- batching
+
+
+def batch_job(duration: float = 1.0, **options: Any) -> Job:
+    """A silent job with default (batchable) options unless told otherwise."""
+    return Job(
+        task_type="transcribe",
+        options=TranscribeOptions(**options),
+        audio=np.zeros(int(16000 * duration), dtype=np.float32),
+        audio_duration=duration,
+    )
+
+
+async def test_next_batch_keeps_fifo_and_skips_incompatible_jobs() -> None:
+    """The oldest job leads; compatible later jobs join up to the size; others keep their place."""
+    from app.transcription.queue import batch_key
+
+    queue = JobQueue(10)
+    first, long_one, second, translate, third, fourth = (
+        batch_job(),
+        batch_job(duration=45.0),
+        batch_job(),
+        batch_job(task="translate"),
+        batch_job(),
+        batch_job(),
+    )
+    for job in (first, long_one, second, translate, third, fourth):
+        queue.submit(job)
+    batch = await queue.next_batch(3, batch_key)
+    assert batch == [first, second, third]
+    assert [queue.position(job) for job in batch] == [0, 0, 0]
+    assert queue.position(long_one) == 1 and queue.position(translate) == 2
+    assert await queue.next_batch(3, batch_key) == [long_one]  # long audio decodes alone
+
+
+@dataclass
+class BatchingFake(FakeTranscriber):
+    """A fake that decodes batches, leaving jobs whose audio is 2 s long to the single path."""
+
+    batches: list[int] = field(default_factory=list)
+
+    def decode_batch(self, audios: list[Any], options: list[TranscribeOptions]) -> list[Any]:
+        """Record the batch size; answer short clips, None for 2 s ones."""
+        self.batches.append(len(audios))
+        return [
+            None
+            if len(audio) == 32000
+            else self.transcribe(audio, option, lambda _: None, lambda: False)
+            for audio, option in zip(audios, options, strict=True)
+        ]
+
+
+async def test_worker_batches_waiting_jobs_and_decodes_leftovers_alone() -> None:
+    """Waiting compatible jobs share one decode_batch call; rejected ones run alone; all finish."""
+    fake = BatchingFake(text="batched")
+    settings = make_settings()
+    queue = JobQueue(10)
+    worker = Worker(queue, fake_manager(settings, fake), batch_size=4)
+    jobs = [batch_job(), batch_job(), batch_job(duration=2.0), batch_job()]
+    for job in jobs:
+        queue.submit(job)
+    worker.start()
+    try:
+        for job in jobs:
+            await asyncio.wait_for(job.wait_until_final(), FINAL_TIMEOUT_S)
+    finally:
+        await worker.stop()
+    assert fake.batches == [4]
+    assert all(job.status is JobStatus.FINISHED for job in jobs)
+    assert all(job.transcript is not None and job.transcript.text == "batched" for job in jobs)
+    assert len(fake.calls) == 4  # three answered inside the batch, then the 2 s job alone
+    assert all(job.progress == 1.0 and job.audio is None for job in jobs)
+
+
+async def test_cancelled_job_in_a_batch_fails_and_others_finish() -> None:
+    """A job cancelled while its batch is decoded ends failed; the rest of the batch finishes."""
+    gate = threading.Event()
+    fake = BatchingFake(gate=gate)
+    queue = JobQueue(10)
+    worker = Worker(queue, fake_manager(make_settings(), fake), batch_size=4)
+    jobs = [batch_job() for _ in range(3)]
+    for job in jobs:
+        queue.submit(job)
+    worker.start()
+    try:
+        await wait_until(lambda: jobs[1].status is JobStatus.PROCESSING)
+        queue.cancel(jobs[1], "deleted by its owner")
+        gate.set()
+        for job in jobs:
+            await asyncio.wait_for(job.wait_until_final(), FINAL_TIMEOUT_S)
+    finally:
+        await worker.stop()
+    assert [job.status for job in jobs] == [
+        JobStatus.FINISHED,
+        JobStatus.FAILED,
+        JobStatus.FINISHED,
+    ]
+    assert jobs[1].error == "deleted by its owner"

@@ -1,0 +1,168 @@
+"""Cross-request batching: the first windows of several short jobs decoded in one pass.
+
+Short clips each cost a whole 30 s window, so the worker hands several waiting jobs
+to `decode_short_batch`, which encodes their windows in one call, detects each
+job's language from the shared encoder output, and runs one batched beam search
+with a prompt per job (its own language and task). A job's batched result is kept
+only when faster-whisper's sequential path would have produced the same thing from
+that single window: the quality thresholds pass at temperature 0 and the decoding
+reached the end of the audio. Any other job returns None and is decoded on its own
+with the full temperature fallback, so batching never lowers quality.
+
+Built from faster-whisper 1.2.1's building blocks (pinned in pyproject.toml).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+from faster_whisper.audio import pad_or_trim
+from faster_whisper.tokenizer import Tokenizer
+from faster_whisper.transcribe import get_compression_ratio, get_suppressed_tokens
+
+from app.transcription.audio import SAMPLE_RATE
+from app.transcription.timing import clamp_to_duration
+from app.transcription.types import Segment, TranscribeOptions, Transcript
+
+__all__ = ["MAX_BATCHED_SECONDS", "decode_short_batch", "is_batchable"]
+
+# One window: longer audio needs seeking and goes through the sequential path.
+MAX_BATCHED_SECONDS = 29.5
+DEFAULT_TEMPERATURES = (0.0, 0.2, 0.4, 0.6, 0.8, 1.0)
+# faster-whisper's defaults for the thresholds and the first timestamp.
+COMPRESSION_RATIO_THRESHOLD = 2.4
+LOG_PROB_THRESHOLD = -1.0
+MAX_INITIAL_TIMESTAMP_S = 1.0
+
+
+def is_batchable(duration_s: float, options: TranscribeOptions) -> bool:
+    """Short audio with the default decoding options can share a batch."""
+    return (
+        0 < duration_s <= MAX_BATCHED_SECONDS
+        and not options.word_timestamps
+        and not options.vad_filter
+        and options.initial_prompt is None
+        and options.beam_size == 5
+        and tuple(np.atleast_1d(options.temperature)) == DEFAULT_TEMPERATURES
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class _Window:
+    features: npt.NDArray[np.float32]
+    content_frames: int
+    duration: float
+
+
+def _first_window(model: Any, audio: npt.NDArray[np.float32]) -> _Window:
+    """The window generate_segments() would encode first, and its frame count."""
+    features = model.feature_extractor(audio)
+    content_frames = features.shape[-1] - 1
+    size = min(model.feature_extractor.nb_max_frames, content_frames)
+    return _Window(
+        features=pad_or_trim(features[:, :size]),
+        content_frames=content_frames,
+        duration=len(audio) / SAMPLE_RATE,
+    )
+
+
+def _languages(
+    model: Any, encoder_output: Any, options: list[TranscribeOptions]
+) -> list[tuple[str, float]]:
+    """Each job's language: given, or the top language detected from its window."""
+    if all(o.language is not None for o in options) or not model.model.is_multilingual:
+        return [(o.language or "en", 1.0) for o in options]
+    detected = model.model.detect_language(encoder_output)
+    return [
+        (o.language, 1.0) if o.language is not None else (ranked[0][0][2:-2], ranked[0][1])
+        for o, ranked in zip(options, detected, strict=True)
+    ]
+
+
+def decode_short_batch(
+    model: Any, audios: list[npt.NDArray[np.float32]], options: list[TranscribeOptions]
+) -> list[Transcript | None]:
+    """Decode short clips together; None marks a job that needs the sequential path."""
+    windows = [_first_window(model, audio) for audio in audios]
+    encoder_output = model.encode(np.stack([w.features for w in windows]))
+    languages = _languages(model, encoder_output, options)
+    tokenizers = [
+        Tokenizer(model.hf_tokenizer, model.model.is_multilingual, task=o.task, language=lang)
+        for o, (lang, _) in zip(options, languages, strict=True)
+    ]
+    prompts = [
+        model.get_prompt(tokenizer, [], without_timestamps=False, prefix=None, hotwords=None)
+        for tokenizer in tokenizers
+    ]
+    results = model.model.generate(
+        encoder_output,
+        prompts,
+        beam_size=5,
+        patience=1,
+        length_penalty=1,
+        repetition_penalty=1,
+        no_repeat_ngram_size=0,
+        max_length=model.max_length,
+        return_scores=True,
+        return_no_speech_prob=True,
+        suppress_blank=True,
+        suppress_tokens=get_suppressed_tokens(tokenizers[0], [-1]),
+        max_initial_timestamp_index=round(MAX_INITIAL_TIMESTAMP_S / model.time_precision),
+    )
+    return [
+        _transcript(model, tokenizer, window, language, result)
+        for tokenizer, window, language, result in zip(
+            tokenizers, windows, languages, results, strict=True
+        )
+    ]
+
+
+def _transcript(
+    model: Any, tokenizer: Tokenizer, window: _Window, language: tuple[str, float], result: Any
+) -> Transcript | None:
+    tokens: list[int] = result.sequences_ids[0]
+    avg_logprob = result.scores[0] * len(tokens) / (len(tokens) + 1)
+    compression_ratio = get_compression_ratio(tokenizer.decode(tokens).strip())
+    if compression_ratio > COMPRESSION_RATIO_THRESHOLD or avg_logprob < LOG_PROB_THRESHOLD:
+        return None  # the sequential path retries at higher temperatures
+    size = min(model.feature_extractor.nb_max_frames, window.content_frames)
+    pieces, seek, _ = model._split_segments_by_timestamps(
+        tokenizer=tokenizer,
+        tokens=tokens,
+        time_offset=0.0,
+        segment_size=size,
+        segment_duration=size * model.feature_extractor.time_per_frame,
+        seek=0,
+    )
+    if seek < window.content_frames:
+        return None  # sequential decoding would continue from the last timestamp
+    segments: list[Segment] = []
+    for piece in pieces:
+        text = tokenizer.decode(piece["tokens"])
+        if piece["start"] == piece["end"] or not text.strip():
+            continue
+        segments.append(
+            Segment(
+                id=len(segments) + 1,
+                seek=0,
+                start=float(piece["start"]),
+                end=float(piece["end"]),
+                text=text,
+                tokens=list(piece["tokens"]),
+                temperature=0.0,
+                avg_logprob=float(avg_logprob),
+                compression_ratio=float(compression_ratio),
+                no_speech_prob=float(result.no_speech_prob),
+            )
+        )
+    segments = [clamp_to_duration(segment, window.duration) for segment in segments]
+    return Transcript(
+        text="".join(s.text for s in segments).strip(),
+        language=language[0],
+        language_probability=float(language[1]),
+        duration=window.duration,
+        segments=segments,
+    )

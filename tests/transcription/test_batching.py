@@ -1,0 +1,130 @@
+"""Cross-request batching and batched long-form give the sequential path's results."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from app.transcription.audio import decode_audio
+from app.transcription.batching import decode_short_batch, is_batchable
+from app.transcription.engine import FasterWhisperTranscriber, split_on_words
+from app.transcription.models import ModelSources, Placement, load_faster_whisper
+from app.transcription.types import Segment, TranscribeOptions, Word
+from tests.conftest import make_settings, reference_text, shared_clip, word_error_rate
+
+SHORT_CLIPS = [
+    "en_ls-test-clean_1089-134686-0000.flac",
+    "en_ls-test-clean_1089-134691-0000.flac",
+    "en_ljspeech_LJ001-0002.wav",
+    "en_ljspeech_LJ001-0004.wav",
+    "de_picovoice_test_de.wav",
+    "fr_picovoice_test_fr.wav",
+]
+
+
+def test_short_default_jobs_are_batchable() -> None:
+    """Only short clips with default decoding options may share a batch."""
+    assert is_batchable(11.0, TranscribeOptions())
+    assert is_batchable(11.0, TranscribeOptions(task="translate", language="de"))
+    assert not is_batchable(45.0, TranscribeOptions())
+    assert not is_batchable(11.0, TranscribeOptions(word_timestamps=True))
+    assert not is_batchable(11.0, TranscribeOptions(vad_filter=True))
+    assert not is_batchable(11.0, TranscribeOptions(initial_prompt="Names: Ada"))
+    assert not is_batchable(11.0, TranscribeOptions(temperature=0.0))
+    assert not is_batchable(0.0, TranscribeOptions())
+
+
+def test_split_on_words_cuts_sentences_and_pauses() -> None:
+    """A long segment is cut after sentence ends and long pauses, keeping every word."""
+    words = [
+        Word(0.0, 0.4, " Hello", 0.9),
+        Word(0.5, 0.9, " there.", 0.9),
+        Word(1.0, 1.4, " Next", 0.9),
+        Word(1.5, 1.9, " part", 0.9),
+        Word(3.0, 3.5, " after", 0.9),
+        Word(3.6, 4.0, " pause", 0.9),
+    ]
+    segment = Segment(id=1, start=0.0, end=4.0, text=" x", tokens=[1, 2], words=words)
+    pieces = split_on_words(segment, 7, keep_words=False)
+    assert [p.text for p in pieces] == [" Hello there.", " Next part", " after pause"]
+    assert [(p.start, p.end) for p in pieces] == [(0.0, 0.9), (1.0, 1.9), (3.0, 4.0)]
+    assert [p.id for p in pieces] == [8, 9, 10]
+    assert pieces[0].tokens == [1, 2] and pieces[1].tokens == []
+    assert all(p.words is None for p in pieces)
+    assert split_on_words(segment, 0, keep_words=True)[2].words == words[4:]
+
+
+@pytest.fixture(scope="module")
+def base_transcriber() -> FasterWhisperTranscriber:
+    """The bundled base model, loaded the way the service loads it."""
+    settings = make_settings()
+    path = ModelSources(None, settings.model_cache_dir, allow_download=False).locate("base")
+    transcriber = load_faster_whisper(Path(path), Placement("cpu", "int8"))
+    assert isinstance(transcriber, FasterWhisperTranscriber)
+    return transcriber
+
+
+def _sequential(
+    transcriber: FasterWhisperTranscriber, audio: np.ndarray, options: TranscribeOptions
+):  # type: ignore[no-untyped-def]
+    return transcriber.transcribe(audio, options, lambda _: None, lambda: False)
+
+
+@pytest.mark.real_model
+def test_batched_short_clips_match_sequential(base_transcriber: FasterWhisperTranscriber) -> None:
+    """Each clip's batched text, timestamps and language match its own sequential decoding."""
+    audios = [decode_audio(shared_clip(name).read_bytes()) for name in SHORT_CLIPS]
+    options = [TranscribeOptions() for _ in audios]
+    options[1] = TranscribeOptions(language="en")  # a given language beside detected ones
+    batched = base_transcriber.decode_batch(audios, options)
+    assert sum(result is not None for result in batched) >= len(audios) - 1
+    for name, audio, option, result in zip(SHORT_CLIPS, audios, options, batched, strict=True):
+        if result is None:
+            continue
+        alone = _sequential(base_transcriber, audio, option)
+        assert result.language == alone.language, name
+        assert word_error_rate(alone.text, result.text) <= 0.05, name
+        starts = [s.start for s in result.segments]
+        assert starts == sorted(starts)
+        assert all(0 <= s.start < s.end <= result.duration + 0.05 for s in result.segments)
+        assert [round(s.start, 2) for s in result.segments] == [
+            round(s.start, 2) for s in alone.segments
+        ], name
+
+
+@pytest.mark.real_model
+def test_batch_leaves_silence_to_the_sequential_path(
+    base_transcriber: FasterWhisperTranscriber,
+) -> None:
+    """A clip the thresholds reject comes back as None (decoded alone), others still batch."""
+    speech = decode_audio(shared_clip("en_ljspeech_LJ001-0002.wav").read_bytes())
+    noise = np.random.default_rng(7).normal(0, 0.3, 16000 * 5).astype(np.float32)
+    results = decode_short_batch(base_transcriber.model, [speech, noise], [TranscribeOptions()] * 2)
+    assert results[0] is not None
+    assert results[1] is None or not results[1].text.strip() or results[1].segments
+
+
+@pytest.mark.real_model
+def test_batched_long_form_keeps_quality_and_times(
+    base_transcriber: FasterWhisperTranscriber,
+) -> None:
+    """The batched VAD pipeline stays within one WER point of sequential, with sane times."""
+    clip = "en_longform_tedlium_120s.flac"
+    audio = decode_audio(shared_clip(clip).read_bytes())
+    reference = reference_text(clip)
+    sequential = _sequential(base_transcriber, audio, TranscribeOptions())
+    batched = _sequential(
+        base_transcriber, audio, TranscribeOptions(long_form_batch_size=4, word_timestamps=True)
+    )
+    assert (
+        word_error_rate(reference, batched.text)
+        <= word_error_rate(reference, sequential.text) + 0.01
+    )
+    ends = [s.end for s in batched.segments]
+    assert ends == sorted(ends) and ends[-1] <= batched.duration + 0.05
+    assert max(s.end - s.start for s in batched.segments) <= 30.0
+    for segment in batched.segments:
+        assert segment.words
+        assert all(segment.start <= w.start <= w.end <= segment.end for w in segment.words)
