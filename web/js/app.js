@@ -213,6 +213,11 @@ async function loadPrivacy() {
     item("Your choices are remembered in this browser; an API key only in this tab."),
   );
   list.dataset.loaded = "yes";
+  const short = $("upload-privacy");
+  short.textContent = privacy.audio_stored_on_disk
+    ? `Results are erased ${keep} after they finish.`
+    : `Audio is never stored on disk; results are erased ${keep} after they finish.`;
+  short.hidden = false;
 }
 
 function item(text) {

@@ -49,7 +49,7 @@ export function fileSize(bytes) {
   return unit ? `${value.toFixed(value < 10 ? 1 : 0)} ${units[unit]}` : plural(value, "byte");
 }
 
-export const percent = (fraction) => `${Math.round(Math.min(1, Math.max(0, fraction)) * 100)} %`;
+export const percent = (fraction) => `${Math.round(Math.min(1, Math.max(0, fraction)) * 100)}%`;
 
 /** A wall-clock time such as "14:05" in the reader's locale. */
 export function timeOfDay(isoString) {

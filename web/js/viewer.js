@@ -1,6 +1,6 @@
 // The result of one job: timed lines that play the local recording, search, copy, download, delete.
 import { getResultFile } from "./api.js";
-import { clock, lifetime, percent, spokenClock, timeOfDay } from "./format.js";
+import { clock, lifetime, percent, plural, spokenClock, timeOfDay } from "./format.js";
 import { languageName } from "./languages.js";
 
 const $ = (id) => document.getElementById(id);
@@ -12,6 +12,7 @@ export class Viewer {
     this.job = null;
     this.lines = []; // [{segment, item, words: [{start, end, node}]}]
     this.current = null;
+    this.engaged = false;
     this.root = $("viewer");
     this.player = $("player");
     this.search = $("search");
@@ -48,6 +49,7 @@ export class Viewer {
     $("viewer-summary").textContent = summary(job);
     $("viewer-note").textContent = this.expiryNote(job);
     if (switching) {
+      this.engaged = false;
       this.player.src = job.localAudioUrl();
       this.search.value = "";
       this.copyButton.textContent = "Copy text";
@@ -90,9 +92,11 @@ export class Viewer {
     const items = [];
     this.lines = [];
     let matches = 0;
+    let total = 0;
     for (const segment of segments) {
       const text = String(segment.text || "").trim();
       if (!text) continue;
+      total += 1;
       const matching = !needle || text.toLocaleLowerCase().includes(needle);
       if (!matching) continue;
       matches += 1;
@@ -105,7 +109,7 @@ export class Viewer {
     const count = $("search-count");
     if (!needle) count.textContent = "";
     else if (!matches) count.textContent = "No lines match.";
-    else count.textContent = `${matches} of ${segments.length} lines match.`;
+    else count.textContent = `Found in ${matches} of ${plural(total, "line")}.`;
     this.followPlayback();
   }
 
@@ -156,7 +160,9 @@ export class Viewer {
     if (!target || !this.segmentsList.contains(target)) return;
     const start = Number(target.dataset.start);
     if (!Number.isFinite(start)) return;
+    this.engaged = true;
     this.player.currentTime = start;
+    this.followPlayback();
     this.player.play().catch(() => {
       // The browser could not play this file type; the time is still set for the controls.
     });
@@ -164,8 +170,8 @@ export class Viewer {
 
   followPlayback() {
     const time = this.player.currentTime;
-    // Nothing is "current" before the recording has been played or moved at all.
-    const started = !this.player.paused || this.player.played.length > 0 || time > 0;
+    // Nothing is "current" before the recording has been played or a line chosen.
+    const started = this.engaged || !this.player.paused || time > 0;
     const playing = started
       ? this.lines.find(({ segment }) => time >= segment.start && time < segment.end)
       : undefined;
