@@ -198,7 +198,6 @@ def test_keyboard_only_from_options_to_deletion(ui_server: Server, open_ui: UIFa
     tab_to(page, "#segments .segment-button")
     page.keyboard.press("Enter")
     page.wait_for_function("!document.getElementById('player').paused")
-    page.evaluate("document.getElementById('player').pause()")
 
     tab_to(page, "#viewer [data-format='srt']", backwards=True)
     with page.expect_download() as download:
