@@ -3,6 +3,8 @@
 
 const PREFS_KEY = "whisper-api:prefs";
 const API_KEY_KEY = "whisper-api:api-key";
+// Fallback for browsers where sessionStorage throws: the key lives in this page's memory.
+let memoryKey = "";
 
 export const DEFAULT_PREFS = Object.freeze({
   task: "transcribe",
@@ -35,7 +37,7 @@ export function savePrefs(prefs) {
   }
 }
 
-export function getApiKey() {
+function storedApiKey() {
   try {
     return sessionStorage.getItem(API_KEY_KEY) || "";
   } catch {
@@ -53,9 +55,6 @@ export function setApiKey(key) {
   memoryKey = key;
 }
 
-// Fallback for browsers where sessionStorage throws: the key lives in this page's memory.
-let memoryKey = "";
-
 export function currentApiKey() {
-  return getApiKey() || memoryKey;
+  return storedApiKey() || memoryKey;
 }
