@@ -47,8 +47,9 @@ test: $(STAMP) $(CHROMIUM) lint ## lint, then the whole suite (real models and b
 test-fast: $(STAMP) ## the suite without the real-model tests
 	$(BIN)/pytest -m 'not real_model' $(PYTEST_ARGS)
 
-bench: $(STAMP) ## jfk latency through HTTP against faster-whisper called directly
-	$(BIN)/python -m app.bench
+bench: $(STAMP) ## the server against faster-whisper called directly (table + test-artifacts/bench.json)
+	@mkdir -p test-artifacts
+	$(BIN)/whisper-api bench --json test-artifacts/bench.json
 
 clean: ## remove the virtual environment and caches
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache test-artifacts

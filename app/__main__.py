@@ -20,6 +20,11 @@ def _parser() -> argparse.ArgumentParser:
     )
     commands = parser.add_subparsers(dest="command")
     serve = commands.add_parser("serve", help="run the HTTP server (the default)")
+    commands.add_parser(
+        "bench",
+        help="benchmark the server against faster-whisper called directly (see --help)",
+        add_help=False,
+    )
     for target in (parser, serve):
         target.add_argument("--port", type=int, help="TCP port (PORT)")
         target.add_argument("--listen", help="address to bind (LISTEN)")
@@ -77,7 +82,12 @@ def _graceful_server_class() -> type[Any]:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the `whisper-api` console script."""
-    args = _parser().parse_args(argv)
+    arguments = list(sys.argv[1:] if argv is None else argv)
+    if arguments[:1] == ["bench"]:
+        from app.bench import main as bench_main
+
+        return bench_main(arguments[1:])
+    args = _parser().parse_args(arguments)
     return serve(port=args.port, listen=args.listen)
 
 

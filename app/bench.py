@@ -1,49 +1,97 @@
-"""`python -m app.bench`: start-up time and jfk latency through HTTP against the bare engine.
+"""`whisper-api bench` (and `make bench`): the server against faster-whisper called directly.
 
-Both sides use the same model files, device, compute type, beam size and threads, and
-are measured in the same run, so the ratio is the server's own overhead. Prints a
-table and writes the figures as JSON (``--json PATH``).
+Every figure is measured in the same run, on the same model files and settings:
+the engine baseline is faster-whisper's own `WhisperModel.transcribe()` in a fresh
+process; the server is `whisper-api serve` in another fresh process on a free
+loopback port (or an external `--url`). Scenarios:
+
+- jfk:     one 11 s clip, language auto, warm; median of `--runs`
+- long:    the 120 s clip; WER against its reference
+- clients: N clients at once, one short clip each (audio s, wall s, latency p50/p95/max)
+- memory:  server RSS idle without a model, with tiny.en, with base, peak, after unload
+- health:  /healthz latency while a long job runs
+
+Prints a table and writes one JSON object per scenario to `--json`.
 """
 
 from __future__ import annotations
 
 import argparse
+import concurrent.futures
+import contextlib
 import json
 import os
 import socket
 import statistics
 import subprocess
 import sys
+import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 __all__ = ["main"]
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
-DEFAULT_CLIP = REPO_ROOT.parent / "shared" / "audio" / "en_jfk.flac"
+AUDIO_DIR = REPO_ROOT.parent / "shared" / "audio"
+JFK = "en_jfk.flac"
+LONG = "en_longform_tedlium_120s.flac"
+SHORT = [
+    "en_ls-test-clean_1089-134686-0000.flac",
+    "en_ls-test-clean_1089-134686-0001.flac",
+    "en_ls-test-clean_1089-134691-0000.flac",
+    "en_ls-test-clean_1089-134691-0001.flac",
+    "en_ljspeech_LJ001-0001.wav",
+    "en_ljspeech_LJ001-0002.wav",
+    "en_ljspeech_LJ001-0003.wav",
+    "en_ljspeech_LJ001-0004.wav",
+]
 
-_ENGINE_SCRIPT = """
-import json, os, statistics, sys, time
+# Runs in a fresh interpreter: faster-whisper's default path, nothing of ours but decoding
+# (the server decodes the same way) and the model's location.
+_ENGINE_SCRIPT = r"""
+import json, sys, time
 from faster_whisper import WhisperModel
 from app.transcription.audio import decode_audio
-from app.transcription.models import ModelSources
-from app.config import load_settings
-
-settings = load_settings()
-sources = ModelSources(settings.model_dir, settings.model_cache_dir, False)
-path = sources.locate(sys.argv[1])
-model = WhisperModel(str(path), device="cpu", compute_type="int8", cpu_threads=os.cpu_count() or 0)
-data = open(sys.argv[2], "rb").read()
-runs = []
-for _ in range(int(sys.argv[3])):
-    started = time.perf_counter()
-    audio = decode_audio(data)
-    segments, info = model.transcribe(audio, beam_size=5)
+spec = json.loads(sys.argv[1])
+model = WhisperModel(spec["path"], device="cpu", compute_type="int8", cpu_threads=spec["threads"])
+def run(name):
+    data = open(name, "rb").read()
+    began = time.perf_counter()
+    segments, info = model.transcribe(decode_audio(data), beam_size=5)
     text = "".join(s.text for s in segments)
-    runs.append(time.perf_counter() - started)
-print(json.dumps(runs))
+    return time.perf_counter() - began, text
+run(spec["warmup"])
+out = {}
+for key, names in spec["jobs"].items():
+    out[key] = [run(n) for n in names]
+print(json.dumps(out))
 """
+
+
+@dataclass
+class Row:
+    """One line of the result table."""
+
+    scenario: str
+    system: str
+    audio_s: float = 0.0
+    wall_s: float = 0.0
+    p50_s: float | None = None
+    p95_s: float | None = None
+    max_s: float | None = None
+    wer: float | None = None
+    refused: int = 0
+    rss_mib: float | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def speed(self) -> float:
+        """Audio seconds per wall second."""
+        return self.audio_s / self.wall_s if self.wall_s else 0.0
 
 
 def _free_port() -> int:
@@ -52,98 +100,375 @@ def _free_port() -> int:
         return int(probe.getsockname()[1])
 
 
-def _engine_latencies(model: str, clip: Path, runs: int) -> list[float]:
-    """faster-whisper called directly in a fresh process (warm: after one extra run)."""
-    output = subprocess.run(
-        [sys.executable, "-c", _ENGINE_SCRIPT, model, str(clip), str(runs + 1)],
-        check=True,
-        capture_output=True,
-        text=True,
-        cwd=REPO_ROOT,
-    ).stdout
-    return list(json.loads(output.strip().splitlines()[-1]))[1:]
+def _clip(name: str) -> Path:
+    path = AUDIO_DIR / name
+    if not path.is_file():
+        raise SystemExit(f"bench: clip not found: {path}")
+    return path
 
 
-def _server_latencies(clip: Path, runs: int) -> tuple[float, list[float], str]:
-    """Start the server, time until /readyz, then upload-to-finished for each run."""
-    import httpx
+def _reference(name: str) -> str:
+    return _clip(name).with_suffix(".txt").read_text(encoding="utf-8")
 
-    port = _free_port()
-    env = {**os.environ, "PORT": str(port), "LOG_FILE": "", "USE_GPU_IF_AVAILABLE": "0"}
-    url = f"http://127.0.0.1:{port}"
-    started = time.perf_counter()
-    process = subprocess.Popen(
-        [sys.executable, "-m", "app", "serve"],
-        env=env,
-        cwd=REPO_ROOT,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
+
+def _wer(reference: str, hypothesis: str) -> float:
+    import jiwer
+
+    normalise = jiwer.Compose(
+        [
+            jiwer.ToLowerCase(),
+            jiwer.RemovePunctuation(),
+            jiwer.RemoveMultipleSpaces(),
+            jiwer.Strip(),
+            jiwer.ReduceToListOfListOfWords(),
+        ]
     )
-    try:
-        while True:
+    return float(
+        jiwer.wer(
+            reference, hypothesis, reference_transform=normalise, hypothesis_transform=normalise
+        )
+    )
+
+
+def _duration(name: str) -> float:
+    from app.transcription.audio import decode_audio, duration_seconds
+
+    return duration_seconds(decode_audio(_clip(name).read_bytes()))
+
+
+def _percentile(values: list[float], fraction: float) -> float:
+    ordered = sorted(values)
+    index = min(len(ordered) - 1, max(0, round(fraction * (len(ordered) - 1))))
+    return ordered[index]
+
+
+def _rss_mib(pid: int, key: str = "VmRSS") -> float:
+    for line in Path(f"/proc/{pid}/status").read_text(encoding="ascii").splitlines():
+        if line.startswith(key + ":"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+# ---------------------------------------------------------------- the server side
+
+
+class ServerProcess:
+    """`whisper-api serve` in a fresh process on a free loopback port."""
+
+    def __init__(self, **env: str) -> None:
+        self.port = _free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        environment = {
+            **os.environ,
+            "PORT": str(self.port),
+            "LISTEN": "127.0.0.1",
+            "LOG_FILE": "",
+            "LOG_LEVEL": "WARNING",
+            "USE_GPU_IF_AVAILABLE": "0",
+            **env,
+        }
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "app", "serve"],
+            env=environment,
+            cwd=REPO_ROOT,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        self.started = time.perf_counter()
+
+    def wait_ready(self, timeout_s: float = 120) -> float:
+        """Seconds from start until /readyz answers 200."""
+        import httpx
+
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise SystemExit("bench: the server exited during start-up")
             try:
-                if httpx.get(url + "/readyz", timeout=1).status_code == 200:
-                    break
+                if httpx.get(self.url + "/readyz", timeout=1).status_code == 200:
+                    return time.perf_counter() - self.started
             except httpx.TransportError:
                 pass
-            if process.poll() is not None:
-                raise SystemExit("the server exited during start-up")
             time.sleep(0.02)
-        ready_s = time.perf_counter() - started
-        data = clip.read_bytes()
-        latencies: list[float] = []
-        model = ""
-        with httpx.Client(base_url=url, timeout=60) as client:
-            for _ in range(runs + 1):
-                began = time.perf_counter()
-                task = client.post("/api/v1/transcribe", files={"file": (clip.name, data)}).json()
-                # Follow the task's progress events: no polling load on the 2 shared cores.
-                with client.stream("GET", f"/api/v1/tasks/{task['task_id']}/events") as events:
-                    for _line in events.iter_lines():
-                        pass
-                latencies.append(time.perf_counter() - began)
-                model = client.get(f"/api/v1/tasks/{task['task_id']}").json()["used_model_size"]
-        return ready_s, latencies[1:], model
+        raise SystemExit("bench: the server did not become ready")
+
+    def stop(self) -> None:
+        """SIGTERM and wait."""
+        self.process.terminate()
+        try:
+            self.process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+
+
+@contextmanager
+def running_server(url: str | None, **env: str) -> Iterator[tuple[str, int | None, float]]:
+    """Yield (base URL, pid or None, seconds to ready) for a local or external server."""
+    if url is not None:
+        yield url, None, 0.0
+        return
+    server = ServerProcess(**env)
+    try:
+        ready_s = server.wait_ready()
+        yield server.url, server.process.pid, ready_s
     finally:
-        process.terminate()
-        process.wait(timeout=30)
+        server.stop()
+
+
+def transcribe_via_http(url: str, name: str) -> tuple[float, str, int]:
+    """Upload through the task API, follow its events to the end; (seconds, text, status)."""
+    import httpx
+
+    data = _clip(name).read_bytes()
+    with httpx.Client(base_url=url, timeout=600) as client:
+        began = time.perf_counter()
+        response = client.post("/api/v1/transcribe", files={"file": (name, data)})
+        if response.status_code != 200:
+            return time.perf_counter() - began, "", response.status_code
+        task_id = response.json()["task_id"]
+        with client.stream("GET", f"/api/v1/tasks/{task_id}/events") as events:
+            for _ in events.iter_lines():
+                pass
+        elapsed = time.perf_counter() - began
+        task = client.get(f"/api/v1/tasks/{task_id}").json()
+    return elapsed, task.get("transcript") or "", 200
+
+
+# ---------------------------------------------------------------- the engine side
+
+
+def engine_runs(model_path: str, threads: int, jobs: dict[str, list[str]]) -> dict[str, Any]:
+    """Run faster-whisper's default transcribe() in a fresh process on the named clips."""
+    spec = {
+        "path": model_path,
+        "threads": threads,
+        "warmup": str(_clip(JFK)),
+        "jobs": {key: [str(_clip(n)) for n in names] for key, names in jobs.items()},
+    }
+    process = subprocess.Popen(
+        [sys.executable, "-c", _ENGINE_SCRIPT, json.dumps(spec)],
+        cwd=REPO_ROOT,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    peak = 0.0
+    while process.poll() is None:
+        with contextlib.suppress(OSError):  # the process may end between poll and read
+            peak = max(peak, _rss_mib(process.pid, "VmHWM"))
+        time.sleep(0.2)
+    assert process.stdout is not None
+    result: dict[str, Any] = json.loads(process.stdout.read().strip().splitlines()[-1])
+    result["peak_rss_mib"] = peak
+    return result
+
+
+def _base_model_path() -> str:
+    from app.config import load_settings
+    from app.transcription.models import ModelSources
+
+    settings = load_settings()
+    return str(ModelSources(None, settings.model_cache_dir, allow_download=False).locate("base"))
+
+
+# ---------------------------------------------------------------- scenarios
+
+
+def bench_engine(threads: int, runs: int) -> tuple[list[Row], dict[str, Any]]:
+    """The faster-whisper baseline for every scenario, in one fresh process."""
+    out = engine_runs(
+        _base_model_path(), threads, {"jfk": [JFK] * runs, "long": [LONG], "short": SHORT}
+    )
+    jfk = [seconds for seconds, _ in out["jfk"]]
+    long_s, long_text = out["long"][0]
+    short = [seconds for seconds, _ in out["short"]]
+    # One after another: each client waits for all the clips before its own.
+    waits = [sum(short[: i + 1]) for i in range(len(short))]
+    short_audio = sum(_duration(n) for n in SHORT)
+    short_wer = statistics.fmean(
+        _wer(_reference(name), text) for name, (_, text) in zip(SHORT, out["short"], strict=True)
+    )
+    rows = [
+        Row(
+            "jfk", "engine", _duration(JFK), statistics.median(jfk),
+            p50_s=statistics.median(jfk), max_s=max(jfk),
+            wer=_wer(_reference(JFK), out["jfk"][0][1]),
+        ),
+        Row("long", "engine", _duration(LONG), long_s, wer=_wer(_reference(LONG), long_text)),
+        Row(
+            "clients", "engine (one after another)", short_audio, sum(short),
+            p50_s=_percentile(waits, 0.5), p95_s=_percentile(waits, 0.95), max_s=max(waits),
+            wer=short_wer,
+        ),
+    ]  # fmt: skip
+    return rows, out
+
+
+def bench_server(url: str | None, runs: int, env: dict[str, str]) -> list[Row]:
+    """jfk, the long clip and N clients at once through HTTP, with server memory."""
+    rows: list[Row] = []
+    with running_server(url, **env) as (base, pid, ready_s):
+        idle_rss = _rss_mib(pid) if pid else None
+        transcribe_via_http(base, JFK)  # warm-up
+        jfk = [transcribe_via_http(base, JFK) for _ in range(runs)]
+        times = [seconds for seconds, _, _ in jfk]
+        rows.append(
+            Row("jfk", "whisper-api", _duration(JFK), statistics.median(times),
+                p50_s=statistics.median(times), max_s=max(times),
+                wer=_wer(_reference(JFK), jfk[0][1]), rss_mib=idle_rss,
+                extra={"startup_to_ready_s": round(ready_s, 3)})
+        )  # fmt: skip
+        health = _HealthProbe(base)
+        with health:
+            long_s, long_text, _ = transcribe_via_http(base, LONG)
+        rows.append(
+            Row(
+                "long", "whisper-api", _duration(LONG), long_s,
+                wer=_wer(_reference(LONG), long_text),
+                extra={"healthz_p99_ms": health.p99_ms, "healthz_max_ms": health.max_ms},
+            )
+        )  # fmt: skip
+        rows.append(_clients_at_once(base, pid))
+    return rows
+
+
+def _clients_at_once(base: str, pid: int | None) -> Row:
+    """Every short clip uploaded by its own client at the same moment."""
+    began = time.perf_counter()
+    with concurrent.futures.ThreadPoolExecutor(max_workers=len(SHORT)) as pool:
+        results = list(pool.map(lambda name: transcribe_via_http(base, name), SHORT))
+    wall = time.perf_counter() - began
+    latencies = [seconds for seconds, _, status in results if status == 200] or [wall]
+    wer = statistics.fmean(
+        _wer(_reference(name), text) for name, (_, text, _) in zip(SHORT, results, strict=True)
+    )
+    return Row(
+        "clients", f"whisper-api ({len(SHORT)} at once)", sum(_duration(n) for n in SHORT), wall,
+        p50_s=_percentile(latencies, 0.5), p95_s=_percentile(latencies, 0.95),
+        max_s=max(latencies), wer=wer,
+        refused=sum(status != 200 for _, _, status in results),
+        rss_mib=_rss_mib(pid, "VmHWM") if pid else None,
+    )  # fmt: skip
+
+
+class _HealthProbe:
+    """Polls /healthz every 20 ms in a thread and keeps the latencies."""
+
+    def __init__(self, url: str) -> None:
+        self._url = url
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self.latencies_ms: list[float] = []
+
+    def __enter__(self) -> _HealthProbe:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def _run(self) -> None:
+        import httpx
+
+        with httpx.Client(base_url=self._url, timeout=30) as client:
+            while not self._stop.wait(0.02):
+                began = time.perf_counter()
+                client.get("/healthz")
+                self.latencies_ms.append((time.perf_counter() - began) * 1000)
+
+    @property
+    def p99_ms(self) -> float:
+        """99th percentile latency."""
+        return round(_percentile(self.latencies_ms, 0.99), 1) if self.latencies_ms else 0.0
+
+    @property
+    def max_ms(self) -> float:
+        """Worst latency."""
+        return round(max(self.latencies_ms), 1) if self.latencies_ms else 0.0
+
+
+def bench_memory() -> Row:
+    """Server RSS: no model, tiny.en, base, and after an idle unload."""
+    figures: dict[str, float] = {}
+    with running_server(None, LOAD_MODEL_ON_STARTUP="0") as (_, pid, _):
+        assert pid is not None
+        time.sleep(0.5)
+        figures["idle_no_model_mib"] = _rss_mib(pid)
+    with running_server(None, MAX_MODEL="tiny.en") as (_, pid, _):
+        assert pid is not None
+        figures["tiny_en_loaded_mib"] = _rss_mib(pid)
+    with running_server(None, UNLOAD_MODEL_AFTER_S="1") as (base, pid, _):
+        assert pid is not None
+        figures["base_loaded_idle_mib"] = _rss_mib(pid)
+        transcribe_via_http(base, JFK)
+        figures["base_peak_mib"] = _rss_mib(pid, "VmHWM")
+        time.sleep(2.0)
+        figures["after_unload_mib"] = _rss_mib(pid)
+    return Row("memory", "whisper-api", extra={k: round(v, 1) for k, v in figures.items()})
+
+
+# ---------------------------------------------------------------- output
+
+
+def _table(rows: list[Row]) -> str:
+    header = (
+        f"{'scenario':<9} {'system':<28} {'audio s':>8} {'wall s':>8} {'x rt':>6} "
+        f"{'p50':>6} {'p95':>6} {'max':>6} {'WER':>6} {'refused':>7} {'RSS MiB':>8}"
+    )
+    lines = [header, "-" * len(header)]
+
+    def fmt(value: float | None, spec: str = ".2f") -> str:
+        return "-" if value is None else format(value, spec)
+
+    for row in rows:
+        lines.append(
+            f"{row.scenario:<9} {row.system:<28} {row.audio_s:>8.1f} {row.wall_s:>8.2f} "
+            f"{row.speed:>6.2f} {fmt(row.p50_s):>6} {fmt(row.p95_s):>6} {fmt(row.max_s):>6} "
+            f"{fmt(row.wer, '.3f'):>6} {row.refused:>7} {fmt(row.rss_mib, '.0f'):>8}"
+        )
+        if row.extra:
+            lines.append(" " * 10 + ", ".join(f"{k}={v}" for k, v in row.extra.items()))
+    return "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Run the benchmark and print a table."""
-    parser = argparse.ArgumentParser(prog="python -m app.bench")
-    parser.add_argument("--clip", type=Path, default=DEFAULT_CLIP)
-    parser.add_argument("--runs", type=int, default=5)
-    parser.add_argument("--json", type=Path, help="also write the figures here")
+    """Run the benchmark scenarios and print the table."""
+    parser = argparse.ArgumentParser(prog="whisper-api bench", description=__doc__.split("\n")[0])
+    parser.add_argument("--url", help="benchmark an already running server instead of starting one")
+    parser.add_argument("--runs", type=int, default=5, help="jfk repetitions (median reported)")
+    parser.add_argument("--threads", type=int, default=os.cpu_count() or 1)
+    parser.add_argument("--batch-size", type=int, default=4)
+    parser.add_argument("--json", type=Path, help="write the rows here as JSON")
+    parser.add_argument("--skip-memory", action="store_true")
     args = parser.parse_args(argv)
-    if not args.clip.is_file():
-        raise SystemExit(f"clip not found: {args.clip}")
 
-    ready_s, server_runs, model = _server_latencies(args.clip, args.runs)
-    engine_runs = _engine_latencies(model, args.clip, args.runs)
-    server_median = statistics.median(server_runs)
-    engine_median = statistics.median(engine_runs)
-    result: dict[str, Any] = {
-        "clip": args.clip.name,
-        "model": model,
-        "device": "cpu",
-        "compute_type": "int8",
-        "beam_size": 5,
-        "threads": os.cpu_count(),
-        "startup_to_ready_s": round(ready_s, 3),
-        "http_latency_s": [round(x, 3) for x in server_runs],
-        "engine_latency_s": [round(x, 3) for x in engine_runs],
-        "http_median_s": round(server_median, 3),
-        "engine_median_s": round(engine_median, 3),
-        "ratio_http_to_engine": round(server_median / engine_median, 3),
+    env = {
+        "CPU_THREADS": str(args.threads),
+        "BATCH_SIZE": str(args.batch_size),
+        "CPU_FALLBACK_MODEL": "base",
     }
-    print(f"clip {result['clip']}  model {model}  cpu int8  beam 5  threads {os.cpu_count()}")
-    print(f"start-up to ready           {ready_s:8.2f} s")
-    print(f"jfk via HTTP (median of {args.runs}) {server_median:8.2f} s")
-    print(f"faster-whisper directly     {engine_median:8.2f} s")
-    print(f"ratio HTTP / engine         {result['ratio_http_to_engine']:8.3f}")
+    began = time.perf_counter()
+    engine_rows, _ = bench_engine(args.threads, args.runs)
+    server_rows = bench_server(args.url, args.runs, env)
+    rows = [row for pair in zip(engine_rows, server_rows, strict=True) for row in pair]
+    if not args.skip_memory and args.url is None:
+        rows.append(bench_memory())
+    context = {
+        "model": "base", "device": "cpu", "compute_type": "int8", "beam_size": 5,
+        "threads": args.threads, "batch_size": args.batch_size, "cpus": os.cpu_count(),
+        "total_bench_s": round(time.perf_counter() - began, 1),
+    }  # fmt: skip
+    print(_table(rows))
+    print("context: " + ", ".join(f"{k}={v}" for k, v in context.items()))
+    for engine, server in zip(engine_rows, server_rows, strict=True):
+        print(
+            f"ratio {engine.scenario:<8} server/engine wall = {server.wall_s / engine.wall_s:.3f}"
+        )
     if args.json:
-        args.json.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+        args.json.write_text(
+            json.dumps({"context": context, "rows": [asdict(r) for r in rows]}, indent=2) + "\n",
+            encoding="utf-8",
+        )
     return 0
 
 
