@@ -62,8 +62,13 @@ class TranscriptionService:
             refresh_on_read=settings.refresh_expiration_time_on_usage,
         )
         self.worker = Worker(
-            self.queue, models, on_job_done=self._job_done, batch_size=settings.batch_size
+            self.queue,
+            models,
+            on_job_done=self._job_done,
+            batch_size=settings.batch_size,
+            arrivals=lambda: self._uploads_in_flight,
         )
+        self._uploads_in_flight = 0
         self._recent_seconds: deque[float] = deque(maxlen=20)
         self._background: list[asyncio.Task[None]] = []
 
@@ -137,7 +142,11 @@ class TranscriptionService:
         """
         self.ensure_capacity()
         self.check_options(options)
-        audio = await asyncio.to_thread(decode_audio, data)
+        self._uploads_in_flight += 1
+        try:
+            audio = await asyncio.to_thread(decode_audio, data)
+        finally:
+            self._uploads_in_flight -= 1
         duration = duration_seconds(audio)
         job = Job(
             task_type=task_type,

@@ -182,19 +182,31 @@ class JobQueue:
             self._available.clear()
             await self._available.wait()
         head = self._waiting.popleft()
+        self._running.append(head)
         batch = [head]
-        head_key = key(head)
-        if head_key is not None:
-            for job in list(self._waiting):
-                if len(batch) >= max_size:
-                    break
-                if key(job) == head_key:
-                    self._waiting.remove(job)
-                    batch.append(job)
-        self._running.extend(batch)
+        self.top_up(batch, max_size, key)
         for other in self._waiting:
             other.notify()  # everyone behind moved up
         return batch
+
+    def top_up(self, batch: list[Job], max_size: int, key: Callable[[Job], object]) -> None:
+        """Move waiting jobs with the batch head's key into `batch`, up to `max_size`."""
+        head_key = key(batch[0])
+        if head_key is None:
+            return
+        joined: list[Job] = []
+        for job in self._waiting:
+            if len(batch) + len(joined) >= max_size:
+                break
+            if key(job) == head_key:
+                joined.append(job)
+        for job in joined:
+            self._waiting.remove(job)
+            self._running.append(job)
+        batch.extend(joined)
+        if joined:
+            for other in self._waiting:
+                other.notify()
 
     def done(self, job: Job) -> None:
         """The worker has finished with `job`."""
@@ -252,11 +264,15 @@ class Worker:
         *,
         on_job_done: Callable[[Job], None] | None = None,
         batch_size: int = 1,
+        arrivals: Callable[[], int] = lambda: 0,
+        max_linger_s: float = 0.5,
     ) -> None:
         self._queue = queue
         self._models = models
         self._on_job_done = on_job_done
         self._batch_size = max(1, batch_size)
+        self._arrivals = arrivals
+        self._max_linger_s = max_linger_s
         self._executor = concurrent.futures.ThreadPoolExecutor(
             max_workers=1, thread_name_prefix="inference"
         )
@@ -285,6 +301,7 @@ class Worker:
     async def _run(self) -> None:
         while True:
             jobs = await self._queue.next_batch(self._batch_size, batch_key)
+            await self._gather_arrivals(jobs)
             try:
                 await self.process_batch(jobs)
             finally:
@@ -292,6 +309,20 @@ class Worker:
                     self._queue.done(job)
                     if self._on_job_done is not None:
                         self._on_job_done(job)
+
+    async def _gather_arrivals(self, jobs: list[Job]) -> None:
+        """While uploads are still being received, wait briefly so they can join the batch.
+
+        Clients that send at the same moment land a few milliseconds apart (each
+        upload is parsed and decoded first); without this the first one would run
+        alone. A lone request has no uploads in flight and never waits.
+        """
+        if self._batch_size < 2 or batch_key(jobs[0]) is None:
+            return
+        deadline = time.monotonic() + self._max_linger_s
+        while len(jobs) < self._batch_size and self._arrivals() > 0 and time.monotonic() < deadline:
+            await asyncio.sleep(0.01)
+            self._queue.top_up(jobs, self._batch_size, batch_key)
 
     async def process(self, job: Job) -> None:
         """Run one job to its final state; never raises for a job's own failure."""

@@ -469,3 +469,46 @@ async def test_cancelled_job_in_a_batch_fails_and_others_finish() -> None:
         JobStatus.FINISHED,
     ]
     assert jobs[1].error == "deleted by its owner"
+
+
+async def test_worker_waits_for_uploads_in_flight_to_join_the_batch() -> None:
+    """Jobs landing while other uploads are still decoding join the first batch."""
+    fake = BatchingFake()
+    in_flight = {"count": 3}
+    queue = JobQueue(10)
+    worker = Worker(
+        queue,
+        fake_manager(make_settings(), fake),
+        batch_size=4,
+        arrivals=lambda: in_flight["count"],
+    )
+    jobs = [batch_job() for _ in range(4)]
+    queue.submit(jobs[0])
+    worker.start()
+    try:
+        for job in jobs[1:]:
+            await asyncio.sleep(0.03)
+            queue.submit(job)
+            in_flight["count"] -= 1
+        for job in jobs:
+            await asyncio.wait_for(job.wait_until_final(), FINAL_TIMEOUT_S)
+    finally:
+        await worker.stop()
+    assert fake.batches == [4]
+
+
+async def test_lone_job_does_not_wait_without_uploads_in_flight() -> None:
+    """With nothing arriving, a single job starts at once (no linger)."""
+    fake = BatchingFake()
+    queue = JobQueue(10)
+    worker = Worker(queue, fake_manager(make_settings(), fake), batch_size=4, max_linger_s=5.0)
+    job = batch_job()
+    queue.submit(job)
+    worker.start()
+    began = time.monotonic()
+    try:
+        await asyncio.wait_for(job.wait_until_final(), FINAL_TIMEOUT_S)
+    finally:
+        await worker.stop()
+    assert time.monotonic() - began < 2.0
+    assert fake.batches == []
