@@ -260,7 +260,7 @@ async def _progress_stream(service: Service, job: Job) -> AsyncIterator[ServerSe
             )
             last = event
         elif not job.is_final:
-            yield ServerSentEventMessage(comment="keepalive")
+            yield ServerSentEventMessage(comment="keepalive", data=None)  # no empty message
         if job.is_final:
             return
         await job.wait_for_change(changed, max_wait_s=SSE_KEEPALIVE_S)
