@@ -62,6 +62,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     allow_download: bool = True
     max_upload_mb: PositiveInt = 512
     web_dir: str | None = None
+    shutdown_grace_s: NonNegativeFloat = 30.0
 
     @property
     def log_path(self) -> Path | None:
@@ -101,6 +102,7 @@ def _allowed(field: msgspec.structs.FieldInfo) -> str:
         "unload_model_after_s": "a number of seconds of at least 0, or empty for never",
         "delete_results_after_m": "a number of minutes greater than 0 (fractions allowed)",
         "run_result_expiry_check_m": "a number of minutes of at least 0 (0 = check on access)",
+        "shutdown_grace_s": "a number of seconds of at least 0",
         "log_level": "one of DEBUG, INFO, WARNING, ERROR, CRITICAL",
         "log_rotation_when": "one of S, M, H, D, midnight, W0-W6",
     }.get(name)
