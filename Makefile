@@ -4,9 +4,18 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 PYTEST_ARGS ?=
+# Container builds: podman if installed, else docker; IMAGE names the result.
+CONTAINER ?= $(shell command -v podman 2>/dev/null || command -v docker 2>/dev/null)
+IMAGE ?= localhost/whisper-api
+BASE_IMAGE ?=
+CONTAINER_BUILD_FLAGS ?=
+# Podman drops HEALTHCHECK from OCI-format images; the docker format keeps it.
+_FORMAT = $(if $(findstring podman,$(notdir $(CONTAINER))),--format docker)
+_BASE = $(if $(BASE_IMAGE),--build-arg BASE_IMAGE=$(BASE_IMAGE))
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 .DEFAULT_GOAL := help
-.PHONY: help install run test test-fast lint format bench clean
+.PHONY: help install run test test-fast test-tools lint format bench image image-cuda clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  make %-10s %s\n", $$1, $$2}'
@@ -31,14 +40,28 @@ format: $(STAMP) ## apply ruff's formatting and safe fixes
 	$(BIN)/ruff check --fix app tests
 	$(BIN)/ruff format app tests
 
-test: $(STAMP) lint ## lint, then the whole suite (real bundled models included)
+test-tools: ## Debian tools the deployment tests use (nix-instantiate from nix-bin)
+	@command -v nix-instantiate >/dev/null || { $(SUDO) apt-get update -qq \
+		&& DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq nix-bin; }
+
+test: $(STAMP) lint test-tools ## lint, then the whole suite (real bundled models included)
 	$(BIN)/pytest $(PYTEST_ARGS)
 
-test-fast: $(STAMP) ## the suite without the real-model tests
+test-fast: $(STAMP) test-tools ## the suite without the real-model tests
 	$(BIN)/pytest -m 'not real_model' $(PYTEST_ARGS)
 
 bench: $(STAMP) ## jfk latency through HTTP against faster-whisper called directly
 	$(BIN)/python -m app.bench
+
+image: ## build the CPU container image (podman or docker; BASE_IMAGE=... to change the base)
+	@test -n "$(CONTAINER)" || { echo "make image: install podman or docker" >&2; exit 1; }
+	$(CONTAINER) build $(_FORMAT) $(_BASE) $(CONTAINER_BUILD_FLAGS) \
+		-f containers/Containerfile -t $(IMAGE):latest .
+
+image-cuda: ## build the NVIDIA CUDA container image (same options)
+	@test -n "$(CONTAINER)" || { echo "make image-cuda: install podman or docker" >&2; exit 1; }
+	$(CONTAINER) build $(_FORMAT) $(_BASE) $(CONTAINER_BUILD_FLAGS) \
+		-f containers/Containerfile.cuda -t $(IMAGE):cuda .
 
 clean: ## remove the virtual environment and caches
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
