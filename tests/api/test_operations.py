@@ -314,3 +314,13 @@ async def test_a_job_past_the_grace_is_stopped_with_a_reason() -> None:
         gate.set()
     assert job.status == "failed"
     assert job.error is not None and "shut down while this job ran" in job.error
+
+
+def test_shutdown_grace_setting_is_validated() -> None:
+    """SHUTDOWN_GRACE_S takes seconds (fractions allowed); a negative value is one clear line."""
+    from app.config import SettingsError, load_settings
+
+    assert load_settings({"SHUTDOWN_GRACE_S": "2.5"}).shutdown_grace_s == 2.5
+    assert load_settings({}).shutdown_grace_s == 30
+    with pytest.raises(SettingsError, match=r"SHUTDOWN_GRACE_S='-1' .* at least 0"):
+        load_settings({"SHUTDOWN_GRACE_S": "-1"})
