@@ -167,7 +167,8 @@ class TranscriptionService:
         self._settle_final_jobs()
         running = [job for job in self.queue.running if not job.is_final]
         if first or failed:
-            log.warning(
+            # A warning only when the shutdown touches jobs; an idle stop is routine.
+            (log.warning if failed or running else log.info)(
                 "shutdown_draining",
                 queued_jobs_failed=failed,
                 running_jobs=len(running),
