@@ -191,8 +191,9 @@ class TranscriptionService:
         left = sum(1 for job in running if not job.is_final)
         if left:
             log.warning("shutdown_grace_expired", running_jobs=left)
-        else:
-            log.info("shutdown_running_jobs_done", count=len(running))
+            return
+        finished = sum(1 for job in running if job.status is JobStatus.FINISHED)
+        log.info("shutdown_running_jobs_ended", finished=finished, failed=len(running) - finished)
 
     async def _wait_for_pickup(self, finished: list[Job]) -> None:
         """Keep answering a little longer, until the jobs that just finished were read.

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import json
 import signal
 import time
 from pathlib import Path
@@ -67,5 +69,10 @@ def test_sigterm_drains_finishes_the_running_job_and_exits_0(tmp_path: Path) -> 
         if server.process.poll() is None:
             server.process.kill()
             server.process.wait(timeout=20)
-    log = server.log_path.read_text(errors="replace")
-    assert "shutdown_draining" in log and "shutdown_running_jobs_done" in log
+    events = {}
+    for line in server.log_path.read_text(errors="replace").splitlines():
+        with contextlib.suppress(ValueError):
+            record = json.loads(line)
+            events[record["event"]] = record
+    assert events["shutdown_draining"]["queued_jobs_failed"] == 1
+    assert events["shutdown_running_jobs_ended"]["finished"] == 1
