@@ -38,7 +38,8 @@
       nixosModules.default = self.nixosModules.whisper-api;
 
       # `nix develop`: the service's dependencies from nixpkgs plus the test and lint tools;
-      # then `make test` (the Makefile's venv step is skipped with VENV pointing here).
+      # run `pytest`, `ruff check app tests` and `mypy` there directly (`make test` would
+      # build its own pip venv instead).
       devShells = forAllSystems (
         system:
         let
