@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import stat
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -35,6 +36,8 @@ def test_fails_with_one_line_when_the_cache_cannot_be_written(
     """An unwritable MODEL_CACHE_DIR is an error at build time, not a silent fallback."""
     blocker = tmp_path / "file"
     blocker.write_text("not a directory")
+    (tmp_path / "tmp").mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "tmp"))  # the service's fallback
     monkeypatch.setenv("MODEL_CACHE_DIR", str(blocker / "models"))
     assert main() == 1
     assert "could not write MODEL_CACHE_DIR" in capsys.readouterr().err
