@@ -6,10 +6,18 @@ STAMP  := $(VENV)/.installed-stamp
 PYTEST_ARGS ?=
 # The browser tests drive Debian's Chromium (never a browser downloaded by Playwright).
 CHROMIUM ?= /usr/bin/chromium
+# Container builds: podman if installed, else docker; IMAGE names the result.
+CONTAINER ?= $(shell command -v podman 2>/dev/null || command -v docker 2>/dev/null)
+IMAGE ?= localhost/whisper-api
+BASE_IMAGE ?=
+CONTAINER_BUILD_FLAGS ?=
+# Podman drops HEALTHCHECK from OCI-format images; the docker format keeps it.
+_FORMAT = $(if $(findstring podman,$(notdir $(CONTAINER))),--format docker)
+_BASE = $(if $(BASE_IMAGE),--build-arg BASE_IMAGE=$(BASE_IMAGE))
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 .DEFAULT_GOAL := help
-.PHONY: help install browser run test test-fast lint format bench clean
+.PHONY: help install browser run test test-fast test-tools lint format bench image image-cuda clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  make %-10s %s\n", $$1, $$2}'
@@ -41,15 +49,29 @@ format: $(STAMP) ## apply ruff's formatting and safe fixes
 	$(BIN)/ruff check --fix app tests
 	$(BIN)/ruff format app tests
 
-test: $(STAMP) $(CHROMIUM) lint ## lint, then the whole suite (real models and browser tests included)
+test-tools: ## Debian tools the deployment tests use (nix-instantiate from nix-bin)
+	@command -v nix-instantiate >/dev/null || { $(SUDO) apt-get update -qq \
+		&& DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq nix-bin; }
+
+test: $(STAMP) $(CHROMIUM) lint test-tools ## lint, then the whole suite (real models and browser tests included)
 	$(BIN)/pytest $(PYTEST_ARGS)
 
-test-fast: $(STAMP) ## the suite without the real-model tests
+test-fast: $(STAMP) test-tools ## the suite without the real-model tests
 	$(BIN)/pytest -m 'not real_model' $(PYTEST_ARGS)
 
 bench: $(STAMP) ## the server against faster-whisper called directly (table + test-artifacts/bench.json)
 	@mkdir -p test-artifacts
 	$(BIN)/whisper-api bench --json test-artifacts/bench.json
+
+image: ## build the CPU container image (podman or docker; BASE_IMAGE=... to change the base)
+	@test -n "$(CONTAINER)" || { echo "make image: install podman or docker" >&2; exit 1; }
+	$(CONTAINER) build $(_FORMAT) $(_BASE) $(CONTAINER_BUILD_FLAGS) \
+		-f containers/Containerfile -t $(IMAGE):latest .
+
+image-cuda: ## build the NVIDIA CUDA container image (same options)
+	@test -n "$(CONTAINER)" || { echo "make image-cuda: install podman or docker" >&2; exit 1; }
+	$(CONTAINER) build $(_FORMAT) $(_BASE) $(CONTAINER_BUILD_FLAGS) \
+		-f containers/Containerfile.cuda -t $(IMAGE):cuda .
 
 clean: ## remove the virtual environment and caches
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache test-artifacts

@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
 import signal
 import sys
 from collections.abc import Sequence
 from types import FrameType
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from app.service import TranscriptionService
 
 __all__ = ["main"]
 
@@ -47,11 +51,14 @@ def serve(port: int | None = None, listen: str | None = None) -> int:
 
     from app.asgi import create_app
     from app.logging import configure_logging, uvicorn_log_config
+    from app.service import TranscriptionService
+    from app.transcription.models import ModelManager
 
     configure_logging(settings)
     _limit_malloc_arenas()
+    service = TranscriptionService(settings, ModelManager(settings))
     config = uvicorn.Config(
-        create_app(settings),
+        create_app(settings, service=service),
         host=settings.listen,
         port=settings.port,
         log_config=uvicorn_log_config(),
@@ -59,7 +66,7 @@ def serve(port: int | None = None, listen: str | None = None) -> int:
         server_header=False,
         timeout_graceful_shutdown=10,
     )
-    _graceful_server_class()(config).run()
+    _graceful_server_class()(config, service).run()
     return 0
 
 
@@ -82,16 +89,48 @@ def _graceful_server_class() -> type[Any]:
     import uvicorn
 
     class GracefulServer(uvicorn.Server):
-        """SIGTERM is how services are stopped: after a clean shutdown, exit 0.
+        """SIGTERM is how services are stopped: drain, then exit 0.
+
+        On SIGTERM the server keeps listening while the service drains: /readyz
+        turns 503 at once (a balancer stops sending work), uploads get 503 with
+        Retry-After, status and result routes keep answering, waiting jobs fail
+        with a reason and the running job may finish within SHUTDOWN_GRACE_S.
+        Only then does uvicorn stop. A second SIGTERM, or SIGINT (Ctrl-C), ends the
+        grace at once: the running job is stopped and fails with a reason.
 
         uvicorn re-raises the captured signal once it has shut down, which turns
         every orderly stop into "killed by SIGTERM"; SIGINT keeps that behaviour.
         """
 
+        def __init__(self, config: uvicorn.Config, service: TranscriptionService) -> None:
+            super().__init__(config)
+            self._service = service
+            self._drain_requested = False
+            self._drain_task: asyncio.Task[None] | None = None
+
         def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+            if sig == signal.SIGTERM and not self._drain_requested and not self.should_exit:
+                # Runs as a signal handler: only set flags; on_tick starts the drain.
+                self._drain_requested = True
+                self._service.begin_draining()
+                return
+            self._service.end_grace()
             super().handle_exit(sig, frame)
             if sig == signal.SIGTERM and sig in self._captured_signals:
                 self._captured_signals.remove(sig)
+
+        async def on_tick(self, counter: int) -> bool:
+            if self._drain_requested and self._drain_task is None:
+                self._drain_task = asyncio.get_running_loop().create_task(
+                    self._drain_then_exit(), name="shutdown-drain"
+                )
+            return bool(await super().on_tick(counter))
+
+        async def _drain_then_exit(self) -> None:
+            try:
+                await self._service.drain(pickup=True)
+            finally:
+                self.should_exit = True
 
     return GracefulServer
 

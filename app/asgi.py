@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -10,12 +11,14 @@ from typing import Any
 from litestar import Litestar, Request, Response
 from litestar.di import Provide
 from litestar.exceptions import HTTPException
+from litestar.logging.config import BaseLoggingConfig
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import SwaggerRenderPlugin
 from litestar.static_files import create_static_files_router
 from litestar.status_codes import (
     HTTP_400_BAD_REQUEST,
     HTTP_429_TOO_MANY_REQUESTS,
+    HTTP_503_SERVICE_UNAVAILABLE,
 )
 
 from app import __version__
@@ -23,7 +26,8 @@ from app.api.system import SystemController
 from app.api.tasks import TaskController
 from app.config import Settings
 from app.logging import litestar_logging_config
-from app.service import TranscriptionService
+from app.metrics import RejectReason
+from app.service import ShuttingDownError, TranscriptionService
 from app.transcription.audio import AudioDecodeError
 from app.transcription.languages import UnknownLanguageError
 from app.transcription.models import ModelManager, NoModelAllowedError
@@ -68,8 +72,67 @@ def _queue_full_handler(service: TranscriptionService) -> Any:
     return handler
 
 
-def _http_error(_: Request[Any, Any, Any], exc: HTTPException) -> Response[Any]:
-    return _error(exc.status_code, exc.detail, headers=exc.headers)
+def _shutting_down_handler(service: TranscriptionService) -> Any:
+    def handler(_: Request[Any, Any, Any], __: Exception) -> Response[Any]:
+        retry_after = service.drain_retry_after_s()
+        return _error(
+            HTTP_503_SERVICE_UNAVAILABLE,
+            "the server is shutting down and accepts no new uploads; "
+            f"try again in about {retry_after} s",
+            headers={"Retry-After": str(retry_after)},
+        )
+
+    return handler
+
+
+# Refusals of an upload (every POST route takes one) that happen before the service
+# sees it; those the service raises itself are counted where they are raised.
+_REJECTED_BY_STATUS: dict[int, RejectReason] = {
+    400: "bad_request",
+    401: "unauthorized",
+    403: "unauthorized",
+    413: "too_large",
+    415: "bad_request",
+    422: "bad_request",
+    429: "rate_limited",
+}
+
+
+def _http_error_handler(service: TranscriptionService) -> Any:
+    def handler(request: Request[Any, Any, Any], exc: HTTPException) -> Response[Any]:
+        reason = _REJECTED_BY_STATUS.get(exc.status_code)
+        if request.method == "POST" and reason is not None:
+            service.metrics.upload_rejected(reason)
+        return _error(exc.status_code, exc.detail, headers=exc.headers)
+
+    return handler
+
+
+def _unknown_language_handler(service: TranscriptionService) -> Any:
+    def handler(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
+        if request.method == "POST":
+            service.metrics.upload_rejected("bad_request")
+        return _bad_input(request, exc)
+
+    return handler
+
+
+def _quiet_for(config: BaseLoggingConfig, answered: tuple[type[Exception], ...]) -> Any:
+    """Log no "request_failed" traceback for exceptions we answer on purpose.
+
+    400s for bad input, 429 for a full queue and 503 while draining are no
+    server errors; subclasses (e.g. each kind of undecodable audio) count too.
+    """
+    log_exception = config.exception_logging_handler
+    if log_exception is None:
+        return config
+
+    def log_unexpected(logger: Any, scope: Any, traceback_lines: list[str]) -> None:
+        if not isinstance(sys.exc_info()[1], answered):
+            log_exception(logger, scope, traceback_lines)
+
+    config.exception_logging_handler = log_unexpected
+    return config
 
 
 def create_app(
@@ -100,17 +163,23 @@ def create_app(
                 path="/", directories=[web_dir], html_mode=True, include_in_schema=False
             )
         )
+    exception_handlers: dict[int | type[Exception], Any] = {
+        AudioDecodeError: _bad_input,
+        UnknownLanguageError: _unknown_language_handler(service),
+        NoModelAllowedError: _bad_input,
+        QueueFullError: _queue_full_handler(service),
+        ShuttingDownError: _shutting_down_handler(service),
+        HTTPException: _http_error_handler(service),
+    }
+    logging_config = _quiet_for(
+        litestar_logging_config(),
+        tuple(k for k in exception_handlers if isinstance(k, type) and k is not HTTPException),
+    )
     return Litestar(
         route_handlers=route_handlers,
         dependencies={"service": Provide(provide_service, sync_to_thread=False)},
         lifespan=[lifespan],
-        exception_handlers={
-            AudioDecodeError: _bad_input,
-            UnknownLanguageError: _bad_input,
-            NoModelAllowedError: _bad_input,
-            QueueFullError: _queue_full_handler(service),
-            HTTPException: _http_error,
-        },
+        exception_handlers=exception_handlers,
         openapi_config=OpenAPIConfig(
             title="whisper-api",
             version=__version__,
@@ -121,6 +190,6 @@ def create_app(
         # Uploads are parsed by our own in-memory reader, which enforces MAX_UPLOAD_MB.
         request_max_body_size=None,
         # Our logging pipeline (privacy processors) stays in charge of every record.
-        logging_config=litestar_logging_config(),
+        logging_config=logging_config,
         debug=False,
     )

@@ -65,6 +65,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     cpu_threads: NonNegativeInt = 0
     batch_size: PositiveInt = 4
     batched_inference: Literal["auto", "on", "off"] = "auto"
+    shutdown_grace_s: NonNegativeFloat = 30.0
 
     @property
     def log_path(self) -> Path | None:
@@ -105,6 +106,7 @@ def _allowed(field: msgspec.structs.FieldInfo) -> str:
         "unload_model_after_s": "a number of seconds of at least 0, or empty for never",
         "delete_results_after_m": "a number of minutes greater than 0 (fractions allowed)",
         "run_result_expiry_check_m": "a number of minutes of at least 0 (0 = check on access)",
+        "shutdown_grace_s": "a number of seconds of at least 0",
         "log_level": "one of DEBUG, INFO, WARNING, ERROR, CRITICAL",
         "log_rotation_when": "one of S, M, H, D, midnight, W0-W6",
         "cpu_threads": "an integer of at least 0 (0 = every core)",

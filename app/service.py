@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import math
 import statistics
+import time
 from collections import deque
 from dataclasses import dataclass
 
@@ -17,20 +19,33 @@ import msgspec
 import structlog
 
 from app.config import Settings
+from app.metrics import FinalStatus, ServiceMetrics, StateSnapshot
 from app.store import MemoryTaskStore
-from app.transcription.audio import decode_audio, duration_seconds
+from app.transcription.audio import AudioDecodeError, decode_audio, duration_seconds
 from app.transcription.models import ModelManager, NoModelAllowedError
-from app.transcription.queue import Job, JobQueue, QueueFullError, Worker
+from app.transcription.queue import Job, JobQueue, JobStatus, QueueFullError, Worker
 from app.transcription.types import TaskType, TranscribeOptions
 
-__all__ = ["NoModelAllowedError", "QueueFullError", "ServiceStatus", "TranscriptionService"]
+__all__ = [
+    "NoModelAllowedError",
+    "QueueFullError",
+    "ServiceStatus",
+    "ShuttingDownError",
+    "TranscriptionService",
+]
 
 log = structlog.get_logger(__name__)
 
-SHUTDOWN_REASON = "the server shut down before this job ran; please upload it again"
+SHUTDOWN_REASON = (
+    "the server shut down before this job ran (waiting jobs are kept in memory only); "
+    "please upload it again"
+)
 DEFAULT_JOB_SECONDS = 10.0
 # Below two windows the batched VAD pipeline has little to batch.
 LONG_FORM_MIN_S = 60.0
+# While shutting down, how long a job that has just finished waits for its client
+# to fetch it (clients that poll once a second, or the UI after its event stream).
+RESULT_PICKUP_S = 5.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,6 +63,11 @@ class ServiceStatus:
     waiting_jobs: int
     running_jobs: int
     max_queue_size: int
+    draining: bool = False
+
+
+class ShuttingDownError(Exception):
+    """The server is shutting down and takes no new jobs."""
 
 
 class TranscriptionService:
@@ -71,6 +91,14 @@ class TranscriptionService:
         self._uploads_in_flight = 0
         self._recent_seconds: deque[float] = deque(maxlen=20)
         self._background: list[asyncio.Task[None]] = []
+        self._draining = False
+        self._drain_started = False
+        self._drain_deadline: float | None = None
+        self._read_while_draining: set[str] = set()
+        # Jobs not yet counted in the metrics, and those their client cancelled.
+        self._unsettled: dict[str, Job] = {}
+        self._cancelled: set[str] = set()
+        self.metrics = ServiceMetrics(self._metrics_snapshot)
 
     # -- lifecycle
 
@@ -84,10 +112,11 @@ class TranscriptionService:
             self._spawn(self._preload(), "model-preload")
 
     async def stop(self) -> None:
-        """Fail waiting jobs (RAM only, by design), stop the worker, drop the models."""
-        drained = self.queue.drain(SHUTDOWN_REASON)
-        if drained:
-            log.warning("queued_jobs_failed_on_shutdown", count=drained)
+        """Drain (see `drain`), stop the worker, drop the models.
+
+        A job still running when SHUTDOWN_GRACE_S has passed is stopped and fails.
+        """
+        await self.drain()
         await self.worker.stop()
         for task in self._background:
             task.cancel()
@@ -105,6 +134,91 @@ class TranscriptionService:
         except Exception as exc:  # jobs still try again (and step down) on their own
             log.error("model_preload_failed", error=type(exc).__name__)
 
+    # -- shutting down
+
+    @property
+    def is_draining(self) -> bool:
+        """Whether the service is shutting down (readiness is 503, uploads are refused)."""
+        return self._draining
+
+    def begin_draining(self) -> None:
+        """Refuse new uploads from now on and start the grace period.
+
+        Only sets attributes, so a signal handler may call it.
+        """
+        if self._drain_deadline is None:
+            self._drain_deadline = time.monotonic() + self.settings.shutdown_grace_s
+        self._draining = True
+
+    def end_grace(self) -> None:
+        """Give running jobs no more time: the next `drain`/`stop` stops them.
+
+        Only sets attributes, so a signal handler may call it.
+        """
+        self._draining = True
+        self._drain_deadline = time.monotonic()
+
+    def drain_retry_after_s(self) -> int:
+        """Retry-After while shutting down: about when a restarted server could answer."""
+        return max(1, math.ceil(self.settings.shutdown_grace_s))
+
+    async def drain(self, *, pickup: bool = False) -> None:
+        """Refuse uploads, fail waiting jobs, and let running jobs finish within the grace.
+
+        Waiting jobs live in RAM only, by design: they fail at once with a reason
+        that asks to upload again, so their clients learn it now rather than
+        at the end of the grace period. With `pickup` (the server still listens),
+        a job that finished meanwhile waits a little for its client to fetch it.
+        Safe to call more than once.
+        """
+        first, self._drain_started = not self._drain_started, True
+        self.begin_draining()
+        failed = self.queue.drain(SHUTDOWN_REASON)
+        self._settle_final_jobs()
+        running = [job for job in self.queue.running if not job.is_final]
+        if first or failed:
+            # A warning only when the shutdown touches jobs; an idle stop is routine.
+            (log.warning if failed or running else log.info)(
+                "shutdown_draining",
+                queued_jobs_failed=failed,
+                running_jobs=len(running),
+                grace_s=self.settings.shutdown_grace_s,
+            )
+        if not running:
+            return
+        await self._wait_for_running(running)
+        if pickup:
+            await self._wait_for_pickup([j for j in running if j.status is JobStatus.FINISHED])
+
+    def _grace_left_s(self) -> float:
+        assert self._drain_deadline is not None  # set by begin_draining
+        return max(0.0, self._drain_deadline - time.monotonic())
+
+    async def _wait_for_running(self, running: list[Job]) -> None:
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(self._grace_left_s()):
+                await asyncio.gather(*(job.wait_until_final() for job in running))
+        left = sum(1 for job in running if not job.is_final)
+        if left:
+            log.warning("shutdown_grace_expired", running_jobs=left)
+            return
+        finished = sum(1 for job in running if job.status is JobStatus.FINISHED)
+        log.info("shutdown_running_jobs_ended", finished=finished, failed=len(running) - finished)
+
+    async def _wait_for_pickup(self, finished: list[Job]) -> None:
+        """Keep answering a little longer, until the jobs that just finished were read.
+
+        A client polling the task API (or the UI, after its event stream says
+        "finished") needs one more request to get the result; without this pause
+        the server would be gone by then. Ends early once every such job has been
+        read, and never runs past the grace period.
+        """
+        until = time.monotonic() + min(RESULT_PICKUP_S, self._grace_left_s())
+        while any(job.id not in self._read_while_draining for job in finished):
+            if time.monotonic() >= until:
+                return
+            await asyncio.sleep(0.05)
+
     # -- jobs
 
     def retry_after_s(self) -> int:
@@ -115,15 +229,24 @@ class TranscriptionService:
         return max(1, round(per_job))
 
     def ensure_capacity(self) -> None:
-        """Raise QueueFullError before any decoding work when no slot is free."""
+        """Raise before any decoding work: ShuttingDownError, or QueueFullError without a slot."""
+        if self._draining:
+            self.metrics.upload_rejected("shutting_down")
+            raise ShuttingDownError
         if not self.queue.has_room():
+            self.metrics.upload_rejected("queue_full")
             raise QueueFullError
 
     def check_options(self, options: TranscribeOptions) -> None:
         """Raise NoModelAllowedError when no allowed model can do what is asked."""
-        self.models.plan(
-            needs_multilingual=options.needs_multilingual, translate=options.task == "translate"
-        )
+        try:
+            self.models.plan(
+                needs_multilingual=options.needs_multilingual,
+                translate=options.task == "translate",
+            )
+        except NoModelAllowedError:
+            self.metrics.upload_rejected("no_model")
+            raise
 
     async def submit(
         self,
@@ -138,16 +261,22 @@ class TranscriptionService:
         """Validate, decode (off the event loop) and enqueue one upload.
 
         Raises AudioDecodeError for bad audio, NoModelAllowedError for a job no
-        allowed model can do, QueueFullError when the queue is full.
+        allowed model can do, QueueFullError when the queue is full,
+        ShuttingDownError once the server is shutting down.
         """
+        self.metrics.upload_received(surface, len(data))
         self.ensure_capacity()
         self.check_options(options)
-        self._uploads_in_flight += 1
+        self._uploads_in_flight += 1  # the worker may wait for these to join its batch
         try:
             audio = await asyncio.to_thread(decode_audio, data)
+        except AudioDecodeError:
+            self.metrics.upload_rejected("bad_audio")
+            raise
         finally:
             self._uploads_in_flight -= 1
         duration = duration_seconds(audio)
+        self.ensure_capacity()  # decoding took a while: shutdown may have begun meanwhile
         job = Job(
             task_type=task_type,
             options=self._with_long_form_batching(options, duration),
@@ -159,6 +288,7 @@ class TranscriptionService:
         )
         self.queue.submit(job)
         self.store.add(job)
+        self._unsettled[job.id] = job
         log.info(
             "job_queued",
             task_id=job.id,
@@ -181,7 +311,10 @@ class TranscriptionService:
 
     def get(self, task_id: str) -> Job | None:
         """A known, unexpired task."""
-        return self.store.get(task_id)
+        job = self.store.get(task_id)
+        if self._draining and job is not None and job.is_final:
+            self._read_while_draining.add(job.id)
+        return job
 
     def position(self, job: Job) -> int | None:
         """Live queue position: 0 running, 1.. waiting, None when over."""
@@ -192,14 +325,16 @@ class TranscriptionService:
         job = self.store.get(task_id)
         if job is None:
             return False
-        self.queue.cancel(job, "deleted by its owner")
+        self.cancel(job, "deleted by its owner")
         self.store.delete(task_id)
         log.info("task_deleted", task_id=task_id)
         return True
 
     def cancel(self, job: Job, reason: str) -> None:
         """Stop a job whose client went away (synchronous routes)."""
-        self.queue.cancel(job, reason)
+        if self.queue.cancel(job, reason):
+            self._cancelled.add(job.id)
+            self._settle(job)  # a waiting job is final now; a running one when the worker is done
 
     def status(self) -> ServiceStatus:
         """A snapshot for status routes."""
@@ -215,9 +350,53 @@ class TranscriptionService:
             waiting_jobs=self.queue.waiting,
             running_jobs=len(self.queue.running),
             max_queue_size=self.queue.max_waiting,
+            draining=self._draining,
         )
 
     def _job_done(self, job: Job) -> None:
         self.store.mark_final(job)
         if job.processing_duration is not None and job.transcript is not None:
             self._recent_seconds.append(job.processing_duration)
+        self._settle(job)
+
+    # -- metrics
+
+    def _settle(self, job: Job) -> None:
+        """Count a job in the metrics once, when it has reached its final status."""
+        if not job.is_final or self._unsettled.pop(job.id, None) is None:
+            return
+        status: FinalStatus = "failed"
+        if job.status is JobStatus.FINISHED:
+            status = "finished"
+        elif job.id in self._cancelled:
+            status = "cancelled"
+        self._cancelled.discard(job.id)
+        self.metrics.job_final(
+            surface=job.surface,
+            task_type=job.task_type,
+            status=status,
+            audio_seconds=job.audio_duration,
+            processing_seconds=job.processing_duration,
+            model=job.used_model,
+            device=job.used_device,
+        )
+
+    def render_metrics(self) -> bytes:
+        """The Prometheus text of this service, every job that has ended counted."""
+        self._settle_final_jobs()
+        return self.metrics.render()
+
+    def _settle_final_jobs(self) -> None:
+        for job in list(self._unsettled.values()):
+            self._settle(job)
+
+    def _metrics_snapshot(self) -> StateSnapshot:
+        return StateSnapshot(
+            queue_depth=self.queue.waiting,
+            running_jobs=len(self.queue.running),
+            draining=self._draining,
+            device=self.models.placement.device,
+            loaded_models=self.models.loaded_models,
+            load_seconds=dict(self.models.load_seconds),
+            loading_model=self.models.loading,
+        )

@@ -18,6 +18,7 @@ from litestar.status_codes import HTTP_200_OK, HTTP_503_SERVICE_UNAVAILABLE
 from app import __version__
 from app.api.dependencies import Service
 from app.api.schemas import UserInfo, VersionInfo
+from app.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 
 __all__ = ["SystemController", "safe_redirect_target"]
 
@@ -93,7 +94,9 @@ class SystemController(Controller):
         """200 when jobs can be served now, 503 with the reason otherwise."""
         state = service.status()
         reason: str | None = None
-        if not state.worker_running:
+        if state.draining:
+            reason = "the server is shutting down"
+        elif not state.worker_running:
             reason = "the worker is not running"
         elif state.loading_model is not None:
             reason = f"loading model {state.loading_model}"
@@ -101,6 +104,15 @@ class SystemController(Controller):
             reason = "no model is available on this server"
         status = HTTP_200_OK if reason is None else HTTP_503_SERVICE_UNAVAILABLE
         return Response(Readiness(ready=reason is None, reason=reason), status_code=status)
+
+    @get(
+        "/metrics",
+        summary="Prometheus metrics",
+        media_type=METRICS_CONTENT_TYPE,
+    )
+    async def metrics(self, service: Service) -> Response[bytes]:
+        """Queue, jobs, audio seconds, timings, models and refused uploads, in Prometheus text."""
+        return Response(content=service.render_metrics(), media_type=METRICS_CONTENT_TYPE)
 
     @get("/api/v1/version", summary="Server version")
     async def version(self) -> VersionInfo:

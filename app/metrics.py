@@ -1,0 +1,196 @@
+"""Prometheus metrics of one service instance, in their own registry.
+
+Each `TranscriptionService` owns a `ServiceMetrics` with a private
+`CollectorRegistry`, so tests that build many apps never collide in the global
+one. Labels are coarse on purpose: surface, task type, status, model, device and
+reason. None carries a task id, a file name, a client address or anything else
+that could identify a person or a recording.
+
+Counters move at the service's edges (submit, the worker's job-done callback,
+cancellation, shutdown); queue depth and model state are read at scrape time.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Literal
+
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
+
+__all__ = [
+    "CONTENT_TYPE",
+    "FinalStatus",
+    "RejectReason",
+    "ServiceMetrics",
+    "StateSnapshot",
+]
+
+# The classic text format (0.0.4): every Prometheus version and most agents read it.
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+PREFIX = "whisper_api"
+
+FinalStatus = Literal["finished", "failed", "cancelled"]
+RejectReason = Literal[
+    "queue_full",
+    "too_large",
+    "bad_audio",
+    "bad_request",
+    "no_model",
+    "unauthorized",
+    "rate_limited",
+    "shutting_down",
+]
+
+# Seconds of work per job: from a short clip on a GPU to a long recording on a CPU.
+PROCESSING_BUCKETS = (0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800, 3600)
+# Processing time divided by audio duration: below 1 is faster than real time.
+RTF_BUCKETS = (0.01, 0.02, 0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1, 1.5, 2, 5)
+# Upload sizes, 64 KiB to 1 GiB.
+UPLOAD_BUCKETS = tuple(float(64 * 1024 * 4**n) for n in range(8))
+
+
+@dataclass(frozen=True, slots=True)
+class StateSnapshot:
+    """What the scrape-time gauges show, taken from the service when Prometheus asks."""
+
+    queue_depth: int
+    running_jobs: int
+    draining: bool
+    device: str
+    loaded_models: list[str]
+    load_seconds: dict[str, float]  # the most recent load of each model loaded so far
+    loading_model: str | None
+
+
+class _StateCollector(Collector):
+    """Gauges read when Prometheus scrapes, so they are never stale."""
+
+    def __init__(self, snapshot: Callable[[], StateSnapshot]) -> None:
+        self._snapshot = snapshot
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        """One sample per gauge, or per model for the model gauges."""
+        state = self._snapshot()
+        yield GaugeMetricFamily(
+            f"{PREFIX}_queue_depth", "Jobs waiting in the queue.", value=state.queue_depth
+        )
+        yield GaugeMetricFamily(
+            f"{PREFIX}_jobs_running", "Jobs being transcribed now.", value=state.running_jobs
+        )
+        yield GaugeMetricFamily(
+            f"{PREFIX}_draining",
+            "1 while the server shuts down and refuses new uploads.",
+            value=1.0 if state.draining else 0.0,
+        )
+        device, load_seconds = state.device, state.load_seconds
+        loaded, loading = state.loaded_models, state.loading_model
+        loaded_gauge = GaugeMetricFamily(
+            f"{PREFIX}_model_loaded",
+            "1 for a model in memory, 0 for one loaded before and unloaded since.",
+            labels=["model", "device"],
+        )
+        seconds_gauge = GaugeMetricFamily(
+            f"{PREFIX}_model_load_seconds",
+            "Seconds the most recent load of the model took.",
+            labels=["model", "device"],
+        )
+        for model in sorted(set(load_seconds) | set(loaded)):
+            loaded_gauge.add_metric([model, device], 1.0 if model in loaded else 0.0)
+            if model in load_seconds:
+                seconds_gauge.add_metric([model, device], load_seconds[model])
+        yield loaded_gauge
+        yield seconds_gauge
+        loading_gauge = GaugeMetricFamily(
+            f"{PREFIX}_model_loading",
+            "1 while the model is being loaded.",
+            labels=["model", "device"],
+        )
+        if loading is not None:
+            loading_gauge.add_metric([loading, device], 1.0)
+        yield loading_gauge
+
+
+class ServiceMetrics:
+    """The counters and histograms of one service, and the registry they live in."""
+
+    def __init__(self, snapshot: Callable[[], StateSnapshot]) -> None:
+        self.registry = CollectorRegistry()
+        self.registry.register(_StateCollector(snapshot))
+        self.jobs = Counter(
+            f"{PREFIX}_jobs",
+            "Jobs that reached a final status, by surface, task type and status.",
+            ["surface", "task_type", "status"],
+            registry=self.registry,
+        )
+        self.audio_seconds = Counter(
+            f"{PREFIX}_audio_seconds",
+            "Seconds of audio in finished jobs.",
+            ["surface", "task_type"],
+            registry=self.registry,
+        )
+        self.processing_seconds = Histogram(
+            f"{PREFIX}_processing_seconds",
+            "Wall-clock seconds a finished job spent on the model.",
+            ["model", "device"],
+            buckets=PROCESSING_BUCKETS,
+            registry=self.registry,
+        )
+        self.real_time_factor = Histogram(
+            f"{PREFIX}_real_time_factor",
+            "Processing seconds per second of audio of finished jobs (below 1 = faster than "
+            "real time).",
+            ["model", "device"],
+            buckets=RTF_BUCKETS,
+            registry=self.registry,
+        )
+        self.rejected = Counter(
+            f"{PREFIX}_uploads_rejected",
+            "Uploads refused before they were queued, by reason.",
+            ["reason"],
+            registry=self.registry,
+        )
+        self.upload_bytes = Histogram(
+            f"{PREFIX}_upload_bytes",
+            "Size of the audio files handed to the service, in bytes.",
+            ["surface"],
+            buckets=UPLOAD_BUCKETS,
+            registry=self.registry,
+        )
+
+    def render(self) -> bytes:
+        """The registry in Prometheus text format."""
+        return generate_latest(self.registry)
+
+    def upload_received(self, surface: str, size: int) -> None:
+        """An upload reached the service (counted whether or not it is accepted)."""
+        self.upload_bytes.labels(surface=surface).observe(size)
+
+    def upload_rejected(self, reason: RejectReason) -> None:
+        """An upload was refused before it was queued."""
+        self.rejected.labels(reason=reason).inc()
+
+    def job_final(
+        self,
+        *,
+        surface: str,
+        task_type: str,
+        status: FinalStatus,
+        audio_seconds: float,
+        processing_seconds: float | None,
+        model: str | None,
+        device: str | None,
+    ) -> None:
+        """A job reached its final status; finished ones add their audio and timings."""
+        self.jobs.labels(surface=surface, task_type=task_type, status=status).inc()
+        if status != "finished":
+            return
+        self.audio_seconds.labels(surface=surface, task_type=task_type).inc(audio_seconds)
+        if processing_seconds is None:
+            return
+        labels = {"model": model or "unknown", "device": device or "unknown"}
+        self.processing_seconds.labels(**labels).observe(processing_seconds)
+        if audio_seconds > 0:
+            self.real_time_factor.labels(**labels).observe(processing_seconds / audio_seconds)
