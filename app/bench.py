@@ -11,6 +11,10 @@ loopback port (or an external `--url`). Scenarios:
 - memory:  server RSS idle without a model, with tiny.en, with base, peak, after unload
 - health:  /healthz latency while a long job runs
 
+With `--peers`, the same scenarios run against `faster-whisper-server` from PyPI
+(installed once into .bench-peers/, a separate virtual environment) serving the
+same model files with the same device, compute type, beam size and threads.
+
 Prints a table and writes one JSON object per scenario to `--json`.
 """
 
@@ -331,18 +335,21 @@ def bench_server(url: str | None, runs: int, env: dict[str, str]) -> list[Row]:
     return rows
 
 
-def _clients_at_once(base: str, pid: int | None) -> Row:
+def _clients_at_once(
+    base: str, pid: int | None, send: Any = None, system: str = "whisper-api"
+) -> Row:
     """Every short clip uploaded by its own client at the same moment."""
+    send = send or transcribe_via_http
     began = time.perf_counter()
     with concurrent.futures.ThreadPoolExecutor(max_workers=len(SHORT)) as pool:
-        results = list(pool.map(lambda name: transcribe_via_http(base, name), SHORT))
+        results = list(pool.map(lambda name: send(base, name), SHORT))
     wall = time.perf_counter() - began
     latencies = [seconds for seconds, _, status in results if status == 200] or [wall]
     wer = statistics.fmean(
         _wer(_reference(name), text) for name, (_, text, _) in zip(SHORT, results, strict=True)
     )
     return Row(
-        "clients", f"whisper-api ({len(SHORT)} at once)", sum(_duration(n) for n in SHORT), wall,
+        "clients", f"{system} ({len(SHORT)} at once)", sum(_duration(n) for n in SHORT), wall,
         p50_s=_percentile(latencies, 0.5), p95_s=_percentile(latencies, 0.95),
         max_s=max(latencies), wer=wer,
         refused=sum(status != 200 for _, _, status in results),
@@ -353,8 +360,9 @@ def _clients_at_once(base: str, pid: int | None) -> Row:
 class _HealthProbe:
     """Polls /healthz every 20 ms in a thread and keeps the latencies."""
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, path: str = "/healthz") -> None:
         self._url = url
+        self._path = path
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
         self.latencies_ms: list[float] = []
@@ -373,7 +381,7 @@ class _HealthProbe:
         with httpx.Client(base_url=self._url, timeout=30) as client:
             while not self._stop.wait(0.02):
                 began = time.perf_counter()
-                client.get("/healthz")
+                client.get(self._path)
                 self.latencies_ms.append((time.perf_counter() - began) * 1000)
 
     @property
@@ -405,6 +413,125 @@ def bench_memory() -> Row:
         time.sleep(2.0)
         figures["after_unload_mib"] = _rss_mib(pid)
     return Row("memory", "whisper-api", extra={k: round(v, 1) for k, v in figures.items()})
+
+
+# ---------------------------------------------------------------- the peer
+
+PEER_PACKAGE = "faster-whisper-server==0.0.3"
+PEER_VENV = REPO_ROOT / ".bench-peers" / "faster-whisper-server"
+
+
+def _peer_python() -> Path:
+    """The peer's interpreter, installing it into its own virtual environment once."""
+    python = PEER_VENV / "bin" / "python"
+    if not python.exists():
+        subprocess.run([sys.executable, "-m", "venv", str(PEER_VENV)], check=True)
+        subprocess.run([str(python), "-m", "pip", "install", "--quiet", PEER_PACKAGE], check=True)
+    return python
+
+
+class PeerProcess(ServerProcess):
+    """faster-whisper-server on a free loopback port, on our bundled base model."""
+
+    def __init__(self, model_path: str, threads: int) -> None:
+        python = _peer_python()
+        self.port = _free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        config = PEER_VENV / "bench-config.yaml"
+        config.write_text(
+            json.dumps(  # JSON is YAML
+                {
+                    "models": [
+                        {
+                            "name": "whisper-1",
+                            "path": model_path,
+                            "batch_size": 1,
+                            "model_options": {
+                                "device": "cpu",
+                                "compute_type": "int8",
+                                "cpu_threads": threads,
+                            },
+                            "transcribe_options": {"beam_size": 5},
+                        }
+                    ]
+                }
+            ),
+            encoding="utf-8",
+        )
+        self.process = subprocess.Popen(
+            [str(python), "-m", "faster_whisper_server", "--config", str(config),
+             "--host", "127.0.0.1", "--port", str(self.port)],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )  # fmt: skip
+        self.started = time.perf_counter()
+
+    def wait_ready(self, timeout_s: float = 120) -> float:
+        """Seconds until /health answers and a first transcription has loaded the model."""
+        import httpx
+
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise SystemExit("bench: faster-whisper-server exited during start-up")
+            try:
+                if httpx.get(self.url + "/health", timeout=1).status_code == 200:
+                    return time.perf_counter() - self.started
+            except httpx.TransportError:
+                pass
+            time.sleep(0.05)
+        raise SystemExit("bench: faster-whisper-server did not start")
+
+
+def transcribe_via_openai(url: str, name: str) -> tuple[float, str, int]:
+    """One OpenAI-style transcription request; (seconds, text, status)."""
+    import httpx
+
+    data = _clip(name).read_bytes()
+    began = time.perf_counter()
+    response = httpx.post(
+        url + "/v1/audio/transcriptions",
+        files={"file": (name, data)},
+        data={"model_name": "whisper-1", "response_format": "json"},
+        timeout=600,
+    )
+    elapsed = time.perf_counter() - began
+    if response.status_code != 200:
+        return elapsed, "", response.status_code
+    return elapsed, str(response.json().get("text", "")), 200
+
+
+def bench_peer(threads: int, runs: int) -> list[Row]:
+    """The same scenarios against faster-whisper-server."""
+    name = "faster-whisper-server"
+    peer = PeerProcess(_base_model_path(), threads)
+    try:
+        peer.wait_ready()
+        pid = peer.process.pid
+        transcribe_via_openai(peer.url, JFK)  # loads the model and warms up
+        idle = _rss_mib(pid)
+        jfk = [transcribe_via_openai(peer.url, JFK) for _ in range(runs)]
+        times = [seconds for seconds, _, _ in jfk]
+        rows = [
+            Row(
+                "jfk", name, _duration(JFK), statistics.median(times),
+                p50_s=statistics.median(times), max_s=max(times),
+                wer=_wer(_reference(JFK), jfk[0][1]), rss_mib=idle,
+            )
+        ]  # fmt: skip
+        health = _HealthProbe(peer.url, path="/health")
+        with health:
+            long_s, long_text, _ = transcribe_via_openai(peer.url, LONG)
+        rows.append(
+            Row(
+                "long", name, _duration(LONG), long_s, wer=_wer(_reference(LONG), long_text),
+                extra={"health_p99_ms": health.p99_ms, "health_max_ms": health.max_ms},
+            )
+        )  # fmt: skip
+        rows.append(_clients_at_once(peer.url, pid, transcribe_via_openai, name))
+        return rows
+    finally:
+        peer.stop()
 
 
 # ---------------------------------------------------------------- output
@@ -440,6 +567,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--batch-size", type=int, default=4)
     parser.add_argument("--json", type=Path, help="write the rows here as JSON")
     parser.add_argument("--skip-memory", action="store_true")
+    parser.add_argument(
+        "--peers", action="store_true", help="also run faster-whisper-server (PyPI) side by side"
+    )
     args = parser.parse_args(argv)
 
     env = {
@@ -450,7 +580,9 @@ def main(argv: list[str] | None = None) -> int:
     began = time.perf_counter()
     engine_rows, _ = bench_engine(args.threads, args.runs)
     server_rows = bench_server(args.url, args.runs, env)
-    rows = [row for pair in zip(engine_rows, server_rows, strict=True) for row in pair]
+    peer_rows = bench_peer(args.threads, args.runs) if args.peers else []
+    groups = [engine_rows, server_rows] + ([peer_rows] if peer_rows else [])
+    rows = [row for group in zip(*groups, strict=True) for row in group]
     if not args.skip_memory and args.url is None:
         rows.append(bench_memory())
     context = {
