@@ -17,10 +17,10 @@ import structlog
 
 from app.config import Settings
 from app.store import MemoryTaskStore
-from app.transcription.audio import decode_audio, duration_seconds
+from app.transcription.audio import decode_audio, decode_pcm_s16le, duration_seconds
 from app.transcription.models import ModelManager, NoModelAllowedError
 from app.transcription.queue import Job, JobQueue, QueueFullError, Worker
-from app.transcription.types import TaskType, TranscribeOptions
+from app.transcription.types import SubtitleShape, TaskType, TranscribeOptions
 
 __all__ = ["NoModelAllowedError", "QueueFullError", "ServiceStatus", "TranscriptionService"]
 
@@ -112,7 +112,9 @@ class TranscriptionService:
     def check_options(self, options: TranscribeOptions) -> None:
         """Raise NoModelAllowedError when no allowed model can do what is asked."""
         self.models.plan(
-            needs_multilingual=options.needs_multilingual, translate=options.task == "translate"
+            needs_multilingual=options.needs_multilingual,
+            translate=options.task == "translate",
+            model=options.model,
         )
 
     async def submit(
@@ -124,15 +126,18 @@ class TranscriptionService:
         file_name: str | None = None,
         owner: str | None = None,
         surface: str = "tasks",
+        subtitle_shape: SubtitleShape | None = None,
+        raw_pcm: bool = False,
     ) -> Job:
         """Validate, decode (off the event loop) and enqueue one upload.
 
+        `raw_pcm` takes the bytes as 16 kHz mono s16le samples instead of a file.
         Raises AudioDecodeError for bad audio, NoModelAllowedError for a job no
         allowed model can do, QueueFullError when the queue is full.
         """
         self.ensure_capacity()
         self.check_options(options)
-        audio = await asyncio.to_thread(decode_audio, data)
+        audio = await asyncio.to_thread(decode_pcm_s16le if raw_pcm else decode_audio, data)
         job = Job(
             task_type=task_type,
             options=options,
@@ -141,6 +146,7 @@ class TranscriptionService:
             file_name=file_name,
             owner=owner,
             surface=surface,
+            subtitle_shape=subtitle_shape or SubtitleShape(),
         )
         self.queue.submit(job)
         self.store.add(job)
@@ -175,6 +181,10 @@ class TranscriptionService:
     def cancel(self, job: Job, reason: str) -> None:
         """Stop a job whose client went away (synchronous routes)."""
         self.queue.cancel(job, reason)
+
+    def forget(self, job: Job) -> None:
+        """Erase a synchronous route's job once its answer is sent: nobody can fetch it later."""
+        self.store.delete(job.id)
 
     def status(self) -> ServiceStatus:
         """A snapshot for status routes."""

@@ -26,7 +26,14 @@ import structlog
 
 from app.transcription.engine import JobCancelledError
 from app.transcription.models import ModelLease, ModelUnavailableError, NoModelAllowedError
-from app.transcription.types import TaskType, TranscribeOptions, Transcript
+from app.transcription.types import (
+    LanguageDetection,
+    Segment,
+    SubtitleShape,
+    TaskType,
+    TranscribeOptions,
+    Transcript,
+)
 
 __all__ = [
     "Job",
@@ -76,6 +83,11 @@ class Job:
     processing_duration: float | None = None
     progress: float = 0.0
     transcript: Transcript | None = None
+    # Segments as they are decoded, for streaming clients; the transcript has them all at the end.
+    partial_segments: list[Segment] = field(default_factory=list)
+    detection: LanguageDetection | None = None
+    # How subtitles of this task are cut unless the result request says otherwise.
+    subtitle_shape: SubtitleShape = field(default_factory=SubtitleShape)
     error: str | None = None
     target_model: str | None = None
     used_model: str | None = None
@@ -208,7 +220,7 @@ class ModelProvider(Protocol):
     """The part of ModelManager the worker uses."""
 
     def acquire(
-        self, *, needs_multilingual: bool, translate: bool = False
+        self, *, needs_multilingual: bool, translate: bool = False, model: str | None = None
     ) -> contextlib.AbstractAsyncContextManager[ModelLease]:
         """Hold a model for one job."""
         ...
@@ -271,10 +283,10 @@ class Worker:
         job.time_processing_started = _now()
         job.notify()
         started = time.monotonic()
-        transcript: Transcript | None = None
+        result: Transcript | LanguageDetection | None = None
         reason: str | None = None
         try:
-            transcript = await self._run_on_model(job)
+            result = await self._run_on_model(job)
         except asyncio.CancelledError:
             # The worker is stopping: nobody waiting on this job may hang.
             job.processing_duration = time.monotonic() - started
@@ -290,10 +302,13 @@ class Worker:
             reason = f"transcription failed: {type(exc).__name__}"
             log.exception("job_failed", task_id=job.id, reason=type(exc).__name__)
         job.processing_duration = time.monotonic() - started
-        if transcript is None:
+        if result is None:
             job.fail(reason or "transcription failed")
             return
-        job.transcript = transcript
+        if isinstance(result, LanguageDetection):
+            job.detection = result
+        else:
+            job.transcript = result
         job.status = JobStatus.FINISHED
         job.progress = 1.0
         job.audio = None
@@ -304,20 +319,32 @@ class Worker:
             task_id=job.id,
             audio_s=round(job.audio_duration, 2),
             processing_s=round(job.processing_duration, 3),
-            language=transcript.language,
-            segment_count=len(transcript.segments),
+            task_type=job.task_type,
+            language=result.language,
+            segment_count=len(result.segments) if isinstance(result, Transcript) else 0,
             model=job.used_model,
         )
 
-    async def _run_on_model(self, job: Job) -> Transcript:
+    async def _run_on_model(self, job: Job) -> Transcript | LanguageDetection:
         async with self._models.acquire(
             needs_multilingual=job.options.needs_multilingual,
             translate=job.options.task == "translate",
+            model=job.options.model,
         ) as lease:
             job.target_model, job.used_model = lease.target, lease.name
             job.used_device = lease.device
             job.notify()
+            if job.options.task == "detect":
+                return await self._detect(job, lease)
             return await self._transcribe(job, lease)
+
+    async def _detect(self, job: Job, lease: ModelLease) -> LanguageDetection:
+        audio = job.audio
+        if audio is None:
+            raise JobCancelledError
+        return await asyncio.get_running_loop().run_in_executor(
+            self._executor, lease.transcriber.detect_language, audio, job.cancel_requested.is_set
+        )
 
     async def _transcribe(self, job: Job, lease: ModelLease) -> Transcript:
         loop = asyncio.get_running_loop()
@@ -328,6 +355,9 @@ class Worker:
         def report(fraction: float) -> None:
             loop.call_soon_threadsafe(self._set_progress, job, fraction)
 
+        def decoded(segment: Segment) -> None:
+            loop.call_soon_threadsafe(self._add_segment, job, segment)
+
         return await loop.run_in_executor(
             self._executor,
             lease.transcriber.transcribe,
@@ -335,10 +365,17 @@ class Worker:
             job.options,
             report,
             job.cancel_requested.is_set,
+            decoded,
         )
 
     @staticmethod
     def _set_progress(job: Job, fraction: float) -> None:
         if job.status is JobStatus.PROCESSING and fraction > job.progress:
             job.progress = fraction
+            job.notify()
+
+    @staticmethod
+    def _add_segment(job: Job, segment: Segment) -> None:
+        if job.status is JobStatus.PROCESSING:
+            job.partial_segments.append(segment)
             job.notify()
