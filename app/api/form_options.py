@@ -31,6 +31,9 @@ _MAX_SHAPE_VALUE = 10_000
 class InvalidInputError(ValueError):
     """A parameter has a value the service cannot use; `param` names it."""
 
+    # A client error: the request logger skips exceptions below 500.
+    status_code = 400
+
     def __init__(self, message: str, *, param: str | None = None, code: str | None = None) -> None:
         super().__init__(message)
         self.message = message
