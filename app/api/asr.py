@@ -11,7 +11,6 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-import structlog
 from litestar import Controller, Request, Response, post
 from litestar.exceptions import HTTPException
 from litestar.params import QueryParameter
@@ -45,7 +44,6 @@ from app.transcription.types import SubtitleShape, TaskType, TranscribeOptions
 
 __all__ = ["ASR_ENGINE", "ASR_OUTPUTS", "AsrController"]
 
-log = structlog.get_logger(__name__)
 
 ASR_ENGINE = "faster_whisper"
 ASR_OUTPUTS = ("txt", "vtt", "srt", "tsv", "json")
@@ -79,7 +77,7 @@ def _handle_error(_: Request[Any, Any, Any], exc: Exception) -> Response[AsrErro
         return asr_error_response(HTTP_400_BAD_REQUEST, str(exc))
     if isinstance(exc, HTTPException):
         return asr_error_response(exc.status_code, exc.detail, headers=exc.headers)
-    log.exception("asr_request_failed", error=type(exc).__name__)
+    # Litestar's exception logging records server errors (request_failed) already.
     return asr_error_response(HTTP_500_INTERNAL_SERVER_ERROR, "internal server error")
 
 

@@ -164,7 +164,7 @@ def _handle_error(_: Request[Any, Any, Any], exc: Exception) -> Response[OpenAIE
             code=_HTTP_CODES.get(exc.status_code),
             headers=exc.headers,
         )
-    log.exception("openai_request_failed", error=type(exc).__name__)
+    # Litestar's exception logging records server errors (request_failed) already.
     return openai_error_response(HTTP_500_INTERNAL_SERVER_ERROR, "internal server error")
 
 

@@ -69,8 +69,15 @@ class Transcriber(Protocol):
 def _words(raw_words: Iterable[Any] | None) -> list[Word] | None:
     if raw_words is None:
         return None
+    # faster-whisper's word times are numpy floats: plain floats encode everywhere.
     return [
-        Word(start=w.start, end=w.end, word=w.word, probability=w.probability) for w in raw_words
+        Word(
+            start=float(w.start),
+            end=float(w.end),
+            word=str(w.word),
+            probability=float(w.probability),
+        )
+        for w in raw_words
     ]
 
 

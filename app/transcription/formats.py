@@ -164,7 +164,9 @@ def to_verbose_json(
         "text": transcript.text,
     }
     if segments:
-        body["segments"] = [_openai_segment(segment) for segment in transcript.segments]
+        body["segments"] = [
+            _openai_segment(index, segment) for index, segment in enumerate(transcript.segments)
+        ]
     if words:
         body["words"] = [
             {"word": word.word.strip(), "start": word.start, "end": word.end}
@@ -174,9 +176,10 @@ def to_verbose_json(
     return msgspec.json.encode(body)
 
 
-def _openai_segment(segment: Segment) -> dict[str, Any]:
+def _openai_segment(index: int, segment: Segment) -> dict[str, Any]:
+    # OpenAI numbers segments from 0; faster-whisper from 1.
     return {
-        "id": segment.id,
+        "id": index,
         "seek": segment.seek,
         "start": segment.start,
         "end": segment.end,
