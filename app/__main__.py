@@ -1,4 +1,5 @@
-"""Command line: `whisper-api [serve]` starts the server (settings from the environment)."""
+"""Command line: `whisper-api [serve]` starts the server (settings from the environment);
+`whisper-api transcribe FILE...` is the client for a running server."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import asyncio
 import signal
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING, Any
 
@@ -32,7 +34,44 @@ def _parser() -> argparse.ArgumentParser:
     for target in (parser, serve):
         target.add_argument("--port", type=int, help="TCP port (PORT)")
         target.add_argument("--listen", help="address to bind (LISTEN)")
+    _add_transcribe_parser(commands)
     return parser
+
+
+def _add_transcribe_parser(commands: Any) -> None:
+    from app.client import CLIENT_FORMATS, environment_defaults
+
+    defaults = environment_defaults()
+    client = commands.add_parser(
+        "transcribe",
+        help="send audio files to a running server and save the transcripts",
+        description="Upload each FILE to a whisper-api server, show its progress and write "
+        "the result (by default NAME.FORMAT in the current directory).",
+    )
+    client.add_argument("files", nargs="+", metavar="FILE", type=Path, help="audio or video")
+    client.add_argument(
+        "--server",
+        default=defaults["server"],
+        help="server URL (default: $WHISPER_API_URL or %(default)s)",
+    )
+    client.add_argument(
+        "--format", dest="fmt", choices=CLIENT_FORMATS, default="txt", help="result format"
+    )
+    client.add_argument("--language", help="spoken language (en, de, ...); omit to detect it")
+    client.add_argument("--translate", action="store_true", help="translate into English")
+    client.add_argument("--model", help="a model the server offers; omit for its choice")
+    client.add_argument(
+        "--word-timestamps", action="store_true", help="time each word (verbose_json)"
+    )
+    client.add_argument(
+        "--api-key", default=defaults["api_key"], help="API key (default: $WHISPER_API_KEY)"
+    )
+    client.add_argument(
+        "-o",
+        "--output",
+        help="output file (one FILE), directory (several), or - for standard output",
+    )
+    client.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
 
 
 def serve(port: int | None = None, listen: str | None = None) -> int:
@@ -135,6 +174,26 @@ def _graceful_server_class() -> type[Any]:
     return GracefulServer
 
 
+def transcribe(args: argparse.Namespace) -> int:
+    """Run the client for `whisper-api transcribe`."""
+    from app.client import TranscribeRequest, run_transcribe
+
+    return run_transcribe(
+        TranscribeRequest(
+            files=args.files,
+            server=args.server,
+            fmt=args.fmt,
+            language=args.language,
+            translate=args.translate,
+            model=args.model,
+            word_timestamps=args.word_timestamps,
+            api_key=args.api_key,
+            output=args.output,
+            quiet=args.quiet,
+        )
+    )
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the `whisper-api` console script."""
     arguments = list(sys.argv[1:] if argv is None else argv)
@@ -143,6 +202,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         return bench_main(arguments[1:])
     args = _parser().parse_args(arguments)
+    if args.command == "transcribe":
+        return transcribe(args)
     return serve(port=args.port, listen=args.listen)
 
 

@@ -22,6 +22,8 @@ from litestar.status_codes import (
 )
 
 from app import __version__
+from app.api.asr import AsrController
+from app.api.openai_audio import OpenAIController
 from app.api.system import SystemController
 from app.api.tasks import TaskController
 from app.config import Settings
@@ -156,6 +158,8 @@ def create_app(
         return service
 
     route_handlers: list[Any] = [TaskController, SystemController]
+    # Compatibility surfaces: OpenAI's audio API and whisper-asr-webservice (Bazarr, subgen).
+    route_handlers += [OpenAIController, AsrController]
     web_dir = find_web_dir(settings)
     if web_dir is not None:
         route_handlers.append(

@@ -21,10 +21,15 @@ import structlog
 from app.config import Settings
 from app.metrics import FinalStatus, ServiceMetrics, StateSnapshot
 from app.store import MemoryTaskStore
-from app.transcription.audio import AudioDecodeError, decode_audio, duration_seconds
+from app.transcription.audio import (
+    AudioDecodeError,
+    decode_audio,
+    decode_pcm_s16le,
+    duration_seconds,
+)
 from app.transcription.models import ModelManager, NoModelAllowedError
 from app.transcription.queue import Job, JobQueue, JobStatus, QueueFullError, Worker
-from app.transcription.types import TaskType, TranscribeOptions
+from app.transcription.types import SubtitleShape, TaskType, TranscribeOptions
 
 __all__ = [
     "NoModelAllowedError",
@@ -243,6 +248,7 @@ class TranscriptionService:
             self.models.plan(
                 needs_multilingual=options.needs_multilingual,
                 translate=options.task == "translate",
+                model=options.model,
             )
         except NoModelAllowedError:
             self.metrics.upload_rejected("no_model")
@@ -257,9 +263,12 @@ class TranscriptionService:
         file_name: str | None = None,
         owner: str | None = None,
         surface: str = "tasks",
+        subtitle_shape: SubtitleShape | None = None,
+        raw_pcm: bool = False,
     ) -> Job:
         """Validate, decode (off the event loop) and enqueue one upload.
 
+        `raw_pcm` takes the bytes as 16 kHz mono s16le samples instead of a file.
         Raises AudioDecodeError for bad audio, NoModelAllowedError for a job no
         allowed model can do, QueueFullError when the queue is full,
         ShuttingDownError once the server is shutting down.
@@ -269,7 +278,7 @@ class TranscriptionService:
         self.check_options(options)
         self._uploads_in_flight += 1  # the worker may wait for these to join its batch
         try:
-            audio = await asyncio.to_thread(decode_audio, data)
+            audio = await asyncio.to_thread(decode_pcm_s16le if raw_pcm else decode_audio, data)
         except AudioDecodeError:
             self.metrics.upload_rejected("bad_audio")
             raise
@@ -285,6 +294,7 @@ class TranscriptionService:
             file_name=file_name,
             owner=owner,
             surface=surface,
+            subtitle_shape=subtitle_shape or SubtitleShape(),
         )
         self.queue.submit(job)
         self.store.add(job)
@@ -335,6 +345,10 @@ class TranscriptionService:
         if self.queue.cancel(job, reason):
             self._cancelled.add(job.id)
             self._settle(job)  # a waiting job is final now; a running one when the worker is done
+
+    def forget(self, job: Job) -> None:
+        """Erase a synchronous route's job once its answer is sent: nobody can fetch it later."""
+        self.store.delete(job.id)
 
     def status(self) -> ServiceStatus:
         """A snapshot for status routes."""

@@ -117,5 +117,7 @@ class MemoryTaskStore:
     def _erase(job: Job) -> None:
         """Drop content references so nothing of the task lingers in memory."""
         job.transcript = None
+        job.partial_segments = []
+        job.detection = None
         job.audio = None
         job.file_name = None

@@ -16,9 +16,21 @@ from litestar.testing import AsyncTestClient
 from app.asgi import create_app
 from app.config import Settings, load_settings
 from app.service import TranscriptionService
-from app.transcription.engine import JobCancelledError, ProgressCallback, StopCheck
+from app.transcription.engine import (
+    JobCancelledError,
+    ProgressCallback,
+    SegmentCallback,
+    StopCheck,
+)
 from app.transcription.models import DeviceProbe, ModelManager, Placement
-from app.transcription.types import Segment, TranscribeOptions, Transcript
+from app.transcription.types import (
+    LanguageCandidate,
+    LanguageDetection,
+    Segment,
+    TranscribeOptions,
+    Transcript,
+    Word,
+)
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 SHARED_AUDIO = REPO_ROOT.parent / "shared" / "audio"
@@ -96,7 +108,10 @@ class FakeTranscriber:
     language: str = "en"
     gate: threading.Event | None = None
     fail_with: Exception | None = None
+    # More than one: the text is spread over this many segments of equal length.
+    segment_count: int = 1
     calls: list[TranscribeOptions] = field(default_factory=list)
+    audio_seen: list[int] = field(default_factory=list)
 
     def transcribe(
         self,
@@ -104,10 +119,15 @@ class FakeTranscriber:
         options: TranscribeOptions,
         on_progress: ProgressCallback,
         should_stop: StopCheck,
+        on_segment: SegmentCallback | None = None,
     ) -> Transcript:
         """Return the canned transcript, honouring the gate, failures and cancellation."""
         self.calls.append(options)
+        self.audio_seen.append(len(audio))
         duration = len(audio) / 16000
+        segments = self._segments(duration, options.word_timestamps)
+        if on_segment is not None:
+            on_segment(segments[0])
         on_progress(0.5)
         if self.gate is not None:
             while not self.gate.wait(0.01):
@@ -117,15 +137,57 @@ class FakeTranscriber:
             raise JobCancelledError
         if self.fail_with is not None:
             raise self.fail_with
+        for segment in segments[1:]:
+            if on_segment is not None:
+                on_segment(segment)
         on_progress(1.0)
-        segment = Segment(id=0, start=0.0, end=duration, text=" " + self.text)
         return Transcript(
-            text=self.text,
+            text="".join(segment.text for segment in segments).strip(),
             language=options.language or self.language,
             language_probability=0.99,
             duration=duration,
-            segments=[segment],
+            segments=segments,
         )
+
+    def detect_language(
+        self, audio: np.ndarray[Any, Any], should_stop: StopCheck
+    ) -> LanguageDetection:
+        """Say the fake's language with 0.9, and two runners-up."""
+        self.audio_seen.append(len(audio))
+        if should_stop():
+            raise JobCancelledError
+        if self.fail_with is not None:
+            raise self.fail_with
+        others = [code for code in ("en", "de", "fr") if code != self.language][:2]
+        candidates = [LanguageCandidate(self.language, 0.9)] + [
+            LanguageCandidate(code, 0.05) for code in others
+        ]
+        return LanguageDetection(
+            language=self.language, probability=0.9, candidates=candidates, speech_seconds=1.0
+        )
+
+    def _segments(self, duration: float, with_words: bool) -> list[Segment]:
+        """The text split into `segment_count` equal segments, with evenly timed words if asked."""
+        words = self.text.split()
+        count = max(1, min(self.segment_count, len(words)))
+        per_segment = -(-len(words) // count)
+        chunks = [words[i : i + per_segment] for i in range(0, len(words), per_segment)] or [[]]
+        span = duration / len(chunks)
+        segments = []
+        for index, chunk in enumerate(chunks):
+            start = index * span
+            timed = None
+            if with_words:
+                step = span / max(1, len(chunk))
+                timed = [
+                    Word(start + i * step, start + (i + 1) * step, " " + word, 0.9)
+                    for i, word in enumerate(chunk)
+                ]
+            text = "".join(" " + word for word in chunk)
+            segments.append(
+                Segment(id=index, start=start, end=start + span, text=text, words=timed)
+            )
+        return segments
 
 
 @dataclass

@@ -17,6 +17,13 @@ from litestar.response import ServerSentEvent, ServerSentEventMessage
 from litestar.status_codes import HTTP_409_CONFLICT
 
 from app.api.dependencies import Service
+from app.api.form_options import (
+    SHAPE_FIELDS,
+    InvalidInputError,
+    parse_bool,
+    parse_model,
+    parse_subtitle_shape,
+)
 from app.api.multipart import (
     FilePart,
     MultipartForm,
@@ -36,7 +43,7 @@ from app.api.schemas import (
 from app.transcription import formats
 from app.transcription.languages import normalise_language
 from app.transcription.queue import Job, JobStatus
-from app.transcription.types import TaskType, TranscribeOptions
+from app.transcription.types import SubtitleShape, TaskType, TranscribeOptions
 
 __all__ = ["TaskController", "content_disposition"]
 
@@ -46,10 +53,19 @@ _UPLOAD_OPERATION = multipart_operation(
     {
         "file": file_schema("the audio or video file (wav, flac, mp3, ogg, m4a, webm, mp4, ...)"),
         "language": text_schema("language code such as en or de; omit to detect it"),
+        "model": text_schema("a model name within MAX_MODEL; omit for the server's choice"),
+        "initial_prompt": text_schema("text to guide the style or spelling"),
+        "word_timestamps": text_schema("true: time every word (verbose_json, finer cues)"),
+        "vad_filter": text_schema("true: skip the parts without speech"),
+        "max_line_width": text_schema("subtitles: characters per line"),
+        "max_line_count": text_schema("subtitles: lines per cue"),
+        "max_words_per_cue": text_schema("subtitles: words per cue"),
     },
     required=["file"],
-    description="multipart/form-data with the audio in the `file` field",
+    description="multipart/form-data with the audio in the `file` field; every text field "
+    "may also be given in the query string",
 )
+UPLOAD_OPTION_FIELDS = ("model", "initial_prompt", "word_timestamps", "vad_filter", *SHAPE_FIELDS)
 
 LanguageQuery = Annotated[
     str | None,
@@ -87,6 +103,35 @@ def _language(query_value: str | None, form: MultipartForm) -> str | None:
         raise ClientException(detail=str(exc)) from None
 
 
+def _upload_options(
+    request: Request[Any, Any, Any],
+    form: MultipartForm,
+    service: Service,
+    task_type: TaskType,
+    language: str | None,
+) -> tuple[TranscribeOptions, SubtitleShape]:
+    """Options from the form, or else the query string; subtitle shaping asks for word timing."""
+
+    def raw(name: str) -> str | None:
+        value = form.value(name)
+        return value if value is not None else request.query_params.get(name)
+
+    try:
+        shape = parse_subtitle_shape({name: raw(name) for name in SHAPE_FIELDS})
+        options = TranscribeOptions(
+            task=task_type,
+            language=_language(language, form),
+            initial_prompt=raw("initial_prompt") or None,
+            word_timestamps=parse_bool(raw("word_timestamps"), "word_timestamps")
+            or not shape.is_plain,
+            vad_filter=parse_bool(raw("vad_filter"), "vad_filter"),
+            model=parse_model(raw("model"), service.models),
+        )
+    except InvalidInputError as exc:
+        raise ClientException(detail=exc.message) from None
+    return options, shape
+
+
 def _finished_job(service: Service, task_id: TaskIdPath) -> Job:
     job = _known_job(service, task_id)
     if job.status is JobStatus.FAILED:
@@ -108,13 +153,23 @@ def _known_job(service: Service, task_id: TaskIdPath) -> Job:
     return job
 
 
-def _render(job: Job, fmt: str) -> Response[bytes]:
+def _render(job: Job, fmt: str, shape: SubtitleShape | None = None) -> Response[bytes]:
     assert job.transcript is not None
     return Response(
-        content=formats.render(job.transcript, fmt),
+        content=formats.render(
+            job.transcript, fmt, shape=shape or job.subtitle_shape, task=job.task_type
+        ),
         media_type=formats.MEDIA_TYPES[fmt],
-        headers={"Content-Disposition": content_disposition(job.file_name, fmt)},
+        headers={
+            "Content-Disposition": content_disposition(job.file_name, formats.EXTENSIONS[fmt])
+        },
     )
+
+
+ShapeQuery = Annotated[
+    int | None,
+    QueryParameter(ge=1, le=10_000, description="subtitles: overrides the upload's setting"),
+]
 
 
 class TaskController(Controller):
@@ -132,9 +187,13 @@ class TaskController(Controller):
     ) -> TaskResponse:
         form = await read_multipart(request, max_bytes=service.settings.max_upload_mb * 1024 * 1024)
         upload = _uploaded_file(form)
-        options = TranscribeOptions(task=task_type, language=_language(language, form))
+        options, shape = _upload_options(request, form, service, task_type, language)
         job = await service.submit(
-            upload.data, task_type=task_type, options=options, file_name=upload.filename
+            upload.data,
+            task_type=task_type,
+            options=options,
+            file_name=upload.filename,
+            subtitle_shape=shape,
         )
         return task_response(job, service.position(job))
 
@@ -216,15 +275,32 @@ class TaskController(Controller):
         task_id: TaskIdPath,
         fmt: Annotated[
             str,
-            QueryParameter(name="format", description="one of txt, srt, vtt, tsv, json"),
+            QueryParameter(
+                name="format", description="one of txt, srt, vtt, tsv, json, verbose_json"
+            ),
         ] = "json",
+        max_line_width: ShapeQuery = None,
+        max_line_count: ShapeQuery = None,
+        max_words_per_cue: ShapeQuery = None,
     ) -> Response[bytes]:
-        """The transcript as txt, srt, vtt, tsv or json; 409 while not finished."""
+        """The transcript in any format; srt/vtt cues shaped as asked; 409 while not finished."""
         if fmt not in formats.FORMATS:
             raise ClientException(
                 detail=f"unknown format {fmt!r}; use one of {', '.join(formats.FORMATS)}"
             )
-        return _render(_finished_job(service, task_id), fmt)
+        job = _finished_job(service, task_id)
+        asked = (max_line_width, max_line_count, max_words_per_cue)
+        shape = None
+        if any(value is not None for value in asked):
+            shape = msgspec.structs.replace(
+                job.subtitle_shape,
+                **{
+                    name: value
+                    for name, value in zip(SHAPE_FIELDS, asked, strict=True)
+                    if value is not None
+                },
+            )
+        return _render(job, fmt, shape)
 
     @get("/tasks/{task_id:str}/events", summary="Server-sent progress events")
     async def events(self, service: Service, task_id: TaskIdPath) -> ServerSentEvent:

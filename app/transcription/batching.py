@@ -42,6 +42,7 @@ def is_batchable(duration_s: float, options: TranscribeOptions) -> bool:
     """Short audio with the default decoding options can share a batch."""
     return (
         0 < duration_s <= MAX_BATCHED_SECONDS
+        and options.task in ("transcribe", "translate")
         and not options.word_timestamps
         and not options.vad_filter
         and options.initial_prompt is None

@@ -12,21 +12,39 @@ import numpy.typing as npt
 from app.transcription.audio import SAMPLE_RATE
 from app.transcription.batching import decode_short_batch
 from app.transcription.timing import clamp_to_duration
-from app.transcription.types import Segment, TranscribeOptions, Transcript, Word
+from app.transcription.types import (
+    LanguageCandidate,
+    LanguageDetection,
+    Segment,
+    TranscribeOptions,
+    Transcript,
+    Word,
+)
 
 __all__ = [
+    "DETECTION_CANDIDATES",
+    "DETECTION_WINDOWS",
     "BatchTranscriber",
     "FasterWhisperTranscriber",
     "JobCancelledError",
     "ProgressCallback",
+    "SegmentCallback",
     "StopCheck",
     "Transcriber",
+    "speech_windows",
     "split_on_words",
 ]
 
 AudioArray = npt.NDArray[np.float32]
 ProgressCallback = Callable[[float], None]
+SegmentCallback = Callable[[Segment], None]
 StopCheck = Callable[[], bool]
+
+# Whisper hears 30 s at a time; language detection looks at up to this many such windows
+# of speech, spread over the whole recording, and averages what they say.
+WINDOW_SAMPLES = 30 * SAMPLE_RATE
+DETECTION_WINDOWS = 6
+DETECTION_CANDIDATES = 5
 
 
 class JobCancelledError(Exception):
@@ -52,16 +70,29 @@ class Transcriber(Protocol):
         options: TranscribeOptions,
         on_progress: ProgressCallback,
         should_stop: StopCheck,
+        on_segment: SegmentCallback | None = None,
     ) -> Transcript:
-        """Decode `audio`; report the fraction done; raise JobCancelledError when told to stop."""
+        """Decode `audio`; report the fraction done and each segment as it is decoded;
+        raise JobCancelledError when told to stop."""
+        ...
+
+    def detect_language(self, audio: AudioArray, should_stop: StopCheck) -> LanguageDetection:
+        """Say which language is spoken in `audio` (multilingual models only)."""
         ...
 
 
 def _words(raw_words: Iterable[Any] | None) -> list[Word] | None:
     if raw_words is None:
         return None
+    # faster-whisper's word times are numpy floats: plain floats encode everywhere.
     return [
-        Word(start=w.start, end=w.end, word=w.word, probability=w.probability) for w in raw_words
+        Word(
+            start=float(w.start),
+            end=float(w.end),
+            word=str(w.word),
+            probability=float(w.probability),
+        )
+        for w in raw_words
     ]
 
 
@@ -138,8 +169,9 @@ class FasterWhisperTranscriber:
         options: TranscribeOptions,
         on_progress: ProgressCallback,
         should_stop: StopCheck,
+        on_segment: SegmentCallback | None = None,
     ) -> Transcript:
-        """Decode segment by segment so that progress and cancellation work mid-job."""
+        """Decode segment by segment so that progress, streaming and cancellation work mid-job."""
         duration = len(audio) / SAMPLE_RATE
         common: dict[str, Any] = {
             "task": options.task,
@@ -168,12 +200,15 @@ class FasterWhisperTranscriber:
             if should_stop():
                 raise JobCancelledError
             segment = _segment(raw)
-            if batched:
-                segments.extend(
-                    split_on_words(segment, len(segments), keep_words=options.word_timestamps)
-                )
-            else:
-                segments.append(segment)
+            pieces = (
+                split_on_words(segment, len(segments), keep_words=options.word_timestamps)
+                if batched
+                else [segment]
+            )
+            for piece in pieces:
+                segments.append(piece)
+                if on_segment is not None:
+                    on_segment(piece)
             if duration > 0:
                 on_progress(min(1.0, float(raw.end) / duration))
         on_progress(1.0)
@@ -191,3 +226,61 @@ class FasterWhisperTranscriber:
     ) -> list[Transcript | None]:
         """Decode several short clips in one pass; None where one needs `transcribe`."""
         return decode_short_batch(self.model, audios, options)
+
+    def detect_language(self, audio: AudioArray, should_stop: StopCheck) -> LanguageDetection:
+        """Average Whisper's language probabilities over windows of speech across the audio.
+
+        Silence and music are cut out first (Silero VAD, as faster-whisper's vad_filter),
+        so a long intro does not decide the language; where VAD finds no speech, the raw
+        audio is used. Each window is one 30 s Whisper input, weighted by its length.
+        """
+        windows, speech_seconds = speech_windows(audio)
+        totals: dict[str, float] = {}
+        for window in windows:
+            if should_stop():
+                raise JobCancelledError
+            _, _, probabilities = self.model.detect_language(audio=window)
+            weight = len(window) / WINDOW_SAMPLES
+            for code, probability in probabilities:
+                totals[code] = totals.get(code, 0.0) + weight * float(probability)
+        norm = sum(totals.values()) or 1.0
+        ranked = sorted(totals.items(), key=lambda item: item[1], reverse=True)
+        candidates = [
+            LanguageCandidate(language_code=code, probability=round(total / norm, 4))
+            for code, total in ranked[:DETECTION_CANDIDATES]
+        ]
+        best = candidates[0]
+        return LanguageDetection(
+            language=best.language_code,
+            probability=best.probability,
+            candidates=candidates,
+            speech_seconds=round(speech_seconds, 3),
+        )
+
+
+def speech_windows(
+    audio: AudioArray, max_windows: int = DETECTION_WINDOWS
+) -> tuple[list[AudioArray], float]:
+    """Up to `max_windows` windows of at most 30 s of speech, spread evenly over the audio.
+
+    Returns the windows and the seconds of speech found. Falls back to windows of the
+    raw audio when the voice detector hears nothing (or the audio is too short for it).
+    """
+    from faster_whisper.vad import VadOptions, collect_chunks, get_speech_timestamps
+
+    chunks = get_speech_timestamps(audio, VadOptions())
+    if chunks:
+        windows, _ = collect_chunks(audio, chunks, max_duration=WINDOW_SAMPLES / SAMPLE_RATE)
+        windows = [window for window in windows if len(window)]
+        speech_seconds = sum(c["end"] - c["start"] for c in chunks) / SAMPLE_RATE
+    else:
+        windows, speech_seconds = [], 0.0
+    if not windows:
+        windows = [
+            audio[start : start + WINDOW_SAMPLES] for start in range(0, len(audio), WINDOW_SAMPLES)
+        ]
+        windows = [window for window in windows if len(window)] or [audio]
+    if len(windows) > max_windows:
+        step = len(windows) / max_windows
+        windows = [windows[int(index * step)] for index in range(max_windows)]
+    return windows, speech_seconds

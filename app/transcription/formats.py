@@ -1,35 +1,41 @@
-"""Render a :class:`Transcript` as plain text, subtitles (SRT, WebVTT), TSV or JSON.
+"""Render a :class:`Transcript` as plain text, subtitles (SRT, WebVTT), TSV, JSON or OpenAI's
+``verbose_json``; one module shared by every HTTP surface.
 
-Each ``to_*`` function is small and pure so that later additions (``verbose_json``,
-cue shaping by line width/line count/words per cue) can replace one piece, e.g.
-:func:`subtitle_cues`, without touching the writers.
+Subtitle cues come from :func:`subtitle_cues`, which cuts segments into cues that
+respect a :class:`SubtitleShape` (characters per line, lines per cue, words per cue)
+on word timings, so every writer gets shaped cues for free.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterator
-from typing import NamedTuple
+import re
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any, NamedTuple
 
 import msgspec
 
-from app.transcription.types import Transcript
+from app.transcription.languages import language_name
+from app.transcription.types import Segment, SubtitleShape, TaskType, Transcript, Word
 
 __all__ = [
+    "EXTENSIONS",
     "FORMATS",
     "MEDIA_TYPES",
     "Cue",
     "format_timestamp",
+    "openai_usage",
     "render",
     "subtitle_cues",
     "to_json",
     "to_srt",
     "to_tsv",
     "to_txt",
+    "to_verbose_json",
     "to_vtt",
 ]
 
-FORMATS: tuple[str, ...] = ("txt", "srt", "vtt", "tsv", "json")
+FORMATS: tuple[str, ...] = ("txt", "srt", "vtt", "tsv", "json", "verbose_json")
 
 MEDIA_TYPES: dict[str, str] = {
     "txt": "text/plain; charset=utf-8",
@@ -37,7 +43,13 @@ MEDIA_TYPES: dict[str, str] = {
     "vtt": "text/vtt; charset=utf-8",
     "tsv": "text/tab-separated-values; charset=utf-8",
     "json": "application/json",
+    "verbose_json": "application/json",
 }
+
+# The file name extension of each format (verbose_json is JSON too).
+EXTENSIONS: dict[str, str] = {fmt: fmt for fmt in FORMATS} | {"verbose_json": "json"}
+
+_PLAIN = SubtitleShape()
 
 
 class Cue(NamedTuple):
@@ -64,12 +76,28 @@ def format_timestamp(
     return f"{prefix}{minutes:02d}:{secs:02d}{decimal_marker}{millis:03d}"
 
 
-def subtitle_cues(transcript: Transcript) -> Iterator[Cue]:
-    """The segments worth showing as cues: text stripped, blank lines dropped, empties skipped."""
+def subtitle_cues(transcript: Transcript, shape: SubtitleShape | None = None) -> Iterator[Cue]:
+    """The cues worth showing, in order, never overlapping and never past the audio's end.
+
+    Without a shape each non-empty segment is one cue; with one, segments are cut on
+    word timings (or on timings spread over the characters where there are none).
+    """
+    shape = shape or _PLAIN
+    previous_end = 0.0
     for segment in transcript.segments:
-        text = _subtitle_text(segment.text)
-        if text:
-            yield Cue(segment.start, segment.end, text)
+        if shape.is_plain:
+            text = _subtitle_text(segment.text)
+            raw = [Cue(segment.start, segment.end, text)] if text else []
+        else:
+            raw = list(_shaped_cues(segment, shape))
+        for cue in raw:
+            start = max(cue.start, previous_end)
+            end = max(cue.end, start)
+            if transcript.duration > 0:
+                end = min(end, transcript.duration)
+                start = min(start, end)
+            previous_end = end
+            yield Cue(start, end, cue.text)
 
 
 def to_txt(transcript: Transcript) -> str:
@@ -78,19 +106,20 @@ def to_txt(transcript: Transcript) -> str:
     return "".join(f"{line}\n" for line in lines if line)
 
 
-def to_srt(transcript: Transcript) -> str:
+def to_srt(transcript: Transcript, shape: SubtitleShape | None = None) -> str:
     """SubRip: numbered cues from 1, ``HH:MM:SS,mmm`` times, a blank line between cues."""
     blocks = [
         f"{index}\n{_cue_times(cue, ',')}\n{cue.text}\n"
-        for index, cue in enumerate(subtitle_cues(transcript), start=1)
+        for index, cue in enumerate(subtitle_cues(transcript, shape), start=1)
     ]
     return "\n".join(blocks)
 
 
-def to_vtt(transcript: Transcript) -> str:
+def to_vtt(transcript: Transcript, shape: SubtitleShape | None = None) -> str:
     """WebVTT: a ``WEBVTT`` header, then ``HH:MM:SS.mmm`` cues separated by blank lines."""
     blocks = [
-        f"{_cue_times(cue, '.')}\n{_vtt_safe(cue.text)}\n" for cue in subtitle_cues(transcript)
+        f"{_cue_times(cue, '.')}\n{_vtt_safe(cue.text)}\n"
+        for cue in subtitle_cues(transcript, shape)
     ]
     return "\n".join(["WEBVTT\n", *blocks])
 
@@ -111,23 +140,152 @@ def to_json(transcript: Transcript) -> bytes:
     return msgspec.json.encode(transcript)
 
 
+def openai_usage(duration: float) -> dict[str, Any]:
+    """OpenAI's usage object for audio billed by duration: whole seconds, rounded up."""
+    return {"type": "duration", "seconds": math.ceil(max(0.0, duration))}
+
+
+def to_verbose_json(
+    transcript: Transcript,
+    *,
+    task: TaskType = "transcribe",
+    segments: bool = True,
+    words: bool = False,
+) -> bytes:
+    """OpenAI's ``verbose_json``: task, language (full lower-case name), duration, text,
+    segments (without words), top-level ``words`` when asked, and usage.
+
+    A translation reports ``english``, the language of its text, as OpenAI does.
+    """
+    body: dict[str, Any] = {
+        "task": task,
+        "language": "english" if task == "translate" else language_name(transcript.language),
+        "duration": transcript.duration,
+        "text": transcript.text,
+    }
+    if segments:
+        body["segments"] = [
+            _openai_segment(index, segment) for index, segment in enumerate(transcript.segments)
+        ]
+    if words:
+        body["words"] = [
+            {"word": word.word.strip(), "start": word.start, "end": word.end}
+            for word in transcript.words
+        ]
+    body["usage"] = openai_usage(transcript.duration)
+    return msgspec.json.encode(body)
+
+
+def _openai_segment(index: int, segment: Segment) -> dict[str, Any]:
+    # OpenAI numbers segments from 0; faster-whisper from 1.
+    return {
+        "id": index,
+        "seek": segment.seek,
+        "start": segment.start,
+        "end": segment.end,
+        "text": segment.text,
+        "tokens": segment.tokens,
+        "temperature": segment.temperature,
+        "avg_logprob": segment.avg_logprob,
+        "compression_ratio": segment.compression_ratio,
+        "no_speech_prob": segment.no_speech_prob,
+    }
+
+
 _TEXT_WRITERS: dict[str, Callable[[Transcript], str]] = {
     "txt": to_txt,
-    "srt": to_srt,
-    "vtt": to_vtt,
     "tsv": to_tsv,
 }
 
 
-def render(transcript: Transcript, fmt: str) -> bytes:
-    """The transcript in format ``fmt`` (one of :data:`FORMATS`), as UTF-8 bytes."""
+def render(
+    transcript: Transcript,
+    fmt: str,
+    *,
+    shape: SubtitleShape | None = None,
+    task: TaskType = "transcribe",
+) -> bytes:
+    """The transcript in format ``fmt`` (one of :data:`FORMATS`), as UTF-8 bytes.
+
+    ``shape`` cuts srt and vtt cues; ``task`` is reported by verbose_json, which also
+    lists the words whenever the transcript has word timings.
+    """
     if fmt == "json":
         return to_json(transcript)
+    if fmt == "verbose_json":
+        return to_verbose_json(transcript, task=task, words=bool(transcript.words))
+    if fmt == "srt":
+        return to_srt(transcript, shape).encode("utf-8")
+    if fmt == "vtt":
+        return to_vtt(transcript, shape).encode("utf-8")
     writer = _TEXT_WRITERS.get(fmt)
     if writer is None:
         allowed = ", ".join(FORMATS)
         raise ValueError(f"unknown output format {fmt!r}; expected one of: {allowed}")
     return writer(transcript).encode("utf-8")
+
+
+# ---------------------------------------------------------------- cue shaping
+
+_TOKEN = re.compile(r"\s*\S+")
+
+
+def _segment_words(segment: Segment) -> list[Word]:
+    """The segment's timed words, or its whitespace-separated tokens timed by their share of
+    the segment's (non-space) characters."""
+    if segment.words:
+        return [word for word in segment.words if word.word.strip()]
+    tokens = _TOKEN.findall(" ".join(_subtitle_text(segment.text).splitlines()))
+    total = sum(len(token.strip()) for token in tokens)
+    if not total:
+        return []
+    span = max(0.0, segment.end - segment.start)
+    words: list[Word] = []
+    done = 0
+    for token in tokens:
+        start = segment.start + span * done / total
+        done += len(token.strip())
+        words.append(Word(start, segment.start + span * done / total, token, 1.0))
+    return words
+
+
+def _line_text(words: Sequence[Word]) -> str:
+    """Words keep their own spacing (none between CJK characters), then the line is stripped."""
+    return "".join(word.word for word in words).strip()
+
+
+def _shaped_cues(segment: Segment, shape: SubtitleShape) -> Iterator[Cue]:
+    """Fill lines up to max_line_width and cues up to max_line_count lines and
+    max_words_per_cue words; a single word longer than a line gets a line of its own."""
+    lines: list[list[Word]] = [[]]
+    for word in _segment_words(segment):
+        count = sum(len(line) for line in lines)
+        line = lines[-1]
+        if shape.max_words_per_cue is not None and count >= shape.max_words_per_cue:
+            yield _cue(lines)
+            lines = [[]]
+        elif (
+            shape.max_line_width is not None
+            and line
+            and len(_line_text([*line, word])) > shape.max_line_width
+        ):
+            if shape.max_line_count is not None and len(lines) >= shape.max_line_count:
+                yield _cue(lines)
+                lines = [[]]
+            else:
+                lines.append([])
+        lines[-1].append(word)
+    if lines[0]:
+        yield _cue(lines)
+
+
+def _cue(lines: list[list[Word]]) -> Cue:
+    words = [word for line in lines for word in line]
+    text = "\n".join(_line_text(line) for line in lines if line)
+    return Cue(words[0].start, words[-1].end, text)
+
+
+# ---------------------------------------------------------------- helpers
 
 
 def _milliseconds(seconds: float) -> int:

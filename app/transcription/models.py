@@ -25,13 +25,20 @@ from typing import Any, Literal, Protocol
 
 import structlog
 
-from app.transcription.catalogue import CATALOGUE, MODEL_NAMES, model_rank, spec
+from app.transcription.catalogue import (
+    CATALOGUE,
+    MODEL_NAMES,
+    canonical_model_name,
+    model_rank,
+    spec,
+)
 from app.transcription.engine import FasterWhisperTranscriber, Transcriber
 
 __all__ = [
     "BUNDLED_MODELS",
     "CTranslate2Probe",
     "DeviceProbe",
+    "ModelAboveCapError",
     "ModelChoiceSettings",
     "ModelLease",
     "ModelManager",
@@ -60,6 +67,10 @@ class ModelUnavailableError(Exception):
 
 class NoModelAllowedError(Exception):
     """No model within the cap can do what the job needs (e.g. translation)."""
+
+
+class ModelAboveCapError(NoModelAllowedError):
+    """A job asked for a model larger than MAX_MODEL allows."""
 
 
 class ModelChoiceSettings(Protocol):
@@ -507,11 +518,37 @@ class ModelManager:
         """Names of models in memory now."""
         return list(self._loaded)
 
-    def plan(self, *, needs_multilingual: bool, translate: bool = False) -> list[str]:
-        """Candidates a job would try, best first (raises NoModelAllowedError)."""
+    def plan(
+        self, *, needs_multilingual: bool, translate: bool = False, model: str | None = None
+    ) -> list[str]:
+        """Candidates a job would try, best first (raises NoModelAllowedError).
+
+        `model` is a job's own choice (already checked by `requested_model`); it takes
+        the place of the server's target for that job, with the same step-down rules.
+        """
         return candidates_for_job(
-            self.target, self.cap, needs_multilingual=needs_multilingual, translate=translate
+            model or self.target,
+            self.cap,
+            needs_multilingual=needs_multilingual,
+            translate=translate,
         )
+
+    def requested_model(self, name: str) -> str:
+        """The catalogue name of a model a job asks for.
+
+        Raises UnknownModelError for a name outside the catalogue and
+        ModelAboveCapError for one larger than MAX_MODEL.
+        """
+        canonical = canonical_model_name(name)
+        if not _within_cap(canonical, self.cap):
+            raise ModelAboveCapError(
+                f"model {canonical!r} is larger than this server allows (MAX_MODEL={self.cap})"
+            )
+        return canonical
+
+    def names_within_cap(self) -> list[str]:
+        """Every catalogue name a job may ask for (MAX_MODEL caps it), smallest first."""
+        return [m.name for m in CATALOGUE if _within_cap(m.name, self.cap)]
 
     def allowed_models(self) -> list[str]:
         """Catalogue names within the cap that this machine has offline."""
@@ -537,10 +574,12 @@ class ModelManager:
 
     @contextlib.asynccontextmanager
     async def acquire(
-        self, *, needs_multilingual: bool, translate: bool = False
+        self, *, needs_multilingual: bool, translate: bool = False, model: str | None = None
     ) -> AsyncIterator[ModelLease]:
-        """Hold the best available model for the duration of one job."""
-        candidates = self.plan(needs_multilingual=needs_multilingual, translate=translate)
+        """Hold the best available model (for `model`, if the job named one) for one job."""
+        candidates = self.plan(
+            needs_multilingual=needs_multilingual, translate=translate, model=model
+        )
         loaded = await self._obtain(candidates)
         loaded.refs += 1
         self._cancel_timer(loaded)

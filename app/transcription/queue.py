@@ -27,7 +27,14 @@ import structlog
 from app.transcription.batching import is_batchable
 from app.transcription.engine import JobCancelledError
 from app.transcription.models import ModelLease, ModelUnavailableError, NoModelAllowedError
-from app.transcription.types import TaskType, TranscribeOptions, Transcript
+from app.transcription.types import (
+    LanguageDetection,
+    Segment,
+    SubtitleShape,
+    TaskType,
+    TranscribeOptions,
+    Transcript,
+)
 
 __all__ = [
     "Job",
@@ -78,6 +85,11 @@ class Job:
     processing_duration: float | None = None
     progress: float = 0.0
     transcript: Transcript | None = None
+    # Segments as they are decoded, for streaming clients; the transcript has them all at the end.
+    partial_segments: list[Segment] = field(default_factory=list)
+    detection: LanguageDetection | None = None
+    # How subtitles of this task are cut unless the result request says otherwise.
+    subtitle_shape: SubtitleShape = field(default_factory=SubtitleShape)
     error: str | None = None
     target_model: str | None = None
     used_model: str | None = None
@@ -241,14 +253,14 @@ def batch_key(job: Job) -> object:
     options = job.options
     if not is_batchable(job.audio_duration, options):
         return None
-    return (options.needs_multilingual, options.task == "translate")
+    return (options.needs_multilingual, options.task == "translate", options.model)
 
 
 class ModelProvider(Protocol):
     """The part of ModelManager the worker uses."""
 
     def acquire(
-        self, *, needs_multilingual: bool, translate: bool = False
+        self, *, needs_multilingual: bool, translate: bool = False, model: str | None = None
     ) -> contextlib.AbstractAsyncContextManager[ModelLease]:
         """Hold a model for one job."""
         ...
@@ -342,6 +354,7 @@ class Worker:
             async with self._models.acquire(
                 needs_multilingual=live[0].options.needs_multilingual,
                 translate=live[0].options.task == "translate",
+                model=live[0].options.model,
             ) as lease:
                 for job in live:
                     job.target_model, job.used_model = lease.target, lease.name
@@ -399,10 +412,13 @@ class Worker:
         if batched is not None:
             self._end(job, batched, None, started)
             return
-        transcript: Transcript | None = None
+        result: Transcript | LanguageDetection | None = None
         reason: str | None = None
         try:
-            transcript = await self._transcribe(job, lease)
+            if job.options.task == "detect":
+                result = await self._detect(job, lease)
+            else:
+                result = await self._transcribe(job, lease)
         except JobCancelledError:
             reason = job.cancel_reason or "cancelled"
             log.info("job_cancelled", task_id=job.id)
@@ -411,18 +427,26 @@ class Worker:
         except Exception as exc:
             reason = f"transcription failed: {type(exc).__name__}"
             log.exception("job_failed", task_id=job.id, reason=type(exc).__name__)
-        self._end(job, transcript, reason, started)
+        self._end(job, result, reason, started)
 
     @staticmethod
-    def _end(job: Job, transcript: Transcript | None, reason: str | None, started: float) -> None:
+    def _end(
+        job: Job,
+        result: Transcript | LanguageDetection | None,
+        reason: str | None,
+        started: float,
+    ) -> None:
         """Put a job in its final state (once) and log it."""
         if job.is_final:
             return
         job.processing_duration = time.monotonic() - started
-        if transcript is None:
+        if result is None:
             job.fail(reason or "transcription failed")
             return
-        job.transcript = transcript
+        if isinstance(result, LanguageDetection):
+            job.detection = result
+        else:
+            job.transcript = result
         job.status = JobStatus.FINISHED
         job.progress = 1.0
         job.audio = None
@@ -433,9 +457,18 @@ class Worker:
             task_id=job.id,
             audio_s=round(job.audio_duration, 2),
             processing_s=round(job.processing_duration, 3),
-            language=transcript.language,
-            segment_count=len(transcript.segments),
+            task_type=job.task_type,
+            language=result.language,
+            segment_count=len(result.segments) if isinstance(result, Transcript) else 0,
             model=job.used_model,
+        )
+
+    async def _detect(self, job: Job, lease: ModelLease) -> LanguageDetection:
+        audio = job.audio
+        if audio is None:
+            raise JobCancelledError
+        return await asyncio.get_running_loop().run_in_executor(
+            self._executor, lease.transcriber.detect_language, audio, job.cancel_requested.is_set
         )
 
     async def _transcribe(self, job: Job, lease: ModelLease) -> Transcript:
@@ -447,6 +480,9 @@ class Worker:
         def report(fraction: float) -> None:
             loop.call_soon_threadsafe(self._set_progress, job, fraction)
 
+        def decoded(segment: Segment) -> None:
+            loop.call_soon_threadsafe(self._add_segment, job, segment)
+
         return await loop.run_in_executor(
             self._executor,
             lease.transcriber.transcribe,
@@ -454,10 +490,17 @@ class Worker:
             job.options,
             report,
             job.cancel_requested.is_set,
+            decoded,
         )
 
     @staticmethod
     def _set_progress(job: Job, fraction: float) -> None:
         if job.status is JobStatus.PROCESSING and fraction > job.progress:
             job.progress = fraction
+            job.notify()
+
+    @staticmethod
+    def _add_segment(job: Job, segment: Segment) -> None:
+        if job.status is JobStatus.PROCESSING:
+            job.partial_segments.append(segment)
             job.notify()

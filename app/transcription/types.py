@@ -6,9 +6,19 @@ from typing import Literal
 
 import msgspec
 
-__all__ = ["Segment", "TaskType", "TranscribeOptions", "Transcript", "Word"]
+__all__ = [
+    "LanguageCandidate",
+    "LanguageDetection",
+    "Segment",
+    "SubtitleShape",
+    "TaskType",
+    "TranscribeOptions",
+    "Transcript",
+    "Word",
+]
 
-TaskType = Literal["transcribe", "translate"]
+# "detect" jobs only identify the spoken language (/detect-language); they yield no transcript.
+TaskType = Literal["transcribe", "translate", "detect"]
 
 
 class Word(msgspec.Struct, frozen=True):
@@ -51,10 +61,45 @@ class Transcript(msgspec.Struct, frozen=True, kw_only=True):
         return [word for segment in self.segments for word in segment.words or ()]
 
 
+class LanguageCandidate(msgspec.Struct, frozen=True):
+    """One language and how likely it is."""
+
+    language_code: str
+    probability: float
+
+
+class LanguageDetection(msgspec.Struct, frozen=True, kw_only=True):
+    """The result of a "detect" job: the likeliest language and the runners-up."""
+
+    language: str
+    probability: float
+    candidates: list[LanguageCandidate]
+    speech_seconds: float
+
+
+class SubtitleShape(msgspec.Struct, frozen=True, kw_only=True):
+    """How subtitle cues are cut: characters per line, lines per cue, words per cue.
+
+    None means "no limit". Cues are split on word timings where the transcript has
+    them, otherwise on timings interpolated over the segment's characters.
+    """
+
+    max_line_width: int | None = None
+    max_line_count: int | None = None
+    max_words_per_cue: int | None = None
+
+    @property
+    def is_plain(self) -> bool:
+        """No limit at all: one cue per segment, as before shaping existed."""
+        return self.max_line_width is None and self.max_words_per_cue is None
+
+
 class TranscribeOptions(msgspec.Struct, frozen=True, kw_only=True):
     """What a caller may ask of one transcription."""
 
     task: TaskType = "transcribe"
+    # A catalogue model this job should aim for (within MAX_MODEL); None = the server's target.
+    model: str | None = None
     language: str | None = None
     initial_prompt: str | None = None
     word_timestamps: bool = False
@@ -68,4 +113,4 @@ class TranscribeOptions(msgspec.Struct, frozen=True, kw_only=True):
     @property
     def needs_multilingual(self) -> bool:
         """English-only models can neither translate nor detect the language."""
-        return self.task == "translate" or self.language != "en"
+        return self.task != "transcribe" or self.language != "en"

@@ -16,6 +16,7 @@ from app.transcription.formats import (
     to_srt,
     to_tsv,
     to_txt,
+    to_verbose_json,
     to_vtt,
 )
 from app.transcription.types import Segment, Transcript, Word
@@ -194,7 +195,12 @@ def test_render_returns_utf8_bytes_for_every_format(fmt: str) -> None:
 
     rendered = render(transcript, fmt)
 
-    expected = to_json(transcript) if fmt == "json" else writers[fmt](transcript).encode()
+    if fmt == "verbose_json":
+        expected = to_verbose_json(transcript)
+    elif fmt == "json":
+        expected = to_json(transcript)
+    else:
+        expected = writers[fmt](transcript).encode()
     assert rendered == expected
     assert "Café 北京" in rendered.decode("utf-8")
 
@@ -212,5 +218,9 @@ def test_media_types_cover_every_format() -> None:
     """Every format has a media type, and the text formats declare UTF-8."""
     assert set(MEDIA_TYPES) == set(FORMATS)
     assert MEDIA_TYPES["json"] == "application/json"
+    assert MEDIA_TYPES["verbose_json"] == "application/json"
+    assert MEDIA_TYPES["srt"].startswith("application/x-subrip")
+    assert MEDIA_TYPES["vtt"].startswith("text/vtt")
+    assert MEDIA_TYPES["txt"].startswith("text/plain")
     for fmt in ("txt", "srt", "vtt", "tsv"):
         assert MEDIA_TYPES[fmt].endswith("; charset=utf-8")

@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from app.transcription.engine import ProgressCallback, StopCheck
+from app.transcription.engine import ProgressCallback, SegmentCallback, StopCheck
 from app.transcription.queue import Job, JobQueue, JobStatus, QueueFullError, Worker
 from app.transcription.types import TranscribeOptions, Transcript
 from tests.conftest import FakeTranscriber, fake_manager, make_settings
@@ -43,13 +43,14 @@ class RoutingTranscriber(FakeTranscriber):
         options: TranscribeOptions,
         on_progress: ProgressCallback,
         should_stop: StopCheck,
+        on_segment: SegmentCallback | None = None,
     ) -> Transcript:
         """Record the job's prompt, then decode with its route or as the plain fake."""
         self.order.append(options.initial_prompt)
         route = self.routes.get(options.initial_prompt or "")
         if route is not None:
-            return route.transcribe(audio, options, on_progress, should_stop)
-        return super().transcribe(audio, options, on_progress, should_stop)
+            return route.transcribe(audio, options, on_progress, should_stop, on_segment)
+        return super().transcribe(audio, options, on_progress, should_stop, on_segment)
 
 
 @dataclass
