@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import statistics
 from collections import deque
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import structlog
@@ -22,12 +24,47 @@ from app.transcription.models import ModelManager, NoModelAllowedError
 from app.transcription.queue import Job, JobQueue, QueueFullError, Worker
 from app.transcription.types import TaskType, TranscribeOptions
 
-__all__ = ["NoModelAllowedError", "QueueFullError", "ServiceStatus", "TranscriptionService"]
+__all__ = [
+    "NoModelAllowedError",
+    "QueueFullError",
+    "QueueSlot",
+    "ServiceStatus",
+    "TranscriptionService",
+]
 
 log = structlog.get_logger(__name__)
 
 SHUTDOWN_REASON = "the server shut down before this job ran; please upload it again"
 DEFAULT_JOB_SECONDS = 10.0
+# Uploads decoded at the same time: decoding is CPU-bound and needs a few times the
+# upload's size in memory, so many concurrent uploads wait here rather than pile up.
+DECODE_CONCURRENCY = max(1, min(4, (os.cpu_count() or 1) // 2))
+
+
+class QueueSlot:
+    """A place in the queue held for one upload while its body is read and decoded.
+
+    Taken before the body is read, so a full queue answers 429 at once instead of
+    after reading and decoding an upload it cannot take; the job then goes into
+    the held place. Unused places are given back when the `with` block ends.
+    """
+
+    def __init__(self, queue: JobQueue) -> None:
+        self._queue = queue
+        self._held = True
+
+    def take(self, job: Job) -> None:
+        """Queue `job` in the held place."""
+        if not self._held:
+            raise RuntimeError("this queue slot was already used or released")
+        self._held = False
+        self._queue.submit(job, reserved=True)
+
+    def release(self) -> None:
+        """Give the place back if no job took it."""
+        if self._held:
+            self._held = False
+            self._queue.release()
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,7 +95,10 @@ class TranscriptionService:
             ttl_s=settings.delete_results_after_m * 60,
             refresh_on_read=settings.refresh_expiration_time_on_usage,
         )
-        self.worker = Worker(self.queue, models, on_job_done=self._job_done)
+        self.worker = Worker(
+            self.queue, models, on_job_done=self._job_done, time_limit=settings.job_time_limit_s
+        )
+        self._decode_slots = asyncio.Semaphore(DECODE_CONCURRENCY)
         self._recent_seconds: deque[float] = deque(maxlen=20)
         self._background: list[asyncio.Task[None]] = []
 
@@ -109,6 +149,20 @@ class TranscriptionService:
         if not self.queue.has_room():
             raise QueueFullError
 
+    @contextlib.contextmanager
+    def reserve_slot(self) -> Iterator[QueueSlot]:
+        """Hold a queue place for one upload (QueueFullError when none is free).
+
+        Upload routes take it before reading the body and pass it to `submit`.
+        """
+        self.ensure_capacity()
+        self.queue.reserve()
+        slot = QueueSlot(self.queue)
+        try:
+            yield slot
+        finally:
+            slot.release()
+
     def check_options(self, options: TranscribeOptions) -> None:
         """Raise NoModelAllowedError when no allowed model can do what is asked."""
         self.models.plan(
@@ -117,22 +171,40 @@ class TranscriptionService:
 
     async def submit(
         self,
-        data: bytes,
+        data: bytes | bytearray | memoryview,
         *,
         task_type: TaskType,
         options: TranscribeOptions,
         file_name: str | None = None,
         owner: str | None = None,
         surface: str = "tasks",
+        slot: QueueSlot | None = None,
     ) -> Job:
         """Validate, decode (off the event loop) and enqueue one upload.
 
-        Raises AudioDecodeError for bad audio, NoModelAllowedError for a job no
-        allowed model can do, QueueFullError when the queue is full.
+        `owner` binds the task to the API key that created it (see `get`). `slot`
+        is a place held by `reserve_slot`; without one, a place is held here.
+
+        Raises AudioDecodeError for bad audio (AudioTooLongError past
+        MAX_AUDIO_DURATION_S), NoModelAllowedError for a job no allowed model can
+        do, QueueFullError when the queue is full.
         """
-        self.ensure_capacity()
+        if slot is None:
+            with self.reserve_slot() as own_slot:
+                return await self.submit(
+                    data,
+                    task_type=task_type,
+                    options=options,
+                    file_name=file_name,
+                    owner=owner,
+                    surface=surface,
+                    slot=own_slot,
+                )
         self.check_options(options)
-        audio = await asyncio.to_thread(decode_audio, data)
+        async with self._decode_slots:
+            audio = await asyncio.to_thread(
+                decode_audio, data, max_seconds=self.settings.max_audio_duration_s
+            )
         job = Job(
             task_type=task_type,
             options=options,
@@ -142,7 +214,7 @@ class TranscriptionService:
             owner=owner,
             surface=surface,
         )
-        self.queue.submit(job)
+        slot.take(job)
         self.store.add(job)
         log.info(
             "job_queued",
@@ -154,17 +226,24 @@ class TranscriptionService:
         )
         return job
 
-    def get(self, task_id: str) -> Job | None:
-        """A known, unexpired task."""
-        return self.store.get(task_id)
+    def get(self, task_id: str, *, owner: str | None = None) -> Job | None:
+        """A known, unexpired task of `owner`.
+
+        With API keys a task belongs to the key that created it: to any other key
+        (or to a caller without one) it is unknown, exactly like a wrong id.
+        """
+        job = self.store.get(task_id)
+        if job is None or job.owner != owner:
+            return None
+        return job
 
     def position(self, job: Job) -> int | None:
         """Live queue position: 0 running, 1.. waiting, None when over."""
         return self.queue.position(job)
 
-    def delete(self, task_id: str) -> bool:
-        """Cancel a task if it is queued or running, and erase it now."""
-        job = self.store.get(task_id)
+    def delete(self, task_id: str, *, owner: str | None = None) -> bool:
+        """Cancel a task of `owner` if it is queued or running, and erase it now."""
+        job = self.get(task_id, owner=owner)
         if job is None:
             return False
         self.queue.cancel(job, "deleted by its owner")

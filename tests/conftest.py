@@ -187,6 +187,25 @@ def wav_bytes(seconds: float = 1.0, rate: int = 16000) -> bytes:
     return buffer.getvalue()
 
 
+class FromPeer:
+    """The app as reached from TCP peer `host` (Litestar's test client says "testclient")."""
+
+    def __init__(self, app: Litestar, host: str) -> None:
+        self.app = app
+        self.host = host
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        """Pass every message on, with the chosen client address on requests."""
+        if scope["type"] in ("http", "websocket"):
+            scope = {**scope, "client": (self.host, 40000)}
+        await self.app(scope, receive, send)
+
+
+def client_from(app: Litestar, host: str) -> AsyncTestClient[Any]:
+    """A test client whose requests come from the TCP peer `host`."""
+    return AsyncTestClient(app=FromPeer(app, host))  # type: ignore[arg-type]
+
+
 @pytest.fixture
 def fake_transcriber() -> FakeTranscriber:
     """A fresh fake transcriber."""

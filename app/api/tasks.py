@@ -16,7 +16,7 @@ from litestar.params import PathParameter, QueryParameter
 from litestar.response import ServerSentEvent, ServerSentEventMessage
 from litestar.status_codes import HTTP_409_CONFLICT
 
-from app.api.dependencies import Service
+from app.api.dependencies import Owner, Service
 from app.api.multipart import (
     FilePart,
     MultipartForm,
@@ -87,8 +87,8 @@ def _language(query_value: str | None, form: MultipartForm) -> str | None:
         raise ClientException(detail=str(exc)) from None
 
 
-def _finished_job(service: Service, task_id: TaskIdPath) -> Job:
-    job = _known_job(service, task_id)
+def _finished_job(service: Service, task_id: TaskIdPath, owner: str | None) -> Job:
+    job = _known_job(service, task_id, owner)
     if job.status is JobStatus.FAILED:
         raise HTTPException(
             status_code=HTTP_409_CONFLICT, detail=f"the task failed: {job.error or 'unknown'}"
@@ -101,8 +101,8 @@ def _finished_job(service: Service, task_id: TaskIdPath) -> Job:
     return job
 
 
-def _known_job(service: Service, task_id: TaskIdPath) -> Job:
-    job = service.get(task_id)
+def _known_job(service: Service, task_id: TaskIdPath, owner: str | None) -> Job:
+    job = service.get(task_id, owner=owner)
     if job is None:
         raise NotFoundException(detail="no such task (unknown id, or its result has expired)")
     return job
@@ -127,15 +127,25 @@ class TaskController(Controller):
         self,
         request: Request[Any, Any, Any],
         service: Service,
+        owner: str | None,
         task_type: TaskType,
         language: str | None,
     ) -> TaskResponse:
-        form = await read_multipart(request, max_bytes=service.settings.max_upload_mb * 1024 * 1024)
-        upload = _uploaded_file(form)
-        options = TranscribeOptions(task=task_type, language=_language(language, form))
-        job = await service.submit(
-            upload.data, task_type=task_type, options=options, file_name=upload.filename
-        )
+        # The queue place is held before the body is read: a full queue answers 429
+        # without reading (or decoding) an upload it could not take.
+        with service.reserve_slot() as slot:
+            max_bytes = service.settings.max_upload_mb * 1024 * 1024
+            form = await read_multipart(request, max_bytes=max_bytes)
+            upload = _uploaded_file(form)
+            options = TranscribeOptions(task=task_type, language=_language(language, form))
+            job = await service.submit(
+                upload.data,
+                task_type=task_type,
+                options=options,
+                file_name=upload.filename,
+                owner=owner,
+                slot=slot,
+            )
         return task_response(job, service.position(job))
 
     @post(
@@ -145,10 +155,14 @@ class TaskController(Controller):
         status_code=200,
     )
     async def transcribe(
-        self, request: Request[Any, Any, Any], service: Service, language: LanguageQuery
+        self,
+        request: Request[Any, Any, Any],
+        service: Service,
+        owner: Owner,
+        language: LanguageQuery,
     ) -> TaskResponse:
         """Queue a transcription; answers at once with the task (poll it or stream its events)."""
-        return await self._submit(request, service, "transcribe", language)
+        return await self._submit(request, service, owner, "transcribe", language)
 
     @post(
         "/translate",
@@ -157,15 +171,19 @@ class TaskController(Controller):
         status_code=200,
     )
     async def translate(
-        self, request: Request[Any, Any, Any], service: Service, language: LanguageQuery
+        self,
+        request: Request[Any, Any, Any],
+        service: Service,
+        owner: Owner,
+        language: LanguageQuery,
     ) -> TaskResponse:
         """Queue a translation into English."""
-        return await self._submit(request, service, "translate", language)
+        return await self._submit(request, service, owner, "translate", language)
 
     @get("/status", summary="A task's state (seed route)")
-    async def status(self, service: Service, task_id: TaskIdQuery) -> TaskResponse:
+    async def status(self, service: Service, owner: Owner, task_id: TaskIdQuery) -> TaskResponse:
         """The task with its live queue position; 404 when unknown or expired."""
-        job = _known_job(service, task_id)
+        job = _known_job(service, task_id, owner)
         return task_response(job, service.position(job))
 
     @get(
@@ -173,9 +191,9 @@ class TaskController(Controller):
         summary="A finished task's subtitles (seed route)",
         media_type="application/x-subrip",
     )
-    async def srt(self, service: Service, task_id: TaskIdQuery) -> Response[bytes]:
+    async def srt(self, service: Service, owner: Owner, task_id: TaskIdQuery) -> Response[bytes]:
         """SubRip subtitles of a finished task; 409 while it is not finished."""
-        return _render(_finished_job(service, task_id), "srt")
+        return _render(_finished_job(service, task_id, owner), "srt")
 
     @get("/decoder_status", summary="Model and queue state")
     async def decoder_status(self, service: Service) -> DecoderStatus:
@@ -197,15 +215,15 @@ class TaskController(Controller):
         )
 
     @get("/tasks/{task_id:str}", summary="A task's state")
-    async def get_task(self, service: Service, task_id: TaskIdPath) -> TaskResponse:
+    async def get_task(self, service: Service, owner: Owner, task_id: TaskIdPath) -> TaskResponse:
         """The task with its live queue position; 404 when unknown or expired."""
-        job = _known_job(service, task_id)
+        job = _known_job(service, task_id, owner)
         return task_response(job, service.position(job))
 
     @delete("/tasks/{task_id:str}", summary="Cancel a task and erase its result", status_code=200)
-    async def delete_task(self, service: Service, task_id: TaskIdPath) -> TaskDeleted:
+    async def delete_task(self, service: Service, owner: Owner, task_id: TaskIdPath) -> TaskDeleted:
         """Cancels a queued or running task and forgets it at once."""
-        if not service.delete(task_id):
+        if not service.delete(task_id, owner=owner):
             raise NotFoundException(detail="no such task (unknown id, or its result has expired)")
         return TaskDeleted(task_id=task_id)
 
@@ -213,6 +231,7 @@ class TaskController(Controller):
     async def result(
         self,
         service: Service,
+        owner: Owner,
         task_id: TaskIdPath,
         fmt: Annotated[
             str,
@@ -224,12 +243,12 @@ class TaskController(Controller):
             raise ClientException(
                 detail=f"unknown format {fmt!r}; use one of {', '.join(formats.FORMATS)}"
             )
-        return _render(_finished_job(service, task_id), fmt)
+        return _render(_finished_job(service, task_id, owner), fmt)
 
     @get("/tasks/{task_id:str}/events", summary="Server-sent progress events")
-    async def events(self, service: Service, task_id: TaskIdPath) -> ServerSentEvent:
+    async def events(self, service: Service, owner: Owner, task_id: TaskIdPath) -> ServerSentEvent:
         """Streams status changes, queue position and fraction of audio done, then the end."""
-        job = _known_job(service, task_id)
+        job = _known_job(service, task_id, owner)
         return ServerSentEvent(_progress_stream(service, job))
 
     @get("/privacy", summary="Privacy-relevant settings")

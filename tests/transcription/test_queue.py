@@ -21,11 +21,12 @@ FINAL_TIMEOUT_S = 5
 
 
 def make_job(prompt: str | None = None, *, language: str = "en") -> Job:
-    """A one-second silent job; `prompt` tells the routing transcriber what to do."""
+    """A one-second job of quiet noise; `prompt` tells the routing transcriber what to do."""
     return Job(
         task_type="transcribe",
         options=TranscribeOptions(language=language, initial_prompt=prompt),
-        audio=np.zeros(16000, dtype=np.float32),
+        # Not digital silence, which the worker answers without a model.
+        audio=np.full(16000, 0.01, dtype=np.float32),
         audio_duration=1.0,
     )
 
