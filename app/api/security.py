@@ -114,14 +114,13 @@ def owner_of(scope: Scope) -> str | None:
 
 def is_public(scope: Scope) -> bool:
     """Routes that stay open when API keys are required (see the module docstring)."""
-    handler = scope.get("route_handler")
-    if handler.opt.get(PUBLIC_OPT_KEY):
+    if scope["route_handler"].opt.get(PUBLIC_OPT_KEY):
         return True
-    # The handler's declared paths, not the raw request path, so that `/healthz/`
-    # and `/healthz` are judged alike.
-    return any(
-        path in PUBLIC_PATHS or any(path.startswith(prefix) for prefix in PUBLIC_PREFIXES)
-        for path in handler.paths
+    # The matched route's template, not the raw request path, so that `/healthz/`
+    # and `/healthz` are judged alike and no path trick reaches a guarded route.
+    template = scope.get("path_template", "")
+    return template in PUBLIC_PATHS or any(
+        template == prefix or template.startswith(prefix + "/") for prefix in PUBLIC_PREFIXES
     )
 
 

@@ -414,7 +414,7 @@ def _time_out(job: Job, limit_s: float) -> None:
         return
     job.timed_out = True
     job.cancel_reason = (
-        f"the job took longer than its time limit of {limit_s:.0f} s and was stopped "
+        f"the job took longer than its time limit of {limit_s:.1f} s and was stopped "
         "(the limit grows with the audio's length; see JOB_TIMEOUT_MIN_S and JOB_TIMEOUT_FACTOR)"
     )
     job.cancel_requested.set()
