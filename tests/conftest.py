@@ -19,6 +19,7 @@ from app.service import TranscriptionService
 from app.transcription.engine import JobCancelledError, ProgressCallback, StopCheck
 from app.transcription.models import DeviceProbe, ModelManager, Placement
 from app.transcription.types import Segment, TranscribeOptions, Transcript
+from tests.server_process import Server, start_server
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 SHARED_AUDIO = REPO_ROOT.parent / "shared" / "audio"
@@ -232,6 +233,22 @@ async def client(build_app: AppFactory) -> AsyncIterator[AsyncTestClient[Litesta
     """A test client on an app with the fake transcriber and default settings."""
     async with AsyncTestClient(app=build_app()) as test_client:
         yield test_client
+
+
+@pytest.fixture
+def server_factory(tmp_path: Path) -> Iterator[Callable[..., Server]]:
+    """Start real server processes on demand (waiting until ready); stop them all afterwards."""
+    servers: list[Server] = []
+
+    def factory(**env: str) -> Server:
+        server = start_server(tmp_path, **env)
+        servers.append(server)
+        server.wait_ready()
+        return server
+
+    yield factory
+    for server in servers:
+        server.stop()
 
 
 @pytest.fixture(scope="session")

@@ -3,115 +3,16 @@
 from __future__ import annotations
 
 import concurrent.futures
-import os
-import socket
-import subprocess
-import sys
-import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
-from tests.conftest import REPO_ROOT, reference_text, shared_clip, word_error_rate
+from tests.conftest import reference_text, shared_clip, word_error_rate
+from tests.server_process import start_server, upload, wait_final
 
 pytestmark = pytest.mark.real_model
-
-
-def free_port() -> int:
-    """A TCP port nobody listens on right now."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
-class Server:
-    """A running server process and its base URL."""
-
-    def __init__(self, process: subprocess.Popen[bytes], url: str, log_path: Path) -> None:
-        self.process = process
-        self.url = url
-        self.log_path = log_path
-
-    def wait_ready(self, timeout_s: float = 60) -> None:
-        """Poll /readyz until the model is loaded and the worker runs."""
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise AssertionError(self.log_path.read_text(errors="replace"))
-            try:
-                if httpx.get(self.url + "/readyz", timeout=1).status_code == 200:
-                    return
-            except httpx.TransportError:
-                pass
-            time.sleep(0.1)
-        raise AssertionError("server not ready in time")
-
-
-def start_server(tmp_path: Path, **env: str) -> Server:
-    """Start `python -m app serve` on a free loopback port with extra environment."""
-    port = free_port()
-    log_path = tmp_path / "server.out"
-    environment = {
-        **os.environ,
-        "PORT": str(port),
-        "LISTEN": "127.0.0.1",
-        "LOG_FILE": "",
-        "ALLOW_DOWNLOAD": "0",
-        "USE_GPU_IF_AVAILABLE": "0",
-        **env,
-    }
-    with log_path.open("wb") as out:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "app", "serve"],
-            cwd=REPO_ROOT,
-            env=environment,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
-    return Server(process, f"http://127.0.0.1:{port}", log_path)
-
-
-@pytest.fixture
-def server_factory(tmp_path: Path) -> Iterator[Any]:
-    """Start servers on demand; stop them all afterwards."""
-    servers: list[Server] = []
-
-    def factory(**env: str) -> Server:
-        server = start_server(tmp_path, **env)
-        servers.append(server)
-        server.wait_ready()
-        return server
-
-    yield factory
-    for server in servers:
-        server.process.terminate()
-        try:
-            server.process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            server.process.kill()
-            raise
-
-
-def upload(url: str, route: str, clip: Path) -> httpx.Response:
-    """POST a clip as multipart `file`, as curl -F does."""
-    with clip.open("rb") as handle:
-        return httpx.post(url + route, files={"file": (clip.name, handle)}, timeout=60)
-
-
-def wait_final(url: str, task_id: str, timeout_s: float = 120) -> dict[str, Any]:
-    """Poll the seed's status route until finished or failed."""
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        body: dict[str, Any] = httpx.get(
-            url + "/api/v1/status", params={"task_id": task_id}, timeout=10
-        ).json()
-        if body["status"] in ("finished", "failed"):
-            return body
-        time.sleep(0.1)
-    raise AssertionError(f"task stuck: {body}")
 
 
 def test_fresh_server_transcribes_jfk_offline(server_factory: Any) -> None:
