@@ -58,30 +58,118 @@ def test_sigterm_stops_the_server_promptly(server_factory: Any) -> None:
     assert server.process.wait(timeout=20) == 0
 
 
-def test_debug_logs_hold_no_words_file_names_or_task_ids(tmp_path: Path) -> None:
-    """At DEBUG, neither stdout nor the log file shows transcript words, file names or task ids."""
+SECRET_KEY = "sk-privacy-test-0123456789abcdef"
+WRONG_KEY = "sk-wrong-key-fedcba9876543210"
+CLIENT_IP = "203.0.113.77"
+EMAIL = "alice.secret@example.org"
+
+
+def _content_words(*texts: str) -> set[str]:
+    """The distinctive words of transcripts: lower-case, five letters or more."""
+    words = set()
+    for text in texts:
+        for raw in text.lower().split():
+            word = "".join(ch for ch in raw if ch.isalpha())
+            if len(word) >= 5:
+                words.add(word)
+    return words
+
+
+def _exercise_every_surface(url: str, clips: dict[str, Path]) -> tuple[list[str], list[str]]:
+    """Use each route of the task API through a trusted proxy; return task ids and texts."""
+    proxy = {"X-Forwarded-For": CLIENT_IP, "X-Email": EMAIL, "X-User": "alice"}
+    auth = {**proxy, "Authorization": f"Bearer {SECRET_KEY}"}
+    task_ids: list[str] = []
+    texts: list[str] = []
+    for route, clip, language in (
+        ("/api/v1/transcribe", clips["en"], None),
+        ("/api/v1/transcribe?language=de", clips["de"], "de"),
+        ("/api/v1/translate", clips["de"], None),
+    ):
+        response = upload(url, route, clip, headers=auth)
+        assert response.status_code == 200, response.text
+        task_id = response.json()["task_id"]
+        task_ids.append(task_id)
+        with httpx.stream("GET", f"{url}/api/v1/tasks/{task_id}/events", headers=auth) as events:
+            assert events.status_code == 200
+            events.read()
+        body = wait_final(url, task_id, headers=auth)
+        assert body["status"] == "finished", body
+        texts.append(body["transcript"])
+        assert language is None or body["source_language"] == language
+    first = task_ids[0]
+    for path, params in (
+        (f"/api/v1/tasks/{first}", {}),
+        ("/api/v1/srt", {"task_id": first}),
+        *((f"/api/v1/tasks/{first}/result", {"format": f}) for f in ("txt", "srt", "vtt", "tsv")),
+        (f"/api/v1/tasks/{first}/result", {"format": "json"}),
+        ("/api/v1/decoder_status", {}),
+        ("/api/v1/privacy", {}),
+        ("/api/v1/version", {}),
+        ("/api/v1/userinfo", {}),
+        ("/api/v1/logs", {}),
+    ):
+        assert httpx.get(url + path, params=params, headers=auth).status_code == 200, path
+    refused = [
+        httpx.get(
+            f"{url}/api/v1/tasks/{first}", headers={**proxy, "Authorization": f"Bearer {WRONG_KEY}"}
+        ),
+        httpx.get(f"{url}/api/v1/status", params={"task_id": first}, headers=proxy),
+        httpx.get(f"{url}/api/v1/status", params={"task_id": "f" * 32}, headers=auth),
+        httpx.post(
+            f"{url}/api/v1/transcribe", files={"file": (clips["en"].name, b"text")}, headers=auth
+        ),
+        httpx.get(
+            f"{url}/api/v1/login",
+            params={"redirect": f"https://{CLIENT_IP}/{first}"},
+            headers=proxy,
+        ),
+    ]
+    assert [r.status_code for r in refused] == [401, 401, 404, 400, 303]
+    for task_id in task_ids:
+        deleted = httpx.delete(f"{url}/api/v1/tasks/{task_id}", headers=auth)
+        assert deleted.status_code == 200
+    return task_ids, texts
+
+
+def test_debug_logs_hold_no_content_or_identities_through_every_surface(tmp_path: Path) -> None:
+    """DEBUG + privacy mode: stdout and log file show no words, names, ids, IPs, keys, mails."""
     log_dir = tmp_path / "logs"
+    clips = {}
+    for language, name in (("en", "en_jfk.flac"), ("de", "de_picovoice_test_de.wav")):
+        secret = tmp_path / f"secret-board-meeting-{language}{Path(name).suffix}"
+        secret.write_bytes(shared_clip(name).read_bytes())
+        clips[language] = secret
     server = start_server(
-        tmp_path, LOG_LEVEL="DEBUG", LOG_DIR=str(log_dir), LOG_FILE="whisper_api.log"
+        tmp_path,
+        LOG_LEVEL="DEBUG",
+        LOG_PRIVACY_MODE="1",
+        LOG_DIR=str(log_dir),
+        LOG_FILE="whisper_api.log",
+        API_KEYS=SECRET_KEY,
+        TRUSTED_PROXIES="127.0.0.1",
+        LOG_AUTHORIZED_MAILS=EMAIL,
+        CPU_FALLBACK_MODEL="base",
     )
     try:
         server.wait_ready()
-        secret_clip = tmp_path / "secret-board-meeting.flac"
-        secret_clip.write_bytes(shared_clip("en_jfk.flac").read_bytes())
-        task_id = upload(server.url, "/api/v1/transcribe", secret_clip).json()["task_id"]
-        body = wait_final(server.url, task_id)
-        assert body["status"] == "finished"
-        httpx.get(server.url + f"/api/v1/tasks/{task_id}/result", params={"format": "srt"})
+        task_ids, texts = _exercise_every_surface(server.url, clips)
     finally:
-        server.process.terminate()
-        server.process.wait(timeout=20)
-    records = server.log_path.read_text(errors="replace")
+        server.stop()
+    records = server.output
     log_file = (log_dir / "whisper_api.log").read_text(errors="replace")
     assert "job_finished" in records and "job_finished" in log_file  # the logs did capture
+    assert "http_request" in records  # uvicorn's access log went through the pipeline
+    words = _content_words(*texts)
+    assert len(words) >= 10
     for text in (records, log_file):
         lowered = text.lower()
-        for word in ("americans", "country", "fellow"):
-            assert word not in lowered
+        assert not {word for word in words if word in lowered}
         assert "secret-board-meeting" not in lowered
-        assert task_id not in lowered
-        assert task_id[:4] + "…" + task_id[-4:] in text  # shortened ids remain useful
+        for task_id in task_ids:
+            assert task_id not in lowered
+        assert CLIENT_IP not in text
+        assert SECRET_KEY not in text and WRONG_KEY not in text
+        assert SECRET_KEY[-12:] not in text and "bearer" not in lowered
+        assert EMAIL not in lowered and "alice" not in lowered
+    assert task_ids[0][:4] + "…" + task_ids[0][-4:] in records  # shortened ids remain useful
