@@ -11,13 +11,14 @@ from typing import Annotated, Any
 import msgspec
 from litestar import Controller, Request, Response, get
 from litestar.exceptions import NotAuthorizedException
+from litestar.openapi.datastructures import ResponseSpec
 from litestar.params import QueryParameter
 from litestar.response import Redirect
 from litestar.status_codes import HTTP_200_OK, HTTP_503_SERVICE_UNAVAILABLE
 
 from app import __version__
 from app.api.dependencies import Service
-from app.api.schemas import UserInfo, VersionInfo
+from app.api.schemas import UserInfo, VersionInfo, error_responses
 from app.api.security import is_local_client, peer_of
 
 __all__ = ["SystemController", "safe_redirect_target"]
@@ -93,7 +94,17 @@ class SystemController(Controller):
         """Always 200 while the event loop runs."""
         return Health(status="ok")
 
-    @get("/readyz", summary="Readiness: the worker runs and a model can serve")
+    @get(
+        "/readyz",
+        summary="Readiness: the worker runs and a model can serve",
+        responses={
+            503: ResponseSpec(
+                data_container=Readiness,
+                description="Not ready: loading a model, no model available, or no worker",
+                generate_examples=False,
+            )
+        },
+    )
     async def readyz(self, service: Service) -> Response[Readiness]:
         """200 when jobs can be served now, 503 with the reason otherwise."""
         state = service.status()
@@ -107,12 +118,16 @@ class SystemController(Controller):
         status = HTTP_200_OK if reason is None else HTTP_503_SERVICE_UNAVAILABLE
         return Response(Readiness(ready=reason is None, reason=reason), status_code=status)
 
-    @get("/api/v1/version", summary="Server version")
+    @get("/api/v1/version", summary="Server version", responses=error_responses())
     async def version(self) -> VersionInfo:
         """The running version of whisper-api."""
         return VersionInfo(version=__version__)
 
-    @get("/api/v1/userinfo", summary="Who the reverse proxy says you are")
+    @get(
+        "/api/v1/userinfo",
+        summary="Who the reverse proxy says you are",
+        responses=error_responses(),
+    )
     async def userinfo(self, request: Request[Any, Any, Any], service: Service) -> UserInfo:
         """The e-mail and user name set by an authenticating proxy, if any."""
         user = _proxy_header(request, "x-user", "x-forwarded-user")
@@ -132,7 +147,12 @@ class SystemController(Controller):
         """Redirects to a relative path only, so it cannot be used to send people elsewhere."""
         return Redirect(path=safe_redirect_target(redirect), status_code=303)
 
-    @get("/api/v1/logs", summary="Download the log files as a zip", media_type="application/zip")
+    @get(
+        "/api/v1/logs",
+        summary="Download the log files as a zip",
+        media_type="application/zip",
+        responses=error_responses(401),
+    )
     async def logs(self, request: Request[Any, Any, Any], service: Service) -> Response[bytes]:
         """For LOG_AUTHORIZED_MAILS (X-Email from a trusted proxy) and, if allowed, local callers.
 

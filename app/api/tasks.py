@@ -31,6 +31,7 @@ from app.api.schemas import (
     ProgressEvent,
     TaskDeleted,
     TaskResponse,
+    error_responses,
     task_response,
 )
 from app.transcription import formats
@@ -153,6 +154,7 @@ class TaskController(Controller):
         summary="Upload audio to transcribe",
         operation_class=_UPLOAD_OPERATION,
         status_code=200,
+        responses=error_responses(400, 413),
     )
     async def transcribe(
         self,
@@ -169,6 +171,7 @@ class TaskController(Controller):
         summary="Upload audio to translate into English",
         operation_class=_UPLOAD_OPERATION,
         status_code=200,
+        responses=error_responses(400, 413),
     )
     async def translate(
         self,
@@ -180,7 +183,7 @@ class TaskController(Controller):
         """Queue a translation into English."""
         return await self._submit(request, service, owner, "translate", language)
 
-    @get("/status", summary="A task's state (seed route)")
+    @get("/status", summary="A task's state (seed route)", responses=error_responses(400, 404))
     async def status(self, service: Service, owner: Owner, task_id: TaskIdQuery) -> TaskResponse:
         """The task with its live queue position; 404 when unknown or expired."""
         job = _known_job(service, task_id, owner)
@@ -190,12 +193,13 @@ class TaskController(Controller):
         "/srt",
         summary="A finished task's subtitles (seed route)",
         media_type="application/x-subrip",
+        responses=error_responses(400, 404, 409),
     )
     async def srt(self, service: Service, owner: Owner, task_id: TaskIdQuery) -> Response[bytes]:
         """SubRip subtitles of a finished task; 409 while it is not finished."""
         return _render(_finished_job(service, task_id, owner), "srt")
 
-    @get("/decoder_status", summary="Model and queue state")
+    @get("/decoder_status", summary="Model and queue state", responses=error_responses())
     async def decoder_status(self, service: Service) -> DecoderStatus:
         """Which model is loaded (or loading), where it runs, and how full the queue is."""
         state = service.status()
@@ -214,20 +218,29 @@ class TaskController(Controller):
             max_task_queue_size=state.max_queue_size,
         )
 
-    @get("/tasks/{task_id:str}", summary="A task's state")
+    @get("/tasks/{task_id:str}", summary="A task's state", responses=error_responses(404))
     async def get_task(self, service: Service, owner: Owner, task_id: TaskIdPath) -> TaskResponse:
         """The task with its live queue position; 404 when unknown or expired."""
         job = _known_job(service, task_id, owner)
         return task_response(job, service.position(job))
 
-    @delete("/tasks/{task_id:str}", summary="Cancel a task and erase its result", status_code=200)
+    @delete(
+        "/tasks/{task_id:str}",
+        summary="Cancel a task and erase its result",
+        status_code=200,
+        responses=error_responses(404),
+    )
     async def delete_task(self, service: Service, owner: Owner, task_id: TaskIdPath) -> TaskDeleted:
         """Cancels a queued or running task and forgets it at once."""
         if not service.delete(task_id, owner=owner):
             raise NotFoundException(detail="no such task (unknown id, or its result has expired)")
         return TaskDeleted(task_id=task_id)
 
-    @get("/tasks/{task_id:str}/result", summary="A finished task's result in any format")
+    @get(
+        "/tasks/{task_id:str}/result",
+        summary="A finished task's result in any format",
+        responses=error_responses(400, 404, 409),
+    )
     async def result(
         self,
         service: Service,
@@ -245,13 +258,17 @@ class TaskController(Controller):
             )
         return _render(_finished_job(service, task_id, owner), fmt)
 
-    @get("/tasks/{task_id:str}/events", summary="Server-sent progress events")
+    @get(
+        "/tasks/{task_id:str}/events",
+        summary="Server-sent progress events",
+        responses=error_responses(404),
+    )
     async def events(self, service: Service, owner: Owner, task_id: TaskIdPath) -> ServerSentEvent:
         """Streams status changes, queue position and fraction of audio done, then the end."""
         job = _known_job(service, task_id, owner)
         return ServerSentEvent(_progress_stream(service, job))
 
-    @get("/privacy", summary="Privacy-relevant settings")
+    @get("/privacy", summary="Privacy-relevant settings", responses=error_responses())
     async def privacy(self, service: Service) -> PrivacyInfo:
         """How long results live and whether logs are kept private; audio is never stored."""
         settings = service.settings
