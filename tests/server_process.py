@@ -134,9 +134,12 @@ def wait_final(
     deadline = time.monotonic() + timeout_s
     body: dict[str, Any] = {}
     while time.monotonic() < deadline:
-        body = httpx.get(
+        response = httpx.get(
             url + "/api/v1/status", params={"task_id": task_id}, headers=headers, timeout=10
-        ).json()
+        )
+        body = response.json()
+        if response.status_code != 200:
+            raise AssertionError(f"task gone before it was seen final: {body}")
         if body.get("status") in ("finished", "failed"):
             return body
         time.sleep(0.1)
