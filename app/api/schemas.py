@@ -129,6 +129,9 @@ class PrivacyInfo(msgspec.Struct, kw_only=True):
     delete_results_after_m: float
     refresh_expiration_time_on_usage: bool
     audio_stored_on_disk: bool = False
+    # With API keys a task is visible only to the key that created it; without, to
+    # anybody who has its id.
+    tasks_bound_to_api_key: bool = False
 
 
 class ErrorBody(msgspec.Struct):

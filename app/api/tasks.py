@@ -276,6 +276,7 @@ class TaskController(Controller):
             log_privacy_mode=settings.log_privacy_mode,
             delete_results_after_m=settings.delete_results_after_m,
             refresh_expiration_time_on_usage=settings.refresh_expiration_time_on_usage,
+            tasks_bound_to_api_key=bool(settings.api_keys),
         )
 
 

@@ -429,3 +429,10 @@ async def test_rate_limit_keys_on_the_forwarded_client_behind_a_trusted_proxy(
         second = [await status("198.51.100.2") for _ in range(2)]
     assert first == [200, 200, 429]
     assert second == [200, 200]
+
+
+async def test_privacy_info_says_whether_tasks_are_bound_to_keys(build_app: AppFactory) -> None:
+    """/api/v1/privacy tells the UI that tasks are private to their key when keys are on."""
+    async with AsyncTestClient(app=build_app(api_keys=(KEY_A,))) as client:
+        body = (await client.get("/api/v1/privacy", headers=bearer(KEY_A))).json()
+    assert body["tasks_bound_to_api_key"] is True
