@@ -17,20 +17,23 @@ from litestar.openapi.plugins import SwaggerRenderPlugin
 from litestar.static_files import create_static_files_router
 from litestar.status_codes import (
     HTTP_400_BAD_REQUEST,
+    HTTP_413_REQUEST_ENTITY_TOO_LARGE,
     HTTP_429_TOO_MANY_REQUESTS,
     HTTP_503_SERVICE_UNAVAILABLE,
 )
 
 from app import __version__
 from app.api.asr import AsrController
+from app.api.dependencies import provide_owner
 from app.api.openai_audio import OpenAIController
+from app.api.security import PUBLIC_OPT_KEY, cors_config, security_middleware
 from app.api.system import SystemController
 from app.api.tasks import TaskController
 from app.config import Settings
 from app.logging import litestar_logging_config
 from app.metrics import RejectReason
 from app.service import ShuttingDownError, TranscriptionService
-from app.transcription.audio import AudioDecodeError
+from app.transcription.audio import AudioDecodeError, AudioTooLongError
 from app.transcription.languages import UnknownLanguageError
 from app.transcription.models import ModelManager, NoModelAllowedError
 from app.transcription.queue import QueueFullError
@@ -59,6 +62,10 @@ def _error(status_code: int, detail: str, headers: dict[str, str] | None = None)
 
 def _bad_input(_: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
     return _error(HTTP_400_BAD_REQUEST, str(exc))
+
+
+def _too_long(_: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
+    return _error(HTTP_413_REQUEST_ENTITY_TOO_LARGE, str(exc))
 
 
 def _queue_full_handler(service: TranscriptionService) -> Any:
@@ -164,10 +171,15 @@ def create_app(
     if web_dir is not None:
         route_handlers.append(
             create_static_files_router(
-                path="/", directories=[web_dir], html_mode=True, include_in_schema=False
+                path="/",
+                directories=[web_dir],
+                html_mode=True,
+                include_in_schema=False,
+                opt={PUBLIC_OPT_KEY: True},  # the UI's files need no API key
             )
         )
     exception_handlers: dict[int | type[Exception], Any] = {
+        AudioTooLongError: _too_long,
         AudioDecodeError: _bad_input,
         UnknownLanguageError: _unknown_language_handler(service),
         NoModelAllowedError: _bad_input,
@@ -181,8 +193,14 @@ def create_app(
     )
     return Litestar(
         route_handlers=route_handlers,
-        dependencies={"service": Provide(provide_service, sync_to_thread=False)},
+        dependencies={
+            "service": Provide(provide_service, sync_to_thread=False),
+            "owner": Provide(provide_owner, sync_to_thread=False),
+        },
         lifespan=[lifespan],
+        # Forwarded headers, rate limit and API keys for every surface (app/api/security.py).
+        middleware=security_middleware(settings),
+        cors_config=cors_config(settings),
         exception_handlers=exception_handlers,
         openapi_config=OpenAPIConfig(
             title="whisper-api",

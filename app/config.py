@@ -7,7 +7,9 @@ what is allowed; `whisper-api` prints it and exits non-zero.
 
 from __future__ import annotations
 
+import ipaddress
 import os
+import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -16,7 +18,14 @@ import msgspec
 
 from app.transcription.catalogue import MODEL_NAMES, canonical_model_name
 
-__all__ = ["ENV_ALIASES", "Settings", "SettingsError", "load_settings"]
+__all__ = [
+    "ENV_ALIASES",
+    "RATE_LIMIT_UNITS",
+    "Settings",
+    "SettingsError",
+    "load_settings",
+    "parse_rate_limit",
+]
 
 PositiveInt = Annotated[int, msgspec.Meta(ge=1)]
 NonNegativeInt = Annotated[int, msgspec.Meta(ge=0)]
@@ -66,6 +75,28 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     batch_size: PositiveInt = 4
     batched_inference: Literal["auto", "on", "off"] = "auto"
     shutdown_grace_s: NonNegativeFloat = 30.0
+    # -- access control and limits (docs/SECURITY.md)
+    trusted_proxies: tuple[str, ...] = ()
+    log_allow_localhost: bool = True
+    api_keys: tuple[str, ...] = ()
+    api_keys_file: str | None = None
+    cors_allow_origins: tuple[str, ...] = ()
+    rate_limit: str | None = None
+    max_audio_duration_s: PositiveFloat = 4 * 3600.0
+    job_timeout_min_s: PositiveFloat = 120.0
+    job_timeout_factor: NonNegativeFloat = 10.0
+
+    def __repr__(self) -> str:
+        """Settings may end up in a traceback or a debugger: never show the API keys."""
+        shown = ", ".join(
+            f"{name}={'<hidden>' if name == 'api_keys' else getattr(self, name)!r}"
+            for name in self.__struct_fields__
+        )
+        return f"Settings({shown})"
+
+    def job_time_limit_s(self, audio_s: float) -> float:
+        """How long one job may decode: a floor plus a multiple of its audio's length."""
+        return self.job_timeout_min_s + self.job_timeout_factor * audio_s
 
     @property
     def log_path(self) -> Path | None:
@@ -86,6 +117,16 @@ ENV_ALIASES: dict[str, str] = {
 }
 
 _MODEL_FIELDS = frozenset({"max_model", "cpu_fallback_model"})
+_LIST_FIELDS = frozenset(
+    {"log_authorized_mails", "trusted_proxies", "api_keys", "cors_allow_origins"}
+)
+_OPTIONAL_FIELDS = frozenset({"max_model", "model_dir", "web_dir", "api_keys_file", "rate_limit"})
+# Values never echoed in an error message.
+_SECRET_FIELDS = frozenset({"api_keys"})
+MIN_API_KEY_CHARS = 16
+RATE_LIMIT_UNITS = ("second", "minute", "hour", "day")
+_RATE_LIMIT_RE = re.compile(r"^\s*([1-9][0-9]*)\s*/\s*(second|minute|hour|day)s?\s*$", re.I)
+_ORIGIN_RE = re.compile(r"^https?://[A-Za-z0-9.\-\[\]:]+$")
 _UPPER_CASE_FIELDS = frozenset({"log_level", "log_rotation_when"})
 _LOWER_CASE_FIELDS = frozenset({"batched_inference"})
 _TRUE = frozenset({"1", "true", "yes", "on"})
@@ -112,6 +153,20 @@ def _allowed(field: msgspec.structs.FieldInfo) -> str:
         "cpu_threads": "an integer of at least 0 (0 = every core)",
         "batch_size": "an integer of at least 1 (1 = no batching)",
         "batched_inference": "one of auto, on, off",
+        "trusted_proxies": "comma-separated IP addresses or networks (CIDR), e.g. "
+        "127.0.0.1,10.0.0.0/8",
+        "api_keys": f"comma-separated keys of at least {MIN_API_KEY_CHARS} characters "
+        "without spaces",
+        "api_keys_file": "a readable file with one API key per line "
+        f"(at least {MIN_API_KEY_CHARS} characters each; # starts a comment)",
+        "cors_allow_origins": "comma-separated origins such as https://app.example.org "
+        "(scheme://host[:port], no path), or *",
+        "rate_limit": "requests per unit such as 60/minute (units: "
+        + ", ".join(RATE_LIMIT_UNITS)
+        + "), or empty for none",
+        "max_audio_duration_s": "a number of seconds greater than 0",
+        "job_timeout_min_s": "a number of seconds greater than 0",
+        "job_timeout_factor": "a number of at least 0 (seconds per second of audio)",
     }.get(name)
     if text is not None:
         return text
@@ -138,8 +193,10 @@ def _convert(field: msgspec.structs.FieldInfo, raw: str) -> Any:
         return _parse_bool(value)
     if field.name == "unload_model_after_s" and value == "":
         return None
-    if field.name == "log_authorized_mails":
-        return tuple(mail.strip().lower() for mail in value.split(",") if mail.strip())
+    if field.name in _LIST_FIELDS:
+        return _convert_list(
+            field.name, [item.strip() for item in value.split(",") if item.strip()]
+        )
     if field.name in _UPPER_CASE_FIELDS:
         value = value.upper()
     if field.name in _LOWER_CASE_FIELDS:
@@ -148,6 +205,54 @@ def _convert(field: msgspec.structs.FieldInfo, raw: str) -> Any:
         return msgspec.convert(value, type=field.type, strict=False)
     except msgspec.ValidationError as exc:
         raise ValueError(raw) from exc
+
+
+def _convert_list(name: str, items: list[str]) -> tuple[str, ...]:
+    """Validate and normalise the items of a comma-separated setting."""
+    if name == "log_authorized_mails":
+        return tuple(mail.lower() for mail in items)
+    if name == "trusted_proxies":
+        # ip_network accepts a bare address as a /32 (/128) network.
+        return tuple(str(ipaddress.ip_network(item, strict=False)) for item in items)
+    if name == "api_keys":
+        return tuple(_checked_api_key(key) for key in items)
+    if name == "cors_allow_origins":
+        return tuple(_checked_origin(origin) for origin in items)
+    return tuple(items)
+
+
+def _checked_api_key(key: str) -> str:
+    if len(key) < MIN_API_KEY_CHARS or any(ch.isspace() for ch in key):
+        raise ValueError("api key")
+    return key
+
+
+def _checked_origin(origin: str) -> str:
+    origin = origin.rstrip("/")
+    if origin != "*" and not _ORIGIN_RE.match(origin):
+        raise ValueError(origin)
+    return origin
+
+
+def parse_rate_limit(text: str) -> tuple[str, int]:
+    """`60/minute` -> ("minute", 60); raises ValueError for anything else."""
+    match = _RATE_LIMIT_RE.match(text)
+    if match is None:
+        raise ValueError(text)
+    return match.group(2).lower(), int(match.group(1))
+
+
+def _read_api_keys_file(path: str) -> tuple[str, ...]:
+    """One key per line; blank lines and `#` comments are ignored; at least one key."""
+    lines = Path(path).read_text(encoding="utf-8").splitlines()
+    keys = tuple(
+        _checked_api_key(line.strip())
+        for line in lines
+        if line.strip() and not line.startswith("#")
+    )
+    if not keys:
+        raise ValueError(path)
+    return keys
 
 
 def _environment_with_aliases(environ: Mapping[str, str]) -> dict[str, str]:
@@ -171,16 +276,38 @@ def load_settings(environ: Mapping[str, str] | None = None, **overrides: Any) ->
         if variable not in env:
             continue
         raw = env[variable]
-        if raw.strip() == "" and field.name in {"max_model", "model_dir", "web_dir"}:
+        if raw.strip() == "" and field.name in _OPTIONAL_FIELDS:
             continue
         try:
             values[field.name] = _convert(field, raw)
         except ValueError:
-            raise SettingsError(
-                f"{variable}={raw!r} is not allowed: expected {_allowed(field)}"
-            ) from None
+            raise _bad_value(field, raw) from None
     values.update(overrides)
+    _check_cross_field(values)
     try:
         return msgspec.convert(values, type=Settings)
     except msgspec.ValidationError as exc:
         raise SettingsError(f"invalid settings: {exc}") from None
+
+
+def _bad_value(field: msgspec.structs.FieldInfo, raw: str) -> SettingsError:
+    shown = "<hidden>" if field.name in _SECRET_FIELDS else repr(raw)
+    return SettingsError(f"{field.name.upper()}={shown} is not allowed: expected {_allowed(field)}")
+
+
+def _check_cross_field(values: dict[str, Any]) -> None:
+    """Checks that need the final values: the rate limit's form, the keys file's keys."""
+    fields = {field.name: field for field in msgspec.structs.fields(Settings)}
+    rate_limit = values.get("rate_limit")
+    if rate_limit:
+        try:
+            parse_rate_limit(rate_limit)
+        except ValueError:
+            raise _bad_value(fields["rate_limit"], rate_limit) from None
+    keys_file = values.get("api_keys_file")
+    if keys_file:
+        try:
+            file_keys = _read_api_keys_file(keys_file)
+        except (OSError, UnicodeDecodeError, ValueError):
+            raise _bad_value(fields["api_keys_file"], keys_file) from None
+        values["api_keys"] = tuple(dict.fromkeys((*values.get("api_keys", ()), *file_keys)))

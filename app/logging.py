@@ -513,6 +513,8 @@ def _log_uncaught_exception(logger: Logger, scope: Scope, traceback_lines: list[
     status = getattr(exc, "status_code", 500)
     if isinstance(status, int) and status < 500:
         return
+    if exc is not None and _has_own_handler(scope, exc):
+        return
     get_logger("litestar").error(
         "request_failed",
         method=scope.get("method"),
@@ -520,6 +522,24 @@ def _log_uncaught_exception(logger: Logger, scope: Scope, traceback_lines: list[
         error=type(exc).__name__,
         exc_info=True,
     )
+
+
+def _has_own_handler(scope: Scope, exc: BaseException) -> bool:
+    """Whether a handler is registered for the exception's own type (or a parent below Exception).
+
+    Such handlers turn expected failures (undecodable audio, a full queue, an unknown
+    language) into client errors; only exceptions nobody expected are server errors.
+    """
+    route_handler: Any = scope.get("route_handler")  # absent when routing itself failed
+    if route_handler is None:
+        return False
+    handlers = route_handler.resolve_exception_handlers()
+    for cls in type(exc).__mro__:
+        if cls in (Exception, BaseException):
+            return False
+        if cls in handlers:
+            return True
+    return False
 
 
 class _PipelineLoggingConfig(BaseLoggingConfig):

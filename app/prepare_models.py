@@ -34,13 +34,14 @@ def main() -> int:
             print(f"prepare_models: bundled model {name} is unusable: {exc}", file=sys.stderr)
             return 1
         split = len(BUNDLED_MODELS[name].model_parts) > 1
-        if split and not path.resolve().is_relative_to(Path(settings.model_cache_dir).resolve()):
+        cache = Path(settings.model_cache_dir).resolve()
+        if split and (not isinstance(path, Path) or not path.resolve().is_relative_to(cache)):
             print(
                 f"prepare_models: could not write MODEL_CACHE_DIR={settings.model_cache_dir}",
                 file=sys.stderr,
             )
             return 1
-        if split:
+        if split and isinstance(path, Path):
             _make_readable(path)
         print(f"{name}: {path}")
     return 0

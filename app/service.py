@@ -10,10 +10,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import math
+import os
 import statistics
 import time
 from collections import deque
+from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import Any
 
 import msgspec
 import structlog
@@ -23,6 +26,7 @@ from app.metrics import FinalStatus, ServiceMetrics, StateSnapshot
 from app.store import MemoryTaskStore
 from app.transcription.audio import (
     AudioDecodeError,
+    AudioTooLongError,
     decode_audio,
     decode_pcm_s16le,
     duration_seconds,
@@ -34,6 +38,7 @@ from app.transcription.types import SubtitleShape, TaskType, TranscribeOptions
 __all__ = [
     "NoModelAllowedError",
     "QueueFullError",
+    "QueueSlot",
     "ServiceStatus",
     "ShuttingDownError",
     "TranscriptionService",
@@ -51,6 +56,35 @@ LONG_FORM_MIN_S = 60.0
 # While shutting down, how long a job that has just finished waits for its client
 # to fetch it (clients that poll once a second, or the UI after its event stream).
 RESULT_PICKUP_S = 5.0
+# Uploads decoded at the same time: decoding is CPU-bound and needs a few times the
+# upload's size in memory, so many concurrent uploads wait here rather than pile up.
+DECODE_CONCURRENCY = max(1, min(4, (os.cpu_count() or 1) // 2))
+
+
+class QueueSlot:
+    """A place in the queue held for one upload while its body is read and decoded.
+
+    Taken before the body is read, so a full queue answers 429 at once instead of
+    after reading and decoding an upload it cannot take; the job then goes into
+    the held place. Unused places are given back when the `with` block ends.
+    """
+
+    def __init__(self, queue: JobQueue) -> None:
+        self._queue = queue
+        self._held = True
+
+    def take(self, job: Job) -> None:
+        """Queue `job` in the held place."""
+        if not self._held:
+            raise RuntimeError("this queue slot was already used or released")
+        self._held = False
+        self._queue.submit(job, reserved=True)
+
+    def release(self) -> None:
+        """Give the place back if no job took it."""
+        if self._held:
+            self._held = False
+            self._queue.release()
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,9 +125,11 @@ class TranscriptionService:
             models,
             on_job_done=self._job_done,
             batch_size=settings.batch_size,
-            arrivals=lambda: self._uploads_in_flight,
+            # Uploads holding a queue place are still being read or decoded: worth waiting for.
+            arrivals=lambda: self.queue.reserved,
+            time_limit=settings.job_time_limit_s,
         )
-        self._uploads_in_flight = 0
+        self._decode_slots = asyncio.Semaphore(DECODE_CONCURRENCY)
         self._recent_seconds: deque[float] = deque(maxlen=20)
         self._background: list[asyncio.Task[None]] = []
         self._draining = False
@@ -233,14 +269,41 @@ class TranscriptionService:
         )
         return max(1, round(per_job))
 
-    def ensure_capacity(self) -> None:
-        """Raise before any decoding work: ShuttingDownError, or QueueFullError without a slot."""
+    def _refuse_if_draining(self) -> None:
         if self._draining:
             self.metrics.upload_rejected("shutting_down")
             raise ShuttingDownError
+
+    def _decode(self, data: bytes | bytearray | memoryview, raw_pcm: bool) -> Any:
+        """Decode a file, or take raw 16 kHz PCM, within MAX_AUDIO_DURATION_S (blocking)."""
+        limit_s = self.settings.max_audio_duration_s
+        if not raw_pcm:
+            return decode_audio(data, max_seconds=limit_s)
+        audio = decode_pcm_s16le(data)
+        if duration_seconds(audio) > limit_s:
+            raise AudioTooLongError(limit_s)
+        return audio
+
+    def ensure_capacity(self) -> None:
+        """Raise before any decoding work: ShuttingDownError, or QueueFullError without a slot."""
+        self._refuse_if_draining()
         if not self.queue.has_room():
             self.metrics.upload_rejected("queue_full")
             raise QueueFullError
+
+    @contextlib.contextmanager
+    def reserve_slot(self) -> Iterator[QueueSlot]:
+        """Hold a queue place for one upload (QueueFullError when none is free).
+
+        Upload routes take it before reading the body and pass it to `submit`.
+        """
+        self.ensure_capacity()
+        self.queue.reserve()
+        slot = QueueSlot(self.queue)
+        try:
+            yield slot
+        finally:
+            slot.release()
 
     def check_options(self, options: TranscribeOptions) -> None:
         """Raise NoModelAllowedError when no allowed model can do what is asked."""
@@ -256,7 +319,7 @@ class TranscriptionService:
 
     async def submit(
         self,
-        data: bytes,
+        data: bytes | bytearray | memoryview,
         *,
         task_type: TaskType,
         options: TranscribeOptions,
@@ -265,27 +328,42 @@ class TranscriptionService:
         surface: str = "tasks",
         subtitle_shape: SubtitleShape | None = None,
         raw_pcm: bool = False,
+        slot: QueueSlot | None = None,
     ) -> Job:
         """Validate, decode (off the event loop) and enqueue one upload.
 
         `raw_pcm` takes the bytes as 16 kHz mono s16le samples instead of a file.
-        Raises AudioDecodeError for bad audio, NoModelAllowedError for a job no
-        allowed model can do, QueueFullError when the queue is full,
-        ShuttingDownError once the server is shutting down.
+        `owner` binds the task to the API key that created it (see `get`). `slot`
+        is a place held by `reserve_slot`; without one, a place is held here.
+
+        Raises AudioDecodeError for bad audio (AudioTooLongError past
+        MAX_AUDIO_DURATION_S), NoModelAllowedError for a job no allowed model can
+        do, QueueFullError when the queue is full, ShuttingDownError once the
+        server is shutting down.
         """
+        if slot is None:
+            with self.reserve_slot() as own_slot:
+                return await self.submit(
+                    data,
+                    task_type=task_type,
+                    options=options,
+                    file_name=file_name,
+                    owner=owner,
+                    surface=surface,
+                    subtitle_shape=subtitle_shape,
+                    raw_pcm=raw_pcm,
+                    slot=own_slot,
+                )
         self.metrics.upload_received(surface, len(data))
-        self.ensure_capacity()
         self.check_options(options)
-        self._uploads_in_flight += 1  # the worker may wait for these to join its batch
-        try:
-            audio = await asyncio.to_thread(decode_pcm_s16le if raw_pcm else decode_audio, data)
-        except AudioDecodeError:
-            self.metrics.upload_rejected("bad_audio")
-            raise
-        finally:
-            self._uploads_in_flight -= 1
+        async with self._decode_slots:
+            try:
+                audio = await asyncio.to_thread(self._decode, data, raw_pcm)
+            except AudioDecodeError:
+                self.metrics.upload_rejected("bad_audio")
+                raise
         duration = duration_seconds(audio)
-        self.ensure_capacity()  # decoding took a while: shutdown may have begun meanwhile
+        self._refuse_if_draining()  # decoding took a while: shutdown may have begun meanwhile
         job = Job(
             task_type=task_type,
             options=self._with_long_form_batching(options, duration),
@@ -296,7 +374,7 @@ class TranscriptionService:
             surface=surface,
             subtitle_shape=subtitle_shape or SubtitleShape(),
         )
-        self.queue.submit(job)
+        slot.take(job)
         self.store.add(job)
         self._unsettled[job.id] = job
         log.info(
@@ -319,9 +397,15 @@ class TranscriptionService:
             return options
         return msgspec.structs.replace(options, long_form_batch_size=self.settings.batch_size)
 
-    def get(self, task_id: str) -> Job | None:
-        """A known, unexpired task."""
+    def get(self, task_id: str, *, owner: str | None = None) -> Job | None:
+        """A known, unexpired task of `owner`.
+
+        With API keys a task belongs to the key that created it: to any other key
+        (or to a caller without one) it is unknown, exactly like a wrong id.
+        """
         job = self.store.get(task_id)
+        if job is None or job.owner != owner:
+            return None
         if self._draining and job is not None and job.is_final:
             self._read_while_draining.add(job.id)
         return job
@@ -330,9 +414,9 @@ class TranscriptionService:
         """Live queue position: 0 running, 1.. waiting, None when over."""
         return self.queue.position(job)
 
-    def delete(self, task_id: str) -> bool:
-        """Cancel a task if it is queued or running, and erase it now."""
-        job = self.store.get(task_id)
+    def delete(self, task_id: str, *, owner: str | None = None) -> bool:
+        """Cancel a task of `owner` if it is queued or running, and erase it now."""
+        job = self.get(task_id, owner=owner)
         if job is None:
             return False
         self.cancel(job, "deleted by its owner")

@@ -31,6 +31,7 @@ from app.transcription.types import (
     Transcript,
     Word,
 )
+from tests.server_process import Server, start_server
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 SHARED_AUDIO = REPO_ROOT.parent / "shared" / "audio"
@@ -249,6 +250,25 @@ def wav_bytes(seconds: float = 1.0, rate: int = 16000) -> bytes:
     return buffer.getvalue()
 
 
+class FromPeer:
+    """The app as reached from TCP peer `host` (Litestar's test client says "testclient")."""
+
+    def __init__(self, app: Litestar, host: str) -> None:
+        self.app = app
+        self.host = host
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        """Pass every message on, with the chosen client address on requests."""
+        if scope["type"] in ("http", "websocket"):
+            scope = {**scope, "client": (self.host, 40000)}
+        await self.app(scope, receive, send)
+
+
+def client_from(app: Litestar, host: str) -> AsyncTestClient[Any]:
+    """A test client whose requests come from the TCP peer `host`."""
+    return AsyncTestClient(app=FromPeer(app, host))  # type: ignore[arg-type]
+
+
 @pytest.fixture
 def fake_transcriber() -> FakeTranscriber:
     """A fresh fake transcriber."""
@@ -275,6 +295,22 @@ async def client(build_app: AppFactory) -> AsyncIterator[AsyncTestClient[Litesta
     """A test client on an app with the fake transcriber and default settings."""
     async with AsyncTestClient(app=build_app()) as test_client:
         yield test_client
+
+
+@pytest.fixture
+def server_factory(tmp_path: Path) -> Iterator[Callable[..., Server]]:
+    """Start real server processes on demand (waiting until ready); stop them all afterwards."""
+    servers: list[Server] = []
+
+    def factory(**env: str) -> Server:
+        server = start_server(tmp_path, **env)
+        servers.append(server)
+        server.wait_ready()
+        return server
+
+    yield factory
+    for server in servers:
+        server.stop()
 
 
 @pytest.fixture(scope="session")

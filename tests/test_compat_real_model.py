@@ -21,7 +21,7 @@ import webvtt
 
 from app.transcription.audio import decode_audio
 from tests.conftest import REPO_ROOT, reference_text, shared_clip, word_error_rate
-from tests.test_server import Server, start_server
+from tests.server_process import Server, start_server
 
 pytestmark = pytest.mark.real_model
 

@@ -238,3 +238,60 @@ def test_cli_exits_with_one_line_on_bad_setting() -> None:
     assert "huge" in lines[0]
     assert "Traceback" not in result.stderr
     assert result.stdout == ""
+
+
+def test_access_control_defaults_are_closed_and_quiet() -> None:
+    """No keys, no trusted proxies, no CORS, no rate limit; localhost may read logs."""
+    settings = load_settings({})
+    assert settings.api_keys == ()
+    assert settings.trusted_proxies == ()
+    assert settings.cors_allow_origins == ()
+    assert settings.rate_limit is None
+    assert settings.log_allow_localhost is True
+    assert settings.max_audio_duration_s == 14400
+    assert settings.job_time_limit_s(60) == 120 + 10 * 60
+
+
+def test_access_control_values_are_normalised() -> None:
+    """Proxies become networks, origins lose a trailing slash, the rate limit is checked."""
+    settings = load_settings(
+        {
+            "TRUSTED_PROXIES": "127.0.0.1, 10.0.0.0/8 ,::1",
+            "CORS_ALLOW_ORIGINS": "https://app.example/,http://localhost:8080",
+            "RATE_LIMIT": "60/minutes",
+            "API_KEYS": "k" * 16,
+        }
+    )
+    assert settings.trusted_proxies == ("127.0.0.1/32", "10.0.0.0/8", "::1/128")
+    assert settings.cors_allow_origins == ("https://app.example", "http://localhost:8080")
+    assert settings.rate_limit == "60/minutes"
+    assert settings.api_keys == ("k" * 16,)
+
+
+@pytest.mark.parametrize(
+    ("variable", "raw"),
+    [
+        ("TRUSTED_PROXIES", "proxy.example.org"),
+        ("CORS_ALLOW_ORIGINS", "https://app.example/path"),
+        ("RATE_LIMIT", "often"),
+        ("RATE_LIMIT", "0/minute"),
+        ("MAX_AUDIO_DURATION_S", "0"),
+        ("JOB_TIMEOUT_FACTOR", "-1"),
+        ("API_KEYS_FILE", "/nonexistent/keys"),
+    ],
+)
+def test_bad_access_control_values_name_the_variable(variable: str, raw: str) -> None:
+    """Each bad value stops start-up with one line naming the variable and the value."""
+    with pytest.raises(SettingsError) as caught:
+        load_settings({variable: raw})
+    message = str(caught.value)
+    assert "\n" not in message
+    assert variable in message and raw in message
+
+
+def test_bad_api_key_is_named_but_never_shown() -> None:
+    """A too-short key is refused without echoing it: error messages end up in logs."""
+    with pytest.raises(SettingsError) as caught:
+        load_settings({"API_KEYS": "short-secret"})
+    assert "API_KEYS" in str(caught.value)
+    assert "short-secret" not in str(caught.value)

@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 import structlog
-from litestar import Litestar, get
+from litestar import Litestar, Response, get
 from litestar.exceptions import NotFoundException
 from litestar.testing import TestClient
 
@@ -418,6 +418,36 @@ def test_litestar_logging_config_keeps_our_handlers_and_logs_server_errors() -> 
     assert failures[0]["path"] == "/boom/0123\u2026cdef"
     assert failures[0]["error"] == "RuntimeError"
     assert failures[0]["exception"][0]["exc_value"] == "engine crashed"
+
+
+def test_exceptions_with_their_own_handler_are_not_logged_as_server_errors() -> None:
+    """A domain error that a handler turns into a 4xx (bad audio) is no request_failed."""
+    stream = _configure(log_privacy_mode=True)
+
+    class BadAudioError(ValueError):
+        pass
+
+    @get("/bad", sync_to_thread=False)
+    def bad() -> str:
+        raise BadAudioError("the upload is not audio")
+
+    @get("/crash", sync_to_thread=False)
+    def crash() -> str:
+        raise KeyError("unexpected")
+
+    def to_400(request: Any, exc: Exception) -> Response[dict[str, str]]:
+        return Response({"detail": str(exc)}, status_code=400)
+
+    app = Litestar(
+        [bad, crash],
+        logging_config=litestar_logging_config(),
+        exception_handlers={BadAudioError: to_400},
+    )
+    with TestClient(app) as client:
+        assert client.get("/bad").status_code == 400
+        assert client.get("/crash").status_code == 500
+    failures = [line for line in _lines(stream) if line["event"] == "request_failed"]
+    assert [failure["error"] for failure in failures] == ["KeyError"]
 
 
 def test_short_id_never_returns_a_long_id_whole() -> None:

@@ -3,115 +3,16 @@
 from __future__ import annotations
 
 import concurrent.futures
-import os
-import socket
-import subprocess
-import sys
-import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
-from tests.conftest import REPO_ROOT, reference_text, shared_clip, word_error_rate
+from tests.conftest import reference_text, shared_clip, word_error_rate
+from tests.server_process import start_server, upload, wait_final
 
 pytestmark = pytest.mark.real_model
-
-
-def free_port() -> int:
-    """A TCP port nobody listens on right now."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
-class Server:
-    """A running server process and its base URL."""
-
-    def __init__(self, process: subprocess.Popen[bytes], url: str, log_path: Path) -> None:
-        self.process = process
-        self.url = url
-        self.log_path = log_path
-
-    def wait_ready(self, timeout_s: float = 60) -> None:
-        """Poll /readyz until the model is loaded and the worker runs."""
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise AssertionError(self.log_path.read_text(errors="replace"))
-            try:
-                if httpx.get(self.url + "/readyz", timeout=1).status_code == 200:
-                    return
-            except httpx.TransportError:
-                pass
-            time.sleep(0.1)
-        raise AssertionError("server not ready in time")
-
-
-def start_server(tmp_path: Path, **env: str) -> Server:
-    """Start `python -m app serve` on a free loopback port with extra environment."""
-    port = free_port()
-    log_path = tmp_path / "server.out"
-    environment = {
-        **os.environ,
-        "PORT": str(port),
-        "LISTEN": "127.0.0.1",
-        "LOG_FILE": "",
-        "ALLOW_DOWNLOAD": "0",
-        "USE_GPU_IF_AVAILABLE": "0",
-        **env,
-    }
-    with log_path.open("wb") as out:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "app", "serve"],
-            cwd=REPO_ROOT,
-            env=environment,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
-    return Server(process, f"http://127.0.0.1:{port}", log_path)
-
-
-@pytest.fixture
-def server_factory(tmp_path: Path) -> Iterator[Any]:
-    """Start servers on demand; stop them all afterwards."""
-    servers: list[Server] = []
-
-    def factory(**env: str) -> Server:
-        server = start_server(tmp_path, **env)
-        servers.append(server)
-        server.wait_ready()
-        return server
-
-    yield factory
-    for server in servers:
-        server.process.terminate()
-        try:
-            server.process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            server.process.kill()
-            raise
-
-
-def upload(url: str, route: str, clip: Path) -> httpx.Response:
-    """POST a clip as multipart `file`, as curl -F does."""
-    with clip.open("rb") as handle:
-        return httpx.post(url + route, files={"file": (clip.name, handle)}, timeout=60)
-
-
-def wait_final(url: str, task_id: str, timeout_s: float = 120) -> dict[str, Any]:
-    """Poll the seed's status route until finished or failed."""
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        body: dict[str, Any] = httpx.get(
-            url + "/api/v1/status", params={"task_id": task_id}, timeout=10
-        ).json()
-        if body["status"] in ("finished", "failed"):
-            return body
-        time.sleep(0.1)
-    raise AssertionError(f"task stuck: {body}")
 
 
 def test_fresh_server_transcribes_jfk_offline(server_factory: Any) -> None:
@@ -158,30 +59,118 @@ def test_sigterm_stops_the_server_promptly(server_factory: Any) -> None:
     assert server.process.wait(timeout=20) == 0
 
 
-def test_debug_logs_hold_no_words_file_names_or_task_ids(tmp_path: Path) -> None:
-    """At DEBUG, neither stdout nor the log file shows transcript words, file names or task ids."""
+SECRET_KEY = "sk-privacy-test-0123456789abcdef"
+WRONG_KEY = "sk-wrong-key-fedcba9876543210"
+CLIENT_IP = "203.0.113.77"
+EMAIL = "alice.secret@example.org"
+
+
+def _content_words(*texts: str) -> set[str]:
+    """The distinctive words of transcripts: lower-case, five letters or more."""
+    words = set()
+    for text in texts:
+        for raw in text.lower().split():
+            word = "".join(ch for ch in raw if ch.isalpha())
+            if len(word) >= 5:
+                words.add(word)
+    return words
+
+
+def _exercise_every_surface(url: str, clips: dict[str, Path]) -> tuple[list[str], list[str]]:
+    """Use each route of the task API through a trusted proxy; return task ids and texts."""
+    proxy = {"X-Forwarded-For": CLIENT_IP, "X-Email": EMAIL, "X-User": "alice"}
+    auth = {**proxy, "Authorization": f"Bearer {SECRET_KEY}"}
+    task_ids: list[str] = []
+    texts: list[str] = []
+    for route, clip, language in (
+        ("/api/v1/transcribe", clips["en"], None),
+        ("/api/v1/transcribe?language=de", clips["de"], "de"),
+        ("/api/v1/translate", clips["de"], None),
+    ):
+        response = upload(url, route, clip, headers=auth)
+        assert response.status_code == 200, response.text
+        task_id = response.json()["task_id"]
+        task_ids.append(task_id)
+        with httpx.stream("GET", f"{url}/api/v1/tasks/{task_id}/events", headers=auth) as events:
+            assert events.status_code == 200
+            events.read()
+        body = wait_final(url, task_id, headers=auth)
+        assert body["status"] == "finished", body
+        texts.append(body["transcript"])
+        assert language is None or body["source_language"] == language
+    first = task_ids[0]
+    for path, params in (
+        (f"/api/v1/tasks/{first}", {}),
+        ("/api/v1/srt", {"task_id": first}),
+        *((f"/api/v1/tasks/{first}/result", {"format": f}) for f in ("txt", "srt", "vtt", "tsv")),
+        (f"/api/v1/tasks/{first}/result", {"format": "json"}),
+        ("/api/v1/decoder_status", {}),
+        ("/api/v1/privacy", {}),
+        ("/api/v1/version", {}),
+        ("/api/v1/userinfo", {}),
+        ("/api/v1/logs", {}),
+    ):
+        assert httpx.get(url + path, params=params, headers=auth).status_code == 200, path
+    refused = [
+        httpx.get(
+            f"{url}/api/v1/tasks/{first}", headers={**proxy, "Authorization": f"Bearer {WRONG_KEY}"}
+        ),
+        httpx.get(f"{url}/api/v1/status", params={"task_id": first}, headers=proxy),
+        httpx.get(f"{url}/api/v1/status", params={"task_id": "f" * 32}, headers=auth),
+        httpx.post(
+            f"{url}/api/v1/transcribe", files={"file": (clips["en"].name, b"text")}, headers=auth
+        ),
+        httpx.get(
+            f"{url}/api/v1/login",
+            params={"redirect": f"https://{CLIENT_IP}/{first}"},
+            headers=proxy,
+        ),
+    ]
+    assert [r.status_code for r in refused] == [401, 401, 404, 400, 303]
+    for task_id in task_ids:
+        deleted = httpx.delete(f"{url}/api/v1/tasks/{task_id}", headers=auth)
+        assert deleted.status_code == 200
+    return task_ids, texts
+
+
+def test_debug_logs_hold_no_content_or_identities_through_every_surface(tmp_path: Path) -> None:
+    """DEBUG + privacy mode: stdout and log file show no words, names, ids, IPs, keys, mails."""
     log_dir = tmp_path / "logs"
+    clips = {}
+    for language, name in (("en", "en_jfk.flac"), ("de", "de_picovoice_test_de.wav")):
+        secret = tmp_path / f"secret-board-meeting-{language}{Path(name).suffix}"
+        secret.write_bytes(shared_clip(name).read_bytes())
+        clips[language] = secret
     server = start_server(
-        tmp_path, LOG_LEVEL="DEBUG", LOG_DIR=str(log_dir), LOG_FILE="whisper_api.log"
+        tmp_path,
+        LOG_LEVEL="DEBUG",
+        LOG_PRIVACY_MODE="1",
+        LOG_DIR=str(log_dir),
+        LOG_FILE="whisper_api.log",
+        API_KEYS=SECRET_KEY,
+        TRUSTED_PROXIES="127.0.0.1",
+        LOG_AUTHORIZED_MAILS=EMAIL,
+        CPU_FALLBACK_MODEL="base",
     )
     try:
         server.wait_ready()
-        secret_clip = tmp_path / "secret-board-meeting.flac"
-        secret_clip.write_bytes(shared_clip("en_jfk.flac").read_bytes())
-        task_id = upload(server.url, "/api/v1/transcribe", secret_clip).json()["task_id"]
-        body = wait_final(server.url, task_id)
-        assert body["status"] == "finished"
-        httpx.get(server.url + f"/api/v1/tasks/{task_id}/result", params={"format": "srt"})
+        task_ids, texts = _exercise_every_surface(server.url, clips)
     finally:
-        server.process.terminate()
-        server.process.wait(timeout=20)
-    records = server.log_path.read_text(errors="replace")
+        server.stop()
+    records = server.output
     log_file = (log_dir / "whisper_api.log").read_text(errors="replace")
     assert "job_finished" in records and "job_finished" in log_file  # the logs did capture
+    assert "http_request" in records  # uvicorn's access log went through the pipeline
+    words = _content_words(*texts)
+    assert len(words) >= 10
     for text in (records, log_file):
         lowered = text.lower()
-        for word in ("americans", "country", "fellow"):
-            assert word not in lowered
+        assert not {word for word in words if word in lowered}
         assert "secret-board-meeting" not in lowered
-        assert task_id not in lowered
-        assert task_id[:4] + "…" + task_id[-4:] in text  # shortened ids remain useful
+        for task_id in task_ids:
+            assert task_id not in lowered
+        assert CLIENT_IP not in text
+        assert SECRET_KEY not in text and WRONG_KEY not in text
+        assert SECRET_KEY[-12:] not in text and "bearer" not in lowered
+        assert EMAIL not in lowered and "alice" not in lowered
+    assert task_ids[0][:4] + "…" + task_ids[0][-4:] in records  # shortened ids remain useful

@@ -12,7 +12,7 @@ import httpx
 import pytest
 
 from tests.conftest import reference_text, shared_clip, word_error_rate
-from tests.test_server import start_server, upload
+from tests.server_process import start_server, upload
 
 pytestmark = pytest.mark.real_model
 

@@ -16,8 +16,10 @@ from litestar.exceptions import HTTPException
 from litestar.params import QueryParameter
 from litestar.status_codes import (
     HTTP_400_BAD_REQUEST,
+    HTTP_413_REQUEST_ENTITY_TOO_LARGE,
     HTTP_429_TOO_MANY_REQUESTS,
     HTTP_500_INTERNAL_SERVER_ERROR,
+    HTTP_503_SERVICE_UNAVAILABLE,
 )
 from litestar.types import ExceptionHandlersMap
 
@@ -33,9 +35,9 @@ from app.api.form_options import (
 from app.api.job_wait import CLIENT_GONE, ClientGoneError, wait_for_job
 from app.api.multipart import FilePart, file_schema, multipart_operation, read_multipart
 from app.api.tasks import content_disposition
-from app.service import TranscriptionService
+from app.service import ShuttingDownError, TranscriptionService
 from app.transcription import formats
-from app.transcription.audio import AudioDecodeError
+from app.transcription.audio import AudioDecodeError, AudioTooLongError
 from app.transcription.catalogue import UnknownModelError
 from app.transcription.languages import UnknownLanguageError, language_name
 from app.transcription.models import NoModelAllowedError
@@ -71,6 +73,8 @@ def asr_error_response(
 
 
 def _handle_error(_: Request[Any, Any, Any], exc: Exception) -> Response[AsrError]:
+    if isinstance(exc, AudioTooLongError):
+        return asr_error_response(HTTP_413_REQUEST_ENTITY_TOO_LARGE, str(exc))
     if isinstance(exc, InvalidInputError | AudioDecodeError | UnknownLanguageError):
         return asr_error_response(HTTP_400_BAD_REQUEST, str(exc))
     if isinstance(exc, NoModelAllowedError):
@@ -123,16 +127,28 @@ async def _run_job(
     encode: bool,
 ) -> tuple[Job, FilePart] | Response[AsrError]:
     """Read the upload, queue it and wait; an error response where that fails."""
-    form = await read_multipart(request, max_bytes=service.settings.max_upload_mb * 1024 * 1024)
-    upload = _audio_file(form.files)
     try:
-        job = await service.submit(
-            upload.data,
-            task_type=task_type,
-            options=options,
-            file_name=upload.filename,
-            surface="asr",
-            raw_pcm=not encode,
+        # The queue place is held before the body is read, as on the task API.
+        with service.reserve_slot() as slot:
+            max_bytes = service.settings.max_upload_mb * 1024 * 1024
+            form = await read_multipart(request, max_bytes=max_bytes)
+            upload = _audio_file(form.files)
+            job = await service.submit(
+                upload.data,
+                task_type=task_type,
+                options=options,
+                file_name=upload.filename,
+                surface="asr",
+                raw_pcm=not encode,
+                slot=slot,
+            )
+    except ShuttingDownError:
+        retry_after = service.drain_retry_after_s()
+        return asr_error_response(
+            HTTP_503_SERVICE_UNAVAILABLE,
+            "the server is shutting down and accepts no new uploads; "
+            f"try again in about {retry_after} s",
+            headers={"Retry-After": str(retry_after)},
         )
     except QueueFullError:
         retry_after = service.retry_after_s()

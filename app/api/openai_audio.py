@@ -21,8 +21,10 @@ from litestar.response import ServerSentEvent, ServerSentEventMessage
 from litestar.status_codes import (
     HTTP_400_BAD_REQUEST,
     HTTP_404_NOT_FOUND,
+    HTTP_413_REQUEST_ENTITY_TOO_LARGE,
     HTTP_429_TOO_MANY_REQUESTS,
     HTTP_500_INTERNAL_SERVER_ERROR,
+    HTTP_503_SERVICE_UNAVAILABLE,
 )
 from litestar.types import ExceptionHandlersMap
 
@@ -36,7 +38,7 @@ from app.api.compat_schemas import (
     TextDeltaEvent,
     TextDoneEvent,
 )
-from app.api.dependencies import Service
+from app.api.dependencies import Owner, Service
 from app.api.form_options import (
     SHAPE_FIELDS,
     InvalidInputError,
@@ -53,9 +55,9 @@ from app.api.multipart import (
     read_multipart,
     text_schema,
 )
-from app.service import TranscriptionService
+from app.service import ShuttingDownError, TranscriptionService
 from app.transcription import formats
-from app.transcription.audio import AudioDecodeError
+from app.transcription.audio import AudioDecodeError, AudioTooLongError
 from app.transcription.catalogue import UnknownModelError
 from app.transcription.languages import UnknownLanguageError
 from app.transcription.models import NoModelAllowedError
@@ -147,8 +149,13 @@ def _handle_error(_: Request[Any, Any, Any], exc: Exception) -> Response[OpenAIE
         return openai_error_response(
             HTTP_400_BAD_REQUEST, exc.message, param=exc.param, code=exc.code
         )
+    if isinstance(exc, AudioTooLongError):
+        return openai_error_response(
+            HTTP_413_REQUEST_ENTITY_TOO_LARGE, str(exc), param="file", code=exc.code
+        )
     if isinstance(exc, AudioDecodeError):
         return openai_error_response(HTTP_400_BAD_REQUEST, str(exc), param="file", code=exc.code)
+
     if isinstance(exc, UnknownLanguageError):
         return openai_error_response(
             HTTP_400_BAD_REQUEST, str(exc), param="language", code="unsupported_language"
@@ -338,21 +345,28 @@ class OpenAIController(Controller):
     exception_handlers = OPENAI_EXCEPTION_HANDLERS
 
     async def _run(
-        self, request: Request[Any, Any, Any], service: Service, task: TaskType
+        self, request: Request[Any, Any, Any], service: Service, owner: str | None, task: TaskType
     ) -> Response[Any] | ServerSentEvent:
-        form = await read_multipart(request, max_bytes=service.settings.max_upload_mb * 1024 * 1024)
-        upload = form.files.get("file")
-        if upload is None:
-            raise InvalidInputError("send the audio in the multipart field `file`", param="file")
-        parsed = parse_openai_request(form, service, task)
         try:
-            job = await service.submit(
-                upload.data,
-                task_type=task,
-                options=parsed.options,
-                file_name=upload.filename,
-                surface="openai",
-            )
+            # The queue place is held before the body is read, as on the task API.
+            with service.reserve_slot() as slot:
+                max_bytes = service.settings.max_upload_mb * 1024 * 1024
+                form = await read_multipart(request, max_bytes=max_bytes)
+                upload = form.files.get("file")
+                if upload is None:
+                    raise InvalidInputError(
+                        "send the audio in the multipart field `file`", param="file"
+                    )
+                parsed = parse_openai_request(form, service, task)
+                job = await service.submit(
+                    upload.data,
+                    task_type=task,
+                    options=parsed.options,
+                    file_name=upload.filename,
+                    surface="openai",
+                    owner=owner,
+                    slot=slot,
+                )
         except QueueFullError:
             retry_after = service.retry_after_s()
             return openai_error_response(
@@ -360,6 +374,15 @@ class OpenAIController(Controller):
                 f"the queue is full ({service.queue.max_waiting} waiting jobs); "
                 f"try again in about {retry_after} s",
                 code="queue_full",
+                headers={"Retry-After": str(retry_after)},
+            )
+        except ShuttingDownError:
+            retry_after = service.drain_retry_after_s()
+            return openai_error_response(
+                HTTP_503_SERVICE_UNAVAILABLE,
+                "the server is shutting down and accepts no new uploads; "
+                f"try again in about {retry_after} s",
+                code="shutting_down",
                 headers={"Retry-After": str(retry_after)},
             )
         if parsed.stream:
@@ -382,10 +405,10 @@ class OpenAIController(Controller):
         status_code=200,
     )
     async def transcriptions(
-        self, request: Request[Any, Any, Any], service: Service
+        self, request: Request[Any, Any, Any], service: Service, owner: Owner
     ) -> Response[Any] | ServerSentEvent:
         """Transcribe an upload in its own language, as OpenAI's audio API does."""
-        return await self._run(request, service, "transcribe")
+        return await self._run(request, service, owner, "transcribe")
 
     @post(
         "/audio/translations",
@@ -394,10 +417,10 @@ class OpenAIController(Controller):
         status_code=200,
     )
     async def translations(
-        self, request: Request[Any, Any, Any], service: Service
+        self, request: Request[Any, Any, Any], service: Service, owner: Owner
     ) -> Response[Any] | ServerSentEvent:
         """Translate an upload into English text, as OpenAI's audio API does."""
-        return await self._run(request, service, "translate")
+        return await self._run(request, service, owner, "translate")
 
     @get("/models", summary="Models this server can load")
     async def models(self, service: Service) -> OpenAIModelList:

@@ -6,6 +6,7 @@ import time
 from datetime import UTC, datetime, timedelta
 
 import msgspec
+from litestar.openapi.datastructures import ResponseSpec
 
 from app.transcription.queue import Job
 
@@ -18,6 +19,7 @@ __all__ = [
     "TaskResponse",
     "UserInfo",
     "VersionInfo",
+    "error_responses",
     "task_response",
 ]
 
@@ -127,6 +129,9 @@ class PrivacyInfo(msgspec.Struct, kw_only=True):
     delete_results_after_m: float
     refresh_expiration_time_on_usage: bool
     audio_stored_on_disk: bool = False
+    # With API keys a task is visible only to the key that created it; without, to
+    # anybody who has its id.
+    tasks_bound_to_api_key: bool = False
 
 
 class ErrorBody(msgspec.Struct):
@@ -134,3 +139,30 @@ class ErrorBody(msgspec.Struct):
 
     status_code: int
     detail: str
+
+
+_ERROR_DESCRIPTIONS = {
+    400: "Bad input: an empty, undecodable or audio-less upload, an unknown language or "
+    "format, a malformed request, or a job no allowed model can do",
+    401: "An API key is required (API_KEYS) and was missing or wrong; for /api/v1/logs: "
+    "not an authorized e-mail from a trusted proxy, nor a local caller",
+    404: "No such task: an unknown id, an expired result, or another API key's task",
+    409: "The task has not finished (or it failed): there is no result yet",
+    413: "The upload is larger than MAX_UPLOAD_MB, or its audio longer than MAX_AUDIO_DURATION_S",
+    429: "The queue is full, or this client is over RATE_LIMIT; Retry-After says when to retry",
+}
+# Every route that is not public may answer these, depending on the settings.
+GUARDED = (401, 429)
+
+
+def error_responses(*codes: int, guarded: bool = True) -> dict[int, ResponseSpec]:
+    """OpenAPI documentation of a route's error answers, in Litestar's error shape."""
+    wanted = sorted({*codes, *(GUARDED if guarded else ())})
+    return {
+        code: ResponseSpec(
+            data_container=ErrorBody,
+            description=_ERROR_DESCRIPTIONS[code],
+            generate_examples=False,
+        )
+        for code in wanted
+    }

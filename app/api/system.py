@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
 import io
-import ipaddress
 import zipfile
 from pathlib import Path
 from typing import Annotated, Any
@@ -11,13 +11,15 @@ from typing import Annotated, Any
 import msgspec
 from litestar import Controller, Request, Response, get
 from litestar.exceptions import NotAuthorizedException
+from litestar.openapi.datastructures import ResponseSpec
 from litestar.params import QueryParameter
 from litestar.response import Redirect
 from litestar.status_codes import HTTP_200_OK, HTTP_503_SERVICE_UNAVAILABLE
 
 from app import __version__
 from app.api.dependencies import Service
-from app.api.schemas import UserInfo, VersionInfo
+from app.api.schemas import UserInfo, VersionInfo, error_responses
+from app.api.security import is_local_client, peer_of
 from app.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 
 __all__ = ["SystemController", "safe_redirect_target"]
@@ -45,28 +47,32 @@ def safe_redirect_target(target: str | None) -> str:
     return target
 
 
-def _is_loopback_peer(request: Request[Any, Any, Any]) -> bool:
-    """The TCP peer itself, never Host or forwarded headers."""
-    client = request.client
-    if client is None:
-        return False
-    try:
-        return ipaddress.ip_address(client.host).is_loopback
-    except ValueError:
-        return False
+def _proxy_header(request: Request[Any, Any, Any], *names: str) -> str | None:
+    """An identity header, believed only when the request came through a trusted proxy.
+
+    Anybody can send X-Email; only a proxy listed in TRUSTED_PROXIES (which sets
+    or strips it, as oauth2-proxy does) makes it mean something.
+    """
+    if not peer_of(request.scope).via_trusted_proxy:
+        return None
+    for name in names:
+        value = request.headers.get(name)
+        if value and value.strip():
+            return value.strip()
+    return None
 
 
 def _claimed_email(request: Request[Any, Any, Any]) -> str | None:
-    email = request.headers.get("x-email") or request.headers.get("x-forwarded-email")
-    return email.strip().lower() if email else None
+    email = _proxy_header(request, "x-email", "x-forwarded-email")
+    return email.lower() if email else None
 
 
 def may_read_logs(request: Request[Any, Any, Any], service: Service) -> bool:
-    """Authorized e-mail (set by the reverse proxy) or a request from this very machine."""
+    """An authorized e-mail from a trusted proxy, or (LOG_ALLOW_LOCALHOST) a local client."""
     email = _claimed_email(request)
     if email is not None and email in service.settings.log_authorized_mails:
         return True
-    return _is_loopback_peer(request)
+    return service.settings.log_allow_localhost and is_local_client(request.scope)
 
 
 def _zip_logs(log_path: Path | None) -> bytes:
@@ -89,7 +95,17 @@ class SystemController(Controller):
         """Always 200 while the event loop runs."""
         return Health(status="ok")
 
-    @get("/readyz", summary="Readiness: the worker runs and a model can serve")
+    @get(
+        "/readyz",
+        summary="Readiness: the worker runs and a model can serve",
+        responses={
+            503: ResponseSpec(
+                data_container=Readiness,
+                description="Not ready: loading a model, no model available, or no worker",
+                generate_examples=False,
+            )
+        },
+    )
     async def readyz(self, service: Service) -> Response[Readiness]:
         """200 when jobs can be served now, 503 with the reason otherwise."""
         state = service.status()
@@ -114,15 +130,19 @@ class SystemController(Controller):
         """Queue, jobs, audio seconds, timings, models and refused uploads, in Prometheus text."""
         return Response(content=service.render_metrics(), media_type=METRICS_CONTENT_TYPE)
 
-    @get("/api/v1/version", summary="Server version")
+    @get("/api/v1/version", summary="Server version", responses=error_responses())
     async def version(self) -> VersionInfo:
         """The running version of whisper-api."""
         return VersionInfo(version=__version__)
 
-    @get("/api/v1/userinfo", summary="Who the reverse proxy says you are")
+    @get(
+        "/api/v1/userinfo",
+        summary="Who the reverse proxy says you are",
+        responses=error_responses(),
+    )
     async def userinfo(self, request: Request[Any, Any, Any], service: Service) -> UserInfo:
         """The e-mail and user name set by an authenticating proxy, if any."""
-        user = request.headers.get("x-user") or request.headers.get("x-forwarded-user")
+        user = _proxy_header(request, "x-user", "x-forwarded-user")
         return UserInfo(
             email=_claimed_email(request),
             user=user,
@@ -139,13 +159,21 @@ class SystemController(Controller):
         """Redirects to a relative path only, so it cannot be used to send people elsewhere."""
         return Redirect(path=safe_redirect_target(redirect), status_code=303)
 
-    @get("/api/v1/logs", summary="Download the log files as a zip", media_type="application/zip")
+    @get(
+        "/api/v1/logs",
+        summary="Download the log files as a zip",
+        media_type="application/zip",
+        responses=error_responses(401),
+    )
     async def logs(self, request: Request[Any, Any, Any], service: Service) -> Response[bytes]:
-        """For authorized e-mails and local callers; the logs hold no content or identities."""
+        """For LOG_AUTHORIZED_MAILS (X-Email from a trusted proxy) and, if allowed, local callers.
+
+        The logs hold no content; in privacy mode no identities either.
+        """
         if not may_read_logs(request, service):
             raise NotAuthorizedException(detail="your account may not read the server logs")
         return Response(
-            content=_zip_logs(service.settings.log_path),
+            content=await asyncio.to_thread(_zip_logs, service.settings.log_path),
             media_type="application/zip",
             headers={"Content-Disposition": 'attachment; filename="whisper-api-logs.zip"'},
         )

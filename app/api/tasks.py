@@ -16,7 +16,7 @@ from litestar.params import PathParameter, QueryParameter
 from litestar.response import ServerSentEvent, ServerSentEventMessage
 from litestar.status_codes import HTTP_409_CONFLICT
 
-from app.api.dependencies import Service
+from app.api.dependencies import Owner, Service
 from app.api.form_options import (
     SHAPE_FIELDS,
     InvalidInputError,
@@ -38,6 +38,7 @@ from app.api.schemas import (
     ProgressEvent,
     TaskDeleted,
     TaskResponse,
+    error_responses,
     task_response,
 )
 from app.transcription import formats
@@ -132,8 +133,8 @@ def _upload_options(
     return options, shape
 
 
-def _finished_job(service: Service, task_id: TaskIdPath) -> Job:
-    job = _known_job(service, task_id)
+def _finished_job(service: Service, task_id: TaskIdPath, owner: str | None) -> Job:
+    job = _known_job(service, task_id, owner)
     if job.status is JobStatus.FAILED:
         raise HTTPException(
             status_code=HTTP_409_CONFLICT, detail=f"the task failed: {job.error or 'unknown'}"
@@ -146,8 +147,8 @@ def _finished_job(service: Service, task_id: TaskIdPath) -> Job:
     return job
 
 
-def _known_job(service: Service, task_id: TaskIdPath) -> Job:
-    job = service.get(task_id)
+def _known_job(service: Service, task_id: TaskIdPath, owner: str | None) -> Job:
+    job = service.get(task_id, owner=owner)
     if job is None:
         raise NotFoundException(detail="no such task (unknown id, or its result has expired)")
     return job
@@ -182,19 +183,26 @@ class TaskController(Controller):
         self,
         request: Request[Any, Any, Any],
         service: Service,
+        owner: str | None,
         task_type: TaskType,
         language: str | None,
     ) -> TaskResponse:
-        form = await read_multipart(request, max_bytes=service.settings.max_upload_mb * 1024 * 1024)
-        upload = _uploaded_file(form)
-        options, shape = _upload_options(request, form, service, task_type, language)
-        job = await service.submit(
-            upload.data,
-            task_type=task_type,
-            options=options,
-            file_name=upload.filename,
-            subtitle_shape=shape,
-        )
+        # The queue place is held before the body is read: a full queue answers 429
+        # without reading (or decoding) an upload it could not take.
+        with service.reserve_slot() as slot:
+            max_bytes = service.settings.max_upload_mb * 1024 * 1024
+            form = await read_multipart(request, max_bytes=max_bytes)
+            upload = _uploaded_file(form)
+            options, shape = _upload_options(request, form, service, task_type, language)
+            job = await service.submit(
+                upload.data,
+                task_type=task_type,
+                options=options,
+                file_name=upload.filename,
+                subtitle_shape=shape,
+                owner=owner,
+                slot=slot,
+            )
         return task_response(job, service.position(job))
 
     @post(
@@ -202,41 +210,52 @@ class TaskController(Controller):
         summary="Upload audio to transcribe",
         operation_class=_UPLOAD_OPERATION,
         status_code=200,
+        responses=error_responses(400, 413),
     )
     async def transcribe(
-        self, request: Request[Any, Any, Any], service: Service, language: LanguageQuery
+        self,
+        request: Request[Any, Any, Any],
+        service: Service,
+        owner: Owner,
+        language: LanguageQuery,
     ) -> TaskResponse:
         """Queue a transcription; answers at once with the task (poll it or stream its events)."""
-        return await self._submit(request, service, "transcribe", language)
+        return await self._submit(request, service, owner, "transcribe", language)
 
     @post(
         "/translate",
         summary="Upload audio to translate into English",
         operation_class=_UPLOAD_OPERATION,
         status_code=200,
+        responses=error_responses(400, 413),
     )
     async def translate(
-        self, request: Request[Any, Any, Any], service: Service, language: LanguageQuery
+        self,
+        request: Request[Any, Any, Any],
+        service: Service,
+        owner: Owner,
+        language: LanguageQuery,
     ) -> TaskResponse:
         """Queue a translation into English."""
-        return await self._submit(request, service, "translate", language)
+        return await self._submit(request, service, owner, "translate", language)
 
-    @get("/status", summary="A task's state (seed route)")
-    async def status(self, service: Service, task_id: TaskIdQuery) -> TaskResponse:
+    @get("/status", summary="A task's state (seed route)", responses=error_responses(400, 404))
+    async def status(self, service: Service, owner: Owner, task_id: TaskIdQuery) -> TaskResponse:
         """The task with its live queue position; 404 when unknown or expired."""
-        job = _known_job(service, task_id)
+        job = _known_job(service, task_id, owner)
         return task_response(job, service.position(job))
 
     @get(
         "/srt",
         summary="A finished task's subtitles (seed route)",
         media_type="application/x-subrip",
+        responses=error_responses(400, 404, 409),
     )
-    async def srt(self, service: Service, task_id: TaskIdQuery) -> Response[bytes]:
+    async def srt(self, service: Service, owner: Owner, task_id: TaskIdQuery) -> Response[bytes]:
         """SubRip subtitles of a finished task; 409 while it is not finished."""
-        return _render(_finished_job(service, task_id), "srt")
+        return _render(_finished_job(service, task_id, owner), "srt")
 
-    @get("/decoder_status", summary="Model and queue state")
+    @get("/decoder_status", summary="Model and queue state", responses=error_responses())
     async def decoder_status(self, service: Service) -> DecoderStatus:
         """Which model is loaded (or loading), where it runs, and how full the queue is."""
         state = service.status()
@@ -255,23 +274,33 @@ class TaskController(Controller):
             max_task_queue_size=state.max_queue_size,
         )
 
-    @get("/tasks/{task_id:str}", summary="A task's state")
-    async def get_task(self, service: Service, task_id: TaskIdPath) -> TaskResponse:
+    @get("/tasks/{task_id:str}", summary="A task's state", responses=error_responses(404))
+    async def get_task(self, service: Service, owner: Owner, task_id: TaskIdPath) -> TaskResponse:
         """The task with its live queue position; 404 when unknown or expired."""
-        job = _known_job(service, task_id)
+        job = _known_job(service, task_id, owner)
         return task_response(job, service.position(job))
 
-    @delete("/tasks/{task_id:str}", summary="Cancel a task and erase its result", status_code=200)
-    async def delete_task(self, service: Service, task_id: TaskIdPath) -> TaskDeleted:
+    @delete(
+        "/tasks/{task_id:str}",
+        summary="Cancel a task and erase its result",
+        status_code=200,
+        responses=error_responses(404),
+    )
+    async def delete_task(self, service: Service, owner: Owner, task_id: TaskIdPath) -> TaskDeleted:
         """Cancels a queued or running task and forgets it at once."""
-        if not service.delete(task_id):
+        if not service.delete(task_id, owner=owner):
             raise NotFoundException(detail="no such task (unknown id, or its result has expired)")
         return TaskDeleted(task_id=task_id)
 
-    @get("/tasks/{task_id:str}/result", summary="A finished task's result in any format")
+    @get(
+        "/tasks/{task_id:str}/result",
+        summary="A finished task's result in any format",
+        responses=error_responses(400, 404, 409),
+    )
     async def result(
         self,
         service: Service,
+        owner: Owner,
         task_id: TaskIdPath,
         fmt: Annotated[
             str,
@@ -288,7 +317,7 @@ class TaskController(Controller):
             raise ClientException(
                 detail=f"unknown format {fmt!r}; use one of {', '.join(formats.FORMATS)}"
             )
-        job = _finished_job(service, task_id)
+        job = _finished_job(service, task_id, owner)
         asked = (max_line_width, max_line_count, max_words_per_cue)
         shape = None
         if any(value is not None for value in asked):
@@ -302,13 +331,17 @@ class TaskController(Controller):
             )
         return _render(job, fmt, shape)
 
-    @get("/tasks/{task_id:str}/events", summary="Server-sent progress events")
-    async def events(self, service: Service, task_id: TaskIdPath) -> ServerSentEvent:
+    @get(
+        "/tasks/{task_id:str}/events",
+        summary="Server-sent progress events",
+        responses=error_responses(404),
+    )
+    async def events(self, service: Service, owner: Owner, task_id: TaskIdPath) -> ServerSentEvent:
         """Streams status changes, queue position and fraction of audio done, then the end."""
-        job = _known_job(service, task_id)
+        job = _known_job(service, task_id, owner)
         return ServerSentEvent(_progress_stream(service, job))
 
-    @get("/privacy", summary="Privacy-relevant settings")
+    @get("/privacy", summary="Privacy-relevant settings", responses=error_responses())
     async def privacy(self, service: Service) -> PrivacyInfo:
         """How long results live and whether logs are kept private; audio is never stored."""
         settings = service.settings
@@ -316,6 +349,7 @@ class TaskController(Controller):
             log_privacy_mode=settings.log_privacy_mode,
             delete_results_after_m=settings.delete_results_after_m,
             refresh_expiration_time_on_usage=settings.refresh_expiration_time_on_usage,
+            tasks_bound_to_api_key=bool(settings.api_keys),
         )
 
 

@@ -25,6 +25,7 @@ from av.container import InputContainer
 __all__ = [
     "SAMPLE_RATE",
     "AudioDecodeError",
+    "AudioTooLongError",
     "EmptyAudioError",
     "NoAudioStreamError",
     "UndecodableAudioError",
@@ -73,17 +74,51 @@ class NoAudioStreamError(AudioDecodeError):
     code = "no_audio_stream"
 
 
+class AudioTooLongError(AudioDecodeError):
+    """The audio is longer than the server accepts (MAX_AUDIO_DURATION_S): HTTP 413."""
+
+    code = "audio_too_long"
+
+    def __init__(self, limit_s: float, declared_s: float | None = None) -> None:
+        self.limit_s = limit_s
+        length = (
+            f"the file declares {_clock(declared_s)} of audio"
+            if declared_s is not None
+            else "the audio is longer than that"
+        )
+        super().__init__(
+            f"this server accepts audio of at most {limit_s:g} s ({_clock(limit_s)}); {length}"
+        )
+
+
 _NO_SAMPLES = "the audio track contains no samples"
 _CORRUPT = "the audio track is corrupt and could not be decoded"
+# Containers whose header states the audio's exact length (FLAC's total samples,
+# MP4's track duration, Matroska's Duration): decoding much less than that means the
+# file was cut off. Formats whose length FFmpeg only estimates (MP3, ADTS) are not
+# judged, and WAV needs no check: FFmpeg trims its declared length to the file.
+_EXACT_LENGTH_FORMATS = frozenset({"flac", "mov", "mp4", "m4a", "3gp", "3g2", "mj2", "matroska"})
+_TRUNCATION_TOLERANCE_S = 1.0
 
 
-def decode_audio(data: bytes | bytearray | memoryview) -> npt.NDArray[np.float32]:
+def _clock(seconds: float) -> str:
+    whole = round(seconds)
+    hours, rest = divmod(whole, 3600)
+    return f"{hours}:{rest // 60:02d}:{rest % 60:02d}"
+
+
+def decode_audio(
+    data: bytes | bytearray | memoryview, *, max_seconds: float | None = None
+) -> npt.NDArray[np.float32]:
     """Decode the first audio track of ``data`` to float32 mono samples at 16 kHz in [-1, 1].
 
     Raises :class:`EmptyAudioError` for an empty upload or a track without samples,
-    :class:`NoAudioStreamError` for a readable video/image without audio, and
+    :class:`NoAudioStreamError` for a readable video/image without audio,
     :class:`UndecodableAudioError` for anything FFmpeg cannot read (text, garbage,
-    data that turns corrupt part-way through).
+    data that turns corrupt part-way through, a file cut off before the length its
+    header states), and :class:`AudioTooLongError` past ``max_seconds``: at once when
+    the header declares more, else as soon as that much has been decoded, so a small
+    upload of highly compressed audio cannot fill the memory.
     """
     if memoryview(data).nbytes == 0:
         raise EmptyAudioError()
@@ -93,13 +128,41 @@ def decode_audio(data: bytes | bytearray | memoryview) -> npt.NDArray[np.float32
         raise UndecodableAudioError() from exc
     with container:
         stream = _first_audio_stream(container)
+        declared_s = _declared_seconds(stream)
+        if max_seconds is not None and declared_s is not None and declared_s > max_seconds:
+            raise AudioTooLongError(max_seconds, declared_s)
+        max_samples = None if max_seconds is None else int(max_seconds * SAMPLE_RATE)
         try:
-            samples = _decode_stream(container, stream)
+            samples = _decode_stream(container, stream, max_samples)
         except (av.error.FFmpegError, ValueError) as exc:
             raise UndecodableAudioError(_CORRUPT) from exc
+        if max_samples is not None and samples.size > max_samples:
+            raise AudioTooLongError(float(max_seconds or 0))
+        _check_complete(container, declared_s, samples.size / SAMPLE_RATE)
     if samples.size == 0:
         raise EmptyAudioError(_NO_SAMPLES)
     return samples
+
+
+def _declared_seconds(stream: AudioStream) -> float | None:
+    """The audio track's length as its header states it, if it states one."""
+    if stream.duration is None or stream.time_base is None or stream.duration <= 0:
+        return None
+    return float(stream.duration * stream.time_base)
+
+
+def _check_complete(container: InputContainer, declared_s: float | None, decoded_s: float) -> None:
+    """Refuse a file cut off before the exact length its header states."""
+    if declared_s is None or decoded_s == 0:
+        return  # no claim to hold it to; a track without samples is EmptyAudioError
+    formats = set(container.format.name.split(","))
+    if not formats & _EXACT_LENGTH_FORMATS:
+        return
+    if declared_s - decoded_s > max(_TRUNCATION_TOLERANCE_S, 0.02 * declared_s):
+        raise UndecodableAudioError(
+            f"the file is truncated: its header states {declared_s:.1f} s of audio, "
+            f"but only {decoded_s:.1f} s could be decoded"
+        )
 
 
 def decode_pcm_s16le(
@@ -139,12 +202,21 @@ def _first_audio_stream(container: InputContainer) -> AudioStream:
     raise UndecodableAudioError()
 
 
-def _decode_stream(container: InputContainer, stream: AudioStream) -> npt.NDArray[np.float32]:
-    """Decode every frame of ``stream``, resampled to mono float32 at 16 kHz."""
+def _decode_stream(
+    container: InputContainer, stream: AudioStream, max_samples: int | None = None
+) -> npt.NDArray[np.float32]:
+    """Decode every frame of ``stream``, resampled to mono float32 at 16 kHz.
+
+    Stops early, returning more than ``max_samples`` samples, once that many are
+    decoded: the caller refuses such audio without decoding the rest.
+    """
     chunks: list[npt.NDArray[np.float32]] = []
     resampler: AudioResampler | None = None
     source: tuple[str, str, int] | None = None
+    decoded = 0
     for frame in container.decode(stream):
+        if max_samples is not None and decoded > max_samples:
+            break
         # A resampler is fixed to the first frame's format/layout/rate; some streams
         # (e.g. concatenated mp3s, broadcast AAC) change these midway, so start anew.
         shape = (frame.format.name, frame.layout.name, frame.sample_rate)
@@ -153,7 +225,7 @@ def _decode_stream(container: InputContainer, stream: AudioStream) -> npt.NDArra
                 _collect(resampler.resample(None), chunks)
             resampler = _new_resampler()
             source = shape
-        _collect(resampler.resample(frame), chunks)
+        decoded += _collect(resampler.resample(frame), chunks)
     if resampler is not None:
         _collect(resampler.resample(None), chunks)
     if not chunks:
@@ -168,10 +240,13 @@ def _new_resampler() -> AudioResampler:
     return AudioResampler(format=_OUTPUT_FORMAT, layout=_OUTPUT_LAYOUT, rate=SAMPLE_RATE)
 
 
-def _collect(frames: Iterable[AudioFrame | None], chunks: list[npt.NDArray[np.float32]]) -> None:
-    """Append the samples of resampled frames (a passthrough flush yields ``None``)."""
+def _collect(frames: Iterable[AudioFrame | None], chunks: list[npt.NDArray[np.float32]]) -> int:
+    """Append the samples of resampled frames (a passthrough flush yields ``None``); count them."""
+    count = 0
     for frame in frames:
         if frame is None or frame.samples == 0:
             continue
         array = frame.to_ndarray()
         chunks.append(np.ascontiguousarray(array.reshape(-1), dtype=np.float32))
+        count += chunks[-1].size
+    return count

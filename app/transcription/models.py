@@ -38,9 +38,11 @@ __all__ = [
     "BUNDLED_MODELS",
     "CTranslate2Probe",
     "DeviceProbe",
+    "InMemoryModel",
     "ModelAboveCapError",
     "ModelChoiceSettings",
     "ModelLease",
+    "ModelLocation",
     "ModelManager",
     "ModelSources",
     "ModelUnavailableError",
@@ -260,6 +262,23 @@ _SUPPORT_FILES = ("config.json", "tokenizer.json", "vocabulary.txt", "vocabulary
 _CHUNK = 4 * 1024 * 1024
 
 
+@dataclass(frozen=True, slots=True)
+class InMemoryModel:
+    """A CTranslate2 model's files held in memory (faster-whisper's `files=`).
+
+    The split bundled model is assembled this way when no directory can be
+    written at all (a read-only system with a read-only temp dir): the service
+    still starts, at the price of the assembly on every load.
+    """
+
+    name: str
+    files: dict[str, bytes]
+
+
+ModelLocation = Path | InMemoryModel
+"""Where a model's files are: a CTranslate2 directory, or the files themselves."""
+
+
 def _package_path(package: str, relative: str) -> Path | None:
     try:
         root = importlib.resources.files(package)
@@ -292,8 +311,8 @@ class ModelSources:
     _verified: dict[Path, tuple[int, float, str]] = field(default_factory=dict)
     _hub_failures: dict[str, float] = field(default_factory=dict)
 
-    def locate(self, name: str) -> Path:
-        """Return the directory holding `name`, downloading only where allowed."""
+    def locate(self, name: str) -> ModelLocation:
+        """Return where `name`'s files are, downloading only where allowed."""
         for finder in (self._from_model_dir, self._from_bundle, self._from_hub):
             path = finder(name)
             if path is not None:
@@ -315,7 +334,7 @@ class ModelSources:
         path = Path(self.model_dir) / name
         return path if _is_ctranslate2_dir(path) else None
 
-    def _from_bundle(self, name: str) -> Path | None:
+    def _from_bundle(self, name: str) -> ModelLocation | None:
         bundle = BUNDLED_MODELS.get(name)
         if bundle is None:
             return None
@@ -341,9 +360,15 @@ class ModelSources:
             raise ModelUnavailableError(f"{model_bin.name}: sha256 mismatch")
         self._verified[model_bin] = stamp
 
-    def _assembled(self, bundle: BundledModel, parts: list[Path], support: Path) -> Path | None:
-        """Concatenate split model.bin pieces once into the cache, then reuse them."""
-        for root in (Path(self.cache_dir), Path(tempfile.gettempdir()) / "whisper-api"):
+    def _assembled(
+        self, bundle: BundledModel, parts: list[Path], support: Path
+    ) -> ModelLocation | None:
+        """Concatenate split model.bin pieces once into the cache, then reuse them.
+
+        MODEL_CACHE_DIR first, then the temp dir; where neither can be written the
+        model is assembled in memory instead.
+        """
+        for root in self._cache_roots():
             target = root / f"{bundle.name}-{bundle.sha256[:16]}"
             try:
                 if _is_ctranslate2_dir(target):
@@ -358,7 +383,18 @@ class ModelSources:
                 return target
             except OSError as exc:
                 log.warning("model_cache_unwritable", model=bundle.name, error=type(exc).__name__)
-        return None
+        try:
+            return _assemble_in_memory(bundle, parts, support)
+        except OSError as exc:
+            log.error("bundled_model_unreadable", model=bundle.name, error=type(exc).__name__)
+            return None
+
+    def _cache_roots(self) -> list[Path]:
+        roots = [Path(self.cache_dir)]
+        # gettempdir raises FileNotFoundError when no temporary directory is usable.
+        with contextlib.suppress(OSError):
+            roots.append(Path(tempfile.gettempdir()) / "whisper-api")
+        return roots
 
     @staticmethod
     def _assemble_into(
@@ -412,15 +448,42 @@ class ModelSources:
         return path if _is_ctranslate2_dir(path) else None
 
 
+def _assemble_in_memory(bundle: BundledModel, parts: list[Path], support: Path) -> InMemoryModel:
+    """Join the pieces in memory and check the hash; nothing is written anywhere."""
+    started = time.monotonic()
+    model_bin = b"".join(part.read_bytes() for part in parts)
+    if hashlib.sha256(model_bin).hexdigest() != bundle.sha256:
+        log.error("bundled_model_hash_mismatch", path_suffix="model.bin")
+        raise ModelUnavailableError(f"{bundle.name}: sha256 mismatch")
+    files = {"model.bin": model_bin}
+    for name in _SUPPORT_FILES:
+        if (support / name).is_file():
+            files[name] = (support / name).read_bytes()
+    log.warning(
+        "bundled_model_assembled_in_memory",
+        model=bundle.name,
+        seconds=round(time.monotonic() - started, 3),
+    )
+    return InMemoryModel(name=bundle.name, files=files)
+
+
 # ---------------------------------------------------------------- loading
 
 
-Loader = Callable[[Path, Placement], Transcriber]
+Loader = Callable[[ModelLocation, Placement], Transcriber]
 
 
-def load_faster_whisper(path: Path, placement: Placement, cpu_threads: int = 0) -> Transcriber:
+def load_faster_whisper(
+    location: ModelLocation, placement: Placement, cpu_threads: int = 0
+) -> Transcriber:
     """Load a CTranslate2 Whisper model, stepping down compute types the device refuses."""
     from app.transcription import single_pass
+
+    name = location.name
+    if isinstance(location, InMemoryModel):
+        source, files = location.name, location.files
+    else:
+        source, files = str(location), None
 
     types = CUDA_COMPUTE_TYPES if placement.device == "cuda" else CPU_COMPUTE_TYPES
     ordered = [placement.compute_type, *[t for t in types if t != placement.compute_type]]
@@ -428,18 +491,20 @@ def load_faster_whisper(path: Path, placement: Placement, cpu_threads: int = 0) 
     for compute_type in ordered:
         try:
             model = single_pass.SinglePassWhisperModel(
-                str(path),
+                source,
                 device=placement.device,
                 compute_type=compute_type,
                 cpu_threads=cpu_threads or os.cpu_count() or 0,
+                # faster-whisper takes the tokenizer out of the dict: give it a copy.
+                files=dict(files) if files is not None else None,
             )
         except ValueError as exc:  # CTranslate2 raises ValueError for an unsupported type
             last_error = exc
             log.warning("compute_type_unsupported", compute_type=compute_type)
             continue
         except RuntimeError as exc:  # out of device memory, broken files: try a smaller model
-            log.warning("model_load_failed", model=path.name, error=type(exc).__name__)
-            raise ModelUnavailableError(f"{path.name}: {type(exc).__name__}") from exc
+            log.warning("model_load_failed", model=name, error=type(exc).__name__)
+            raise ModelUnavailableError(f"{name}: {type(exc).__name__}") from exc
         return FasterWhisperTranscriber(model, compute_type=compute_type)
     raise ModelUnavailableError(str(last_error))
 

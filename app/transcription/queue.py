@@ -60,6 +60,15 @@ class JobStatus(enum.StrEnum):
 
 FINAL_STATES = frozenset({JobStatus.FINISHED, JobStatus.FAILED})
 STOPPED_REASON = "the server shut down while this job ran; please upload it again"
+# How long past its time limit a job's inference thread may take to notice it must
+# stop (it checks between segments) before the worker gives up on that thread.
+WATCHDOG_GRACE_S = 60.0
+# Peak amplitude below which audio is digital silence (about -100 dBFS): there is
+# nothing to transcribe, and Whisper tends to invent text for such input.
+SILENCE_PEAK = 1e-5
+
+TimeLimit = Callable[[float], float]
+"""Seconds a job may decode, given its audio's length in seconds."""
 
 
 def _now() -> datetime:
@@ -97,6 +106,7 @@ class Job:
     expires_at: float | None = None  # time.monotonic() deadline once final
     cancel_requested: threading.Event = field(default_factory=threading.Event)
     cancel_reason: str | None = None
+    timed_out: bool = False
     _changed: asyncio.Event = field(default_factory=asyncio.Event, repr=False)
     _done: asyncio.Event = field(default_factory=asyncio.Event, repr=False)
 
@@ -148,6 +158,7 @@ class JobQueue:
         self.max_waiting = max_waiting
         self._waiting: collections.deque[Job] = collections.deque()
         self._running: list[Job] = []
+        self._reserved = 0
         self._available = asyncio.Event()
 
     @property
@@ -160,13 +171,33 @@ class JobQueue:
         """Jobs being decoded now."""
         return list(self._running)
 
-    def has_room(self) -> bool:
-        """Whether one more job would be accepted now."""
-        return len(self._waiting) < self.max_waiting
+    @property
+    def reserved(self) -> int:
+        """Places held for uploads still being read or decoded."""
+        return self._reserved
 
-    def submit(self, job: Job) -> None:
-        """Append `job`, or raise QueueFullError at once when the bound is reached."""
+    def has_room(self) -> bool:
+        """Whether one more job would be accepted now (reserved places count as taken)."""
+        return len(self._waiting) + self._reserved < self.max_waiting
+
+    def reserve(self) -> None:
+        """Hold a place for an upload before its body is read; QueueFullError if none."""
         if not self.has_room():
+            raise QueueFullError
+        self._reserved += 1
+
+    def release(self) -> None:
+        """Give back a place held by `reserve` that was not used."""
+        self._reserved = max(0, self._reserved - 1)
+
+    def submit(self, job: Job, *, reserved: bool = False) -> None:
+        """Append `job` (into a place held by `reserve` if `reserved`).
+
+        Without a reservation, raise QueueFullError at once when the bound is reached.
+        """
+        if reserved:
+            self.release()
+        elif not self.has_room():
             raise QueueFullError
         self._waiting.append(job)
         self._available.set()
@@ -278,6 +309,8 @@ class Worker:
         batch_size: int = 1,
         arrivals: Callable[[], int] = lambda: 0,
         max_linger_s: float = 0.5,
+        time_limit: TimeLimit | None = None,
+        watchdog_grace_s: float = WATCHDOG_GRACE_S,
     ) -> None:
         self._queue = queue
         self._models = models
@@ -285,9 +318,9 @@ class Worker:
         self._batch_size = max(1, batch_size)
         self._arrivals = arrivals
         self._max_linger_s = max_linger_s
-        self._executor = concurrent.futures.ThreadPoolExecutor(
-            max_workers=1, thread_name_prefix="inference"
-        )
+        self._time_limit = time_limit
+        self._watchdog_grace_s = watchdog_grace_s
+        self._executor = _inference_executor()
         self._task: asyncio.Task[None] | None = None
 
     @property
@@ -421,7 +454,7 @@ class Worker:
                 result = await self._transcribe(job, lease)
         except JobCancelledError:
             reason = job.cancel_reason or "cancelled"
-            log.info("job_cancelled", task_id=job.id)
+            log.info("job_cancelled", task_id=job.id, timed_out=job.timed_out)
         except asyncio.CancelledError:
             raise
         except Exception as exc:
@@ -472,10 +505,21 @@ class Worker:
         )
 
     async def _transcribe(self, job: Job, lease: ModelLease) -> Transcript:
+        """Run the model in the inference thread, within the job's time limit.
+
+        The limit is enforced twice: the engine asks `should_stop` between segments
+        and stops once the deadline has passed; should it not get there (one segment
+        hanging), the watchdog fails the job `watchdog_grace_s` later and gives the
+        worker a fresh inference thread, so the next job runs either way.
+        """
         loop = asyncio.get_running_loop()
         audio = job.audio
         if audio is None:
             raise JobCancelledError
+        if await asyncio.to_thread(is_digital_silence, audio):
+            return silent_transcript(job)
+        limit_s = self._time_limit(job.audio_duration) if self._time_limit else None
+        deadline = None if limit_s is None else time.monotonic() + limit_s
 
         def report(fraction: float) -> None:
             loop.call_soon_threadsafe(self._set_progress, job, fraction)
@@ -483,15 +527,36 @@ class Worker:
         def decoded(segment: Segment) -> None:
             loop.call_soon_threadsafe(self._add_segment, job, segment)
 
-        return await loop.run_in_executor(
+        def should_stop() -> bool:
+            if deadline is not None and time.monotonic() > deadline and limit_s is not None:
+                _time_out(job, limit_s)
+            return job.cancel_requested.is_set()
+
+        future = loop.run_in_executor(
             self._executor,
             lease.transcriber.transcribe,
             audio,
             job.options,
             report,
-            job.cancel_requested.is_set,
+            should_stop,
             decoded,
         )
+        if limit_s is None:
+            return await future
+        try:
+            async with asyncio.timeout(limit_s + self._watchdog_grace_s):
+                return await asyncio.shield(future)
+        except TimeoutError:
+            _time_out(job, limit_s)
+            self._abandon_inference_thread(future)
+            raise JobCancelledError from None
+
+    def _abandon_inference_thread(self, future: asyncio.Future[Transcript]) -> None:
+        """Leave a stuck inference call behind (it stops at its next segment) and go on."""
+        future.add_done_callback(_ignore_outcome)
+        self._executor.shutdown(wait=False)
+        self._executor = _inference_executor()
+        log.error("inference_thread_abandoned")
 
     @staticmethod
     def _set_progress(job: Job, fraction: float) -> None:
@@ -504,3 +569,45 @@ class Worker:
         if job.status is JobStatus.PROCESSING:
             job.partial_segments.append(segment)
             job.notify()
+
+
+def _inference_executor() -> concurrent.futures.ThreadPoolExecutor:
+    return concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="inference")
+
+
+def _time_out(job: Job, limit_s: float) -> None:
+    """Ask a job to stop because it ran past its time limit (callable from any thread)."""
+    if job.cancel_requested.is_set():
+        return
+    job.timed_out = True
+    job.cancel_reason = (
+        f"the job took longer than its time limit of {limit_s:.1f} s and was stopped "
+        "(the limit grows with the audio's length; see JOB_TIMEOUT_MIN_S and JOB_TIMEOUT_FACTOR)"
+    )
+    job.cancel_requested.set()
+
+
+def _ignore_outcome(future: asyncio.Future[Transcript]) -> None:
+    if not future.cancelled():
+        future.exception()  # retrieved, so asyncio does not report it as never retrieved
+
+
+def is_digital_silence(audio: npt.NDArray[np.float32]) -> bool:
+    """Whether the samples are (practically) all zero."""
+    # max and -min instead of abs(): no temporary copy of hours of samples.
+    return audio.size == 0 or max(float(audio.max()), -float(audio.min())) < SILENCE_PEAK
+
+
+def silent_transcript(job: Job) -> Transcript:
+    """The correct result for digital silence: no text, no segments, without running a model.
+
+    There is no speech to detect a language from: the requested language, else
+    English, is reported with probability 0.
+    """
+    return Transcript(
+        text="",
+        language=job.options.language or "en",
+        language_probability=0.0,
+        duration=job.audio_duration,
+        segments=[],
+    )

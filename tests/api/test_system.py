@@ -12,7 +12,7 @@ from litestar.testing import AsyncTestClient
 
 from app import __version__
 from app.api.system import safe_redirect_target
-from tests.conftest import AppFactory
+from tests.conftest import AppFactory, client_from
 
 
 async def test_healthz_answers(client: AsyncTestClient[Litestar]) -> None:
@@ -68,6 +68,7 @@ async def test_privacy_reports_settings(build_app: AppFactory) -> None:
         "delete_results_after_m": 5.5,
         "refresh_expiration_time_on_usage": True,
         "audio_stored_on_disk": False,
+        "tasks_bound_to_api_key": False,
     }
 
 
@@ -139,9 +140,9 @@ async def test_login_redirects_relative_only(client: AsyncTestClient[Litestar]) 
 
 
 async def test_userinfo_reflects_proxy_headers(build_app: AppFactory) -> None:
-    """userinfo shows the proxy's e-mail and whether it may read logs."""
-    app = build_app(log_authorized_mails=("admin@example.org",))
-    async with AsyncTestClient(app=app) as client:
+    """userinfo shows the e-mail a trusted proxy sets and whether it may read logs."""
+    app = build_app(log_authorized_mails=("admin@example.org",), trusted_proxies=("10.0.0.0/8",))
+    async with client_from(app, "10.1.2.3") as client:
         body = (
             await client.get(
                 "/api/v1/userinfo", headers={"X-Email": "Admin@Example.org", "X-User": "admin"}
@@ -158,10 +159,13 @@ async def test_logs_zip_for_authorized_mail(build_app: AppFactory, tmp_path: Pat
     (log_dir / "whisper_api.log.2026-11-25_10").write_text("event=job_queued\n")
     (log_dir / "other.txt").write_text("not a log\n")
     app = build_app(
-        log_dir=str(log_dir), log_file="whisper_api.log", log_authorized_mails=("a@b.org",)
+        log_dir=str(log_dir),
+        log_file="whisper_api.log",
+        log_authorized_mails=("a@b.org",),
+        trusted_proxies=("10.0.0.1",),
     )
-    async with AsyncTestClient(app=app) as client:
-        # The test client's peer is not loopback, so only the e-mail rule can let it in.
+    async with client_from(app, "10.0.0.1") as client:
+        # The proxy's peer is not loopback, so only the e-mail rule can let it in.
         allowed = await client.get("/api/v1/logs", headers={"X-Email": "a@b.org"})
         refused = await client.get("/api/v1/logs", headers={"X-Email": "x@b.org"})
     assert allowed.status_code == 200

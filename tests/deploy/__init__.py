@@ -7,7 +7,7 @@ import msgspec
 from app.config import ENV_ALIASES, Settings
 from tests.conftest import REPO_ROOT
 
-__all__ = ["NOT_YET_SETTINGS", "REPO_ROOT", "SEED_VARIABLES", "setting_variables"]
+__all__ = ["REPO_ROOT", "SEED_VARIABLES", "setting_variables"]
 
 # The seed's environment variables (its README), which every deployment path must offer.
 SEED_VARIABLES = (
@@ -34,10 +34,6 @@ SEED_VARIABLES = (
     "LOG_PRIVACY_MODE",
     "LOG_AUTHORIZED_MAILS",
 )
-
-# Settings the access-control work (issue 3) adds to app/config.py under these names; the
-# NixOS module already offers them. Remove this allowance once that work is merged.
-NOT_YET_SETTINGS = frozenset({"API_KEYS_FILE", "TRUSTED_PROXIES"})
 
 
 def setting_variables() -> set[str]:

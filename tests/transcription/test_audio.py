@@ -269,7 +269,9 @@ class _FakeContainer:
 
     def __init__(self, items: list[av.AudioFrame | Exception]) -> None:
         self.items = items
-        self.streams = SimpleNamespace(audio=[object()], video=[])
+        stream = SimpleNamespace(duration=None, time_base=None)  # no declared length
+        self.streams = SimpleNamespace(audio=[stream], video=[])
+        self.format = SimpleNamespace(name="wav")
 
     def __enter__(self) -> _FakeContainer:
         return self

@@ -16,11 +16,11 @@ from tests.conftest import FakeTranscriber, fake_manager, make_settings
 
 
 def make_job(options: TranscribeOptions, task_type: TaskType = "transcribe") -> Job:
-    """A one-second silent job with `options`."""
+    """A one-second job of quiet noise (not digital silence) with `options`."""
     return Job(
         task_type=task_type,
         options=options,
-        audio=np.zeros(16000, dtype=np.float32),
+        audio=np.full(16000, 0.01, dtype=np.float32),
         audio_duration=1.0,
     )
 

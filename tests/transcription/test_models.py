@@ -23,6 +23,7 @@ from app.transcription.catalogue import MODEL_NAMES
 from app.transcription.engine import FasterWhisperTranscriber
 from app.transcription.models import (
     BundledModel,
+    InMemoryModel,
     ModelManager,
     ModelSources,
     ModelUnavailableError,
@@ -727,6 +728,57 @@ def test_bundled_split_parts_go_to_temp_dir_when_cache_is_unwritable(
     assert (path / "model.bin").read_bytes() == PART1 + PART2
 
 
+def test_bundled_split_parts_are_assembled_in_memory_when_nothing_is_writable(
+    tmp_path: Path, packages: FakePackages, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With neither cache nor temp dir usable, the model is joined in memory, hash checked."""
+    sha = hashlib.sha256(PART1 + PART2).hexdigest()
+    split_bundle(packages, monkeypatch, sha)
+    blocker = tmp_path / "not-a-dir"
+    blocker.write_bytes(b"")
+
+    def no_temp_dir() -> str:
+        raise FileNotFoundError("No usable temporary directory found")
+
+    monkeypatch.setattr(tempfile, "gettempdir", no_temp_dir)
+    sources = ModelSources(model_dir=None, cache_dir=str(blocker / "cache"), allow_download=False)
+    location = sources.locate("base")
+    assert isinstance(location, InMemoryModel)
+    assert location.name == "base"
+    assert location.files["model.bin"] == PART1 + PART2
+    assert location.files["tokenizer.json"] == b'{"t": 1}'
+    assert location.files["config.json"] == b'{"a": 1}'
+    assert list(tmp_path.glob("**/model.bin")) == []  # nothing written anywhere
+
+
+def test_in_memory_model_with_wrong_hash_is_refused(
+    tmp_path: Path, packages: FakePackages, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The in-memory assembly checks the sha256 like the cached one."""
+    split_bundle(packages, monkeypatch, "0" * 64)
+    blocker = tmp_path / "not-a-dir"
+    blocker.write_bytes(b"")
+    monkeypatch.setattr(tempfile, "tempdir", str(blocker / "tmp"))
+    sources = ModelSources(model_dir=None, cache_dir=str(blocker / "cache"), allow_download=False)
+    with pytest.raises(ModelUnavailableError, match="sha256"):
+        sources.locate("base")
+
+
+def test_loader_passes_in_memory_files_to_faster_whisper(
+    fake_whisper: type[FakeWhisperModel],
+) -> None:
+    """An InMemoryModel is loaded through faster-whisper's files= argument, a copy each time."""
+    files = {"model.bin": b"w", "tokenizer.json": b"{}", "config.json": b"{}"}
+    location = InMemoryModel(name="base", files=files)
+    first = load_faster_whisper(location, Placement("cpu", "int8"))
+    second = load_faster_whisper(location, Placement("cpu", "int8"))
+    for transcriber in (first, second):
+        model = transcriber.model  # type: ignore[attr-defined]
+        assert model.path == "base"
+        assert model.files == files
+    assert "tokenizer.json" in location.files  # the loader's pop did not reach ours
+
+
 def test_bundled_missing_part_is_not_available(
     tmp_path: Path, packages: FakePackages, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -827,11 +879,22 @@ class FakeWhisperModel:
     refused: frozenset[str] = frozenset()
     tried: list[tuple[str, str]] = []
 
-    def __init__(self, path: str, *, device: str, compute_type: str, cpu_threads: int) -> None:
+    def __init__(
+        self,
+        path: str,
+        *,
+        device: str,
+        compute_type: str,
+        cpu_threads: int,
+        files: dict[str, bytes] | None = None,
+    ) -> None:
         type(self).tried.append((device, compute_type))
         if compute_type in self.refused:
             raise ValueError(f"Requested {compute_type} compute type is not supported")
         self.path = path
+        self.files = dict(files) if files is not None else None
+        if files is not None:
+            files.pop("tokenizer.json", None)  # as faster-whisper does
         self.device = device
         self.compute_type = compute_type
 

@@ -21,11 +21,12 @@ FINAL_TIMEOUT_S = 5
 
 
 def make_job(prompt: str | None = None, *, language: str = "en") -> Job:
-    """A one-second silent job; `prompt` tells the routing transcriber what to do."""
+    """A one-second job of quiet noise; `prompt` tells the routing transcriber what to do."""
     return Job(
         task_type="transcribe",
         options=TranscribeOptions(language=language, initial_prompt=prompt),
-        audio=np.zeros(16000, dtype=np.float32),
+        # Not digital silence, which the worker answers without a model.
+        audio=np.full(16000, 0.01, dtype=np.float32),
         audio_duration=1.0,
     )
 
@@ -380,7 +381,7 @@ def batch_job(duration: float = 1.0, **options: Any) -> Job:
     return Job(
         task_type="transcribe",
         options=TranscribeOptions(**options),
-        audio=np.zeros(int(16000 * duration), dtype=np.float32),
+        audio=np.full(int(16000 * duration), 0.01, dtype=np.float32),  # not digital silence
         audio_duration=duration,
     )
 
@@ -513,3 +514,136 @@ async def test_lone_job_does_not_wait_without_uploads_in_flight() -> None:
         await worker.stop()
     assert time.monotonic() - began < 2.0
     assert fake.batches == []
+
+
+# ---------------------------------------------------------------- reservations, limits, silence
+
+
+def test_reserved_places_count_as_taken_until_used_or_released() -> None:
+    """reserve() holds a place against other submits; submit(reserved=True) fills it."""
+    queue = JobQueue(max_waiting=2)
+    queue.reserve()
+    queue.reserve()
+    assert not queue.has_room()
+    with pytest.raises(QueueFullError):
+        queue.reserve()
+    with pytest.raises(QueueFullError):
+        queue.submit(make_job())
+    queue.submit(make_job(), reserved=True)
+    queue.release()
+    assert queue.waiting == 1 and queue.reserved == 0
+    assert queue.has_room()
+
+
+@dataclass
+class UntilStopped(FakeTranscriber):
+    """Decodes "segments" forever, asking should_stop between them as the engine does."""
+
+    def transcribe(
+        self,
+        audio: Any,
+        options: TranscribeOptions,
+        on_progress: ProgressCallback,
+        should_stop: StopCheck,
+        on_segment: Any = None,
+    ) -> Transcript:
+        """Loop until told to stop, then raise like the engine."""
+        from app.transcription.engine import JobCancelledError
+
+        while not should_stop():
+            time.sleep(0.005)
+        raise JobCancelledError
+
+
+@dataclass
+class Stuck(FakeTranscriber):
+    """A decode that hangs inside one segment and never looks at should_stop."""
+
+    release: threading.Event = field(default_factory=threading.Event)
+
+    def transcribe(
+        self,
+        audio: Any,
+        options: TranscribeOptions,
+        on_progress: ProgressCallback,
+        should_stop: StopCheck,
+        on_segment: Any = None,
+    ) -> Transcript:
+        """Block until the test releases it."""
+        self.release.wait(30)
+        return super().transcribe(audio, options, on_progress, lambda: False)
+
+
+async def run_worker(
+    transcriber: FakeTranscriber, jobs: list[Job], **worker_options: Any
+) -> list[Job]:
+    """Run `jobs` through a fresh worker and return them once all are final."""
+    queue = JobQueue(max_waiting=8)
+    settings = make_settings(cpu_fallback_model="base")
+    worker = Worker(queue, fake_manager(settings, transcriber), **worker_options)
+    worker.start()
+    try:
+        for job in jobs:
+            queue.submit(job)
+        for job in jobs:
+            await asyncio.wait_for(job.wait_until_final(), FINAL_TIMEOUT_S)
+    finally:
+        await worker.stop()
+    return jobs
+
+
+async def test_job_past_its_time_limit_fails_with_a_reason_and_the_next_runs() -> None:
+    """A decode that runs past its limit stops at a segment boundary; the worker goes on."""
+    transcriber = RoutingTranscriber(routes={"endless": UntilStopped()})
+    slow, good = make_job("endless"), make_job()
+    await run_worker(transcriber, [slow, good], time_limit=lambda audio_s: 0.1 + 0 * audio_s)
+    assert slow.status is JobStatus.FAILED
+    assert slow.error is not None and "time limit of 0.1 s" in slow.error
+    assert slow.timed_out
+    assert good.status is JobStatus.FINISHED
+
+
+async def test_watchdog_fails_a_hung_decode_and_the_worker_moves_on() -> None:
+    """A decode stuck inside a segment is failed after the grace; the next job still runs."""
+    stuck = Stuck()
+    transcriber = RoutingTranscriber(routes={"hang": stuck})
+    hung, good = make_job("hang"), make_job()
+    try:
+        await run_worker(
+            transcriber, [hung, good], time_limit=lambda audio_s: 0.05, watchdog_grace_s=0.1
+        )
+    finally:
+        stuck.release.set()
+    assert hung.status is JobStatus.FAILED
+    assert hung.error is not None and "time limit" in hung.error
+    assert good.status is JobStatus.FINISHED
+    assert good.transcript is not None and good.transcript.text == "hello world"
+
+
+async def test_time_limit_scales_with_the_audio_length() -> None:
+    """The worker asks for the limit of each job's own audio length."""
+    asked: list[float] = []
+
+    def limit(audio_s: float) -> float:
+        asked.append(audio_s)
+        return 60.0
+
+    long_job = make_job()
+    long_job.audio_duration = 42.0
+    await run_worker(FakeTranscriber(), [make_job(), long_job], time_limit=limit)
+    assert asked == [1.0, 42.0]
+
+
+async def test_digital_silence_gives_an_empty_result_without_the_model() -> None:
+    """All-zero audio finishes with empty text and no segments; the model is not asked."""
+    transcriber = FakeTranscriber()
+    silent = make_job(language="de")
+    silent.audio = np.zeros(16000 * 600, dtype=np.float32)
+    silent.audio_duration = 600.0
+    await run_worker(transcriber, [silent])
+    assert silent.status is JobStatus.FINISHED
+    assert silent.transcript is not None
+    assert silent.transcript.text == ""
+    assert silent.transcript.segments == []
+    assert silent.transcript.language == "de"
+    assert transcriber.calls == []

@@ -21,7 +21,7 @@ from playwright.sync_api import (
 )
 
 from tests.conftest import REPO_ROOT
-from tests.test_server import Server, start_server
+from tests.server_process import Server, start_server
 
 CHROMIUM = Path("/usr/bin/chromium")
 # Offline and quiet: no QUIC, no component or sync traffic, no first-run pages.

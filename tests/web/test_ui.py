@@ -14,7 +14,7 @@ import webvtt
 from playwright.sync_api import FilePayload, Page, Request, Route, expect
 
 from tests.conftest import reference_text, shared_clip, word_error_rate
-from tests.test_server import Server
+from tests.server_process import Server
 from tests.web.conftest import (
     DESKTOP,
     PHONE,

@@ -11,7 +11,7 @@ import pytest
 from playwright.sync_api import expect
 
 from tests.conftest import shared_clip
-from tests.test_server import Server, start_server, upload
+from tests.server_process import Server, start_server, upload
 from tests.web.conftest import UIFactory
 
 pytestmark = [pytest.mark.real_model, pytest.mark.browser]

@@ -1,0 +1,140 @@
+"""Fifty 20 MB uploads from ten clients against a queue of four: refused fast, memory bounded."""
+
+from __future__ import annotations
+
+import concurrent.futures
+import json
+import struct
+import time
+from pathlib import Path
+
+import httpx
+import numpy as np
+import pytest
+
+from app.transcription.audio import decode_audio
+from tests.conftest import shared_clip
+from tests.server_process import Server, start_server, upload, wait_final
+
+pytestmark = pytest.mark.real_model
+
+CLIENTS = 10
+UPLOADS_PER_CLIENT = 5
+UPLOAD_MB = 20
+QUEUE_SIZE = 4
+RESULT_LIFETIME_M = 0.1  # six seconds
+# Peak RSS may grow at most this much over the warmed-up server's peak. Measured on
+# two cores: 112 MiB (390 MiB peak): at most four uploads are read at once, as many
+# as the queue has places, each one body, its bytes and its decoded samples. With
+# the places taken only after reading (every client's 20 MB read and copied at
+# once) the same run grew by 314 MiB.
+PEAK_RSS_GROWTH_LIMIT_MIB = 250
+
+
+def float_wav(samples: np.ndarray, rate: int = 96000, channels: int = 2) -> bytes:
+    """IEEE-float WAV: 768 kB a second at 96 kHz stereo, so 20 MB is under half a minute."""
+    frames = np.repeat(samples, rate // 16000)  # from 16 kHz, held
+    interleaved = np.repeat(frames, channels).astype("<f4").tobytes()
+    fmt = struct.pack("<HHIIHH", 3, channels, rate, rate * channels * 4, channels * 4, 32)
+    body = b"fmt " + struct.pack("<I", len(fmt)) + fmt
+    body += b"data" + struct.pack("<I", len(interleaved)) + interleaved
+    return b"RIFF" + struct.pack("<I", 4 + len(body)) + b"WAVE" + body
+
+
+def twenty_megabytes_of_speech() -> bytes:
+    """jfk repeated until the float WAV is just over 20 MB."""
+    speech = decode_audio(shared_clip("en_jfk.flac").read_bytes())
+    seconds_needed = UPLOAD_MB * 1024 * 1024 / (96000 * 2 * 4) + 0.5
+    repeats = int(np.ceil(seconds_needed * 16000 / len(speech)))
+    samples = np.tile(speech, repeats)[: int(seconds_needed * 16000)]
+    data = float_wav(samples)
+    assert len(data) > UPLOAD_MB * 1024 * 1024
+    return data
+
+
+def _post(server: Server, data: bytes) -> tuple[int, float, str | None, str | None]:
+    started = time.monotonic()
+    response = httpx.post(
+        server.url + "/api/v1/transcribe",
+        params={"language": "en"},
+        files={"file": ("load.wav", data)},
+        timeout=300,
+    )
+    elapsed = time.monotonic() - started
+    task_id = response.json().get("task_id") if response.status_code == 200 else None
+    return response.status_code, elapsed, task_id, response.headers.get("retry-after")
+
+
+def wait_all_final(server: Server, task_ids: list[str], timeout_s: float = 600) -> list[dict]:
+    """Poll every task in turn until all are final (reads do not refresh their lifetime)."""
+    finals: dict[str, dict] = {}
+    deadline = time.monotonic() + timeout_s
+    while len(finals) < len(task_ids) and time.monotonic() < deadline:
+        for task_id in task_ids:
+            if task_id in finals:
+                continue
+            response = httpx.get(f"{server.url}/api/v1/tasks/{task_id}", timeout=10)
+            assert response.status_code == 200, "a result expired before it was seen final"
+            if response.json()["status"] in ("finished", "failed"):
+                finals[task_id] = response.json()
+        time.sleep(0.2)
+    assert len(finals) == len(task_ids), "jobs did not finish in time"
+    return [finals[task_id] for task_id in task_ids]
+
+
+@pytest.mark.timeout(600)
+def test_fifty_big_uploads_from_ten_clients(tmp_path: Path) -> None:
+    """Excess uploads get 429, peak RSS stays bounded, accepted jobs finish, results expire."""
+    data = twenty_megabytes_of_speech()
+    server = start_server(
+        tmp_path,
+        DEVELOP_MODE="1",
+        MAX_TASK_QUEUE_SIZE=str(QUEUE_SIZE),
+        DELETE_RESULTS_AFTER_M=str(RESULT_LIFETIME_M),
+        REFRESH_EXPIRATION_TIME_ON_USAGE="0",
+        RUN_RESULT_EXPIRY_CHECK_M="0.02",
+    )
+    try:
+        server.wait_ready()
+        warm = upload(server.url, "/api/v1/transcribe?language=en", shared_clip("en_jfk.flac"))
+        assert wait_final(server.url, warm.json()["task_id"])["status"] == "finished"
+        baseline_mib = server.peak_rss_mib()
+
+        with concurrent.futures.ThreadPoolExecutor(max_workers=CLIENTS) as pool:
+            results = list(
+                pool.map(lambda _: _post(server, data), range(CLIENTS * UPLOADS_PER_CLIENT))
+            )
+        statuses = [status for status, _, _, _ in results]
+        accepted = [task_id for status, _, task_id, _ in results if status == 200]
+        refused = [result for result in results if result[0] in (429, 413)]
+        finals = wait_all_final(server, accepted)
+        peak_mib = server.peak_rss_mib()
+
+        time.sleep(RESULT_LIFETIME_M * 60 + 3)  # past every result's lifetime and a sweep
+        after_expiry = [
+            httpx.get(f"{server.url}/api/v1/tasks/{task_id}").status_code for task_id in accepted
+        ]
+    finally:
+        server.stop()
+
+    print(
+        f"\nload: {len(accepted)} accepted, {len(refused)} refused; "
+        f"refused answered in {max(e for _, e, _, _ in refused):.2f} s at most, "
+        f"accepted in {max(e for status, e, _, _ in results if status == 200):.2f} s at most; "
+        f"peak RSS {peak_mib:.0f} MiB (warm {baseline_mib:.0f} MiB, "
+        f"growth {peak_mib - baseline_mib:.0f} MiB)"
+    )
+    assert set(statuses) <= {200, 413, 429}
+    assert len(accepted) + len(refused) == CLIENTS * UPLOADS_PER_CLIENT
+    assert QUEUE_SIZE <= len(accepted) < CLIENTS * UPLOADS_PER_CLIENT
+    assert all(retry_after is not None and int(retry_after) >= 1 for *_, retry_after in refused)
+    assert all(final["status"] == "finished" for final in finals), finals
+    assert all(final["audio_duration"] > 25 for final in finals)
+    assert peak_mib - baseline_mib < PEAK_RSS_GROWTH_LIMIT_MIB
+    assert after_expiry == [404] * len(accepted)
+    sweeps = [
+        json.loads(line)
+        for line in server.output.splitlines()
+        if line.startswith("{") and '"results_expired"' in line
+    ]
+    assert sweeps and sweeps[-1]["remaining"] == 0  # nothing outlived its expiry
