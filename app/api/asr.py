@@ -34,6 +34,7 @@ from app.api.form_options import (
 )
 from app.api.job_wait import CLIENT_GONE, ClientGoneError, wait_for_job
 from app.api.multipart import FilePart, file_schema, multipart_operation, read_multipart
+from app.api.schemas import error_responses
 from app.api.tasks import content_disposition
 from app.service import ShuttingDownError, TranscriptionService
 from app.transcription import formats
@@ -179,6 +180,7 @@ class AsrController(Controller):
 
     @post(
         "/asr",
+        responses=error_responses(400, 413, 500, 503, shape=AsrError),
         summary="Transcribe or translate (whisper-asr-webservice-compatible)",
         operation_class=_UPLOAD_OPERATION,
         status_code=200,
@@ -235,6 +237,7 @@ class AsrController(Controller):
 
     @post(
         "/detect-language",
+        responses=error_responses(400, 413, 500, 503, shape=AsrError),
         summary="Detect the spoken language (whisper-asr-webservice-compatible)",
         operation_class=_UPLOAD_OPERATION,
         status_code=200,

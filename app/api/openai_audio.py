@@ -55,6 +55,7 @@ from app.api.multipart import (
     read_multipart,
     text_schema,
 )
+from app.api.schemas import error_responses
 from app.service import ShuttingDownError, TranscriptionService
 from app.transcription import formats
 from app.transcription.audio import AudioDecodeError, AudioTooLongError
@@ -400,6 +401,7 @@ class OpenAIController(Controller):
 
     @post(
         "/audio/transcriptions",
+        responses=error_responses(400, 413, 500, 503, shape=OpenAIErrorBody),
         summary="Transcribe audio (OpenAI-compatible)",
         operation_class=_UPLOAD_OPERATION,
         status_code=200,
@@ -412,6 +414,7 @@ class OpenAIController(Controller):
 
     @post(
         "/audio/translations",
+        responses=error_responses(400, 413, 500, 503, shape=OpenAIErrorBody),
         summary="Translate audio into English text (OpenAI-compatible)",
         operation_class=_UPLOAD_OPERATION,
         status_code=200,
@@ -422,12 +425,20 @@ class OpenAIController(Controller):
         """Translate an upload into English text, as OpenAI's audio API does."""
         return await self._run(request, service, owner, "translate")
 
-    @get("/models", summary="Models this server can load")
+    @get(
+        "/models",
+        summary="Models this server can load",
+        responses=error_responses(shape=OpenAIErrorBody),
+    )
     async def models(self, service: Service) -> OpenAIModelList:
         """whisper-1 (the server's choice) and every model within MAX_MODEL found offline."""
         return OpenAIModelList(data=[_model(name) for name in _model_ids(service)])
 
-    @get("/models/{model_id:str}", summary="One model this server can load")
+    @get(
+        "/models/{model_id:str}",
+        summary="One model this server can load",
+        responses=error_responses(404, shape=OpenAIErrorBody),
+    )
     async def model(self, service: Service, model_id: ModelIdPath) -> Response[Any]:
         """The model, or a 404 in OpenAI's shape when this server cannot load it."""
         if model_id not in _model_ids(service):

@@ -150,17 +150,21 @@ _ERROR_DESCRIPTIONS = {
     409: "The task has not finished (or it failed): there is no result yet",
     413: "The upload is larger than MAX_UPLOAD_MB, or its audio longer than MAX_AUDIO_DURATION_S",
     429: "The queue is full, or this client is over RATE_LIMIT; Retry-After says when to retry",
+    500: "The transcription failed (the reason is in the message)",
+    503: "The server is shutting down; Retry-After says when to retry",
 }
 # Every route that is not public may answer these, depending on the settings.
 GUARDED = (401, 429)
 
 
-def error_responses(*codes: int, guarded: bool = True) -> dict[int, ResponseSpec]:
-    """OpenAPI documentation of a route's error answers, in Litestar's error shape."""
+def error_responses(
+    *codes: int, guarded: bool = True, shape: type[msgspec.Struct] = ErrorBody
+) -> dict[int, ResponseSpec]:
+    """OpenAPI documentation of a route's error answers, in its surface's error `shape`."""
     wanted = sorted({*codes, *(GUARDED if guarded else ())})
     return {
         code: ResponseSpec(
-            data_container=ErrorBody,
+            data_container=shape,
             description=_ERROR_DESCRIPTIONS[code],
             generate_examples=False,
         )
