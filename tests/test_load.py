@@ -27,10 +27,11 @@ RESULT_LIFETIME_M = 0.1  # six seconds
 # two cores: 112 MiB (390 MiB peak): at most four uploads are read at once, as many
 # as the queue has places, each one body, its bytes and its decoded samples. With
 # the places taken only after reading (every client's 20 MB read and copied at
-# once) the same run grew by 314 MiB. Since short jobs are batched (BATCH_SIZE=4: up to
-# four 27 s jobs leave the queue together, freeing their places for four more uploads,
-# and are encoded and beam-searched at once) the run grows by about 290 MiB.
-PEAK_RSS_GROWTH_LIMIT_MIB = 360
+# once) the same run grew by 314 MiB. The server runs with BATCH_SIZE=1: a batch of
+# four 30 s windows adds the encoder's attention buffers for four (about 220 MiB more
+# at peak, 330-410 MiB growth here), which is the model's working memory, not upload
+# handling; `make bench` reports the batched server's peak.
+PEAK_RSS_GROWTH_LIMIT_MIB = 250
 
 
 def float_wav(samples: np.ndarray, rate: int = 96000, channels: int = 2) -> bytes:
@@ -95,6 +96,7 @@ def test_fifty_big_uploads_from_ten_clients(tmp_path: Path) -> None:
         DELETE_RESULTS_AFTER_M=str(RESULT_LIFETIME_M),
         REFRESH_EXPIRATION_TIME_ON_USAGE="0",
         RUN_RESULT_EXPIRY_CHECK_M="0.02",
+        BATCH_SIZE="1",
     )
     try:
         server.wait_ready()

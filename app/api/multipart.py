@@ -55,7 +55,8 @@ class FilePart:
 
     filename: str
     content_type: str
-    data: bytes
+    # The buffer the body was read into, not a copy: uploads can be hundreds of MB.
+    data: bytes | bytearray
 
 
 @dataclass(slots=True)
@@ -122,7 +123,7 @@ async def read_multipart(request: Request[Any, Any, Any], *, max_bytes: int) -> 
                         if is_text and len(buffer) > MAX_FIELD_BYTES:
                             raise ClientException(detail="a form field is too long")
                     elif segment is not None:
-                        _store_part(form, segment, bytes(buffer))
+                        _store_part(form, segment, buffer)
                         segment, buffer = None, bytearray()
     except ParserLimitReached:
         raise ClientException(detail="the multipart body has too many parts") from None
@@ -131,7 +132,7 @@ async def read_multipart(request: Request[Any, Any, Any], *, max_bytes: int) -> 
     return form
 
 
-def _store_part(form: MultipartForm, segment: MultipartSegment, data: bytes) -> None:
+def _store_part(form: MultipartForm, segment: MultipartSegment, data: bytearray) -> None:
     if segment.filename is not None:
         form.files.setdefault(
             segment.name,
