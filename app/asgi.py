@@ -68,28 +68,13 @@ def _too_long(_: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
     return _error(HTTP_413_REQUEST_ENTITY_TOO_LARGE, str(exc))
 
 
-def _queue_full_handler(service: TranscriptionService) -> Any:
-    def handler(_: Request[Any, Any, Any], __: Exception) -> Response[Any]:
-        retry_after = service.retry_after_s()
-        return _error(
-            HTTP_429_TOO_MANY_REQUESTS,
-            f"the queue is full ({service.queue.max_waiting} waiting jobs); "
-            f"try again in about {retry_after} s",
-            headers={"Retry-After": str(retry_after)},
-        )
+def _refusal_handler(service: TranscriptionService, status_code: int) -> Any:
+    """429 for a full queue, 503 while shutting down; the service words both."""
 
-    return handler
-
-
-def _shutting_down_handler(service: TranscriptionService) -> Any:
-    def handler(_: Request[Any, Any, Any], __: Exception) -> Response[Any]:
-        retry_after = service.drain_retry_after_s()
-        return _error(
-            HTTP_503_SERVICE_UNAVAILABLE,
-            "the server is shutting down and accepts no new uploads; "
-            f"try again in about {retry_after} s",
-            headers={"Retry-After": str(retry_after)},
-        )
+    def handler(_: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
+        assert isinstance(exc, QueueFullError | ShuttingDownError)
+        message, retry_after = service.refusal(exc)
+        return _error(status_code, message, headers={"Retry-After": str(retry_after)})
 
     return handler
 
@@ -183,8 +168,8 @@ def create_app(
         AudioDecodeError: _bad_input,
         UnknownLanguageError: _unknown_language_handler(service),
         NoModelAllowedError: _bad_input,
-        QueueFullError: _queue_full_handler(service),
-        ShuttingDownError: _shutting_down_handler(service),
+        QueueFullError: _refusal_handler(service, HTTP_429_TOO_MANY_REQUESTS),
+        ShuttingDownError: _refusal_handler(service, HTTP_503_SERVICE_UNAVAILABLE),
         HTTPException: _http_error_handler(service),
     }
     logging_config = _quiet_for(

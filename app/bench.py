@@ -37,7 +37,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-__all__ = ["main"]
+__all__ = ["main", "word_error_rate"]
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 AUDIO_DIR = REPO_ROOT.parent / "shared" / "audio"
@@ -115,7 +115,8 @@ def _reference(name: str) -> str:
     return _clip(name).with_suffix(".txt").read_text(encoding="utf-8")
 
 
-def _wer(reference: str, hypothesis: str) -> float:
+def word_error_rate(reference: str, hypothesis: str) -> float:
+    """WER after lower-casing and stripping punctuation (the clips' README's rule)."""
     import jiwer
 
     normalise = jiwer.Compose(
@@ -132,6 +133,9 @@ def _wer(reference: str, hypothesis: str) -> float:
             reference, hypothesis, reference_transform=normalise, hypothesis_transform=normalise
         )
     )
+
+
+_wer = word_error_rate
 
 
 def _duration(name: str) -> float:

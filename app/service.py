@@ -203,6 +203,22 @@ class TranscriptionService:
         """Retry-After while shutting down: about when a restarted server could answer."""
         return max(1, math.ceil(self.settings.shutdown_grace_s))
 
+    def refusal(self, reason: QueueFullError | ShuttingDownError) -> tuple[str, int]:
+        """The message and Retry-After seconds every surface sends for a refused upload."""
+        if isinstance(reason, ShuttingDownError):
+            retry_after = self.drain_retry_after_s()
+            return (
+                "the server is shutting down and accepts no new uploads; "
+                f"try again in about {retry_after} s",
+                retry_after,
+            )
+        retry_after = self.retry_after_s()
+        return (
+            f"the queue is full ({self.queue.max_waiting} waiting jobs); "
+            f"try again in about {retry_after} s",
+            retry_after,
+        )
+
     async def drain(self, *, pickup: bool = False) -> None:
         """Refuse uploads, fail waiting jobs, and let running jobs finish within the grace.
 

@@ -50,29 +50,6 @@ def reference_text(name: str) -> str:
     return shared_clip(name).with_suffix(".txt").read_text(encoding="utf-8")
 
 
-def word_error_rate(reference: str, hypothesis: str) -> float:
-    """WER after lower-casing and stripping punctuation, as the clips' README asks."""
-    import jiwer
-
-    normalise = jiwer.Compose(
-        [
-            jiwer.ToLowerCase(),
-            jiwer.RemovePunctuation(),
-            jiwer.RemoveMultipleSpaces(),
-            jiwer.Strip(),
-            jiwer.ReduceToListOfListOfWords(),
-        ]
-    )
-    return float(
-        jiwer.wer(
-            reference,
-            hypothesis,
-            reference_transform=normalise,
-            hypothesis_transform=normalise,
-        )
-    )
-
-
 def make_settings(**overrides: Any) -> Settings:
     """Settings for tests: no log file, no preload, no downloads, unless overridden."""
     base: dict[str, Any] = {

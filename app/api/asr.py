@@ -143,22 +143,14 @@ async def _run_job(
                 raw_pcm=not encode,
                 slot=slot,
             )
-    except ShuttingDownError:
-        retry_after = service.drain_retry_after_s()
-        return asr_error_response(
-            HTTP_503_SERVICE_UNAVAILABLE,
-            "the server is shutting down and accepts no new uploads; "
-            f"try again in about {retry_after} s",
-            headers={"Retry-After": str(retry_after)},
+    except (QueueFullError, ShuttingDownError) as refused:
+        message, retry_after = service.refusal(refused)
+        status = (
+            HTTP_503_SERVICE_UNAVAILABLE
+            if isinstance(refused, ShuttingDownError)
+            else HTTP_429_TOO_MANY_REQUESTS
         )
-    except QueueFullError:
-        retry_after = service.retry_after_s()
-        return asr_error_response(
-            HTTP_429_TOO_MANY_REQUESTS,
-            f"the queue is full ({service.queue.max_waiting} waiting jobs); "
-            f"try again in about {retry_after} s",
-            headers={"Retry-After": str(retry_after)},
-        )
+        return asr_error_response(status, message, headers={"Retry-After": str(retry_after)})
     try:
         await wait_for_job(request, service, job)
     except ClientGoneError:

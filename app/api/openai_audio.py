@@ -368,22 +368,13 @@ class OpenAIController(Controller):
                     owner=owner,
                     slot=slot,
                 )
-        except QueueFullError:
-            retry_after = service.retry_after_s()
+        except (QueueFullError, ShuttingDownError) as refused:
+            message, retry_after = service.refusal(refused)
+            draining = isinstance(refused, ShuttingDownError)
             return openai_error_response(
-                HTTP_429_TOO_MANY_REQUESTS,
-                f"the queue is full ({service.queue.max_waiting} waiting jobs); "
-                f"try again in about {retry_after} s",
-                code="queue_full",
-                headers={"Retry-After": str(retry_after)},
-            )
-        except ShuttingDownError:
-            retry_after = service.drain_retry_after_s()
-            return openai_error_response(
-                HTTP_503_SERVICE_UNAVAILABLE,
-                "the server is shutting down and accepts no new uploads; "
-                f"try again in about {retry_after} s",
-                code="shutting_down",
+                HTTP_503_SERVICE_UNAVAILABLE if draining else HTTP_429_TOO_MANY_REQUESTS,
+                message,
+                code="shutting_down" if draining else "queue_full",
                 headers={"Retry-After": str(retry_after)},
             )
         if parsed.stream:
