@@ -19,8 +19,9 @@ import pytest
 import srt
 import webvtt
 
+from app.bench import word_error_rate
 from app.transcription.audio import decode_audio
-from tests.conftest import REPO_ROOT, reference_text, shared_clip, word_error_rate
+from tests.conftest import REPO_ROOT, reference_text, shared_clip
 from tests.server_process import Server, start_server
 
 pytestmark = pytest.mark.real_model

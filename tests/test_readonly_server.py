@@ -11,8 +11,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from app.bench import word_error_rate
 from app.transcription.audio import decode_audio
-from tests.conftest import REPO_ROOT, reference_text, shared_clip, word_error_rate
+from tests.conftest import REPO_ROOT, reference_text, shared_clip
 from tests.server_process import start_server, upload, wait_final
 
 pytestmark = pytest.mark.real_model

@@ -9,7 +9,8 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.conftest import reference_text, shared_clip, word_error_rate
+from app.bench import word_error_rate
+from tests.conftest import reference_text, shared_clip
 from tests.server_process import start_server, upload, wait_final
 
 pytestmark = pytest.mark.real_model

@@ -11,7 +11,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.conftest import reference_text, shared_clip, word_error_rate
+from app.bench import word_error_rate
+from tests.conftest import reference_text, shared_clip
 from tests.server_process import start_server, upload
 
 pytestmark = pytest.mark.real_model

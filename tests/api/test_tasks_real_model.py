@@ -12,7 +12,8 @@ from litestar import Litestar
 from litestar.testing import AsyncTestClient
 
 from app.asgi import create_app
-from tests.conftest import make_settings, reference_text, shared_clip, word_error_rate
+from app.bench import word_error_rate
+from tests.conftest import make_settings, reference_text, shared_clip
 
 pytestmark = pytest.mark.real_model
 

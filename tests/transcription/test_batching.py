@@ -7,12 +7,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from app.bench import word_error_rate
 from app.transcription.audio import decode_audio
 from app.transcription.batching import decode_short_batch, is_batchable
 from app.transcription.engine import FasterWhisperTranscriber, split_on_words
 from app.transcription.models import ModelSources, Placement, load_faster_whisper
 from app.transcription.types import Segment, TranscribeOptions, Word
-from tests.conftest import make_settings, reference_text, shared_clip, word_error_rate
+from tests.conftest import make_settings, reference_text, shared_clip
 
 SHORT_CLIPS = [
     "en_ls-test-clean_1089-134686-0000.flac",

@@ -13,7 +13,8 @@ import srt
 import webvtt
 from playwright.sync_api import FilePayload, Page, Request, Route, expect
 
-from tests.conftest import reference_text, shared_clip, word_error_rate
+from app.bench import word_error_rate
+from tests.conftest import reference_text, shared_clip
 from tests.server_process import Server
 from tests.web.conftest import (
     DESKTOP,
