@@ -131,7 +131,50 @@ def _exercise_every_surface(url: str, clips: dict[str, Path]) -> tuple[list[str]
     for task_id in task_ids:
         deleted = httpx.delete(f"{url}/api/v1/tasks/{task_id}", headers=auth)
         assert deleted.status_code == 200
+    texts += _exercise_compat_surfaces(url, clips, auth)
     return task_ids, texts
+
+
+def _exercise_compat_surfaces(url: str, clips: dict[str, Path], auth: dict[str, str]) -> list[str]:
+    """The OpenAI-compatible and whisper-asr-webservice routes, each once; their texts."""
+    texts: list[str] = []
+    for route, form in (
+        ("/v1/audio/transcriptions", {"model": "whisper-1", "response_format": "verbose_json"}),
+        ("/v1/audio/translations", {"model": "whisper-1", "response_format": "json"}),
+    ):
+        clip = clips["en"] if route.endswith("transcriptions") else clips["de"]
+        with clip.open("rb") as audio:
+            response = httpx.post(
+                url + route,
+                files={"file": (clip.name, audio)},
+                data=form,
+                headers=auth,
+                timeout=120,
+            )
+        assert response.status_code == 200, response.text
+        texts.append(response.json()["text"])
+    with clips["en"].open("rb") as audio:
+        asr = httpx.post(
+            url + "/asr",
+            params={"output": "txt", "language": "en"},
+            files={"audio_file": (clips["en"].name, audio)},
+            headers=auth,
+            timeout=120,
+        )
+    assert asr.status_code == 200, asr.text
+    texts.append(asr.text)
+    with clips["de"].open("rb") as audio:
+        detected = httpx.post(
+            url + "/detect-language",
+            files={"audio_file": (clips["de"].name, audio)},
+            headers=auth,
+            timeout=120,
+        )
+    assert detected.status_code == 200 and detected.json()["language_code"] == "de"
+    assert httpx.get(url + "/v1/models", headers=auth).status_code == 200
+    unauthorized = httpx.post(url + "/v1/audio/transcriptions", headers={"X-Email": EMAIL})
+    assert unauthorized.status_code == 401 and "error" in unauthorized.json()
+    return texts
 
 
 def test_debug_logs_hold_no_content_or_identities_through_every_surface(tmp_path: Path) -> None:
