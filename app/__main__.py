@@ -90,12 +90,12 @@ def serve(port: int | None = None, listen: str | None = None) -> int:
 
     from app.asgi import create_app
     from app.logging import configure_logging, uvicorn_log_config
-    from app.service import TranscriptionService
+    from app.service import build_service
     from app.transcription.models import ModelManager
 
     configure_logging(settings)
     _limit_malloc_arenas()
-    service = TranscriptionService(settings, ModelManager(settings))
+    service = build_service(settings, ModelManager(settings))
     config = uvicorn.Config(
         create_app(settings, service=service),
         host=settings.listen,

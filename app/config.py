@@ -70,6 +70,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     model_cache_dir: str = msgspec.field(default_factory=_default_cache_dir)
     allow_download: bool = True
     max_upload_mb: PositiveInt = 512
+    # Bytes held by waiting jobs (their uploads as sent), across the whole queue.
+    max_queued_mb: PositiveInt = 1024
     web_dir: str | None = None
     cpu_threads: NonNegativeInt = 0
     batch_size: PositiveInt = 4
@@ -143,6 +145,7 @@ def _allowed(field: msgspec.structs.FieldInfo) -> str:
         "max_task_queue_size": "an integer of at least 1",
         "log_rotation_interval": "an integer of at least 1",
         "max_upload_mb": "an integer of at least 1",
+        "max_queued_mb": "an integer of at least 1 (megabytes of uploads held by waiting jobs)",
         "log_rotation_backup_count": "an integer of at least 0",
         "unload_model_after_s": "a number of seconds of at least 0, or empty for never",
         "delete_results_after_m": "a number of minutes greater than 0 (fractions allowed)",

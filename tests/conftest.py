@@ -15,7 +15,7 @@ from litestar.testing import AsyncTestClient
 
 from app.asgi import create_app
 from app.config import Settings, load_settings
-from app.service import TranscriptionService
+from app.service import build_service
 from app.transcription.engine import (
     JobCancelledError,
     ProgressCallback,
@@ -262,7 +262,7 @@ def build_app(fake_transcriber: FakeTranscriber) -> AppFactory:
     def factory(**overrides: Any) -> Litestar:
         settings = make_settings(**overrides)
         manager = fake_manager(settings, fake_transcriber)
-        return create_app(settings, service=TranscriptionService(settings, manager))
+        return create_app(settings, service=build_service(settings, manager))
 
     return factory
 

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import time
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 
 import msgspec
 from litestar.openapi.datastructures import ResponseSpec
 
-from app.transcription.queue import Job
+from app.clock import Clock
+from app.transcription.jobs import Job
 
 __all__ = [
     "DecoderStatus",
@@ -40,18 +40,19 @@ class TaskResponse(msgspec.Struct, kw_only=True):
     used_model_size: str | None = None
     used_device: str | None = None
     progress: float = 0.0
+    stage: str = "queued"
     audio_duration: float = 0.0
     error: str | None = None
     expires_at: datetime | None = None
 
 
-def _wall_clock(monotonic_deadline: float | None) -> datetime | None:
+def _wall_clock(monotonic_deadline: float | None, clock: Clock) -> datetime | None:
     if monotonic_deadline is None:
         return None
-    return datetime.now(UTC) + timedelta(seconds=monotonic_deadline - time.monotonic())
+    return clock.now() + timedelta(seconds=monotonic_deadline - clock.monotonic())
 
 
-def task_response(job: Job, position: int | None) -> TaskResponse:
+def task_response(job: Job, position: int | None, clock: Clock) -> TaskResponse:
     """Build the public view of a job."""
     transcript = job.transcript
     return TaskResponse(
@@ -68,9 +69,10 @@ def task_response(job: Job, position: int | None) -> TaskResponse:
         used_model_size=job.used_model,
         used_device=job.used_device,
         progress=round(job.progress, 4),
+        stage=str(job.stage),
         audio_duration=round(job.audio_duration, 3),
         error=job.error if job.is_final else None,
-        expires_at=_wall_clock(job.expires_at) if job.is_final else None,
+        expires_at=_wall_clock(job.expires_at, clock) if job.is_final else None,
     )
 
 
@@ -81,6 +83,8 @@ class ProgressEvent(msgspec.Struct, kw_only=True):
     status: str
     position_in_queue: int | None
     progress: float
+    # queued, decoding, loading_model, transcribing, done: what the job is doing now.
+    stage: str = "queued"
     error: str | None = None
 
 

@@ -26,7 +26,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, cast
 
-import msgspec
 from litestar import Request
 from litestar.config.cors import CORSConfig
 from litestar.enums import ScopeType
@@ -36,6 +35,7 @@ from litestar.types import ASGIApp, Receive, Scope, Send
 from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
 from app.config import Settings, parse_rate_limit
+from app.errors import UnauthorizedError
 
 __all__ = [
     "OWNER_STATE_KEY",
@@ -50,7 +50,6 @@ __all__ = [
     "owner_of",
     "peer_of",
     "security_middleware",
-    "unauthorized_body",
 ]
 
 PUBLIC_OPT_KEY = "public"
@@ -220,36 +219,12 @@ def _bearer_token(scope: Scope) -> str | None:
     return None
 
 
-def unauthorized_body(path: str, *, key_given: bool) -> dict[str, Any]:
-    """The 401 body in the shape of the surface the path belongs to.
-
-    `/v1/...` is the OpenAI-compatible surface, whose SDKs parse
-    `{"error": {"message", "type", "param", "code"}}`; every other route answers in
-    Litestar's `{"status_code", "detail"}` like the rest of its errors.
-    """
-    message = (
-        "the API key is not valid"
-        if key_given
-        else "this server requires an API key: send it as 'Authorization: Bearer <key>'"
-    )
-    if path.startswith(OPENAI_PATH_PREFIX):
-        return {
-            "error": {
-                "message": message,
-                "type": "invalid_request_error",
-                "param": None,
-                "code": "invalid_api_key",
-            }
-        }
-    return {"status_code": 401, "detail": message}
-
-
 class ApiKeyMiddleware(ASGIMiddleware):
     """Require `Authorization: Bearer <key>` on every route that is not public.
 
     On success the key's owner id is put in the scope (`owner_of`), so that tasks
-    can be bound to the key that created them. Failures are answered here, with
-    `unauthorized_body`, so the shape does not depend on any surface's handlers.
+    can be bound to the key that created them. Failures raise UnauthorizedError,
+    which the app's one error handler renders in the shape of the surface asked.
     """
 
     # Only HTTP: there is no websocket route; one added later must check keys itself.
@@ -266,26 +241,10 @@ class ApiKeyMiddleware(ASGIMiddleware):
         token = _bearer_token(scope)
         owner = self._ring.identify(token)
         if owner is None:
-            await _send_unauthorized(scope, send, key_given=token is not None)
-            return
+            # Rendered in the surface's own shape, and counted, by the app's error handler.
+            raise UnauthorizedError(key_given=token is not None)
         _state(scope)[OWNER_STATE_KEY] = owner
         await next_app(scope, receive, send)
-
-
-async def _send_unauthorized(scope: Scope, send: Send, *, key_given: bool) -> None:
-    body = msgspec.json.encode(unauthorized_body(scope["path"], key_given=key_given))
-    await send(
-        {
-            "type": "http.response.start",
-            "status": 401,
-            "headers": [
-                (b"content-type", b"application/json"),
-                (b"content-length", str(len(body)).encode()),
-                (b"www-authenticate", b'Bearer realm="whisper-api"'),
-            ],
-        }
-    )
-    await send({"type": "http.response.body", "body": body, "more_body": False})
 
 
 # ---------------------------------------------------------------- rate limit

@@ -15,7 +15,6 @@ from app.api.security import (
     KeyRing,
     cors_config,
     security_middleware,
-    unauthorized_body,
 )
 from app.config import load_settings
 from tests.conftest import AppFactory, FromPeer, client_from, make_settings, wav_bytes
@@ -235,9 +234,9 @@ async def test_public_routes_stay_open_with_api_keys(build_app: AppFactory) -> N
     assert login.status_code == 303
 
 
-async def test_openai_surface_gets_openai_shaped_401() -> None:
+async def test_openai_surface_gets_openai_shaped_401(build_app: AppFactory) -> None:
     """Paths under /v1/ answer 401 in OpenAI's error shape, which the SDKs parse."""
-    async with AsyncTestClient(app=echo_app(api_keys=(KEY_A,))) as client:
+    async with AsyncTestClient(app=build_app(api_keys=(KEY_A,))) as client:
         missing = await client.get("/v1/models")
         wrong = await client.get("/v1/models", headers=bearer(KEY_B))
         ok = await client.get("/v1/models", headers=bearer(KEY_A))
@@ -251,11 +250,20 @@ async def test_openai_surface_gets_openai_shaped_401() -> None:
     assert open_health.status_code == 200
 
 
-def test_unauthorized_body_is_chosen_by_path_prefix() -> None:
-    """Only /v1/... is OpenAI-shaped; /api/v1, /asr and the rest use Litestar's shape."""
-    assert "error" in unauthorized_body("/v1/audio/transcriptions", key_given=False)
-    for path in ("/api/v1/transcribe", "/asr", "/detect-language", "/v1"):
-        assert unauthorized_body(path, key_given=True)["status_code"] == 401
+async def test_401_takes_each_surface_shape_and_is_counted(build_app: AppFactory) -> None:
+    """A missing key is answered in the shape of the surface asked, and counted as unauthorized."""
+    async with AsyncTestClient(app=build_app(api_keys=(KEY_A,))) as client:
+        files = {"file": ("a.wav", wav_bytes(), "audio/wav")}
+        openai = await client.post("/v1/audio/transcriptions", files=files)
+        asr = await client.post("/asr", files={"audio_file": ("a.wav", wav_bytes(), "audio/wav")})
+        tasks = await client.post("/api/v1/transcribe", files=files)
+        metrics = (await client.get("/metrics")).text
+    assert openai.status_code == asr.status_code == tasks.status_code == 401
+    assert openai.json()["error"]["code"] == "invalid_api_key"
+    assert set(asr.json()) == {"detail"}
+    assert tasks.json()["status_code"] == 401
+    assert openai.headers["www-authenticate"].startswith("Bearer")
+    assert 'whisper_api_uploads_rejected_total{reason="unauthorized"} 3.0' in metrics
 
 
 @pytest.mark.parametrize(

@@ -25,12 +25,12 @@ async def test_healthz_answers(client: AsyncTestClient[Litestar]) -> None:
 async def test_readyz_is_503_when_no_model_exists(build_app: AppFactory) -> None:
     """/readyz says 503 with the reason when no model can be had."""
     from app.asgi import create_app
-    from app.service import TranscriptionService
+    from app.service import build_service
     from tests.conftest import FakeTranscriber, fake_manager, make_settings
 
     settings = make_settings()
     manager = fake_manager(settings, FakeTranscriber(), available=set())
-    app = create_app(settings, service=TranscriptionService(settings, manager))
+    app = create_app(settings, service=build_service(settings, manager))
     async with AsyncTestClient(app=app) as client:
         response = await client.get("/readyz")
     assert response.status_code == 503
