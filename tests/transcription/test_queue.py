@@ -301,7 +301,8 @@ async def test_cancel_running_job_stops_it_and_worker_moves_on(rig: Rig) -> None
 async def test_multilingual_job_gets_multilingual_model() -> None:
     """A job without a language asks the manager for a multilingual model."""
     transcriber = FakeTranscriber()
-    settings = make_settings(cpu_fallback_model="tiny.en")
+    # MAX_MODEL lifts the CPU cap (CPU_FALLBACK_MODEL), so the job may step up to base.
+    settings = make_settings(cpu_fallback_model="tiny.en", max_model="base")
     queue = JobQueue(max_waiting=2)
     worker = Worker(queue, fake_manager(settings, transcriber, available={"tiny.en", "base"}))
     worker.start()
