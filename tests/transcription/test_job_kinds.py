@@ -53,7 +53,9 @@ def test_requested_model_is_canonical_and_capped() -> None:
 
 def test_plan_puts_the_requested_model_first() -> None:
     """A job's own model replaces the server's target at the head of its candidates."""
-    manager = fake_manager(make_settings(cpu_fallback_model="small"), FakeTranscriber())
+    # MAX_MODEL set: without it a CPU server is capped at CPU_FALLBACK_MODEL (small here).
+    settings = make_settings(cpu_fallback_model="small", max_model="large-v3")
+    manager = fake_manager(settings, FakeTranscriber())
     assert manager.plan(needs_multilingual=True)[0] == "small"
     assert manager.plan(needs_multilingual=True, model="tiny") == [
         "tiny",

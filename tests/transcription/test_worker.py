@@ -171,7 +171,7 @@ async def test_cancel_running_job_stops_it_and_worker_moves_on(rig: Rig) -> None
 async def test_multilingual_job_gets_multilingual_model() -> None:
     """A job without a language asks the manager for a multilingual model."""
     english, unknown = make_job(), make_job(language=None)
-    settings = make_settings(cpu_fallback_model="tiny.en")
+    settings = make_settings(cpu_fallback_model="tiny.en", max_model="base")
     await run_jobs(FakeTranscriber(), [english, unknown], settings=settings)
     assert english.used_model == "tiny.en"
     assert unknown.used_model == "base"
