@@ -100,7 +100,7 @@ async def test_full_queue_is_queue_full_with_retry_after(
     surface: str, gate: threading.Event
 ) -> None:
     """With the queue full, each surface answers 429 + Retry-After at once (queue_full)."""
-    app, service = build(FakeTranscriber(gate=gate), max_task_queue_size=1, shutdown_grace_s=0)
+    app, _ = build(FakeTranscriber(gate=gate), max_task_queue_size=1, shutdown_grace_s=0)
     async with AsyncTestClient(app=app) as client:
         running = await upload(client, params={"language": "en"})
         assert running.status_code == 200
