@@ -22,14 +22,20 @@ from app.api.openai_audio import OpenAIController, openai_error
 from app.api.security import PUBLIC_OPT_KEY, cors_config, security_middleware
 from app.api.system import SystemController
 from app.api.tasks import TaskController
-from app.clock import Clock
+from app.clock import Clock, SystemClock
 from app.config import Settings
 from app.errors import ERROR_KINDS
 from app.logging import litestar_logging_config
-from app.service import TranscriptionService, build_service
+from app.service import TranscriptionService
+from app.store import MemoryTaskStore
+from app.transcription.jobs import JobNotifier
 from app.transcription.models import ModelManager
+from app.transcription.queue import MemoryJobQueue
+from app.transcription.worker import Worker, WorkerLimits
 
-__all__ = ["create_app", "find_web_dir"]
+__all__ = ["build_service", "create_app", "find_web_dir"]
+
+MIB = 1024 * 1024
 
 # Each surface answers errors in its own shape; everything else in the task API's.
 ERROR_SHAPES: dict[str, ErrorRenderer] = {
@@ -37,6 +43,49 @@ ERROR_SHAPES: dict[str, ErrorRenderer] = {
     "/asr": asr_error,
     "/detect-language": asr_error,
 }
+
+
+def build_service(
+    settings: Settings, models: ModelManager, *, clock: Clock | None = None
+) -> TranscriptionService:
+    """The in-memory deployment: one process holds the queue, the store and the worker."""
+    clock = clock or SystemClock()
+    notifier = JobNotifier()
+    queue = MemoryJobQueue(
+        max_waiting=settings.max_task_queue_size,
+        max_waiting_bytes=settings.max_queued_mb * MIB,
+        notifier=notifier,
+        clock=clock,
+    )
+    store = MemoryTaskStore(
+        ttl_s=settings.delete_results_after_m * 60,
+        refresh_on_read=settings.refresh_expiration_time_on_usage,
+        clock=clock,
+    )
+    worker = Worker(
+        queue,
+        models,
+        notifier=notifier,
+        clock=clock,
+        limits=WorkerLimits(
+            batch_size=settings.batch_size,
+            batched_inference=settings.batched_inference,
+            max_audio_s=settings.max_audio_duration_s,
+            time_limit_floor_s=settings.job_timeout_min_s,
+            time_limit_factor=settings.job_timeout_factor,
+        ),
+    )
+    service = TranscriptionService(
+        settings,
+        models,
+        queue=queue,
+        store=store,
+        notifier=notifier,
+        clock=clock,
+        worker=worker,
+    )
+    worker.on_job_done = service.job_done
+    return service
 
 
 def find_web_dir(settings: Settings) -> Path | None:

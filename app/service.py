@@ -4,7 +4,7 @@ Framework-free. Every HTTP surface (task API, OpenAI, /asr, UI) hands uploads to
 `TranscriptionService.reserve` and `accept`, so they share one queue, one model
 manager, one store and the same rules for bad input. The queue, the store, the
 notifier, the worker and the clock are built by the composition root
-(`app.asgi.create_app`, via `build_service`) and passed in: a Redis-backed
+(`app.asgi.build_service`) and passed in: a Redis-backed
 queue and store plug in here without touching a controller.
 """
 
@@ -14,8 +14,6 @@ import asyncio
 import contextlib
 import math
 import os
-import statistics
-from collections import deque
 from collections.abc import AsyncIterator, Coroutine
 from dataclasses import dataclass
 from typing import Any
@@ -23,40 +21,32 @@ from typing import Any
 import msgspec
 import structlog
 
-from app.clock import Clock, SystemClock
+from app.accounting import JobAccounting
+from app.clock import Clock
 from app.config import Settings
+from app.draining import Shutdown
 from app.errors import ShuttingDownError
-from app.metrics import FinalStatus, ServiceMetrics, StateSnapshot
-from app.store import MemoryTaskStore, TaskStore
+from app.metrics import ServiceMetrics, StateSnapshot
+from app.store import TaskStore
 from app.transcription.audio import probe_upload
-from app.transcription.jobs import Job, JobNotifier, JobStatus
+from app.transcription.jobs import Job, JobNotifier
 from app.transcription.models import ModelManager
-from app.transcription.queue import JobQueue, MemoryJobQueue, Payload, QueueFullError
+from app.transcription.queue import JobQueue, Payload, QueueFullError
 from app.transcription.types import SubtitleShape, TaskType, TranscribeOptions
-from app.transcription.worker import Worker, WorkerLimits
+from app.transcription.worker import Worker
 
 __all__ = [
     "JobSpec",
     "Reservation",
     "ServiceStatus",
     "TranscriptionService",
-    "build_service",
 ]
 
 log = structlog.get_logger(__name__)
 
-SHUTDOWN_REASON = (
-    "the server shut down before this job ran (waiting jobs are kept in memory only); "
-    "please upload it again"
-)
-DEFAULT_JOB_SECONDS = 10.0
-# While shutting down, how long a job that has just finished waits for its client
-# to fetch it (clients that poll once a second, or the UI after its event stream).
-RESULT_PICKUP_S = 5.0
 # Uploads probed at the same time: probing is CPU-bound (it decodes the first
 # seconds), so many concurrent uploads wait here rather than pile up.
 PROBE_CONCURRENCY = max(1, min(4, (os.cpu_count() or 1) // 2))
-MIB = 1024 * 1024
 
 
 class JobSpec(msgspec.Struct, frozen=True, kw_only=True):
@@ -136,16 +126,16 @@ class TranscriptionService:
         self.clock = clock
         self.worker = worker
         self._probe_slots = asyncio.Semaphore(PROBE_CONCURRENCY)
-        self._recent_seconds: deque[float] = deque(maxlen=20)
         self._background: list[asyncio.Task[None]] = []
-        self._draining = False
-        self._drain_started = False
-        self._drain_deadline: float | None = None
-        self._read_while_draining: set[str] = set()
-        # Jobs not yet counted in the metrics, and those their client cancelled.
-        self._unsettled: dict[str, Job] = {}
-        self._cancelled: set[str] = set()
         self.metrics = ServiceMetrics(self._metrics_snapshot)
+        self.accounting = JobAccounting(self.metrics)
+        self.shutdown = Shutdown(
+            grace_s=settings.shutdown_grace_s,
+            queue=queue,
+            notifier=notifier,
+            clock=clock,
+            accounting=self.accounting,
+        )
 
     # -- lifecycle
 
@@ -188,95 +178,30 @@ class TranscriptionService:
         except Exception as exc:  # jobs still try again (and step down) on their own
             log.error("model_preload_failed", error=type(exc).__name__)
 
-    # -- shutting down
+    # -- shutting down (see app.draining)
 
     @property
     def is_draining(self) -> bool:
         """Whether the service is shutting down (readiness is 503, uploads are refused)."""
-        return self._draining
+        return self.shutdown.draining
 
     def begin_draining(self) -> None:
-        """Refuse new uploads from now on and start the grace period.
-
-        Only sets attributes, so a signal handler may call it.
-        """
-        if self._drain_deadline is None:
-            self._drain_deadline = self.clock.monotonic() + self.settings.shutdown_grace_s
-        self._draining = True
+        """Refuse new uploads from now on and start the grace period (signal-safe)."""
+        self.shutdown.begin()
 
     def end_grace(self) -> None:
-        """Give running jobs no more time: the next `drain`/`stop` stops them.
-
-        Only sets attributes, so a signal handler may call it.
-        """
-        self._draining = True
-        self._drain_deadline = self.clock.monotonic()
+        """Give running jobs no more time: the next `drain`/`stop` stops them (signal-safe)."""
+        self.shutdown.end_grace()
 
     async def drain(self, *, pickup: bool = False) -> None:
-        """Refuse uploads, fail waiting jobs, and let running jobs finish within the grace.
-
-        Waiting jobs live in RAM only, by design: they fail at once with a reason
-        that asks to upload again, so their clients learn it now rather than at
-        the end of the grace period. With `pickup` (the server still listens), a
-        job that finished meanwhile waits a little for its client to fetch it.
-        Safe to call more than once.
-        """
-        first, self._drain_started = not self._drain_started, True
-        self.begin_draining()
-        failed = self.queue.drain(SHUTDOWN_REASON)
-        self._settle_final_jobs()
-        running = [job for job in self.queue.running if not job.is_final]
-        if first or failed:
-            # A warning only when the shutdown touches jobs; an idle stop is routine.
-            (log.warning if failed or running else log.info)(
-                "shutdown_draining",
-                queued_jobs_failed=failed,
-                running_jobs=len(running),
-                grace_s=self.settings.shutdown_grace_s,
-            )
-        if not running:
-            return
-        await self._wait_for_running(running)
-        if pickup:
-            await self._wait_for_pickup([j for j in running if j.status is JobStatus.FINISHED])
-
-    def _grace_left_s(self) -> float:
-        assert self._drain_deadline is not None  # set by begin_draining
-        return max(0.0, self._drain_deadline - self.clock.monotonic())
-
-    async def _wait_for_running(self, running: list[Job]) -> None:
-        with contextlib.suppress(TimeoutError):
-            async with asyncio.timeout(self._grace_left_s()):
-                await asyncio.gather(*(self.notifier.wait_until_final(job) for job in running))
-        left = sum(1 for job in running if not job.is_final)
-        if left:
-            log.warning("shutdown_grace_expired", running_jobs=left)
-            return
-        finished = sum(1 for job in running if job.status is JobStatus.FINISHED)
-        log.info("shutdown_running_jobs_ended", finished=finished, failed=len(running) - finished)
-
-    async def _wait_for_pickup(self, finished: list[Job]) -> None:
-        """Keep answering a little longer, until the jobs that just finished were read.
-
-        A client polling the task API (or the UI, after its event stream says
-        "finished") needs one more request to get the result; without this pause
-        the server would be gone by then. Ends early once every such job has been
-        read, and never runs past the grace period.
-        """
-        until = self.clock.monotonic() + min(RESULT_PICKUP_S, self._grace_left_s())
-        while any(job.id not in self._read_while_draining for job in finished):
-            if self.clock.monotonic() >= until:
-                return
-            await self.clock.sleep(0.05)
+        """Refuse uploads, fail waiting jobs, let running ones finish within the grace."""
+        await self.shutdown.drain(pickup=pickup)
 
     # -- the intake
 
     def retry_after_s(self) -> int:
         """A fair guess of when a place frees up, for 429's Retry-After."""
-        per_job = (
-            statistics.fmean(self._recent_seconds) if self._recent_seconds else DEFAULT_JOB_SECONDS
-        )
-        return max(1, round(per_job))
+        return self.accounting.retry_after_s()
 
     def _shutting_down(self) -> ShuttingDownError:
         retry_after = max(1, math.ceil(self.settings.shutdown_grace_s))
@@ -304,7 +229,7 @@ class TranscriptionService:
         place (or no room for `expected_bytes`, a declared Content-Length) is free,
         so a full queue answers at once. Unused places are given back on exit.
         """
-        if self._draining:
+        if self.shutdown.draining:
             raise self._shutting_down()
         try:
             self.queue.reserve(expected_bytes)
@@ -348,7 +273,7 @@ class TranscriptionService:
                 raw_pcm=spec.raw_pcm,
                 max_seconds=self.settings.max_audio_duration_s,
             )
-        if self._draining:  # probing took a while: shutdown may have begun meanwhile
+        if self.shutdown.draining:  # probing took a while: shutdown may have begun meanwhile
             raise self._shutting_down()
         job = Job(
             task_type=spec.task_type,
@@ -367,7 +292,7 @@ class TranscriptionService:
         except QueueFullError as refused:
             raise self._queue_full(refused) from None
         self.store.add(job)
-        self._unsettled[job.id] = job
+        self.accounting.track(job)
         log.info(
             "job_queued",
             task_id=job.id,
@@ -388,8 +313,8 @@ class TranscriptionService:
         (or to a caller without one) it is unknown, exactly like a wrong id.
         """
         job = self.store.get(task_id, owner=owner)
-        if job is not None and self._draining and job.is_final:
-            self._read_while_draining.add(job.id)
+        if job is not None and self.shutdown.draining and job.is_final:
+            self.shutdown.read(job)
         return job
 
     def position(self, job: Job) -> int | None:
@@ -409,8 +334,7 @@ class TranscriptionService:
     def cancel(self, job: Job, reason: str) -> None:
         """Stop a job (its client went away, or its owner deleted it)."""
         if self.queue.cancel(job, reason):
-            self._cancelled.add(job.id)
-            self._settle(job)  # a waiting job is final now; a running one when the worker is done
+            self.accounting.cancelled(job)
 
     def forget(self, job: Job) -> None:
         """Erase a synchronous route's job once its answer is sent: nobody can fetch it later."""
@@ -434,97 +358,28 @@ class TranscriptionService:
             waiting_jobs=self.queue.waiting,
             running_jobs=len(self.queue.running),
             max_queue_size=self.queue.max_waiting,
-            draining=self._draining,
+            draining=self.shutdown.draining,
         )
 
     def job_done(self, job: Job) -> None:
         """The worker has finished with `job`: start its expiry clock and count it."""
         self.store.mark_final(job)
-        if job.processing_duration is not None and job.transcript is not None:
-            self._recent_seconds.append(job.processing_duration)
-        self._settle(job)
+        self.accounting.settle(job)
 
     # -- metrics
 
-    def _settle(self, job: Job) -> None:
-        """Count a job in the metrics once, when it has reached its final status."""
-        if not job.is_final or self._unsettled.pop(job.id, None) is None:
-            return
-        status: FinalStatus = "failed"
-        if job.status is JobStatus.FINISHED:
-            status = "finished"
-        elif job.id in self._cancelled:
-            status = "cancelled"
-        self._cancelled.discard(job.id)
-        self.metrics.job_final(
-            surface=job.surface,
-            task_type=job.task_type,
-            status=status,
-            audio_seconds=job.audio_duration,
-            processing_seconds=job.processing_duration,
-            model=job.used_model,
-            device=job.used_device,
-        )
-
     def render_metrics(self) -> bytes:
         """The Prometheus text of this service, every job that has ended counted."""
-        self._settle_final_jobs()
+        self.accounting.settle_all()
         return self.metrics.render()
-
-    def _settle_final_jobs(self) -> None:
-        for job in list(self._unsettled.values()):
-            self._settle(job)
 
     def _metrics_snapshot(self) -> StateSnapshot:
         return StateSnapshot(
             queue_depth=self.queue.waiting,
             running_jobs=len(self.queue.running),
-            draining=self._draining,
+            draining=self.shutdown.draining,
             device=self.models.placement.device,
             loaded_models=self.models.loaded_models,
             load_seconds=dict(self.models.load_seconds),
             loading_model=self.models.loading,
         )
-
-
-def build_service(
-    settings: Settings, models: ModelManager, *, clock: Clock | None = None
-) -> TranscriptionService:
-    """The in-memory deployment: one process holds the queue, the store and the worker."""
-    clock = clock or SystemClock()
-    notifier = JobNotifier()
-    queue = MemoryJobQueue(
-        max_waiting=settings.max_task_queue_size,
-        max_waiting_bytes=settings.max_queued_mb * MIB,
-        notifier=notifier,
-        clock=clock,
-    )
-    store = MemoryTaskStore(
-        ttl_s=settings.delete_results_after_m * 60,
-        refresh_on_read=settings.refresh_expiration_time_on_usage,
-        clock=clock,
-    )
-    worker = Worker(
-        queue,
-        models,
-        notifier=notifier,
-        clock=clock,
-        limits=WorkerLimits(
-            batch_size=settings.batch_size,
-            batched_inference=settings.batched_inference,
-            max_audio_s=settings.max_audio_duration_s,
-            time_limit_floor_s=settings.job_timeout_min_s,
-            time_limit_factor=settings.job_timeout_factor,
-        ),
-    )
-    service = TranscriptionService(
-        settings,
-        models,
-        queue=queue,
-        store=store,
-        notifier=notifier,
-        clock=clock,
-        worker=worker,
-    )
-    worker.on_job_done = service.job_done
-    return service

@@ -13,9 +13,8 @@ import pytest
 from litestar import Litestar
 from litestar.testing import AsyncTestClient
 
-from app.asgi import create_app
+from app.asgi import build_service, create_app
 from app.config import Settings, load_settings
-from app.service import build_service
 from app.transcription.engine import (
     JobCancelledError,
     ProgressCallback,

@@ -14,17 +14,11 @@ from typing import Annotated, Any
 import msgspec
 from litestar import Controller, Request, Response, post
 
+from app.api import form_options as opts
 from app.api.compat_schemas import AsrError, DetectedLanguage, LanguageDetectionResponse
 from app.api.dependencies import Owner, Service
-from app.api.form_options import (
-    SHAPE_FIELDS,
-    parse_bool,
-    parse_language,
-    parse_model,
-    parse_subtitle_shape,
-)
-from app.api.forms import upload_operation
-from app.api.intake import Intake, await_result, receive_upload
+from app.api.forms import WhisperForm, upload_operation
+from app.api.intake import Intake, answer_when_done, receive_upload
 from app.api.schemas import error_responses
 from app.api.tasks import content_disposition
 from app.errors import ErrorView, InvalidInputError, JobFailedError
@@ -57,11 +51,11 @@ class DetectLanguageQuery(msgspec.Struct, kw_only=True):
             options=TranscribeOptions(task="detect"),
             owner=owner,
             surface="asr",
-            raw_pcm=not parse_bool(self.encode, "encode", default=True),
+            raw_pcm=not opts.parse_bool(self.encode, "encode", default=True),
         )
 
 
-class AsrQuery(DetectLanguageQuery, kw_only=True):
+class AsrQuery(WhisperForm, kw_only=True):
     """The query string of POST /asr, as whisper-asr-webservice reads it."""
 
     output: Annotated[
@@ -76,59 +70,20 @@ class AsrQuery(DetectLanguageQuery, kw_only=True):
             description="transcribe or translate", extra_json_schema={"enum": list(ASR_TASKS)}
         ),
     ] = None
-    language: Annotated[
-        str | None, msgspec.Meta(description="language code; omit to detect it")
-    ] = None
-    initial_prompt: Annotated[str | None, msgspec.Meta(description="text to guide the style")] = (
-        None
-    )
-    vad_filter: Annotated[str | None, msgspec.Meta(description="skip parts without speech")] = None
-    word_timestamps: Annotated[str | None, msgspec.Meta(description="word-level timing")] = None
-    model: Annotated[
-        str | None, msgspec.Meta(description="a model name; omit for the server's")
-    ] = None
-    max_line_width: Annotated[
-        str | None, msgspec.Meta(description="srt/vtt: characters per line")
-    ] = None
-    max_line_count: Annotated[str | None, msgspec.Meta(description="srt/vtt: lines per cue")] = None
-    max_words_per_cue: Annotated[str | None, msgspec.Meta(description="srt/vtt: words per cue")] = (
-        None
-    )
+    encode: Annotated[str | None, msgspec.Meta(description=_ENCODE_HELP)] = None
 
     @property
     def fmt(self) -> str:
         """The asked output format."""
         return _choice(self.output, ASR_OUTPUTS, "output", "txt")
 
-    @property
-    def shape(self) -> SubtitleShape:
-        """How srt/vtt cues are cut."""
-        return parse_subtitle_shape({name: getattr(self, name) for name in SHAPE_FIELDS})
-
     def to_transcription_spec(self, service: TranscriptionService, owner: str | None) -> JobSpec:
         """Check every parameter; raise InvalidInputError naming the bad one."""
         self.fmt  # noqa: B018 - refuse a bad value before the job is queued
         translate = _choice(self.task, ASR_TASKS, "task", "transcribe") == "translate"
         task_type: TaskType = "translate" if translate else "transcribe"
-        shape = self.shape
-        options = TranscribeOptions(
-            task=task_type,
-            language=parse_language(self.language),
-            initial_prompt=self.initial_prompt or None,
-            vad_filter=parse_bool(self.vad_filter, "vad_filter"),
-            word_timestamps=parse_bool(self.word_timestamps, "word_timestamps")
-            or not shape.is_plain,
-            model=parse_model(self.model, service.models),
-        )
-        raw_pcm = self.to_spec(owner).raw_pcm
-        return JobSpec(
-            task_type=task_type,
-            options=options,
-            subtitle_shape=shape,
-            owner=owner,
-            surface="asr",
-            raw_pcm=raw_pcm,
-        )
+        raw_pcm = not opts.parse_bool(self.encode, "encode", default=True)
+        return self.spec(service, task_type=task_type, owner=owner, surface="asr", raw_pcm=raw_pcm)
 
 
 def _operation(form: type[msgspec.Struct]) -> Any:
@@ -176,13 +131,11 @@ class AsrController(Controller):
             service,
             ASR_INTAKE,
             AsrQuery,
-            lambda fields: fields.to_transcription_spec(service, owner),
+            lambda form: form.to_transcription_spec(service, owner),
         )
-        finished = await await_result(request, service, job)
-        try:
-            return _attachment(finished, query.fmt, query.shape)
-        finally:
-            service.forget(finished)
+        return await answer_when_done(
+            request, service, job, lambda done: _attachment(done, query.fmt, query.shape)
+        )
 
     @post(
         "/detect-language",
@@ -196,31 +149,34 @@ class AsrController(Controller):
     ) -> Response[Any]:
         """The likeliest language over the speech of the whole upload, and the runners-up."""
         job, _ = await receive_upload(
-            request, service, ASR_INTAKE, DetectLanguageQuery, lambda fields: fields.to_spec(owner)
+            request, service, ASR_INTAKE, DetectLanguageQuery, lambda form: form.to_spec(owner)
         )
-        finished = await await_result(request, service, job)
-        detection = finished.detection
-        service.forget(finished)
-        if detection is None:
-            raise JobFailedError("no language was detected")
-        candidates = [
-            DetectedLanguage(
-                detected_language=language_name(candidate.language_code),
-                language_code=candidate.language_code,
-                confidence=candidate.probability,
-            )
-            for candidate in detection.candidates
-        ]
-        best = candidates[0]
-        return Response(
-            LanguageDetectionResponse(
-                detected_language=best.detected_language,
-                language_code=best.language_code,
-                confidence=best.confidence,
-                candidates=candidates,
-            ),
-            headers={"Asr-Engine": ASR_ENGINE},
+        return await answer_when_done(request, service, job, _detected_language)
+
+
+def _detected_language(job: Job) -> Response[Any]:
+    """The detection of a finished job in whisper-asr-webservice's shape."""
+    detection = job.detection
+    if detection is None:
+        raise JobFailedError("no language was detected")
+    candidates = [
+        DetectedLanguage(
+            detected_language=language_name(candidate.language_code),
+            language_code=candidate.language_code,
+            confidence=candidate.probability,
         )
+        for candidate in detection.candidates
+    ]
+    best = candidates[0]
+    return Response(
+        LanguageDetectionResponse(
+            detected_language=best.detected_language,
+            language_code=best.language_code,
+            confidence=best.confidence,
+            candidates=candidates,
+        ),
+        headers={"Asr-Engine": ASR_ENGINE},
+    )
 
 
 def _attachment(job: Job, fmt: str, shape: SubtitleShape) -> Response[bytes]:

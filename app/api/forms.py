@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Annotated, Any, TypeVar
 
 import msgspec
 from litestar.enums import ParamType
@@ -24,11 +24,87 @@ from litestar.openapi.spec import (
     Schema,
 )
 
+from app.api.form_options import parse_bool, parse_language, parse_model, parse_subtitle_shape
 from app.api.multipart import MultipartForm
+from app.service import JobSpec, TranscriptionService
+from app.transcription.types import SubtitleShape, TaskType, TranscribeOptions
 
-__all__ = ["read_fields", "upload_operation"]
+__all__ = ["ShapedForm", "WhisperForm", "read_fields", "upload_operation"]
 
 FormT = TypeVar("FormT", bound=msgspec.Struct)
+
+
+class ShapedForm(msgspec.Struct, kw_only=True):
+    """The subtitle-shaping fields every upload surface accepts (srt/vtt cue cutting)."""
+
+    max_line_width: Annotated[
+        str | None, msgspec.Meta(description="srt/vtt: characters per line")
+    ] = None
+    max_line_count: Annotated[str | None, msgspec.Meta(description="srt/vtt: lines per cue")] = None
+    max_words_per_cue: Annotated[str | None, msgspec.Meta(description="srt/vtt: words per cue")] = (
+        None
+    )
+
+    @property
+    def shape(self) -> SubtitleShape:
+        """How srt/vtt cues are cut (InvalidInputError naming a bad field)."""
+        return parse_subtitle_shape(
+            {
+                "max_line_width": self.max_line_width,
+                "max_line_count": self.max_line_count,
+                "max_words_per_cue": self.max_words_per_cue,
+            }
+        )
+
+
+class WhisperForm(ShapedForm, kw_only=True):
+    """Whisper's own options, as the task API and /asr take them."""
+
+    language: Annotated[
+        str | None, msgspec.Meta(description="language code such as en or de; omit to detect it")
+    ] = None
+    model: Annotated[
+        str | None,
+        msgspec.Meta(description="a model name within MAX_MODEL; omit for the server's choice"),
+    ] = None
+    initial_prompt: Annotated[
+        str | None, msgspec.Meta(description="text to guide the style or spelling")
+    ] = None
+    word_timestamps: Annotated[
+        str | None, msgspec.Meta(description="true: time every word (verbose_json, finer cues)")
+    ] = None
+    vad_filter: Annotated[
+        str | None, msgspec.Meta(description="true: skip the parts without speech")
+    ] = None
+
+    def spec(
+        self,
+        service: TranscriptionService,
+        *,
+        task_type: TaskType,
+        owner: str | None,
+        surface: str,
+        raw_pcm: bool = False,
+    ) -> JobSpec:
+        """Check every field (InvalidInputError naming a bad one); shaping asks for word timing."""
+        shape = self.shape
+        options = TranscribeOptions(
+            task=task_type,
+            language=parse_language(self.language),
+            initial_prompt=self.initial_prompt or None,
+            word_timestamps=parse_bool(self.word_timestamps, "word_timestamps")
+            or not shape.is_plain,
+            vad_filter=parse_bool(self.vad_filter, "vad_filter"),
+            model=parse_model(self.model, service.models),
+        )
+        return JobSpec(
+            task_type=task_type,
+            options=options,
+            subtitle_shape=shape,
+            owner=owner,
+            surface=surface,
+            raw_pcm=raw_pcm,
+        )
 
 
 def _is_list(field: msgspec.structs.FieldInfo) -> bool:

@@ -24,11 +24,12 @@ from app.errors import ClientGoneError, InvalidInputError, JobFailedError, Uploa
 from app.service import JobSpec, TranscriptionService
 from app.transcription.jobs import Job, JobStatus
 
-__all__ = ["Intake", "await_result", "receive_upload"]
+__all__ = ["Intake", "answer_when_done", "await_result", "receive_upload"]
 
 log = structlog.get_logger(__name__)
 
 FormT = TypeVar("FormT", bound=msgspec.Struct)
+AnswerT = TypeVar("AnswerT")
 
 
 class Intake(msgspec.Struct, frozen=True, kw_only=True):
@@ -105,6 +106,20 @@ async def await_result(
         service.forget(job)
         raise JobFailedError(job.error or "transcription failed")
     return job
+
+
+async def answer_when_done(
+    request: Request[Any, Any, Any],
+    service: TranscriptionService,
+    job: Job,
+    render: Callable[[Job], AnswerT],
+) -> AnswerT:
+    """Wait for `job`, render the answer from it, and erase it: nobody can fetch it later."""
+    finished = await await_result(request, service, job)
+    try:
+        return render(finished)
+    finally:
+        service.forget(finished)
 
 
 def cancel_abandoned(service: TranscriptionService, job: Job) -> None:

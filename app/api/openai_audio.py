@@ -17,6 +17,7 @@ from litestar import Controller, Request, Response, get, post
 from litestar.params import PathParameter
 from litestar.response import ServerSentEvent, ServerSentEventMessage
 
+from app.api import form_options as opts
 from app.api.compat_schemas import (
     OpenAIError,
     OpenAIErrorBody,
@@ -28,21 +29,14 @@ from app.api.compat_schemas import (
     TextDoneEvent,
 )
 from app.api.dependencies import Owner, Service
-from app.api.form_options import (
-    SHAPE_FIELDS,
-    parse_bool,
-    parse_language,
-    parse_model,
-    parse_subtitle_shape,
-)
-from app.api.forms import upload_operation
-from app.api.intake import Intake, await_result, cancel_abandoned, receive_upload
+from app.api.forms import ShapedForm, upload_operation
+from app.api.intake import Intake, answer_when_done, cancel_abandoned, receive_upload
 from app.api.schemas import error_responses
 from app.errors import ErrorView, InvalidInputError
 from app.service import JobSpec, TranscriptionService
 from app.transcription import formats
 from app.transcription.jobs import Job, JobStatus
-from app.transcription.types import SubtitleShape, TaskType, TranscribeOptions, Transcript
+from app.transcription.types import TaskType, TranscribeOptions, Transcript
 
 __all__ = ["OPENAI_DEFAULT_MODEL", "OPENAI_FORMATS", "OpenAIController", "openai_error"]
 
@@ -57,7 +51,7 @@ _STARTED = int(time.time())
 ModelIdPath = Annotated[str, PathParameter(description="a model id from GET /v1/models")]
 
 
-class OpenAIForm(msgspec.Struct, kw_only=True):
+class OpenAIForm(ShapedForm, kw_only=True):
     """The fields of OpenAI's transcription and translation requests."""
 
     model: Annotated[
@@ -94,15 +88,6 @@ class OpenAIForm(msgspec.Struct, kw_only=True):
         str | None,
         msgspec.Meta(description="true: server-sent transcript.text.delta events, then .done"),
     ] = None
-    max_line_width: Annotated[
-        str | None, msgspec.Meta(description="srt/vtt cue shaping: characters per line")
-    ] = None
-    max_line_count: Annotated[
-        str | None, msgspec.Meta(description="srt/vtt cue shaping: lines per cue")
-    ] = None
-    max_words_per_cue: Annotated[
-        str | None, msgspec.Meta(description="srt/vtt cue shaping: words per cue")
-    ] = None
 
     @property
     def format(self) -> str:
@@ -117,12 +102,7 @@ class OpenAIForm(msgspec.Struct, kw_only=True):
     @property
     def wants_stream(self) -> bool:
         """Whether the answer is a stream of server-sent events."""
-        return parse_bool(self.stream, "stream")
-
-    @property
-    def shape(self) -> SubtitleShape:
-        """How srt/vtt cues are cut."""
-        return parse_subtitle_shape({name: getattr(self, name) for name in SHAPE_FIELDS})
+        return opts.parse_bool(self.stream, "stream")
 
     def to_spec(self, service: TranscriptionService, task: TaskType, owner: str | None) -> JobSpec:
         """Check every field; raise InvalidInputError naming the bad one."""
@@ -136,11 +116,13 @@ class OpenAIForm(msgspec.Struct, kw_only=True):
         self.wants_stream  # noqa: B018 - refuse a bad value before the job is queued
         options = TranscribeOptions(
             task=task,
-            language=parse_language(self.language),
+            language=opts.parse_language(self.language),
             initial_prompt=self.prompt or None,
             word_timestamps="word" in self.granularities,
             temperature=_temperature(self.temperature),
-            model=parse_model(self.model, service.models, default_aliases=(OPENAI_DEFAULT_MODEL,)),
+            model=opts.parse_model(
+                self.model, service.models, default_aliases=(OPENAI_DEFAULT_MODEL,)
+            ),
         )
         return JobSpec(
             task_type=task,
@@ -292,15 +274,11 @@ class OpenAIController(Controller):
             service,
             OPENAI_INTAKE,
             OpenAIForm,
-            lambda fields: fields.to_spec(service, task, owner),
+            lambda form: form.to_spec(service, task, owner),
         )
         if form.wants_stream:
             return ServerSentEvent(stream_transcript(service, job))
-        finished = await await_result(request, service, job)
-        try:
-            return render_openai(finished, form)
-        finally:
-            service.forget(finished)
+        return await answer_when_done(request, service, job, lambda done: render_openai(done, form))
 
     @post(
         "/audio/transcriptions",

@@ -17,12 +17,8 @@ from litestar.response import ServerSentEvent, ServerSentEventMessage
 from app.api.dependencies import Owner, Service
 from app.api.form_options import (
     SHAPE_FIELDS,
-    parse_bool,
-    parse_language,
-    parse_model,
-    parse_subtitle_shape,
 )
-from app.api.forms import upload_operation
+from app.api.forms import WhisperForm, upload_operation
 from app.api.intake import Intake, receive_upload
 from app.api.schemas import (
     DecoderStatus,
@@ -37,59 +33,21 @@ from app.errors import InvalidInputError, TaskNotFoundError, TaskNotReadyError
 from app.service import JobSpec, TranscriptionService
 from app.transcription import formats
 from app.transcription.jobs import Job, JobStatus
-from app.transcription.types import SubtitleShape, TaskType, TranscribeOptions
+from app.transcription.types import SubtitleShape, TaskType
 
 __all__ = ["TaskController", "content_disposition"]
 
 SSE_KEEPALIVE_S = 15.0
 
 
-class TaskUploadForm(msgspec.Struct, kw_only=True):
+class TaskUploadForm(WhisperForm, kw_only=True):
     """The task API's upload fields; each may also be given in the query string."""
-
-    language: Annotated[
-        str | None, msgspec.Meta(description="language code such as en or de; omit to detect it")
-    ] = None
-    model: Annotated[
-        str | None,
-        msgspec.Meta(description="a model name within MAX_MODEL; omit for the server's choice"),
-    ] = None
-    initial_prompt: Annotated[
-        str | None, msgspec.Meta(description="text to guide the style or spelling")
-    ] = None
-    word_timestamps: Annotated[
-        str | None, msgspec.Meta(description="true: time every word (verbose_json, finer cues)")
-    ] = None
-    vad_filter: Annotated[
-        str | None, msgspec.Meta(description="true: skip the parts without speech")
-    ] = None
-    max_line_width: Annotated[
-        str | None, msgspec.Meta(description="subtitles: characters per line")
-    ] = None
-    max_line_count: Annotated[str | None, msgspec.Meta(description="subtitles: lines per cue")] = (
-        None
-    )
-    max_words_per_cue: Annotated[
-        str | None, msgspec.Meta(description="subtitles: words per cue")
-    ] = None
 
     def to_spec(
         self, service: TranscriptionService, task_type: TaskType, owner: str | None
     ) -> JobSpec:
-        """Check every field; subtitle shaping asks for word timing."""
-        shape = parse_subtitle_shape({name: getattr(self, name) for name in SHAPE_FIELDS})
-        options = TranscribeOptions(
-            task=task_type,
-            language=parse_language(self.language),
-            initial_prompt=self.initial_prompt or None,
-            word_timestamps=parse_bool(self.word_timestamps, "word_timestamps")
-            or not shape.is_plain,
-            vad_filter=parse_bool(self.vad_filter, "vad_filter"),
-            model=parse_model(self.model, service.models),
-        )
-        return JobSpec(
-            task_type=task_type, options=options, subtitle_shape=shape, owner=owner, surface="tasks"
-        )
+        """The job this upload asks for."""
+        return self.spec(service, task_type=task_type, owner=owner, surface="tasks")
 
 
 TASK_INTAKE = Intake(surface="tasks", file_field="file")

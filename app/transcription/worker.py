@@ -14,7 +14,6 @@ import contextlib
 from collections.abc import Callable
 from typing import Protocol
 
-import msgspec
 import numpy as np
 import numpy.typing as npt
 import structlog
@@ -24,31 +23,22 @@ from app.transcription.audio import AudioDecodeError, decode_upload, duration_se
 from app.transcription.batching import is_batchable
 from app.transcription.engine import JobCancelledError
 from app.transcription.jobs import Job, JobNotifier, JobStage, JobStatus
+from app.transcription.limits import (
+    WorkerLimits,
+    is_digital_silence,
+    silent_transcript,
+    time_out,
+)
 from app.transcription.models import ModelLease, ModelUnavailableError, NoModelAllowedError
 from app.transcription.queue import JobQueue, QueuedJob
-from app.transcription.types import LanguageDetection, Segment, TranscribeOptions, Transcript
+from app.transcription.types import LanguageDetection, Segment, Transcript
 
-__all__ = [
-    "ModelProvider",
-    "Worker",
-    "WorkerLimits",
-    "batch_key",
-    "is_digital_silence",
-    "silent_transcript",
-]
+__all__ = ["ModelProvider", "Worker", "WorkerLimits", "batch_key"]
 
 log = structlog.get_logger(__name__)
 
 Audio = npt.NDArray[np.float32]
 STOPPED_REASON = "the server shut down while this job ran; please upload it again"
-# How long past its time limit a job's inference thread may take to notice it must
-# stop (it checks between segments) before the worker gives up on that thread.
-WATCHDOG_GRACE_S = 60.0
-# Peak amplitude below which audio is digital silence (about -100 dBFS): there is
-# nothing to transcribe, and Whisper tends to invent text for such input.
-SILENCE_PEAK = 1e-5
-# Below two windows the batched VAD pipeline has little to batch.
-LONG_FORM_MIN_S = 60.0
 
 
 class ModelProvider(Protocol):
@@ -59,32 +49,6 @@ class ModelProvider(Protocol):
     ) -> contextlib.AbstractAsyncContextManager[ModelLease]:
         """Hold a model for one job."""
         ...
-
-
-class WorkerLimits(msgspec.Struct, frozen=True, kw_only=True):
-    """How the worker runs jobs (from the settings)."""
-
-    batch_size: int = 1
-    batched_inference: str = "auto"  # auto | on | off (BATCHED_INFERENCE)
-    max_audio_s: float | None = None
-    time_limit_floor_s: float | None = None  # None: no time limit
-    time_limit_factor: float = 0.0
-    max_linger_s: float = 0.5
-    watchdog_grace_s: float = WATCHDOG_GRACE_S
-
-    def time_limit_s(self, audio_s: float) -> float | None:
-        """Seconds a job of `audio_s` may decode, or None without a limit."""
-        if self.time_limit_floor_s is None:
-            return None
-        return self.time_limit_floor_s + self.time_limit_factor * audio_s
-
-    def long_form(self, options: TranscribeOptions, audio_s: float) -> TranscribeOptions:
-        """BATCHED_INFERENCE: on = always; auto = audio longer than one window twice over."""
-        mode = self.batched_inference
-        use = mode == "on" or (mode == "auto" and audio_s > LONG_FORM_MIN_S)
-        if not use or self.batch_size < 2:
-            return options
-        return msgspec.structs.replace(options, long_form_batch_size=self.batch_size)
 
 
 def batch_key(job: Job) -> object:
@@ -377,7 +341,7 @@ class Worker:
 
         def should_stop() -> bool:
             if deadline is not None and limit_s is not None and clock.monotonic() > deadline:
-                _time_out(job, limit_s)
+                time_out(job, limit_s)
             return job.cancel_requested
 
         future = loop.run_in_executor(
@@ -395,7 +359,7 @@ class Worker:
             async with asyncio.timeout(limit_s + self._limits.watchdog_grace_s):
                 return await asyncio.shield(future)
         except TimeoutError:
-            _time_out(job, limit_s)
+            time_out(job, limit_s)
             self._abandon_inference_thread(future)
             raise JobCancelledError from None
 
@@ -422,38 +386,6 @@ def _inference_executor() -> concurrent.futures.ThreadPoolExecutor:
     return concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="inference")
 
 
-def _time_out(job: Job, limit_s: float) -> None:
-    """Ask a job to stop because it ran past its time limit (callable from any thread)."""
-    if job.cancel_requested:
-        return
-    job.timed_out = True
-    job.cancel_reason = (
-        f"the job took longer than its time limit of {limit_s:.1f} s and was stopped "
-        "(the limit grows with the audio's length; see JOB_TIMEOUT_MIN_S and JOB_TIMEOUT_FACTOR)"
-    )
-
-
 def _ignore_outcome(future: asyncio.Future[Transcript]) -> None:
     if not future.cancelled():
         future.exception()  # retrieved, so asyncio does not report it as never retrieved
-
-
-def is_digital_silence(audio: Audio) -> bool:
-    """Whether the samples are (practically) all zero."""
-    # max and -min instead of abs(): no temporary copy of hours of samples.
-    return audio.size == 0 or max(float(audio.max()), -float(audio.min())) < SILENCE_PEAK
-
-
-def silent_transcript(job: Job) -> Transcript:
-    """The correct result for digital silence: no text, no segments, without running a model.
-
-    There is no speech to detect a language from: the requested language, else
-    English, is reported with probability 0.
-    """
-    return Transcript(
-        text="",
-        language=job.options.language or "en",
-        language_probability=0.0,
-        duration=job.audio_duration,
-        segments=[],
-    )

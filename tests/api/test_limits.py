@@ -11,8 +11,7 @@ from litestar.enums import RequestEncodingType
 from litestar.handlers import HTTPRouteHandler
 from litestar.testing import AsyncTestClient
 
-from app.asgi import create_app
-from app.service import build_service
+from app.asgi import build_service, create_app
 from tests.conftest import AppFactory, FakeTranscriber, fake_manager, make_settings, wav_bytes
 
 BOUNDARY = "xyzzy"
