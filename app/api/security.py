@@ -5,8 +5,8 @@ and `cors_config(settings)` in `create_app`, so a surface added later (OpenAI's 
 /asr, the UI) is covered without doing anything. Order matters and is fixed here:
 
 1. `ForwardedHeadersMiddleware` (only with TRUSTED_PROXIES): remembers the TCP peer,
-   then lets uvicorn's `ProxyHeadersMiddleware` rewrite the client address and scheme
-   from X-Forwarded-For / X-Forwarded-Proto when, and only when, the peer is trusted.
+   then rewrites the client address and scheme from X-Forwarded-For / X-Forwarded-Proto
+   or RFC 7239 Forwarded when, and only when, the peer is trusted.
 2. The rate limit (only with RATE_LIMIT), keyed by the client address after step 1.
 3. `ApiKeyMiddleware` (only with API keys): `Authorization: Bearer <key>` on every
    route that is not public (see `is_public`).
@@ -24,7 +24,7 @@ import hmac
 import ipaddress
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, cast
+from typing import Any
 
 from litestar import Request
 from litestar.config.cors import CORSConfig
@@ -32,8 +32,8 @@ from litestar.enums import ScopeType
 from litestar.middleware import ASGIMiddleware
 from litestar.middleware.rate_limit import RateLimitConfig, RateLimitMiddleware
 from litestar.types import ASGIApp, Receive, Scope, Send
-from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
+from app.api.forwarded import forwarded_request
 from app.config import Settings, parse_rate_limit
 from app.errors import UnauthorizedError
 
@@ -70,7 +70,8 @@ class Peer:
 
     address: str | None
     via_trusted_proxy: bool = False
-    forwarded_client: bool = False  # the trusted proxy named the client (X-Forwarded-For)
+    # The trusted proxy named the client (X-Forwarded-For or Forwarded).
+    forwarded_client: bool = False
 
 
 def _state(scope: Scope) -> dict[str, Any]:
@@ -127,25 +128,17 @@ def is_public(scope: Scope) -> bool:
 
 
 class ForwardedHeadersMiddleware(ASGIMiddleware):
-    """Believe X-Forwarded-For / X-Forwarded-Proto only from TRUSTED_PROXIES.
+    """Believe X-Forwarded-For/-Proto and RFC 7239 Forwarded only from TRUSTED_PROXIES.
 
-    The rewrite itself is uvicorn's `ProxyHeadersMiddleware` (rightmost address not
-    itself a trusted proxy wins); this class adds the record of the real TCP peer
-    that `is_local_client` and `may_read_logs` need.
+    A trusted peer's headers set the scope's client address and scheme (see
+    `app.api.forwarded` for how they are read); anybody else's are ignored. The
+    real TCP peer is recorded for `is_local_client` and `may_read_logs`.
     """
 
     scopes = (ScopeType.HTTP, ScopeType.WEBSOCKET)
 
     def __init__(self, trusted_proxies: Sequence[str]) -> None:
-        self._trusted = list(trusted_proxies)
         self._networks = [ipaddress.ip_network(item, strict=False) for item in trusted_proxies]
-
-    def __call__(self, app: ASGIApp) -> ASGIApp:
-        """Put uvicorn's rewrite between this middleware and the rest of the stack."""
-        # uvicorn's and Litestar's ASGI type aliases differ only in detail.
-        proxy_headers = cast(Any, ProxyHeadersMiddleware)
-        rewrite = cast(ASGIApp, proxy_headers(app, trusted_hosts=self._trusted))
-        return super().__call__(rewrite)
 
     def is_trusted(self, host: str | None) -> bool:
         """Whether `host` lies in one of the TRUSTED_PROXIES networks."""
@@ -158,15 +151,20 @@ class ForwardedHeadersMiddleware(ASGIMiddleware):
         return any(address in network for network in self._networks)
 
     async def handle(self, scope: Scope, receive: Receive, send: Send, next_app: ASGIApp) -> None:
-        """Record the TCP peer, then let the rewrite run."""
+        """Record the TCP peer; from a trusted proxy, take the client and scheme it names."""
         client = scope.get("client")
         host = client[0] if client else None
         trusted = self.is_trusted(host)
-        forwarded = trusted and any(
-            name == b"x-forwarded-for" and value.strip() for name, value in scope["headers"]
-        )
+        said = forwarded_request(scope["headers"], self.is_trusted) if trusted else None
+        if said is not None and said.client is not None:
+            scope["client"] = said.client
+        if said is not None and said.scheme is not None:
+            websocket = scope["type"] == ScopeType.WEBSOCKET
+            scope["scheme"] = said.scheme.replace("http", "ws") if websocket else said.scheme
         _state(scope)[PEER_STATE_KEY] = Peer(
-            address=host, via_trusted_proxy=trusted, forwarded_client=forwarded
+            address=host,
+            via_trusted_proxy=trusted,
+            forwarded_client=said is not None and said.client is not None,
         )
         await next_app(scope, receive, send)
 

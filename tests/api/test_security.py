@@ -76,7 +76,12 @@ async def test_logs_refuse_forged_headers_from_a_remote_peer(
 
 @pytest.mark.parametrize(
     "forged",
-    [{"X-Email": AUTHORIZED}, {"X-Forwarded-For": "127.0.0.1"}, {"Host": "localhost"}],
+    [
+        {"X-Email": AUTHORIZED},
+        {"X-Forwarded-For": "127.0.0.1"},
+        {"Forwarded": "for=127.0.0.1"},
+        {"Host": "localhost"},
+    ],
 )
 async def test_logs_refuse_forged_headers_from_an_untrusted_peer_when_proxies_are_set(
     build_app: AppFactory, log_dir: Path, forged: dict[str, str]
@@ -116,20 +121,24 @@ async def test_logs_for_a_local_peer_and_never_with_localhost_bypass_off(
 
 
 @pytest.mark.parametrize(
-    ("forwarded_for", "status"),
+    ("headers", "status"),
     [
-        (None, 401),  # the proxy named no client: unknown, not local
-        ("203.0.113.7", 401),  # a remote user through the local proxy
-        ("127.0.0.1, 203.0.113.7", 401),  # the same user forging a loopback entry
-        ("127.0.0.1", 200),  # someone on the proxy's host itself
+        ({}, 401),  # the proxy named no client: unknown, not local
+        ({"X-Forwarded-For": "203.0.113.7"}, 401),  # a remote user through the local proxy
+        ({"X-Forwarded-For": "127.0.0.1, 203.0.113.7"}, 401),  # forging a loopback entry
+        ({"X-Forwarded-For": "127.0.0.1"}, 200),  # someone on the proxy's host itself
+        ({"Forwarded": "for=203.0.113.7"}, 401),
+        ({"Forwarded": "for=127.0.0.1, for=203.0.113.7"}, 401),
+        ({"Forwarded": 'for="[::1]:5000"'}, 200),
+        # A proxy that maintains X-Forwarded-For passes a forged Forwarded through.
+        ({"X-Forwarded-For": "203.0.113.7", "Forwarded": "for=127.0.0.1"}, 401),
     ],
 )
 async def test_local_proxy_does_not_make_everybody_local(
-    build_app: AppFactory, log_dir: Path, forwarded_for: str | None, status: int
+    build_app: AppFactory, log_dir: Path, headers: dict[str, str], status: int
 ) -> None:
     """With a proxy on this host trusted, the localhost rule judges the forwarded client."""
-    app = logs_app(build_app, log_dir, trusted_proxies=("127.0.0.1",))
-    headers = {"X-Forwarded-For": forwarded_for} if forwarded_for else {}
+    app = logs_app(build_app, log_dir, trusted_proxies=("127.0.0.1", "::1"))
     async with client_from(app, "127.0.0.1") as client:
         response = await client.get("/api/v1/logs", headers=headers)
     assert response.status_code == status
@@ -187,6 +196,54 @@ async def test_forwarded_headers_rewrite_client_and_scheme_only_from_trusted_pro
     # The rightmost address that is not itself a trusted proxy is the client.
     assert trusted == {"client": "198.51.100.4", "scheme": "https"}
     assert untrusted == {"client": "203.0.113.7", "scheme": "http"}
+
+
+@pytest.mark.parametrize(
+    ("forwarded", "expected"),
+    [
+        (
+            "for=198.51.100.4;proto=https, for=10.0.0.9;proto=http",
+            {"client": "198.51.100.4", "scheme": "https"},
+        ),
+        (
+            'for="[2001:db8::1]:4711";proto=https;by=10.0.0.2',
+            {"client": "2001:db8::1", "scheme": "https"},
+        ),
+        ('For="198.51.100.4:8080"', {"client": "198.51.100.4", "scheme": "http"}),
+        # Every hop a trusted proxy: the leftmost is the client, as with X-Forwarded-For.
+        ("for=10.0.0.7, for=10.0.0.9", {"client": "10.0.0.7", "scheme": "http"}),
+        ("for=unknown;proto=https", {"client": "unknown", "scheme": "https"}),
+    ],
+)
+async def test_rfc7239_forwarded_header_is_read_like_x_forwarded_for(
+    forwarded: str, expected: dict[str, str]
+) -> None:
+    """RFC 7239 Forwarded (for=, proto=, quoted IPv6 with port) sets client and scheme."""
+    app = echo_app(trusted_proxies=("10.0.0.0/8",))
+    async with client_from(app, "10.0.0.2") as client:
+        trusted = (await client.get("/api/v1/whoami", headers={"Forwarded": forwarded})).json()
+    async with client_from(app, "203.0.113.7") as client:
+        untrusted = (await client.get("/api/v1/whoami", headers={"Forwarded": forwarded})).json()
+    assert trusted == expected
+    assert untrusted == {"client": "203.0.113.7", "scheme": "http"}
+
+
+@pytest.mark.parametrize(
+    ("headers", "expected"),
+    [
+        (
+            {"X-Forwarded-For": "198.51.100.4", "Forwarded": 'for="198.51.100.4:5000"'},
+            "198.51.100.4",
+        ),
+        ({"X-Forwarded-For": "198.51.100.4", "Forwarded": "for=127.0.0.1"}, "10.0.0.2"),
+    ],
+)
+async def test_both_forwarded_headers_must_agree(headers: dict[str, str], expected: str) -> None:
+    """With X-Forwarded-For and Forwarded both present, a client is believed only if they agree."""
+    app = echo_app(trusted_proxies=("10.0.0.0/8",))
+    async with client_from(app, "10.0.0.2") as client:
+        body = (await client.get("/api/v1/whoami", headers=headers)).json()
+    assert body["client"] == expected
 
 
 async def test_forwarded_headers_are_ignored_without_trusted_proxies() -> None:
