@@ -132,6 +132,9 @@ class PrivacyInfo(msgspec.Struct, kw_only=True):
     # With API keys a task is visible only to the key that created it; without, to
     # anybody who has its id.
     tasks_bound_to_api_key: bool = False
+    # Whether uploads and results need `Authorization: Bearer <key>`, so a page can say so
+    # before the first upload fails (this route itself answers without a key).
+    api_key_required: bool = False
 
 
 class ErrorBody(msgspec.Struct):

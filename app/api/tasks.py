@@ -350,6 +350,7 @@ class TaskController(Controller):
             delete_results_after_m=settings.delete_results_after_m,
             refresh_expiration_time_on_usage=settings.refresh_expiration_time_on_usage,
             tasks_bound_to_api_key=bool(settings.api_keys),
+            api_key_required=bool(settings.api_keys),
         )
 
 
