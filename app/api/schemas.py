@@ -82,6 +82,13 @@ class ProgressEvent(msgspec.Struct, kw_only=True):
     position_in_queue: int | None
     progress: float
     error: str | None = None
+    # Where the job is, so a page can say something true before the first fraction arrives:
+    # queued, loading_model (the worker has the job, no model yet), first_window (the
+    # model runs, nothing decoded yet), transcribing (fractions arrive), finished, failed.
+    stage: str = "queued"
+    # Seconds of audio in the upload, and lines decoded so far.
+    audio_duration: float = 0.0
+    segments_done: int = 0
 
 
 class TaskDeleted(msgspec.Struct):

@@ -354,6 +354,17 @@ class TaskController(Controller):
         )
 
 
+def progress_stage(job: Job) -> str:
+    """The step a job is at, from what the worker has recorded on it so far."""
+    if job.status is not JobStatus.PROCESSING:
+        return str(job.status) if job.is_final else "queued"
+    if job.used_model is None:
+        return "loading_model"
+    if job.progress <= 0 and not job.partial_segments:
+        return "first_window"
+    return "transcribing"
+
+
 async def _progress_stream(service: Service, job: Job) -> AsyncIterator[ServerSentEventMessage]:
     last: ProgressEvent | None = None
     changed = True
@@ -365,6 +376,9 @@ async def _progress_stream(service: Service, job: Job) -> AsyncIterator[ServerSe
             position_in_queue=service.position(job),
             progress=round(job.progress, 4),
             error=job.error if job.is_final else None,
+            stage=progress_stage(job),
+            audio_duration=round(job.audio_duration, 3),
+            segments_done=len(job.partial_segments),
         )
         if event != last:
             yield ServerSentEventMessage(
