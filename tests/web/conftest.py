@@ -93,7 +93,7 @@ def _stop(server: Server) -> None:
         raise
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def ui_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     """The real server with the bundled `base` model; results live 30 minutes."""
     server = start_server(
