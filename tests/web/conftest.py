@@ -208,11 +208,15 @@ def accessibility_violations(page: Page) -> list[str]:
     ]
 
 
-def screenshot(page: Page, name: str) -> Path:
-    """A full-page PNG under test-artifacts/ (ignored by git) for people to look at."""
+def screenshot(page: Page, name: str, *, full_page: bool = True) -> Path:
+    """A PNG under test-artifacts/ (ignored by git) for people to look at.
+
+    Phones get the screen as it is (`full_page=False`): a full-page capture re-renders a
+    touch-emulating page as if it had a mouse, which shows the wrong wording.
+    """
     ARTIFACTS.mkdir(exist_ok=True)
     path = ARTIFACTS / name
-    page.screenshot(path=str(path), full_page=True)
+    page.screenshot(path=str(path), full_page=full_page)
     return path
 
 

@@ -3,8 +3,9 @@
 import {
   ApiError, deleteTask, deleteTasks, followTask, getResultJson, getTask, uploadFile,
 } from "./api.js";
-import { clock, fileSize, percent, plural } from "./format.js";
+import { clock, percent, plural } from "./format.js";
 import { ACTIVE, buildRow, markOpen, paintRow } from "./jobrow.js";
+import { EMPTY_FILE, processingText, uploadRefusal } from "./jobtext.js";
 import { languageName } from "./languages.js";
 import { forgetJob, rememberJob, rememberedJobsFor } from "./store.js";
 
@@ -15,7 +16,6 @@ const ANNOUNCED = new Set([
   "queued", "finished", "failed", "rejected", "retry-wait", "needs-key", "deleted", "expired",
   "upload-failed",
 ]);
-const EMPTY_FILE = "This file is empty.";
 
 let lastJobNumber = 0;
 
@@ -53,12 +53,6 @@ export class Job {
     if (this.audioUrl) URL.revokeObjectURL(this.audioUrl);
     this.audioUrl = null;
   }
-}
-
-function looksNotMedia(job, error) {
-  const type = (job.file?.type || "").toLowerCase();
-  const media = type.startsWith("audio/") || type.startsWith("video/");
-  return !media || /decod|audio/i.test(error.detail || "");
 }
 
 export class JobList {
@@ -153,42 +147,13 @@ export class JobList {
   }
 
   uploadFailed(job, error) {
-    if (error.name === "AbortError") {
-      this.set(job, "cancelled", "Cancelled before it reached the queue.");
-      return;
-    }
-    const detail = error.detail || String(error.message || error);
-    switch (error.status) {
-      case 429:
-        this.waitAndRetry(job, error.retryAfterS ?? DEFAULT_RETRY_S);
-        return;
-      case 413:
-        this.set(job, "rejected", "Too large for this server.", {
-          detail: `${job.name} is ${fileSize(job.size)}. Server: ${detail}. ` +
-            "Try a shorter or more compressed recording (for example MP3 or Opus).",
-        });
-        return;
-      case 401:
-      case 403:
-        this.needKey(job, error.status);
-        return;
-      case 400:
-      case 415:
-      case 422:
-        if (/empty/i.test(detail)) {
-          this.set(job, "rejected", EMPTY_FILE, { detail: `There is no sound in it to transcribe. Server: ${detail}.` });
-        } else if (looksNotMedia(job, error)) {
-          this.set(job, "rejected", "This is not an audio or video file the server can read.", {
-            detail: `Choose a recording such as MP3, WAV, FLAC, M4A, OGG or MP4. Server: ${detail}.`,
-          });
-        } else {
-          this.set(job, "rejected", "The server refused this upload.", { detail: `Server: ${detail}.` });
-        }
-        return;
-      default:
-        this.set(job, "upload-failed", "The upload did not work.", {
-          detail: error.status ? `Server (${error.status}): ${detail}.` : detail,
-        });
+    if (error.status === 429) {
+      this.waitAndRetry(job, error.retryAfterS ?? DEFAULT_RETRY_S);
+    } else if (error.status === 401 || error.status === 403) {
+      this.needKey(job, error.status);
+    } else {
+      const { state, status, detail } = uploadRefusal(job, error);
+      this.set(job, state, status, { detail });
     }
   }
 
@@ -264,7 +229,7 @@ export class JobList {
         // Seen starting here: time it. Already running when the page came back: no guess.
         if (!job.processingSince && job.state !== "restoring") job.processingSince = Date.now();
         job.lastState = state;
-        this.set(job, "processing", this.processingText(job, state), {
+        this.set(job, "processing", processingText(job, state), {
           detail: this.elapsed(job),
           progress: Number(state.progress) > 0 ? Number(state.progress) : null,
         });
@@ -280,19 +245,6 @@ export class JobList {
       default:
         break;
     }
-  }
-
-  /** What the worker is doing, as far as the server has said. */
-  processingText(job, state) {
-    const verb = job.options.task === "translate" ? "Translating" : "Transcribing";
-    const progress = Number(state.progress) || 0;
-    const duration = Number(state.audio_duration) || 0;
-    const stage = state.stage || (progress > 0 ? "transcribing" : "first_window");
-    if (stage === "loading_model") return "Loading the model…";
-    if (stage === "first_window" && progress <= 0) {
-      return duration > 30 ? `${verb}: working on the first 30 seconds of ${clock(duration)}…` : `${verb}…`;
-    }
-    return `${verb}… ${percent(progress)}${duration ? ` of ${clock(duration)}` : " of the audio"}`;
   }
 
   elapsed(job) {
