@@ -378,6 +378,15 @@ async () => {
   const format = await import("./js/format.js");
   const exporter = await import("./js/exporter.js");
   const store = await import("./js/store.js");
+  const jobtext = await import("./js/jobtext.js");
+  const job = { options: { task: "transcribe" } };
+  const stages = [
+    { stage: "loading_model", progress: 0, audio_duration: 120 },
+    { stage: "first_window", progress: 0, audio_duration: 120 },
+    { stage: "first_window", progress: 0, audio_duration: 11 },
+    { stage: "transcribing", progress: 0.42, audio_duration: 120 },
+    { progress: 0.5 },
+  ].map((state) => jobtext.processingText(job, state));
   const result = { language: "en", text: "a b", segments: [
     { start: 0, end: 1.5, text: " Hello there.", speaker: "SPEAKER_00" },
     { start: 1.5, end: 3723.25, text: " Second line." },
@@ -408,6 +417,7 @@ async () => {
     text: exporter.toText(lines),
     json: JSON.parse(exporter.toJson(result, lines)).segments.map((s) => [s.text, s.speaker]),
     tags: [store.keyTag(""), store.keyTag("k1"), store.keyTag("k1"), store.keyTag("k2")],
+    stages,
   };
 }
 """
@@ -416,7 +426,7 @@ async () => {
 def test_page_helpers_parse_events_headers_and_languages(
     ui_server: Server, open_ui: UIFactory
 ) -> None:
-    """SSE parser, Retry-After, file names, languages, wording, edited exports and key tags."""
+    """SSE parser, Retry-After, names, languages, wording, stages, edited exports, key tags."""
     page = open_ui(ui_server).open()
     checks = page.evaluate(MODULE_CHECKS)
     assert checks["events"] == [
@@ -437,5 +447,12 @@ def test_page_helpers_parse_events_headers_and_languages(
     assert checks["vtt"].startswith("WEBVTT\n\n00:00:00.000 --> 00:00:01.500\n<v Ada>Hello there.")
     assert checks["text"] == "Ada: Hello there.\nSecond line, edited."
     assert checks["json"] == [["Hello there.", "Ada"], ["Second line, edited.", None]]
+    assert checks["stages"] == [
+        "Loading the model…",
+        "Transcribing: working on the first 30 seconds of 2:00…",
+        "Transcribing…",
+        "Transcribing… 42% of 2:00",
+        "Transcribing… 50% of the audio",
+    ]
     empty, first, again, other = checks["tags"]
     assert empty == "" and first == again and first != other and len(first) == 8
