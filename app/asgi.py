@@ -11,12 +11,12 @@ from litestar import Litestar
 from litestar.di import Provide
 from litestar.exceptions import HTTPException
 from litestar.openapi import OpenAPIConfig
-from litestar.openapi.plugins import SwaggerRenderPlugin
 from litestar.static_files import create_static_files_router
 
 from app import __version__
 from app.api.asr import AsrController, asr_error
 from app.api.dependencies import provide_owner
+from app.api.docs import docs_assets_handler, swagger_plugin
 from app.api.errors import ErrorRenderer, error_handler
 from app.api.openai_audio import OpenAIController, openai_error
 from app.api.security import PUBLIC_OPT_KEY, cors_config, security_middleware
@@ -127,6 +127,8 @@ def create_app(
     # Compatibility surfaces: OpenAI's audio API and whisper-asr-webservice (Bazarr, subgen).
     route_handlers += [OpenAIController, AsrController]
     web_dir = find_web_dir(settings)
+    # Swagger UI's files for /docs, from a package: the docs page contacts no other host.
+    route_handlers.append(docs_assets_handler(web_dir / "favicon.svg" if web_dir else None))
     if web_dir is not None:
         route_handlers.append(
             create_static_files_router(
@@ -161,7 +163,7 @@ def create_app(
             version=__version__,
             description="Self-hosted speech-to-text: a fair queue in front of faster-whisper.",
             path="/docs",
-            render_plugins=[SwaggerRenderPlugin(path="/")],
+            render_plugins=[swagger_plugin()],
         ),
         # Uploads are parsed by our own in-memory reader, which enforces MAX_UPLOAD_MB.
         request_max_body_size=None,

@@ -8,7 +8,7 @@ import msgspec
 from litestar.openapi.datastructures import ResponseSpec
 
 from app.clock import Clock
-from app.transcription.jobs import Job
+from app.transcription.jobs import Job, JobStage, JobStatus
 
 __all__ = [
     "DecoderStatus",
@@ -20,6 +20,7 @@ __all__ = [
     "UserInfo",
     "VersionInfo",
     "error_responses",
+    "progress_stage",
     "task_response",
 ]
 
@@ -52,6 +53,19 @@ def _wall_clock(monotonic_deadline: float | None, clock: Clock) -> datetime | No
     return clock.now() + timedelta(seconds=monotonic_deadline - clock.monotonic())
 
 
+def progress_stage(job: Job) -> str:
+    """The step a job is at, from what the worker has recorded on it so far."""
+    if job.is_final:
+        return str(job.status)
+    if job.status is not JobStatus.PROCESSING:
+        return "queued"
+    if job.stage in (JobStage.DECODING, JobStage.LOADING_MODEL):
+        return str(job.stage)
+    if job.progress <= 0 and not job.partial_segments:
+        return "first_window"
+    return "transcribing"
+
+
 def task_response(job: Job, position: int | None, clock: Clock) -> TaskResponse:
     """Build the public view of a job."""
     transcript = job.transcript
@@ -69,7 +83,7 @@ def task_response(job: Job, position: int | None, clock: Clock) -> TaskResponse:
         used_model_size=job.used_model,
         used_device=job.used_device,
         progress=round(job.progress, 4),
-        stage=str(job.stage),
+        stage=progress_stage(job),
         audio_duration=round(job.audio_duration, 3),
         error=job.error if job.is_final else None,
         expires_at=_wall_clock(job.expires_at, clock) if job.is_final else None,
@@ -83,9 +97,14 @@ class ProgressEvent(msgspec.Struct, kw_only=True):
     status: str
     position_in_queue: int | None
     progress: float
-    # queued, decoding, loading_model, transcribing, done: what the job is doing now.
-    stage: str = "queued"
     error: str | None = None
+    # Where the job is, so a page can say something true before the first fraction arrives:
+    # queued, decoding (the worker turns the upload into samples), loading_model, first_window
+    # (the model runs, nothing decoded yet), transcribing (fractions arrive), finished, failed.
+    stage: str = "queued"
+    # Seconds of audio in the upload, and lines decoded so far.
+    audio_duration: float = 0.0
+    segments_done: int = 0
 
 
 class TaskDeleted(msgspec.Struct):
@@ -136,6 +155,9 @@ class PrivacyInfo(msgspec.Struct, kw_only=True):
     # With API keys a task is visible only to the key that created it; without, to
     # anybody who has its id.
     tasks_bound_to_api_key: bool = False
+    # Whether uploads and results need `Authorization: Bearer <key>`, so a page can say so
+    # before the first upload fails (this route itself answers without a key).
+    api_key_required: bool = False
 
 
 class ErrorBody(msgspec.Struct):

@@ -13,8 +13,10 @@ and `cors_config(settings)` in `create_app`, so a surface added later (OpenAI's 
 
 Public routes, open without a key: /healthz, /readyz and /metrics (orchestrators and
 scrapers; they hold no content or identities), /docs and the OpenAPI schema, the
-UI's static files (route handlers with `opt={PUBLIC_OPT_KEY: True}`) and the login
-redirect (a browser navigation that cannot carry a bearer token).
+UI's static files (route handlers with `opt={PUBLIC_OPT_KEY: True}`), the login
+redirect (a browser navigation that cannot carry a bearer token) and /api/v1/privacy
+(settings only, so the page can show its privacy notice and say that a key is needed
+before anybody uploads).
 """
 
 from __future__ import annotations
@@ -53,7 +55,7 @@ __all__ = [
 ]
 
 PUBLIC_OPT_KEY = "public"
-PUBLIC_PATHS = frozenset({"/healthz", "/readyz", "/metrics", "/api/v1/login"})
+PUBLIC_PATHS = frozenset({"/healthz", "/readyz", "/metrics", "/api/v1/login", "/api/v1/privacy"})
 PUBLIC_PREFIXES = ("/docs",)
 PEER_STATE_KEY = "whisper_api.peer"
 OWNER_STATE_KEY = "whisper_api.owner"

@@ -27,6 +27,7 @@ from app.api.schemas import (
     TaskDeleted,
     TaskResponse,
     error_responses,
+    progress_stage,
     task_response,
 )
 from app.errors import InvalidInputError, TaskNotFoundError, TaskNotReadyError
@@ -278,6 +279,7 @@ class TaskController(Controller):
             delete_results_after_m=settings.delete_results_after_m,
             refresh_expiration_time_on_usage=settings.refresh_expiration_time_on_usage,
             tasks_bound_to_api_key=bool(settings.api_keys),
+            api_key_required=bool(settings.api_keys),
         )
 
 
@@ -289,10 +291,12 @@ async def _progress_stream(service: Service, job: Job) -> AsyncIterator[ServerSe
         event = ProgressEvent(
             task_id=job.id,
             status=str(job.status),
-            stage=str(job.stage),
             position_in_queue=service.position(job),
             progress=round(job.progress, 4),
             error=job.error if job.is_final else None,
+            stage=progress_stage(job),
+            audio_duration=round(job.audio_duration, 3),
+            segments_done=len(job.partial_segments),
         )
         if event != last:
             yield ServerSentEventMessage(

@@ -263,7 +263,6 @@ async def test_api_keys_guard_every_api_route(build_app: AppFactory) -> None:
     async with AsyncTestClient(app=app) as client:
         for method, path in [
             ("GET", "/api/v1/decoder_status"),
-            ("GET", "/api/v1/privacy"),
             ("GET", "/api/v1/version"),
             ("GET", "/api/v1/userinfo"),
             ("GET", "/api/v1/status?task_id=x"),
@@ -283,9 +282,18 @@ async def test_api_keys_guard_every_api_route(build_app: AppFactory) -> None:
 
 
 async def test_public_routes_stay_open_with_api_keys(build_app: AppFactory) -> None:
-    """Health, readiness, docs, the schema, the UI and the login redirect need no key."""
+    """Health, readiness, docs and their assets, the schema, the UI, privacy and login: no key."""
     async with AsyncTestClient(app=build_app(api_keys=(KEY_A,))) as client:
-        for path in ("/healthz", "/readyz", "/docs", "/docs/openapi.json", "/", "/index.html"):
+        for path in (
+            "/healthz",
+            "/readyz",
+            "/docs",
+            "/docs/openapi.json",
+            "/docs/assets/swagger-ui-bundle.js",
+            "/",
+            "/index.html",
+            "/api/v1/privacy",
+        ):
             assert (await client.get(path)).status_code == 200, path
         login = await client.get("/api/v1/login", follow_redirects=False)
     assert login.status_code == 303
@@ -497,7 +505,11 @@ async def test_rate_limit_keys_on_the_forwarded_client_behind_a_trusted_proxy(
 
 
 async def test_privacy_info_says_whether_tasks_are_bound_to_keys(build_app: AppFactory) -> None:
-    """/api/v1/privacy tells the UI that tasks are private to their key when keys are on."""
+    """/api/v1/privacy says, without a key, that keys are needed and bind tasks to them."""
     async with AsyncTestClient(app=build_app(api_keys=(KEY_A,))) as client:
-        body = (await client.get("/api/v1/privacy", headers=bearer(KEY_A))).json()
+        body = (await client.get("/api/v1/privacy")).json()
+    async with AsyncTestClient(app=build_app()) as client:
+        open_body = (await client.get("/api/v1/privacy")).json()
     assert body["tasks_bound_to_api_key"] is True
+    assert body["api_key_required"] is True
+    assert open_body["api_key_required"] is False

@@ -68,6 +68,7 @@ async def test_privacy_reports_settings(build_app: AppFactory) -> None:
         "refresh_expiration_time_on_usage": True,
         "audio_stored_on_disk": False,
         "tasks_bound_to_api_key": False,
+        "api_key_required": False,
     }
 
 
