@@ -14,8 +14,10 @@ Built from faster-whisper 1.2.1's building blocks (pinned in pyproject.toml).
 
 from __future__ import annotations
 
+import math
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 import numpy.typing as npt
@@ -24,10 +26,16 @@ from faster_whisper.tokenizer import Tokenizer
 from faster_whisper.transcribe import get_compression_ratio, get_suppressed_tokens
 
 from app.transcription.audio import SAMPLE_RATE
+from app.transcription.encoder_context import (
+    DEFAULT_POLICY,
+    FRAMES_PER_SECOND,
+    ContextPolicy,
+    timestamp_overrun,
+)
 from app.transcription.timing import clamp_to_duration
 from app.transcription.types import Segment, TranscribeOptions, Transcript
 
-__all__ = ["MAX_BATCHED_SECONDS", "decode_short_batch", "is_batchable"]
+__all__ = ["MAX_BATCHED_SECONDS", "decode_short_batch", "is_batchable", "pick_companions"]
 
 # One window: longer audio needs seeking and goes through the sequential path.
 MAX_BATCHED_SECONDS = 29.5
@@ -49,6 +57,42 @@ def is_batchable(duration_s: float, options: TranscribeOptions) -> bool:
         and options.beam_size == 5
         and tuple(np.atleast_1d(options.temperature)) == DEFAULT_TEMPERATURES
     )
+
+
+JobT = TypeVar("JobT")
+
+
+def pick_companions(
+    head: JobT,
+    waiting: Sequence[JobT],
+    room: int,
+    *,
+    key: Callable[[JobT], object],
+    seconds: Callable[[JobT], float],
+    policy: ContextPolicy = DEFAULT_POLICY,
+) -> list[JobT]:
+    """The waiting jobs (up to `room`, in queue order) that join `head` in one batch.
+
+    Only jobs with the head's key (never None) may join. A batch is encoded on its
+    longest member's context, so among those the ones whose context is closest to
+    the head's join first, earlier arrivals first on equal distance. The head itself
+    is always decoded now, so no job waits behind more than one batch of later ones.
+    """
+    head_key = key(head)
+    if head_key is None or room <= 0:
+        return []
+
+    def context(job: JobT) -> int:
+        return policy.frames_for(math.ceil(seconds(job) * FRAMES_PER_SECOND))
+
+    head_context = context(head)
+    candidates = [
+        (abs(context(job) - head_context), position)
+        for position, job in enumerate(waiting)
+        if key(job) == head_key
+    ]
+    chosen = sorted(position for _, position in sorted(candidates)[:room])
+    return [waiting[position] for position in chosen]
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,6 +132,7 @@ def decode_short_batch(
 ) -> list[Transcript | None]:
     """Decode short clips together; None marks a job that needs the sequential path."""
     windows = [_first_window(model, audio) for audio in audios]
+    # An adaptive model encodes the batch on its longest member's context only.
     encoder_output = model.encode(np.stack([w.features for w in windows]))
     languages = _languages(model, encoder_output, options)
     tokenizers = [
@@ -140,6 +185,13 @@ def _transcript(
     )
     if seek < window.content_frames:
         return None  # sequential decoding would continue from the last timestamp
+    if timestamp_overrun(
+        tokens,
+        content_s=window.duration,
+        timestamp_begin=tokenizer.timestamp_begin,
+        time_precision=model.time_precision,
+    ):
+        return None  # a shortened context made up time: the sequential path redoes it
     segments: list[Segment] = []
     for piece in pieces:
         text = tokenizer.decode(piece["tokens"])

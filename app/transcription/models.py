@@ -474,10 +474,14 @@ Loader = Callable[[ModelLocation, Placement], Transcriber]
 
 
 def load_faster_whisper(
-    location: ModelLocation, placement: Placement, cpu_threads: int = 0
+    location: ModelLocation,
+    placement: Placement,
+    cpu_threads: int = 0,
+    encoder_context: Literal["adaptive", "full"] = "adaptive",
 ) -> Transcriber:
     """Load a CTranslate2 Whisper model, stepping down compute types the device refuses."""
     from app.transcription import single_pass
+    from app.transcription.encoder_context import policy_for
 
     name = location.name
     if isinstance(location, InMemoryModel):
@@ -497,6 +501,7 @@ def load_faster_whisper(
                 cpu_threads=cpu_threads or os.cpu_count() or 0,
                 # faster-whisper takes the tokenizer out of the dict: give it a copy.
                 files=dict(files) if files is not None else None,
+                encoder_context=policy_for(encoder_context),
             )
         except ValueError as exc:  # CTranslate2 raises ValueError for an unsupported type
             last_error = exc
@@ -565,7 +570,9 @@ class ModelManager:
             allow_download=settings.allow_download,
         )
         self._loader = loader or functools.partial(
-            load_faster_whisper, cpu_threads=getattr(settings, "cpu_threads", 0)
+            load_faster_whisper,
+            cpu_threads=getattr(settings, "cpu_threads", 0),
+            encoder_context=getattr(settings, "encoder_context", "adaptive"),
         )
         self._unload_after: float | None = settings.unload_model_after_s
         self._loaded: dict[str, _Loaded] = {}

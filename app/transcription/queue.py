@@ -24,7 +24,7 @@ import numpy as np
 import numpy.typing as npt
 import structlog
 
-from app.transcription.batching import is_batchable
+from app.transcription.batching import is_batchable, pick_companions
 from app.transcription.engine import JobCancelledError
 from app.transcription.models import ModelLease, ModelUnavailableError, NoModelAllowedError
 from app.transcription.types import (
@@ -233,16 +233,15 @@ class JobQueue:
         return batch
 
     def top_up(self, batch: list[Job], max_size: int, key: Callable[[Job], object]) -> None:
-        """Move waiting jobs with the batch head's key into `batch`, up to `max_size`."""
-        head_key = key(batch[0])
-        if head_key is None:
-            return
-        joined: list[Job] = []
-        for job in self._waiting:
-            if len(batch) + len(joined) >= max_size:
-                break
-            if key(job) == head_key:
-                joined.append(job)
+        """Move waiting jobs with the batch head's key into `batch`, up to `max_size`,
+        those of a length like the head's first (batching.pick_companions)."""
+        joined = pick_companions(
+            batch[0],
+            list(self._waiting),
+            max_size - len(batch),
+            key=key,
+            seconds=lambda job: job.audio_duration,
+        )
         for job in joined:
             self._waiting.remove(job)
             self._running.append(job)
