@@ -2,23 +2,26 @@
 
 Runs every clip of ../shared/audio (all languages) through the bundled `base` model
 (CPU int8, beam 5, the service's SinglePassWhisperModel) once with the full 30 s
-context and once per candidate (floor, margin), with the full-context redo switched
-off so each candidate's own quality shows. Per candidate it reports, against the
-full-context run of the same process:
+context and once per candidate (floor, margin), as the service runs it: windows with a
+failure sign are redone on the full context (`--no-redo` shows each candidate's own
+quality instead). Per candidate it reports, against the full-context run of the same
+process:
 
 - English WER against the references (and its change), non-English WER;
 - the detected language (auto, read from the same encoder output as the decoding)
   and how many clips differ from the full-context language;
-- translation (non-English clips): WER of the text against the full-context translation;
+- translation (non-English clips): WER of the texts against the full-context
+  translations (over all four clips together);
 - segment and word timestamps: mean absolute shift, over clips whose segments/words
   line up one to one, and how many clips do not line up;
 - the batched long-form pipeline's WER on the 120 s clip;
-- how many windows showed a failure sign (these the service would redo);
-- seconds for the whole candidate (noisy on a shared CPU: quality decides, not time).
+- how many windows showed a failure sign (redone, unless `--no-redo`);
+- mel frames the encoder saw (redos included) and seconds for the whole candidate
+  (noisy on a shared CPU: quality decides, then encoder work).
 
 It prints a Markdown table and the candidate the rule picks: the one with the
 least encoder work whose English WER is within +0.3 points of full, every language
-unchanged, translation within 5 % WER of full and no window with a failure sign.
+unchanged and translation within 5 % WER of full.
 """
 
 from __future__ import annotations
@@ -35,10 +38,10 @@ __all__ = ["main"]
 CANDIDATES: tuple[tuple[int, int], ...] = (
     (0, 100),
     (0, 200),
-    (500, 200),
+    (0, 300),
     (1000, 100),
     (1000, 200),
-    (1500, 100),
+    (1000, 300),
     (1500, 200),
 )
 LONG = "en_longform_tedlium_120s.flac"
@@ -141,7 +144,7 @@ class Summary:
     english_wer: float
     other_wer: float
     language_changes: int
-    translation_wer_max: float
+    translation_wer: float
     segment_shift_ms: float
     segment_mismatch: int
     word_shift_ms: float
@@ -172,16 +175,20 @@ def _summarise(run: PolicyRun, full: PolicyRun, references: dict[str, str]) -> S
     other = [n for n in run.clips if not n.startswith("en_")]
     seg = [_shift(run.clips[n].segments, full.clips[n].segments) for n in run.clips]
     words = [_word_shift(run.clips[n].words, full.clips[n].words) for n in run.clips]
-    translations = [
-        word_error_rate(full.clips[n].translation or "", run.clips[n].translation or "")
-        for n in other
-    ]
+    translation_wer = (
+        word_error_rate(
+            " ".join(full.clips[n].translation or "" for n in other),
+            " ".join(run.clips[n].translation or "" for n in other),
+        )
+        if other
+        else 0.0
+    )
     return Summary(
         label=run.label,
         english_wer=_mean_wer(references, run, english),
         other_wer=_mean_wer(references, run, other),
         language_changes=sum(run.clips[n].language != full.clips[n].language for n in run.clips),
-        translation_wer_max=max(translations, default=0.0),
+        translation_wer=translation_wer,
         segment_shift_ms=_mean_ms(seg),
         segment_mismatch=sum(s is None for s in seg),
         word_shift_ms=_mean_ms(words),
@@ -199,15 +206,14 @@ def _acceptable(row: Summary, full: Summary) -> bool:
     return (
         row.english_wer <= full.english_wer + WER_TOLERANCE
         and row.language_changes == 0
-        and row.translation_wer_max <= TRANSLATION_TOLERANCE
-        and row.windows_flagged == 0
+        and row.translation_wer <= TRANSLATION_TOLERANCE
     )
 
 
 def _table(rows: list[Summary], full: Summary) -> str:
     header = (
         "| context | English WER | Δ vs full | other WER | languages changed | "
-        "translation WER vs full (max) | segment shift ms (mismatched clips) | "
+        "translation WER vs full | segment shift ms (mismatched clips) | "
         "word shift ms (mismatched clips) | batched 120 s WER | windows flagged | "
         "encoder frames | seconds | passes |"
     )
@@ -220,7 +226,7 @@ def _table(rows: list[Summary], full: Summary) -> str:
         lines.append(
             f"| {row.label} | {pct(row.english_wer)} | "
             f"{100 * (row.english_wer - full.english_wer):+.2f} | {pct(row.other_wer)} | "
-            f"{row.language_changes} | {pct(row.translation_wer_max)} | "
+            f"{row.language_changes} | {pct(row.translation_wer)} | "
             f"{row.segment_shift_ms:.0f} ({row.segment_mismatch}) | "
             f"{row.word_shift_ms:.0f} ({row.word_mismatch}) | {pct(row.batched_long_wer)} | "
             f"{row.windows_flagged} | {row.encoder_frames} | {row.seconds:.1f} | "
@@ -241,12 +247,15 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--skip-long", action="store_true", help="leave out the 120 s clip")
+    parser.add_argument(
+        "--no-redo", action="store_true", help="keep shortened decodings that show failure signs"
+    )
     args = parser.parse_args(argv)
 
     model = SinglePassWhisperModel(
         _base_model_path(), device="cpu", compute_type="int8", cpu_threads=args.threads
     )
-    model.redo_failures = False
+    model.redo_failures = not args.no_redo
     clips = _clips(AUDIO_DIR)
     audios = {p.name: decode_audio(p.read_bytes()) for p in clips}
     references = {p.name: p.with_suffix(".txt").read_text(encoding="utf-8") for p in clips}

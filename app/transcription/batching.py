@@ -1,7 +1,8 @@
 """Cross-request batching: the first windows of several short jobs decoded in one pass.
 
 Short clips each cost a whole 30 s window, so the worker hands several waiting jobs
-to `decode_short_batch`, which encodes their windows in one call, detects each
+to `decode_short_batch`, which encodes their windows in one call per encoder context
+(an adaptive model encodes a short window on its own length), detects each
 job's language from the shared encoder output, and runs one batched beam search
 with a prompt per job (its own language and task). A job's batched result is kept
 only when faster-whisper's sequential path would have produced the same thing from
@@ -73,9 +74,10 @@ def pick_companions(
 ) -> list[JobT]:
     """The waiting jobs (up to `room`, in queue order) that join `head` in one batch.
 
-    Only jobs with the head's key (never None) may join. A batch is encoded on its
-    longest member's context, so among those the ones whose context is closest to
-    the head's join first, earlier arrivals first on equal distance. The head itself
+    Only jobs with the head's key (never None) may join. Members share one encoder
+    and decoder pass only with those of the same context (`decode_short_batch`), so
+    the ones whose context is closest to the head's join first, earlier arrivals
+    first on equal distance. The head itself
     is always decoded now, so no job waits behind more than one batch of later ones.
     """
     head_key = key(head)
@@ -130,9 +132,35 @@ def _languages(
 def decode_short_batch(
     model: Any, audios: list[npt.NDArray[np.float32]], options: list[TranscribeOptions]
 ) -> list[Transcript | None]:
-    """Decode short clips together; None marks a job that needs the sequential path."""
+    """Decode short clips together; None marks a job that needs the sequential path.
+
+    Clips are decoded in one pass per encoder context: Whisper's encoder has no
+    padding mask, so a clip padded to a longer member's context would be heard
+    differently than on its own. Within a group nothing is padded beyond the
+    policy, and each result equals the clip's sequential decoding.
+    """
     windows = [_first_window(model, audio) for audio in audios]
-    # An adaptive model encodes the batch on its longest member's context only.
+    results: list[Transcript | None] = [None] * len(windows)
+    for group in _same_context_groups(model, windows):
+        decoded = _decode_group(model, [windows[i] for i in group], [options[i] for i in group])
+        for index, result in zip(group, decoded, strict=True):
+            results[index] = result
+    return results
+
+
+def _same_context_groups(model: Any, windows: list[_Window]) -> list[list[int]]:
+    """Indices of the windows that an adaptive model encodes on the same number of frames."""
+    policy: ContextPolicy | None = getattr(model, "encoder_context", None)
+    groups: dict[int, list[int]] = {}
+    for index, window in enumerate(windows):
+        frames = policy.frames_for(window.content_frames) if policy is not None else 0
+        groups.setdefault(frames, []).append(index)
+    return list(groups.values())
+
+
+def _decode_group(
+    model: Any, windows: list[_Window], options: list[TranscribeOptions]
+) -> list[Transcript | None]:
     encoder_output = model.encode(np.stack([w.features for w in windows]))
     languages = _languages(model, encoder_output, options)
     tokenizers = [

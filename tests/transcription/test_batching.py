@@ -160,3 +160,34 @@ def test_batched_long_form_keeps_quality_and_times(
     for segment in batched.segments:
         assert segment.words
         assert all(segment.start <= w.start <= w.end <= segment.end for w in segment.words)
+
+
+@pytest.mark.real_model
+def test_batch_is_encoded_once_per_context_and_equals_sequential(
+    base_transcriber: FasterWhisperTranscriber, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Clips of different lengths are encoded per context, never padded to a longer one."""
+    names = [
+        "en_ljspeech_LJ001-0002.wav",  # 1.9 s
+        "en_ls-test-clean_1089-134686-0000.flac",  # 10.4 s: a longer context
+        "en_ls-test-clean_1089-134691-0000.flac",  # 2.4 s: the first clip's context
+    ]
+    audios = [decode_audio(shared_clip(name).read_bytes()) for name in names]
+    model = base_transcriber.model
+    shapes: list[tuple[int, ...]] = []
+    encode = model.encode
+
+    def recording(features: np.ndarray) -> object:
+        shapes.append(features.shape)
+        return encode(features)
+
+    monkeypatch.setattr(model, "encode", recording)
+    options = [TranscribeOptions(language="en")] * 3
+    batched = decode_short_batch(model, audios, options)
+    monkeypatch.undo()
+    contexts = [model.encoder_context.frames_for(len(a) // 160) for a in audios]
+    assert contexts[0] == contexts[2] != contexts[1]
+    assert sorted((shape[0], shape[-1]) for shape in shapes) == [(1, 3000), (2, 3000)]
+    for name, audio, option, result in zip(names, audios, options, batched, strict=True):
+        assert result is not None, name
+        assert result.text == _sequential(base_transcriber, audio, option).text, name
