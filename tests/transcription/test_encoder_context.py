@@ -158,3 +158,15 @@ def test_batched_pipeline_redoes_failing_chunks_on_the_full_context(
     adaptive, _ = AdaptiveBatchedPipeline(model).transcribe(audio, **options)
     assert [s.text for s in adaptive] == stock_texts
     assert model.windows_redone >= 1
+
+
+@pytest.mark.real_model
+def test_setting_reaches_the_loaded_model(base_path: Path) -> None:
+    """ENCODER_CONTEXT chooses the policy of the model the service loads."""
+    from app.transcription.engine import FasterWhisperTranscriber
+    from app.transcription.models import Placement, load_faster_whisper
+
+    for setting, policy in (("full", FULL_POLICY), ("adaptive", DEFAULT_POLICY)):
+        loaded = load_faster_whisper(base_path, Placement("cpu", "int8"), encoder_context=setting)
+        assert isinstance(loaded, FasterWhisperTranscriber)
+        assert loaded.model.encoder_context is policy
