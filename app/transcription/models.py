@@ -501,8 +501,8 @@ def load_faster_whisper(
                 cpu_threads=cpu_threads or os.cpu_count() or 0,
                 # faster-whisper takes the tokenizer out of the dict: give it a copy.
                 files=dict(files) if files is not None else None,
-                encoder_context=policy_for(encoder_context),
             )
+            model.encoder_context = policy_for(encoder_context)
         except ValueError as exc:  # CTranslate2 raises ValueError for an unsupported type
             last_error = exc
             log.warning("compute_type_unsupported", compute_type=compute_type)
