@@ -43,6 +43,7 @@ RejectReason = Literal[
     "unauthorized",
     "rate_limited",
     "shutting_down",
+    "backend_unavailable",
 ]
 
 # Seconds of work per job: from a short clip on a GPU to a long recording on a CPU.

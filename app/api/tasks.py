@@ -76,8 +76,8 @@ def content_disposition(file_name: str | None, extension: str) -> str:
     )
 
 
-def _finished_job(service: Service, task_id: TaskIdPath, owner: str | None) -> Job:
-    job = _known_job(service, task_id, owner)
+async def _finished_job(service: Service, task_id: TaskIdPath, owner: str | None) -> Job:
+    job = await _known_job(service, task_id, owner)
     if job.status is JobStatus.FAILED:
         raise TaskNotReadyError(f"the task failed: {job.error or 'unknown'}")
     if job.status is not JobStatus.FINISHED or job.transcript is None:
@@ -87,8 +87,8 @@ def _finished_job(service: Service, task_id: TaskIdPath, owner: str | None) -> J
     return job
 
 
-def _known_job(service: Service, task_id: TaskIdPath, owner: str | None) -> Job:
-    job = service.get(task_id, owner=owner)
+async def _known_job(service: Service, task_id: TaskIdPath, owner: str | None) -> Job:
+    job = await service.get(task_id, owner=owner)
     if job is None:
         raise TaskNotFoundError
     return job
@@ -133,7 +133,7 @@ class TaskController(Controller):
             TaskUploadForm,
             lambda form: form.to_spec(service, task_type, owner),
         )
-        return task_response(job, service.position(job), service.clock)
+        return task_response(job, await service.position(job), service.clock)
 
     @post(
         "/transcribe",
@@ -170,8 +170,8 @@ class TaskController(Controller):
     @get("/status", summary="A task's state (seed route)", responses=error_responses(400, 404))
     async def status(self, service: Service, owner: Owner, task_id: TaskIdQuery) -> TaskResponse:
         """The task with its live queue position; 404 when unknown or expired."""
-        job = _known_job(service, task_id, owner)
-        return task_response(job, service.position(job), service.clock)
+        job = await _known_job(service, task_id, owner)
+        return task_response(job, await service.position(job), service.clock)
 
     @get(
         "/srt",
@@ -181,7 +181,7 @@ class TaskController(Controller):
     )
     async def srt(self, service: Service, owner: Owner, task_id: TaskIdQuery) -> Response[bytes]:
         """SubRip subtitles of a finished task; 409 while it is not finished."""
-        return _render(_finished_job(service, task_id, owner), "srt")
+        return _render(await _finished_job(service, task_id, owner), "srt")
 
     @get("/decoder_status", summary="Model and queue state", responses=error_responses())
     async def decoder_status(self, service: Service) -> DecoderStatus:
@@ -205,8 +205,8 @@ class TaskController(Controller):
     @get("/tasks/{task_id:str}", summary="A task's state", responses=error_responses(404))
     async def get_task(self, service: Service, owner: Owner, task_id: TaskIdPath) -> TaskResponse:
         """The task with its live queue position; 404 when unknown or expired."""
-        job = _known_job(service, task_id, owner)
-        return task_response(job, service.position(job), service.clock)
+        job = await _known_job(service, task_id, owner)
+        return task_response(job, await service.position(job), service.clock)
 
     @delete(
         "/tasks/{task_id:str}",
@@ -216,7 +216,7 @@ class TaskController(Controller):
     )
     async def delete_task(self, service: Service, owner: Owner, task_id: TaskIdPath) -> TaskDeleted:
         """Cancels a queued or running task and forgets it at once."""
-        if not service.delete(task_id, owner=owner):
+        if not await service.delete(task_id, owner=owner):
             raise TaskNotFoundError
         return TaskDeleted(task_id=task_id)
 
@@ -245,7 +245,7 @@ class TaskController(Controller):
             raise InvalidInputError(
                 f"unknown format {fmt!r}; use one of {', '.join(formats.FORMATS)}", param="format"
             )
-        job = _finished_job(service, task_id, owner)
+        job = await _finished_job(service, task_id, owner)
         asked = (max_line_width, max_line_count, max_words_per_cue)
         shape = None
         if any(value is not None for value in asked):
@@ -266,7 +266,7 @@ class TaskController(Controller):
     )
     async def events(self, service: Service, owner: Owner, task_id: TaskIdPath) -> ServerSentEvent:
         """Streams status changes, queue position and fraction of audio done, then the end."""
-        job = _known_job(service, task_id, owner)
+        job = await _known_job(service, task_id, owner)
         return ServerSentEvent(_progress_stream(service, job))
 
     @get("/privacy", summary="Privacy-relevant settings", responses=error_responses())
@@ -290,7 +290,7 @@ async def _progress_stream(service: Service, job: Job) -> AsyncIterator[ServerSe
             task_id=job.id,
             status=str(job.status),
             stage=str(job.stage),
-            position_in_queue=service.position(job),
+            position_in_queue=await service.position(job),
             progress=round(job.progress, 4),
             error=job.error if job.is_final else None,
         )
