@@ -11,6 +11,7 @@ queue and store plug in here without touching a controller.
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import math
 import os
@@ -22,7 +23,7 @@ import msgspec
 import structlog
 
 from app.accounting import JobAccounting
-from app.backends.base import TaskBackend
+from app.backends.base import FleetWorker, TaskBackend
 from app.backends.local import LocalBackend
 from app.clock import Clock
 from app.config import Settings
@@ -105,6 +106,8 @@ class ServiceStatus:
     running_jobs: int
     max_queue_size: int
     draining: bool = False
+    # A cluster's workers (QUEUE_BACKEND=redis); empty in one process.
+    workers: tuple[FleetWorker, ...] = ()
 
 
 class TranscriptionService:
@@ -368,6 +371,7 @@ class TranscriptionService:
             running_jobs=self.backend.counts().running,
             max_queue_size=self.queue.max_waiting,
             draining=self.shutdown.draining,
+            workers=self.backend.counts().workers,
         )
 
     def job_done(self, job: Job) -> None:
@@ -391,4 +395,7 @@ class TranscriptionService:
             loaded_models=self.models.loaded_models,
             load_seconds=dict(self.models.load_seconds),
             loading_model=self.models.loading,
+            workers_by_device=dict(
+                collections.Counter(worker.device for worker in self.backend.counts().workers)
+            ),
         )

@@ -22,6 +22,7 @@ from app.api.forms import WhisperForm, upload_operation
 from app.api.intake import Intake, receive_upload
 from app.api.schemas import (
     DecoderStatus,
+    FleetWorkerView,
     PrivacyInfo,
     ProgressEvent,
     TaskDeleted,
@@ -200,6 +201,16 @@ class TaskController(Controller):
             tasks_in_queue=state.waiting_jobs,
             tasks_running=state.running_jobs,
             max_task_queue_size=state.max_queue_size,
+            workers=[
+                FleetWorkerView(
+                    name=worker.name,
+                    device=worker.device,
+                    models=list(worker.models),
+                    batch_size=worker.batch_size,
+                    running_jobs=worker.running_jobs,
+                )
+                for worker in state.workers
+            ],
         )
 
     @get("/tasks/{task_id:str}", summary="A task's state", responses=error_responses(404))

@@ -48,6 +48,11 @@ def test_jobs_through_two_nodes_finish_readable_from_the_other(cluster: Cluster)
     wait_for_workers(cluster.redis.client, 2)
     first, second = cluster.api_node(), cluster.api_node()
     nodes = [first.url, second.url]
+    status = httpx.get(f"{second.url}/api/v1/decoder_status").json()
+    assert [worker["device"] for worker in status["workers"]] == ["cpu", "cpu"]
+    assert status["worker_running"] and status["loaded_models"] == []  # no model on a node
+    metrics = httpx.get(f"{first.url}/metrics").text
+    assert 'whisper_api_workers_alive{device="cpu"} 2.0' in metrics
     sent = [(nodes[i % 2], CLIPS[i % len(CLIPS)]) for i in range(12)]
     with ThreadPoolExecutor(max_workers=4) as clients:
         task_ids = list(clients.map(lambda job: _send(*job), sent))
