@@ -119,7 +119,7 @@ class ClusterWorker:
             log.error("model_preload_failed", error=type(exc).__name__)
 
     async def _finish_running(self, hurry: asyncio.Event) -> None:
-        self.queue.close()
+        await self.queue.close()
         running = [job for job in self.queue.running if not job.is_final]
         log.info("worker_draining", running_jobs=len(running))
         if not running:

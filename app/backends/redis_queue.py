@@ -1,10 +1,12 @@
 """The worker's side of the Redis queue: a consumer of the job stream, with takeover.
 
-Workers read the stream `whisper:jobs` in the consumer group `workers`, one entry
-at a time, so the oldest waiting job always goes to the next free worker (FIFO
-across the fleet). An entry stays pending until its job's final record is
-written; while the job runs its worker claims it again every third of
-JOB_CLAIM_TIMEOUT_S (the heartbeat), so a long job is never stolen. A worker
+Workers read the stream `whisper:jobs` in the consumer group `workers`, so the
+oldest waiting job always goes to the next free worker (FIFO across the fleet).
+A worker that can batch looks at the entries behind the one it took and reads
+as many as share its batch key, in order, so short jobs still share a pass.
+An entry stays pending until its job's final record is written; while the job
+runs its worker claims it again every third of JOB_CLAIM_TIMEOUT_S (the
+heartbeat), so a long job is never stolen. A worker
 that dies stops heartbeating: after JOB_CLAIM_TIMEOUT_S another worker takes the
 entry over with XAUTOCLAIM, at most JOB_MAX_ATTEMPTS deliveries in all, then the
 job fails with a reason.
@@ -13,6 +15,7 @@ job fails with a reason.
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 from collections.abc import Callable
 from typing import Any
@@ -70,6 +73,9 @@ class RedisWorkQueue:
         self._max_attempts = max_attempts
         self._take = client.register_script(TAKE)
         self._running: dict[str, tuple[Job, str]] = {}  # task id → (job, stream entry id)
+        # Entries read for a batch they turned out not to fit (another worker read the ones
+        # that did first): this worker's next jobs, in order.
+        self._held: collections.deque[tuple[str, str]] = collections.deque()
         self._closed = False
 
     @property
@@ -82,31 +88,100 @@ class RedisWorkQueue:
         """The jobs this worker has taken and not finished."""
         return [job for job, _ in self._running.values()]
 
-    def close(self) -> None:
-        """Take no more jobs (SIGTERM): entries not read stay for the other workers."""
+    async def close(self) -> None:
+        """Take no more jobs (SIGTERM); hand entries read but not started to the others."""
         self._closed = True
+        held, self._held = list(self._held), collections.deque()
+        if held:
+            # Claimed again as long idle: any worker's XAUTOCLAIM takes them at once.
+            with contextlib.suppress(*OUTAGE_ERRORS):
+                async with asyncio.timeout(3):
+                    await self._client.xclaim(
+                        self._keys.stream,
+                        GROUP,
+                        self.name,
+                        0,
+                        [entry_id for entry_id, _ in held],
+                        idle=self._claim_timeout_ms,
+                        justid=True,
+                    )
+            log.info("jobs_handed_back", count=len(held))
 
     async def next_batch(self, max_size: int, key: Callable[[Job], object]) -> list[QueuedJob]:
-        """The next job for this worker: an abandoned one first, else the oldest new one.
-
-        One entry at a time: an entry read is this worker's until acked, so reading
-        ahead would hold jobs another free worker could start now.
-        """
+        """The next jobs for this worker: an abandoned one first, else the oldest new one,
+        plus the entries right behind it that share its batch key (up to `max_size`)."""
         while True:
             if self._closed:
                 await asyncio.Event().wait()  # until the worker is stopped
             try:
-                entry = await self._claim_abandoned() or await self._read_new()
+                entry = await self._next_entry()
                 if entry is not None:
                     taken = await self._start(*entry)
                     if taken is not None:
-                        return [taken]
+                        batch = [taken]
+                        if max_size > 1 and key(taken.job) is not None:
+                            await self._gather(batch, max_size, key)
+                        return batch
             except OUTAGE_ERRORS as exc:
                 log.warning("redis_unavailable", operation="next_job", error=type(exc).__name__)
                 await self._clock.sleep(1.0)
 
+    async def _next_entry(self) -> tuple[str, str] | None:
+        if self._held:
+            return self._held.popleft()
+        return await self._claim_abandoned() or await self._read_new()
+
+    async def _gather(
+        self, batch: list[QueuedJob], max_size: int, key: Callable[[Job], object]
+    ) -> None:
+        """Read the entries behind the head that share its key; keep any that do not fit."""
+        if self._held:
+            return  # those come first, in order
+        head_key = key(batch[0].job)
+        fitting = await self._fitting_entries(max_size - len(batch), key, head_key)
+        if not fitting:
+            return
+        async with asyncio.timeout(3):
+            answer = await self._client.xreadgroup(
+                GROUP, self.name, {self._keys.stream: ">"}, count=len(fitting)
+            )
+        streams: list[Any] = answer or []  # type: ignore[assignment]
+        for _stream, entries in streams:
+            for entry_id, fields in entries:
+                entry = (_text(entry_id), _text(fields[b"id"]))
+                if entry[0] not in fitting:  # another worker read the fitting one first
+                    self._held.append(entry)
+                    continue
+                # A waiting job's record does not change: its key is still the peeked one.
+                taken = await self._start(*entry)
+                if taken is not None:
+                    batch.append(taken)
+
+    async def _fitting_entries(
+        self, count: int, key: Callable[[Job], object], head_key: object
+    ) -> set[str]:
+        """The undelivered entries at the stream's head that share `head_key` (a leading run)."""
+        async with asyncio.timeout(3):
+            groups = await self._client.xinfo_groups(self._keys.stream)
+            last = next((g["last-delivered-id"] for g in groups if _text(g["name"]) == GROUP), None)
+            if last is None:
+                return set()
+            upcoming = await self._client.xrange(
+                self._keys.stream, min=f"({_text(last)}", count=count
+            )
+            if not upcoming:
+                return set()
+            ids = [_text((fields or {})[b"id"]) for _, fields in upcoming]
+            records = await self._client.mget([self._keys.job(task_id) for task_id in ids])
+        fitting: set[str] = set()
+        for (entry_id, _), record in zip(upcoming, records, strict=True):
+            if record is None or key(decode_job(record)) != head_key:
+                break  # FIFO: never skip a job that cannot join
+            fitting.add(_text(entry_id))
+        return fitting
+
     def top_up(self, batch: list[QueuedJob], max_size: int, key: Callable[[Job], object]) -> None:
-        """Nothing to add: jobs are read one at a time (see `next_batch`)."""
+        """Nothing to add later: the batch was gathered when it was read (see `_gather`)."""
 
     def done(self, job: Job) -> None:
         """The job has ended: ack its entry once its final record is written."""
@@ -198,6 +273,7 @@ class RedisWorkQueue:
     async def _beat(self, worker: FleetWorker) -> None:
         pipe = self._client.pipeline(transaction=False)
         entries: list[Any] = [entry_id for _, entry_id in self._running.values()]
+        entries += [entry_id for entry_id, _ in self._held]
         if entries:  # claiming again resets the idle time that XAUTOCLAIM looks at
             pipe.xclaim(self._keys.stream, GROUP, self.name, 0, entries, justid=True)
         ttl_ms = max(3000, self._claim_timeout_ms)

@@ -133,7 +133,7 @@ def start_worker(tmp_path: Path, redis_url: str, **env: str) -> WorkerProcess:
 
 def start_api_node(tmp_path: Path, redis_url: str, **env: str) -> Server:
     """Start `python -m app serve` as an API node of the cluster; wait until it is ready."""
-    server = start_server(tmp_path, **CLUSTER_ENV, REDIS_URL=redis_url, **env)
+    server = start_server(tmp_path, **{**CLUSTER_ENV, "REDIS_URL": redis_url, **env})
     server.wait_ready()
     return server
 
