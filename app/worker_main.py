@@ -17,9 +17,10 @@ import structlog
 from app.backends.base import FleetWorker
 from app.backends.cluster import worker_name
 from app.backends.redis_conn import OUTAGE_ERRORS, connect, warn_if_persistent
+from app.backends.redis_fleet import WorkerPresence
 from app.backends.redis_keys import Keys
 from app.backends.redis_notify import PublishingNotifier
-from app.backends.redis_queue import RedisWorkQueue, ensure_group
+from app.backends.redis_queue import RedisWorkQueue, ensure_groups
 from app.clock import Clock, SystemClock
 from app.config import Settings, SettingsError, load_settings
 from app.transcription.jobs import Job
@@ -53,8 +54,12 @@ class ClusterWorker:
             notifier=self.notifier,
             clock=self.clock,
             name=worker_name(),
+            models=self.offered_models(),
             claim_timeout_s=settings.job_claim_timeout_s,
             max_attempts=settings.job_max_attempts,
+        )
+        self.presence = WorkerPresence(
+            self.client, keys=self.keys, queue=self.queue, clock=self.clock
         )
         self.worker = Worker(
             self.queue,
@@ -64,12 +69,18 @@ class ClusterWorker:
             limits=worker_limits(settings),
         )
 
+    def offered_models(self) -> list[str]:
+        """Models jobs may name for this worker: those it has (or, with downloads, may fetch)."""
+        if self.settings.allow_download:
+            return self.models.names_within_cap()
+        return self.models.allowed_models()
+
     def describe(self) -> FleetWorker:
         """This worker as the fleet view shows it."""
         return FleetWorker(
             name=self.queue.name,
             device=self.models.placement.device,
-            models=tuple(self.models.allowed_models()),
+            models=tuple(self.offered_models()),
             batch_size=self.settings.batch_size,
             running_jobs=len(self.queue.running),
         )
@@ -80,8 +91,8 @@ class ClusterWorker:
         loop = asyncio.get_running_loop()
         background = [
             loop.create_task(self.notifier.write_forever(), name="redis-writer"),
-            loop.create_task(self.queue.heartbeat_forever(self.describe), name="heartbeat"),
-            loop.create_task(self.queue.follow_cancellations(), name="cancellations"),
+            loop.create_task(self.presence.heartbeat_forever(self.describe), name="heartbeat"),
+            loop.create_task(self.presence.follow_cancellations(), name="cancellations"),
         ]
         if self.settings.load_model_on_startup:
             await self._preload()
@@ -91,7 +102,7 @@ class ClusterWorker:
         await self._finish_running(hurry)
         await self.worker.stop()
         await self.notifier.flush(timeout_s=5)
-        await self.queue.unregister()
+        await self.presence.unregister()
         for task in background:
             task.cancel()
         for task in background:
@@ -105,7 +116,7 @@ class ClusterWorker:
         """Wait for Redis (it may start after the workers), then make sure the group exists."""
         while True:
             try:
-                await ensure_group(self.client, self.keys)
+                await ensure_groups(self.client, self.queue.streams)
                 break
             except OUTAGE_ERRORS as exc:
                 log.warning("redis_unavailable", operation="connect", error=type(exc).__name__)

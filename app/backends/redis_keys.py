@@ -5,6 +5,7 @@ Keys hold task ids (random hex) only, never file names. Who writes what:
 | key | type | written by |
 |---|---|---|
 | `whisper:jobs` | stream, group `workers` | API node adds; workers read, ack |
+| `whisper:jobs:model:{name}` | the same, for jobs that name a model | read by workers offering it |
 | `whisper:waiting` | sorted set id → arrival number | API node adds; worker or cancel removes |
 | `whisper:waiting_bytes` | integer | together with `whisper:waiting` |
 | `whisper:places` | sorted set token → deadline (ms) | API node: places held for uploads |
@@ -51,6 +52,14 @@ class Keys:
     def cancel(self, task_id: str) -> str:
         """Why a running task was asked to stop."""
         return f"{self.prefix}:cancel:{task_id}"
+
+    def model_stream(self, model: str) -> str:
+        """The stream of jobs that ask for `model` (read only by workers that offer it)."""
+        return f"{self.stream}:model:{model}"
+
+    def stream_for(self, model: str | None) -> str:
+        """Where a job goes: its model's stream, or the one every worker reads."""
+        return self.stream if model is None else self.model_stream(model)
 
     def worker(self, name: str) -> str:
         """One worker's registration."""

@@ -147,7 +147,7 @@ class PublishingNotifier(JobNotifier):
         self._keys = keys
         self._ttl_s = max(1, round(ttl_s))
         self._dirty: dict[str, Job] = {}
-        self._finished: dict[str, str] = {}  # task id → stream entry id
+        self._finished: dict[str, tuple[str, str]] = {}  # task id → (stream, entry id)
         self._wake = asyncio.Event()
         self._written = asyncio.Event()
 
@@ -157,10 +157,10 @@ class PublishingNotifier(JobNotifier):
         self._dirty[job.id] = job
         self._wake.set()
 
-    def finish(self, job: Job, entry_id: str) -> None:
+    def finish(self, job: Job, stream: str, entry_id: str) -> None:
         """After the job's last write: ack its entry and delete its upload."""
         self._dirty[job.id] = job
-        self._finished[job.id] = entry_id
+        self._finished[job.id] = (stream, entry_id)
         self._wake.set()
 
     @property
@@ -195,7 +195,7 @@ class PublishingNotifier(JobNotifier):
                 await asyncio.sleep(RETRY_AFTER_OUTAGE_S)
                 self._wake.set()
 
-    async def _write(self, dirty: dict[str, Job], finished: dict[str, str]) -> None:
+    async def _write(self, dirty: dict[str, Job], finished: dict[str, tuple[str, str]]) -> None:
         keys = self._keys
         pipe = self._client.pipeline(transaction=True)
         for job in dirty.values():
@@ -206,8 +206,8 @@ class PublishingNotifier(JobNotifier):
             else:
                 pipe.set(keys.job(job.id), record, keepttl=True, xx=True)
             pipe.publish(keys.changes, record)
-        for task_id, entry_id in finished.items():
-            pipe.xack(keys.stream, GROUP, entry_id)
+        for task_id, (stream, entry_id) in finished.items():
+            pipe.xack(stream, GROUP, entry_id)
             pipe.delete(keys.audio(task_id), keys.cancel(task_id))
             pipe.hdel(keys.running, task_id)
             pipe.hdel(keys.attempts, task_id)

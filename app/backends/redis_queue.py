@@ -1,15 +1,18 @@
-"""The worker's side of the Redis queue: a consumer of the job stream, with takeover.
+"""The worker's side of the Redis queue: a consumer of the job streams, with takeover.
 
-Workers read the stream `whisper:jobs` in the consumer group `workers`, so the
-oldest waiting job always goes to the next free worker (FIFO across the fleet).
+Workers read the job streams in the consumer group `workers`, so the oldest
+waiting job always goes to the next free worker (FIFO across the fleet). Jobs
+that ask for no particular model are in `whisper:jobs`; a job that names its
+model is in that model's stream, which only workers offering the model read.
 A worker that can batch looks at the entries behind the one it took and reads
 as many as share its batch key, in order, so short jobs still share a pass.
+
 An entry stays pending until its job's final record is written; while the job
 runs its worker claims it again every third of JOB_CLAIM_TIMEOUT_S (the
-heartbeat), so a long job is never stolen. A worker
-that dies stops heartbeating: after JOB_CLAIM_TIMEOUT_S another worker takes the
-entry over with XAUTOCLAIM, at most JOB_MAX_ATTEMPTS deliveries in all, then the
-job fails with a reason.
+heartbeat, `redis_fleet`), so a long job is never stolen. A worker that dies
+stops heartbeating: after JOB_CLAIM_TIMEOUT_S another worker takes the entry
+over with XAUTOCLAIM, at most JOB_MAX_ATTEMPTS starts in all, then the job
+fails with a reason.
 """
 
 from __future__ import annotations
@@ -17,15 +20,13 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Callable, Iterable
+from typing import Any, NamedTuple
 
-import msgspec
 import redis.asyncio as aioredis
 import redis.exceptions
 import structlog
 
-from app.backends.base import FleetWorker
 from app.backends.redis_conn import OUTAGE_ERRORS
 from app.backends.redis_keys import GROUP, TAKE, Keys
 from app.backends.redis_notify import PublishingNotifier, decode_job
@@ -33,25 +34,33 @@ from app.clock import Clock
 from app.transcription.jobs import Job, JobStage, JobStatus
 from app.transcription.queue import QueuedJob
 
-__all__ = ["RedisWorkQueue", "ensure_group"]
+__all__ = ["Entry", "RedisWorkQueue", "ensure_groups"]
 
 log = structlog.get_logger(__name__)
 
 READ_BLOCK_S = 1.0
-_FLEET_ENCODER = msgspec.msgpack.Encoder()
 
 
-async def ensure_group(client: aioredis.Redis, keys: Keys) -> None:
-    """Create the stream and its consumer group once (another process may have)."""
-    try:
-        await client.xgroup_create(keys.stream, GROUP, id="0", mkstream=True)
-    except redis.exceptions.ResponseError as exc:
-        if "BUSYGROUP" not in str(exc):
-            raise
+class Entry(NamedTuple):
+    """One stream entry: which stream, its id, and the task it queues."""
+
+    stream: str
+    entry_id: str
+    task_id: str
+
+
+async def ensure_groups(client: aioredis.Redis, streams: Iterable[str]) -> None:
+    """Create the streams and their consumer group once (another process may have)."""
+    for stream in streams:
+        try:
+            await client.xgroup_create(stream, GROUP, id="0", mkstream=True)
+        except redis.exceptions.ResponseError as exc:
+            if "BUSYGROUP" not in str(exc):
+                raise
 
 
 class RedisWorkQueue:
-    """What the `Worker` takes jobs from in a cluster: the stream, one entry at a time."""
+    """What the `Worker` takes jobs from in a cluster: the streams of the models it offers."""
 
     def __init__(
         self,
@@ -61,6 +70,7 @@ class RedisWorkQueue:
         notifier: PublishingNotifier,
         clock: Clock,
         name: str,
+        models: Iterable[str],
         claim_timeout_s: float,
         max_attempts: int,
     ) -> None:
@@ -69,13 +79,14 @@ class RedisWorkQueue:
         self._notifier = notifier
         self._clock = clock
         self.name = name
-        self._claim_timeout_ms = max(1, round(claim_timeout_s * 1000))
+        self.streams = [keys.stream, *(keys.model_stream(model) for model in models)]
+        self.claim_timeout_ms = max(1, round(claim_timeout_s * 1000))
         self._max_attempts = max_attempts
         self._take = client.register_script(TAKE)
-        self._running: dict[str, tuple[Job, str]] = {}  # task id → (job, stream entry id)
-        # Entries read for a batch they turned out not to fit (another worker read the ones
-        # that did first): this worker's next jobs, in order.
-        self._held: collections.deque[tuple[str, str]] = collections.deque()
+        self._running: dict[str, tuple[Job, Entry]] = {}
+        # Entries read but not started (another worker read the ones that fitted a batch
+        # first, or one read came with others): this worker's next jobs, in order.
+        self._held: collections.deque[Entry] = collections.deque()
         self._closed = False
 
     @property
@@ -88,23 +99,29 @@ class RedisWorkQueue:
         """The jobs this worker has taken and not finished."""
         return [job for job, _ in self._running.values()]
 
+    def running_job(self, task_id: str) -> Job | None:
+        """The job of `task_id` if this worker runs it now."""
+        taken = self._running.get(task_id)
+        return taken[0] if taken is not None else None
+
+    def pending_entries(self) -> list[Entry]:
+        """Entries this worker holds (running or read): the heartbeat claims them again."""
+        return [entry for _, entry in self._running.values()] + list(self._held)
+
     async def close(self) -> None:
         """Take no more jobs (SIGTERM); hand entries read but not started to the others."""
         self._closed = True
         held, self._held = list(self._held), collections.deque()
-        if held:
+        for stream in {entry.stream for entry in held}:
+            ids: list[Any] = [entry.entry_id for entry in held if entry.stream == stream]
             # Claimed again as long idle: any worker's XAUTOCLAIM takes them at once.
             with contextlib.suppress(*OUTAGE_ERRORS):
                 async with asyncio.timeout(3):
                     await self._client.xclaim(
-                        self._keys.stream,
-                        GROUP,
-                        self.name,
-                        0,
-                        [entry_id for entry_id, _ in held],
-                        idle=self._claim_timeout_ms,
-                        justid=True,
-                    )
+                        stream, GROUP, self.name, 0, ids,
+                        idle=self.claim_timeout_ms, justid=True,
+                    )  # fmt: skip
+        if held:
             log.info("jobs_handed_back", count=len(held))
 
     async def next_batch(self, max_size: int, key: Callable[[Job], object]) -> list[QueuedJob]:
@@ -115,60 +132,99 @@ class RedisWorkQueue:
                 await asyncio.Event().wait()  # until the worker is stopped
             try:
                 entry = await self._next_entry()
-                if entry is not None:
-                    taken = await self._start(*entry)
-                    if taken is not None:
-                        batch = [taken]
-                        if max_size > 1 and key(taken.job) is not None:
-                            await self._gather(batch, max_size, key)
-                        return batch
+                taken = await self._start(entry) if entry is not None else None
+                if entry is not None and taken is not None:
+                    batch = [taken]
+                    if max_size > 1 and key(taken.job) is not None:
+                        await self._gather(batch, entry.stream, max_size, key)
+                    return batch
             except OUTAGE_ERRORS as exc:
                 log.warning("redis_unavailable", operation="next_job", error=type(exc).__name__)
                 await self._clock.sleep(1.0)
 
-    async def _next_entry(self) -> tuple[str, str] | None:
+    def top_up(self, batch: list[QueuedJob], max_size: int, key: Callable[[Job], object]) -> None:
+        """Nothing to add later: the batch was gathered when it was read (see `_gather`)."""
+
+    def done(self, job: Job) -> None:
+        """The job has ended: ack its entry once its final record is written."""
+        taken = self._running.pop(job.id, None)
+        if taken is not None:
+            self._notifier.finish(job, taken[1].stream, taken[1].entry_id)
+
+    # -- reading
+
+    async def _next_entry(self) -> Entry | None:
         if self._held:
             return self._held.popleft()
-        return await self._claim_abandoned() or await self._read_new()
+        abandoned = await self._claim_abandoned()
+        if abandoned is not None:
+            return abandoned
+        read = await self._read({stream: ">" for stream in self.streams}, 1, READ_BLOCK_S)
+        if not read:
+            return None
+        self._held.extend(read[1:])  # one per stream at most; the others come next
+        return read[0]
+
+    async def _read(
+        self, streams: dict[Any, Any], count: int, block_s: float | None
+    ) -> list[Entry]:
+        block = None if block_s is None else int(block_s * 1000)
+        async with asyncio.timeout((block_s or 0) + 3):
+            answer = await self._client.xreadgroup(
+                GROUP, self.name, streams, count=count, block=block
+            )
+        found: list[Any] = answer or []  # type: ignore[assignment]
+        return [
+            Entry(_text(stream), _text(entry_id), _text(fields[b"id"]))
+            for stream, entries in found
+            for entry_id, fields in entries
+        ]
+
+    async def _claim_abandoned(self) -> Entry | None:
+        for stream in self.streams:
+            async with asyncio.timeout(3):
+                answer = await self._client.xautoclaim(
+                    stream, GROUP, self.name,
+                    min_idle_time=self.claim_timeout_ms, start_id="0-0", count=1,
+                )  # fmt: skip
+            for entry_id, fields in answer[1]:
+                if not fields:  # trimmed away meanwhile
+                    await self._client.xack(stream, GROUP, entry_id)
+                    continue
+                entry = Entry(stream, _text(entry_id), _text(fields[b"id"]))
+                log.warning("job_taken_over", task_id=entry.task_id)
+                return entry
+        return None
 
     async def _gather(
-        self, batch: list[QueuedJob], max_size: int, key: Callable[[Job], object]
+        self, batch: list[QueuedJob], stream: str, max_size: int, key: Callable[[Job], object]
     ) -> None:
         """Read the entries behind the head that share its key; keep any that do not fit."""
         if self._held:
             return  # those come first, in order
         head_key = key(batch[0].job)
-        fitting = await self._fitting_entries(max_size - len(batch), key, head_key)
+        fitting = await self._fitting_entries(stream, max_size - len(batch), key, head_key)
         if not fitting:
             return
-        async with asyncio.timeout(3):
-            answer = await self._client.xreadgroup(
-                GROUP, self.name, {self._keys.stream: ">"}, count=len(fitting)
-            )
-        streams: list[Any] = answer or []  # type: ignore[assignment]
-        for _stream, entries in streams:
-            for entry_id, fields in entries:
-                entry = (_text(entry_id), _text(fields[b"id"]))
-                if entry[0] not in fitting:  # another worker read the fitting one first
-                    self._held.append(entry)
-                    continue
-                # A waiting job's record does not change: its key is still the peeked one.
-                taken = await self._start(*entry)
-                if taken is not None:
-                    batch.append(taken)
+        for entry in await self._read({stream: ">"}, len(fitting), None):
+            if entry.entry_id not in fitting:  # another worker read the fitting one first
+                self._held.append(entry)
+                continue
+            # A waiting job's record does not change: its key is still the peeked one.
+            taken = await self._start(entry)
+            if taken is not None:
+                batch.append(taken)
 
     async def _fitting_entries(
-        self, count: int, key: Callable[[Job], object], head_key: object
+        self, stream: str, count: int, key: Callable[[Job], object], head_key: object
     ) -> set[str]:
         """The undelivered entries at the stream's head that share `head_key` (a leading run)."""
         async with asyncio.timeout(3):
-            groups = await self._client.xinfo_groups(self._keys.stream)
+            groups = await self._client.xinfo_groups(stream)
             last = next((g["last-delivered-id"] for g in groups if _text(g["name"]) == GROUP), None)
             if last is None:
                 return set()
-            upcoming = await self._client.xrange(
-                self._keys.stream, min=f"({_text(last)}", count=count
-            )
+            upcoming = await self._client.xrange(stream, min=f"({_text(last)}", count=count)
             if not upcoming:
                 return set()
             ids = [_text((fields or {})[b"id"]) for _, fields in upcoming]
@@ -180,70 +236,23 @@ class RedisWorkQueue:
             fitting.add(_text(entry_id))
         return fitting
 
-    def top_up(self, batch: list[QueuedJob], max_size: int, key: Callable[[Job], object]) -> None:
-        """Nothing to add later: the batch was gathered when it was read (see `_gather`)."""
+    # -- starting
 
-    def done(self, job: Job) -> None:
-        """The job has ended: ack its entry once its final record is written."""
-        entry = self._running.pop(job.id, None)
-        if entry is not None:
-            self._notifier.finish(job, entry[1])
-
-    async def _read_new(self) -> tuple[str, str] | None:
-        async with asyncio.timeout(READ_BLOCK_S + 3):
-            answer = await self._client.xreadgroup(
-                GROUP,
-                self.name,
-                {self._keys.stream: ">"},
-                count=1,
-                block=int(READ_BLOCK_S * 1000),
-            )
-        streams: list[Any] = answer or []  # type: ignore[assignment]
-        for _stream, entries in streams:
-            for entry_id, fields in entries:
-                return _text(entry_id), _text(fields[b"id"])
-        return None
-
-    async def _claim_abandoned(self) -> tuple[str, str] | None:
-        async with asyncio.timeout(3):
-            answer = await self._client.xautoclaim(
-                self._keys.stream,
-                GROUP,
-                self.name,
-                min_idle_time=self._claim_timeout_ms,
-                start_id="0-0",
-                count=1,
-            )
-        for entry_id, fields in answer[1]:
-            if not fields:  # trimmed away meanwhile
-                await self._client.xack(self._keys.stream, GROUP, entry_id)
-                continue
-            log.warning("job_taken_over", task_id=_text(fields[b"id"]))
-            return _text(entry_id), _text(fields[b"id"])
-        return None
-
-    async def _start(self, entry_id: str, task_id: str) -> QueuedJob | None:
+    async def _start(self, entry: Entry) -> QueuedJob | None:
         """Take the job's record and upload; None when it is gone or ended (acked now)."""
-        keys = self._keys
+        keys, task_id = self._keys, entry.task_id
         async with asyncio.timeout(3):
             answer = await self._take(
-                keys=[
-                    keys.waiting,
-                    keys.waiting_bytes,
-                    keys.job(task_id),
-                    keys.audio(task_id),
-                    keys.running,
-                    keys.attempts,
-                    keys.cancel(task_id),
-                ],
+                keys=[keys.waiting, keys.waiting_bytes, keys.job(task_id), keys.audio(task_id),
+                      keys.running, keys.attempts, keys.cancel(task_id)],
                 args=[task_id, self.name],
-            )
+            )  # fmt: skip
         if not answer:
-            await self._client.xack(keys.stream, GROUP, entry_id)
+            await self._client.xack(entry.stream, GROUP, entry.entry_id)
             return None
         record, upload, attempts, reason = answer
         job = decode_job(record)
-        self._running[job.id] = (job, entry_id)
+        self._running[job.id] = (job, entry)
         if int(attempts) > self._max_attempts:
             log.error("job_failed", reason="attempts_exhausted", attempts=int(attempts) - 1)
             job.fail(
@@ -258,55 +267,6 @@ class RedisWorkQueue:
         if reason:
             job.cancel_reason = _text(reason)
         return QueuedJob(job, upload)
-
-    # -- heartbeat, registration, cancellations
-
-    async def heartbeat_forever(self, describe: Callable[[], FleetWorker]) -> None:
-        """Keep this worker's running entries and its registration fresh; until cancelled."""
-        every_s = self._claim_timeout_ms / 3000
-        while True:
-            with contextlib.suppress(*OUTAGE_ERRORS):
-                async with asyncio.timeout(max(1.0, every_s)):
-                    await self._beat(describe())
-            await self._clock.sleep(every_s)
-
-    async def _beat(self, worker: FleetWorker) -> None:
-        pipe = self._client.pipeline(transaction=False)
-        entries: list[Any] = [entry_id for _, entry_id in self._running.values()]
-        entries += [entry_id for entry_id, _ in self._held]
-        if entries:  # claiming again resets the idle time that XAUTOCLAIM looks at
-            pipe.xclaim(self._keys.stream, GROUP, self.name, 0, entries, justid=True)
-        ttl_ms = max(3000, self._claim_timeout_ms)
-        pipe.set(self._keys.worker(self.name), _FLEET_ENCODER.encode(worker), px=ttl_ms)
-        await pipe.execute()
-
-    async def unregister(self) -> None:
-        """Leave the fleet view at once on an orderly stop."""
-        with contextlib.suppress(*OUTAGE_ERRORS):
-            async with asyncio.timeout(2):
-                await self._client.delete(self._keys.worker(self.name))
-
-    async def follow_cancellations(self) -> None:
-        """Stop a running job when an API node asks (its client left, its owner deleted it)."""
-        while True:
-            try:
-                pubsub = self._client.pubsub(ignore_subscribe_messages=True)
-                await pubsub.subscribe(self._keys.cancels)
-                while True:
-                    message = await pubsub.get_message(timeout=READ_BLOCK_S)
-                    if message is not None:
-                        await self._cancel(_text(message["data"]))
-            except OUTAGE_ERRORS as exc:
-                log.warning("redis_cancels_lost", error=type(exc).__name__)
-                await self._clock.sleep(1.0)
-
-    async def _cancel(self, task_id: str) -> None:
-        entry = self._running.get(task_id)
-        if entry is None:
-            return
-        reason = await self._client.get(self._keys.cancel(task_id))
-        job = entry[0]
-        job.cancel_reason = job.cancel_reason or (_text(reason) if reason else "cancelled")
 
 
 def _restart(job: Job) -> None:

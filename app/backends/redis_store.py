@@ -29,6 +29,7 @@ from app.backends.redis_keys import RESERVE, SUBMIT, WITHDRAW, Keys
 from app.backends.redis_notify import LiveJobs, decode_job, encode_job
 from app.clock import Clock
 from app.transcription.jobs import Job, JobNotifier
+from app.transcription.models import NoModelAllowedError
 from app.transcription.queue import Payload, QueueFullError
 
 __all__ = ["PLACE_HOLD_S", "RedisBackend", "read_counts"]
@@ -120,8 +121,18 @@ class RedisBackend:
                 await self._client.zrem(self._keys.places, place)
 
     async def submit(self, place: str, job: Job, payload: Payload) -> None:
-        """Store the record and the upload and queue the job, in one step."""
-        keys = self._keys
+        """Store the record and the upload and queue the job, in one step.
+
+        A job that names a model goes to that model's stream; NoModelAllowedError
+        (400) when no live worker offers it.
+        """
+        keys, model = self._keys, job.options.model
+        if model is not None and not any(model in w.models for w in self._counts.workers):
+            offered = sorted({name for w in self._counts.workers for name in w.models})
+            raise NoModelAllowedError(
+                f"no worker of this cluster offers model {model} now"
+                + (f"; offered: {', '.join(offered)}" if offered else "")
+            )
         async with unavailable_as_503("submit"):
             answer = await self._submit(
                 keys=[
@@ -131,7 +142,7 @@ class RedisBackend:
                     keys.sequence,
                     keys.job(job.id),
                     keys.audio(job.id),
-                    keys.stream,
+                    keys.stream_for(model),
                 ],
                 args=[place, job.id, encode_job(job), bytes(payload), self._max_bytes],
             )

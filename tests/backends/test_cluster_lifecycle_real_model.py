@@ -93,3 +93,22 @@ def test_sigterm_finishes_the_running_job_and_leaves_the_waiting_ones(cluster: C
     cluster.worker()
     body = wait_final(node.url, waiting, timeout_s=120)
     assert body["status"] == "finished", body
+
+
+def test_a_job_naming_a_model_goes_only_to_workers_offering_it(cluster: Cluster) -> None:
+    """model=base runs on the worker that offers base; a model no worker offers is a 400."""
+    small = cluster.worker()  # tiny.en only
+    cluster.worker(MAX_MODEL="base", CPU_FALLBACK_MODEL="base")
+    wait_for_workers(cluster.redis.client, 2)
+    node = cluster.api_node(MAX_MODEL="base", CPU_FALLBACK_MODEL="base")
+    route = "/api/v1/transcribe?language=en&model=base"
+    task_ids = [
+        upload(node.url, route, shared_clip(clip)).json()["task_id"] for clip in SHORT_CLIPS
+    ]
+    for task_id in task_ids:
+        body = wait_final(node.url, task_id)
+        assert body["status"] == "finished" and body["used_model_size"] == "base", body
+    assert "job_finished" not in small.output
+    refused = upload(node.url, "/api/v1/transcribe?model=tiny", shared_clip("en_jfk.flac"))
+    assert refused.status_code == 400
+    assert "no worker of this cluster offers model tiny" in refused.json()["detail"]
