@@ -262,6 +262,8 @@ class RedisWorkQueue:
             )
             self._notifier.notify(job)
             self.done(job)
+            # Acked before the next read, or XAUTOCLAIM would hand this entry out again.
+            await self._notifier.flush(timeout_s=5)
             return None
         _restart(job)
         if reason:
