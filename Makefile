@@ -6,6 +6,8 @@ STAMP  := $(VENV)/.installed-stamp
 PYTEST_ARGS ?=
 # The browser tests drive Debian's Chromium (never a browser downloaded by Playwright).
 CHROMIUM ?= /usr/bin/chromium
+# The cluster tests start Debian's redis-server (RAM only) on a free loopback port.
+REDIS_SERVER ?= /usr/bin/redis-server
 # Container builds: podman if installed, else docker; IMAGE names the result.
 CONTAINER ?= $(shell command -v podman 2>/dev/null || command -v docker 2>/dev/null)
 IMAGE ?= localhost/whisper-api
@@ -17,7 +19,7 @@ _BASE = $(if $(BASE_IMAGE),--build-arg BASE_IMAGE=$(BASE_IMAGE))
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 .DEFAULT_GOAL := help
-.PHONY: help install browser run test test-fast test-tools lint format bench image image-cuda clean
+.PHONY: help install browser redis run test test-fast test-tools lint format bench image image-cuda clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  make %-10s %s\n", $$1, $$2}'
@@ -37,6 +39,12 @@ $(CHROMIUM):
 
 browser: $(CHROMIUM) ## install Debian's chromium for the browser tests (only when missing)
 
+$(REDIS_SERVER):
+	$(SUDO) apt-get update
+	$(SUDO) apt-get install -y redis-server
+
+redis: $(REDIS_SERVER) ## install Debian's redis-server for the cluster tests (only when missing)
+
 run: $(STAMP) ## start the server on LISTEN:PORT (default 127.0.0.1:3001)
 	$(BIN)/whisper-api serve
 
@@ -53,10 +61,10 @@ test-tools: ## Debian tools the deployment tests use (nix-instantiate from nix-b
 	@command -v nix-instantiate >/dev/null || { $(SUDO) apt-get update -qq \
 		&& DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq nix-bin; }
 
-test: $(STAMP) $(CHROMIUM) lint test-tools ## lint, then the whole suite (real models and browser tests included)
+test: $(STAMP) $(CHROMIUM) $(REDIS_SERVER) lint test-tools ## lint, then the whole suite (real models and browser tests included)
 	$(BIN)/pytest $(PYTEST_ARGS)
 
-test-fast: $(STAMP) test-tools ## the suite without the real-model tests
+test-fast: $(STAMP) $(REDIS_SERVER) test-tools ## the suite without the real-model tests
 	$(BIN)/pytest -m 'not real_model' $(PYTEST_ARGS)
 
 bench: $(STAMP) ## the server against faster-whisper called directly (table + test-artifacts/bench.json)

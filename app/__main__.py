@@ -32,6 +32,10 @@ def _parser(with_client: bool = True) -> argparse.ArgumentParser:
         help="benchmark the server against faster-whisper called directly (see --help)",
         add_help=False,
     )
+    commands.add_parser(
+        "worker",
+        help="QUEUE_BACKEND=redis: run a worker of a cluster (models, no HTTP)",
+    )
     for target in (parser, serve):
         target.add_argument("--port", type=int, help="TCP port (PORT)")
         target.add_argument("--listen", help="address to bind (LISTEN)")
@@ -208,6 +212,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parser(with_client=arguments[:1] == ["transcribe"]).parse_args(arguments)
     if args.command == "transcribe":
         return transcribe(args)
+    if args.command == "worker":
+        from app.worker_main import main as worker_main
+
+        return worker_main()
     return serve(port=args.port, listen=args.listen)
 
 

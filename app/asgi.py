@@ -33,7 +33,7 @@ from app.transcription.models import ModelManager
 from app.transcription.queue import MemoryJobQueue
 from app.transcription.worker import Worker, WorkerLimits
 
-__all__ = ["build_service", "create_app", "find_web_dir"]
+__all__ = ["build_service", "create_app", "find_web_dir", "worker_limits"]
 
 MIB = 1024 * 1024
 
@@ -45,11 +45,30 @@ ERROR_SHAPES: dict[str, ErrorRenderer] = {
 }
 
 
+def worker_limits(settings: Settings) -> WorkerLimits:
+    """The worker's limits from the settings (one process, or a cluster worker)."""
+    return WorkerLimits(
+        batch_size=settings.batch_size,
+        batched_inference=settings.batched_inference,
+        max_audio_s=settings.max_audio_duration_s,
+        time_limit_floor_s=settings.job_timeout_min_s,
+        time_limit_factor=settings.job_timeout_factor,
+    )
+
+
 def build_service(
     settings: Settings, models: ModelManager, *, clock: Clock | None = None
 ) -> TranscriptionService:
-    """The in-memory deployment: one process holds the queue, the store and the worker."""
+    """The in-memory deployment: one process holds the queue, the store and the worker.
+
+    With QUEUE_BACKEND=redis this process is an API node of a cluster instead
+    (`app.backends.cluster`): no model and no worker here.
+    """
     clock = clock or SystemClock()
+    if settings.queue_backend == "redis":
+        from app.backends.cluster import build_api_node
+
+        return build_api_node(settings, models, clock=clock)
     notifier = JobNotifier()
     queue = MemoryJobQueue(
         max_waiting=settings.max_task_queue_size,
@@ -67,13 +86,7 @@ def build_service(
         models,
         notifier=notifier,
         clock=clock,
-        limits=WorkerLimits(
-            batch_size=settings.batch_size,
-            batched_inference=settings.batched_inference,
-            max_audio_s=settings.max_audio_duration_s,
-            time_limit_floor_s=settings.job_timeout_min_s,
-            time_limit_factor=settings.job_timeout_factor,
-        ),
+        limits=worker_limits(settings),
     )
     service = TranscriptionService(
         settings,

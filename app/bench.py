@@ -10,6 +10,8 @@ loopback port (or an external `--url`). Scenarios:
 - clients: N clients at once, one short clip each (audio s, wall s, latency p50/p95/max)
 - memory:  server RSS idle without a model, with tiny.en, with base, peak, after unload
 - health:  /healthz latency while a long job runs
+- cluster: the clients scenario on QUEUE_BACKEND=redis, one worker then two
+  (app/bench_cluster.py; needs redis-server, skip with --skip-cluster)
 
 With `--peers`, the same scenarios run against `faster-whisper-server` from PyPI
 (installed once into .bench-peers/, a separate virtual environment) serving the
@@ -644,6 +646,7 @@ def main(argv: list[str] | None = None) -> int:
         help="the server's ENCODER_CONTEXT (the engine is always faster-whisper's full context)",
     )
     parser.add_argument("--skip-memory", action="store_true")
+    parser.add_argument("--skip-cluster", action="store_true")
     parser.add_argument(
         "--peers", action="store_true", help="also run faster-whisper-server (PyPI) side by side"
     )
@@ -663,6 +666,12 @@ def main(argv: list[str] | None = None) -> int:
     rows = [row for group in zip(*groups, strict=True) for row in group]
     if not args.skip_memory and args.url is None:
         rows.append(bench_memory())
+    cluster: dict[str, Any] = {}
+    if not args.skip_cluster and args.url is None:
+        from app.bench_cluster import bench_cluster
+
+        cluster_rows, cluster = bench_cluster(args.threads, env)
+        rows.extend(cluster_rows)
     context = {
         "model": "base", "device": "cpu", "compute_type": "int8", "beam_size": 5,
         "threads": args.threads, "batch_size": args.batch_size, "cpus": os.cpu_count(),
@@ -672,9 +681,12 @@ def main(argv: list[str] | None = None) -> int:
     print("context: " + ", ".join(f"{k}={v}" for k, v in context.items()))
     for engine, server in zip(engine_rows, server_rows, strict=True):
         print(_ratio_line(engine, server))
+    if cluster:
+        print("cluster: " + ", ".join(f"{k}={v}" for k, v in cluster.items()))
     if args.json:
+        report = {"context": context, "cluster": cluster, "rows": [asdict(r) for r in rows]}
         args.json.write_text(
-            json.dumps({"context": context, "rows": [asdict(r) for r in rows]}, indent=2) + "\n",
+            json.dumps(report, indent=2) + "\n",
             encoding="utf-8",
         )
     return 0

@@ -103,11 +103,18 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     max_audio_duration_s: PositiveFloat = 4 * 3600.0
     job_timeout_min_s: PositiveFloat = 120.0
     job_timeout_factor: NonNegativeFloat = 10.0
+    # -- several machines (app/backends/redis_*): `memory` is one process, as always
+    queue_backend: Literal["memory", "redis"] = "memory"
+    redis_url: str = "redis://127.0.0.1:6379/0"
+    redis_password_file: str | None = None
+    # A running job whose worker sent no heartbeat for this long is taken over by another.
+    job_claim_timeout_s: PositiveFloat = 60.0
+    job_max_attempts: PositiveInt = 2
 
     def __repr__(self) -> str:
         """Settings may end up in a traceback or a debugger: never show the API keys."""
         shown = ", ".join(
-            f"{name}={'<hidden>' if name == 'api_keys' else getattr(self, name)!r}"
+            f"{name}={'<hidden>' if name in _SECRET_FIELDS else getattr(self, name)!r}"
             for name in self.__struct_fields__
         )
         return f"Settings({shown})"
@@ -170,7 +177,9 @@ _UPPER_CASE_FIELDS = frozenset(
     {"log_level", "log_level_console", "log_level_file", "log_rotation_when"}
 )
 _LIST_SEPARATOR_RE = re.compile(r"[,\s]+")
-_LOWER_CASE_FIELDS = frozenset({"batched_inference", "encoder_context"})
+_LOWER_CASE_FIELDS = frozenset({"batched_inference", "encoder_context", "queue_backend"})
+# Never shown by repr: the keys, and a Redis URL that may carry a password.
+_SECRET_FIELDS = frozenset({"api_keys", "redis_url"})
 _TRUE = frozenset({"1", "true", "yes", "on"})
 _FALSE = frozenset({"0", "false", "no", "off"})
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from app.backends.base import BackendUnavailableError
 from app.metrics import RejectReason
 from app.transcription.audio import AudioDecodeError, AudioTooLongError
 from app.transcription.models import NoModelAllowedError
@@ -109,6 +110,7 @@ ERROR_KINDS: dict[type[Exception], ErrorKind] = {
     NoModelAllowedError: ErrorKind(400, "model_not_allowed", "no_model", "model"),
     QueueFullError: ErrorKind(429, "queue_full", "queue_full"),
     ShuttingDownError: ErrorKind(503, "shutting_down", "shutting_down"),
+    BackendUnavailableError: ErrorKind(503, "backend_unavailable", "backend_unavailable"),
     UnauthorizedError: ErrorKind(401, "invalid_api_key", "unauthorized"),
     TaskNotFoundError: ErrorKind(404, "not_found"),
     TaskNotReadyError: ErrorKind(409, "task_not_finished"),

@@ -13,7 +13,7 @@ cancellation, shutdown); queue depth and model state are read at scrape time.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Literal
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
@@ -43,6 +43,7 @@ RejectReason = Literal[
     "unauthorized",
     "rate_limited",
     "shutting_down",
+    "backend_unavailable",
 ]
 
 # Seconds of work per job: from a short clip on a GPU to a long recording on a CPU.
@@ -64,6 +65,8 @@ class StateSnapshot:
     loaded_models: list[str]
     load_seconds: dict[str, float]  # the most recent load of each model loaded so far
     loading_model: str | None
+    # A cluster (QUEUE_BACKEND=redis): workers alive by device; empty in one process.
+    workers_by_device: dict[str, int] = field(default_factory=dict)
 
 
 class _StateCollector(Collector):
@@ -112,6 +115,15 @@ class _StateCollector(Collector):
         if loading is not None:
             loading_gauge.add_metric([loading, device], 1.0)
         yield loading_gauge
+        if state.workers_by_device:
+            workers = GaugeMetricFamily(
+                f"{PREFIX}_workers_alive",
+                "Cluster workers registered now, by device.",
+                labels=["device"],
+            )
+            for worker_device, count in sorted(state.workers_by_device.items()):
+                workers.add_metric([worker_device], float(count))
+            yield workers
 
 
 class ServiceMetrics:

@@ -11,6 +11,7 @@ queue and store plug in here without touching a controller.
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import math
 import os
@@ -22,6 +23,8 @@ import msgspec
 import structlog
 
 from app.accounting import JobAccounting
+from app.backends.base import FleetWorker, TaskBackend
+from app.backends.local import LocalBackend
 from app.clock import Clock
 from app.config import Settings
 from app.draining import Shutdown
@@ -63,8 +66,9 @@ class JobSpec(msgspec.Struct, frozen=True, kw_only=True):
 class Reservation:
     """A place in the queue held for one upload while its body is read and probed."""
 
-    def __init__(self, queue: JobQueue) -> None:
-        self._queue = queue
+    def __init__(self, backend: TaskBackend, place: str) -> None:
+        self._backend = backend
+        self._place = place
         self._held = True
 
     @property
@@ -72,18 +76,18 @@ class Reservation:
         """Whether the place is still free for a job."""
         return self._held
 
-    def use(self, job: Job, payload: Payload) -> None:
+    async def use(self, job: Job, payload: Payload) -> None:
         """Queue `job` in the held place (QueueFullError when its bytes do not fit)."""
         if not self._held:
             raise RuntimeError("this queue place was already used or released")
-        self._queue.submit(job, payload)
+        await self._backend.submit(self._place, job, payload)
         self._held = False
 
-    def release(self) -> None:
+    async def release(self) -> None:
         """Give the place back if no job took it."""
         if self._held:
             self._held = False
-            self._queue.release()
+            await self._backend.release(self._place)
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,6 +106,8 @@ class ServiceStatus:
     running_jobs: int
     max_queue_size: int
     draining: bool = False
+    # A cluster's workers (QUEUE_BACKEND=redis); empty in one process.
+    workers: tuple[FleetWorker, ...] = ()
 
 
 class TranscriptionService:
@@ -117,6 +123,7 @@ class TranscriptionService:
         notifier: JobNotifier,
         clock: Clock,
         worker: Worker | None,
+        backend: TaskBackend | None = None,
     ) -> None:
         self.settings = settings
         self.models = models
@@ -125,6 +132,8 @@ class TranscriptionService:
         self.notifier = notifier
         self.clock = clock
         self.worker = worker
+        # One process: the queue and store above. A cluster: Redis (app.backends.redis_store).
+        self.backend = backend or LocalBackend(queue, store)
         self._probe_slots = asyncio.Semaphore(PROBE_CONCURRENCY)
         self._background: list[asyncio.Task[None]] = []
         self.metrics = ServiceMetrics(self._metrics_snapshot)
@@ -140,7 +149,8 @@ class TranscriptionService:
     # -- lifecycle
 
     async def start(self) -> None:
-        """Start the worker, the expiry sweeper and, if configured, the model preload."""
+        """Start the backend, the worker, the expiry sweeper and, if configured, the preload."""
+        await self.backend.start()
         if self.worker is not None:
             self.worker.start()
         sweep_every_s = self.settings.run_result_expiry_check_m * 60
@@ -162,6 +172,7 @@ class TranscriptionService:
         for task in self._background:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
+        await self.backend.close()
         await self.models.close()
 
     def _spawn(self, coro: Coroutine[Any, Any, None], name: str) -> None:
@@ -170,7 +181,7 @@ class TranscriptionService:
     async def _sweep_forever(self, interval_s: float) -> None:
         while True:
             await self.clock.sleep(interval_s)
-            self.store.sweep()
+            await self.backend.sweep()
 
     async def _preload(self) -> None:
         try:
@@ -232,14 +243,14 @@ class TranscriptionService:
         if self.shutdown.draining:
             raise self._shutting_down()
         try:
-            self.queue.reserve(expected_bytes)
+            place = await self.backend.reserve(expected_bytes)
         except QueueFullError as refused:
             raise self._queue_full(refused) from None
-        reservation = Reservation(self.queue)
+        reservation = Reservation(self.backend, place)
         try:
             yield reservation
         finally:
-            reservation.release()
+            await reservation.release()
 
     def check_options(self, options: TranscribeOptions) -> None:
         """Raise NoModelAllowedError when no allowed model can do what is asked."""
@@ -288,10 +299,9 @@ class TranscriptionService:
             audio_duration=duration,
         )
         try:
-            reservation.use(job, payload)
+            await reservation.use(job, payload)
         except QueueFullError as refused:
             raise self._queue_full(refused) from None
-        self.store.add(job)
         self.accounting.track(job)
         log.info(
             "job_queued",
@@ -300,45 +310,45 @@ class TranscriptionService:
             surface=spec.surface,
             audio_s=round(duration, 2),
             upload_bytes=len(payload),
-            position=self.queue.waiting,
+            position=self.backend.counts().waiting,
         )
         return job
 
     # -- tasks
 
-    def get(self, task_id: str, *, owner: str | None = None) -> Job | None:
+    async def get(self, task_id: str, *, owner: str | None = None) -> Job | None:
         """A known, unexpired task of `owner`.
 
         With API keys a task belongs to the key that created it: to any other key
         (or to a caller without one) it is unknown, exactly like a wrong id.
         """
-        job = self.store.get(task_id, owner=owner)
+        job = await self.backend.get(task_id, owner=owner)
         if job is not None and self.shutdown.draining and job.is_final:
             self.shutdown.read(job)
         return job
 
-    def position(self, job: Job) -> int | None:
+    async def position(self, job: Job) -> int | None:
         """Live queue position: 0 running, 1.. waiting, None when over."""
-        return self.queue.position(job)
+        return await self.backend.position(job)
 
-    def delete(self, task_id: str, *, owner: str | None = None) -> bool:
+    async def delete(self, task_id: str, *, owner: str | None = None) -> bool:
         """Cancel a task of `owner` if it is queued or running, and erase it now."""
-        job = self.get(task_id, owner=owner)
+        job = await self.get(task_id, owner=owner)
         if job is None:
             return False
-        self.cancel(job, "deleted by its owner")
-        self.store.delete(task_id)
+        await self.cancel(job, "deleted by its owner")
+        await self.backend.delete(task_id)
         log.info("task_deleted", task_id=task_id)
         return True
 
-    def cancel(self, job: Job, reason: str) -> None:
+    async def cancel(self, job: Job, reason: str) -> None:
         """Stop a job (its client went away, or its owner deleted it)."""
-        if self.queue.cancel(job, reason):
+        if await self.backend.cancel(job, reason):
             self.accounting.cancelled(job)
 
-    def forget(self, job: Job) -> None:
+    async def forget(self, job: Job) -> None:
         """Erase a synchronous route's job once its answer is sent: nobody can fetch it later."""
-        self.store.delete(job.id)
+        await self.backend.delete(job.id)
 
     async def wait_until_final(self, job: Job) -> None:
         """Return once `job` is finished or failed."""
@@ -347,7 +357,9 @@ class TranscriptionService:
     def status(self) -> ServiceStatus:
         """A snapshot for status routes."""
         return ServiceStatus(
-            worker_running=self.worker is not None and self.worker.is_running,
+            # In a cluster the workers are other processes that registered in Redis.
+            worker_running=(self.worker is not None and self.worker.is_running)
+            or bool(self.backend.counts().workers),
             loading_model=self.models.loading,
             loaded_models=self.models.loaded_models,
             last_loaded_model=self.models.last_loaded,
@@ -355,10 +367,11 @@ class TranscriptionService:
             max_model=self.models.cap,
             device=self.models.placement.device,
             compute_type=self.models.placement.compute_type,
-            waiting_jobs=self.queue.waiting,
-            running_jobs=len(self.queue.running),
+            waiting_jobs=self.backend.counts().waiting,
+            running_jobs=self.backend.counts().running,
             max_queue_size=self.queue.max_waiting,
             draining=self.shutdown.draining,
+            workers=self.backend.counts().workers,
         )
 
     def job_done(self, job: Job) -> None:
@@ -375,11 +388,14 @@ class TranscriptionService:
 
     def _metrics_snapshot(self) -> StateSnapshot:
         return StateSnapshot(
-            queue_depth=self.queue.waiting,
-            running_jobs=len(self.queue.running),
+            queue_depth=self.backend.counts().waiting,
+            running_jobs=self.backend.counts().running,
             draining=self.shutdown.draining,
             device=self.models.placement.device,
             loaded_models=self.models.loaded_models,
             load_seconds=dict(self.models.load_seconds),
             loading_model=self.models.loading,
+            workers_by_device=dict(
+                collections.Counter(worker.device for worker in self.backend.counts().workers)
+            ),
         )

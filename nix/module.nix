@@ -34,6 +34,10 @@ let
   // lib.optionalAttrs (cfg.apiKeysFile != null) {
     # systemd hands the file over as a credential; %d is the credentials directory.
     API_KEYS_FILE = "%d/api-keys";
+  }
+  // lib.optionalAttrs (cfg.role != "standalone") { QUEUE_BACKEND = "redis"; }
+  // lib.optionalAttrs (cfg.redisPasswordFile != null) {
+    REDIS_PASSWORD_FILE = "%d/redis-password";
   };
 
   # A job may run up to shutdownGraceSeconds after SIGTERM; then the server closes.
@@ -222,6 +226,40 @@ in
       '';
     };
 
+    role = lib.mkOption {
+      type = lib.types.enum [
+        "standalone"
+        "api"
+        "worker"
+      ];
+      default = "standalone";
+      description = ''
+        `standalone`: one process holds the queue and runs the model. Several machines
+        (QUEUE_BACKEND=redis): `api` is an API node (HTTP, no model), `worker` runs
+        `whisper-api worker` (models, no HTTP); both need `redisUrl`.
+      '';
+    };
+
+    redisUrl = lib.mkOption {
+      type = lib.types.nullOr lib.types.str;
+      default = null;
+      example = "rediss://queue.example.org:6380/0";
+      description = ''
+        The shared Redis of a cluster (REDIS_URL); rediss:// for TLS across a network.
+        Run that Redis without persistence (`--save "" --appendonly no`).
+      '';
+    };
+
+    redisPasswordFile = lib.mkOption {
+      type = lib.types.nullOr lib.types.str;
+      default = null;
+      example = "/run/secrets/whisper-redis-password";
+      description = ''
+        File with the Redis password (REDIS_PASSWORD_FILE), handed over as a systemd
+        credential like `apiKeysFile`.
+      '';
+    };
+
     environment = lib.mkOption {
       type = lib.types.attrsOf lib.types.str;
       default = { };
@@ -280,7 +318,7 @@ in
       environment = derivedEnvironment // directEnvironment // cfg.environment;
 
       serviceConfig = {
-        ExecStart = "${lib.getExe cfg.package} serve";
+        ExecStart = "${lib.getExe cfg.package} ${if cfg.role == "worker" then "worker" else "serve"}";
         User = cfg.user;
         Group = cfg.group;
         WorkingDirectory = cfg.dataDir;
@@ -289,7 +327,9 @@ in
         # SIGTERM drains: /readyz turns 503, uploads get 503, the running job may finish.
         KillSignal = "SIGTERM";
         TimeoutStopSec = stopTimeoutSeconds;
-        LoadCredential = lib.optional (cfg.apiKeysFile != null) "api-keys:${cfg.apiKeysFile}";
+        LoadCredential =
+          lib.optional (cfg.apiKeysFile != null) "api-keys:${cfg.apiKeysFile}"
+          ++ lib.optional (cfg.redisPasswordFile != null) "redis-password:${cfg.redisPasswordFile}";
 
         # Hardening: the service reads its package and writes only dataDir.
         NoNewPrivileges = true;

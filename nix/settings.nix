@@ -21,6 +21,7 @@
     logLevel = "LOG_LEVEL";
     logPrivacyMode = "LOG_PRIVACY_MODE";
     trustedProxies = "TRUSTED_PROXIES";
+    redisUrl = "REDIS_URL";
   };
 
   # Options that set a variable in their own way (see module.nix).
@@ -28,6 +29,8 @@
     withCUDA = "USE_GPU_IF_AVAILABLE"; # and picks the CUDA package, opens the GPU devices
     dataDir = "LOG_DIR"; # the logs go to dataDir/logs
     apiKeysFile = "API_KEYS_FILE"; # handed over as a systemd credential
+    role = "QUEUE_BACKEND"; # redis for "api" and "worker"; "worker" also runs `whisper-api worker`
+    redisPasswordFile = "REDIS_PASSWORD_FILE"; # handed over as a systemd credential
   };
 
   # Options about the unit itself rather than a setting of the service.

@@ -100,10 +100,10 @@ async def await_result(
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await waiter
     if not job.is_final:
-        cancel_abandoned(service, job)
+        await cancel_abandoned(service, job)
         raise ClientGoneError
     if job.status is not JobStatus.FINISHED:
-        service.forget(job)
+        await service.forget(job)
         raise JobFailedError(job.error or "transcription failed")
     return job
 
@@ -119,12 +119,12 @@ async def answer_when_done(
     try:
         return render(finished)
     finally:
-        service.forget(finished)
+        await service.forget(finished)
 
 
-def cancel_abandoned(service: TranscriptionService, job: Job) -> None:
+async def cancel_abandoned(service: TranscriptionService, job: Job) -> None:
     """Cancel and erase a job whose client went away before its answer."""
     reason = str(ClientGoneError())
-    service.cancel(job, reason)
-    service.forget(job)
+    await service.cancel(job, reason)
+    await service.forget(job)
     log.info("job_cancelled_client_gone", task_id=job.id, surface=job.surface)

@@ -252,9 +252,9 @@ async def stream_transcript(
             yield _sse(OpenAIErrorBody(error=error))
     finally:
         if job.is_final:
-            service.forget(job)
+            await service.forget(job)
         else:
-            cancel_abandoned(service, job)
+            await cancel_abandoned(service, job)
 
 
 # ---------------------------------------------------------------- controller

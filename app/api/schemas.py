@@ -13,6 +13,7 @@ from app.transcription.jobs import Job, JobStage, JobStatus
 __all__ = [
     "DecoderStatus",
     "ErrorBody",
+    "FleetWorkerView",
     "PrivacyInfo",
     "ProgressEvent",
     "TaskDeleted",
@@ -129,6 +130,18 @@ class DecoderStatus(msgspec.Struct, kw_only=True):
     tasks_in_queue: int
     tasks_running: int
     max_task_queue_size: int
+    # QUEUE_BACKEND=redis: the cluster's workers (device, models, batch size, running jobs).
+    workers: list[FleetWorkerView] = msgspec.field(default_factory=list)
+
+
+class FleetWorkerView(msgspec.Struct, kw_only=True):
+    """One worker of a cluster as it registered itself."""
+
+    name: str
+    device: str
+    models: list[str]
+    batch_size: int
+    running_jobs: int
 
 
 class VersionInfo(msgspec.Struct):

@@ -112,6 +112,8 @@ class SystemController(Controller):
         reason: str | None = None
         if state.draining:
             reason = "the server is shutting down"
+        elif (unreachable := await service.backend.check()) is not None:
+            reason = unreachable
         elif not state.worker_running:
             reason = "the worker is not running"
         elif state.loading_model is not None:

@@ -22,6 +22,7 @@ from app.api.forms import WhisperForm, upload_operation
 from app.api.intake import Intake, receive_upload
 from app.api.schemas import (
     DecoderStatus,
+    FleetWorkerView,
     PrivacyInfo,
     ProgressEvent,
     TaskDeleted,
@@ -77,8 +78,8 @@ def content_disposition(file_name: str | None, extension: str) -> str:
     )
 
 
-def _finished_job(service: Service, task_id: TaskIdPath, owner: str | None) -> Job:
-    job = _known_job(service, task_id, owner)
+async def _finished_job(service: Service, task_id: TaskIdPath, owner: str | None) -> Job:
+    job = await _known_job(service, task_id, owner)
     if job.status is JobStatus.FAILED:
         raise TaskNotReadyError(f"the task failed: {job.error or 'unknown'}")
     if job.status is not JobStatus.FINISHED or job.transcript is None:
@@ -88,8 +89,8 @@ def _finished_job(service: Service, task_id: TaskIdPath, owner: str | None) -> J
     return job
 
 
-def _known_job(service: Service, task_id: TaskIdPath, owner: str | None) -> Job:
-    job = service.get(task_id, owner=owner)
+async def _known_job(service: Service, task_id: TaskIdPath, owner: str | None) -> Job:
+    job = await service.get(task_id, owner=owner)
     if job is None:
         raise TaskNotFoundError
     return job
@@ -134,7 +135,7 @@ class TaskController(Controller):
             TaskUploadForm,
             lambda form: form.to_spec(service, task_type, owner),
         )
-        return task_response(job, service.position(job), service.clock)
+        return task_response(job, await service.position(job), service.clock)
 
     @post(
         "/transcribe",
@@ -171,8 +172,8 @@ class TaskController(Controller):
     @get("/status", summary="A task's state (seed route)", responses=error_responses(400, 404))
     async def status(self, service: Service, owner: Owner, task_id: TaskIdQuery) -> TaskResponse:
         """The task with its live queue position; 404 when unknown or expired."""
-        job = _known_job(service, task_id, owner)
-        return task_response(job, service.position(job), service.clock)
+        job = await _known_job(service, task_id, owner)
+        return task_response(job, await service.position(job), service.clock)
 
     @get(
         "/srt",
@@ -182,7 +183,7 @@ class TaskController(Controller):
     )
     async def srt(self, service: Service, owner: Owner, task_id: TaskIdQuery) -> Response[bytes]:
         """SubRip subtitles of a finished task; 409 while it is not finished."""
-        return _render(_finished_job(service, task_id, owner), "srt")
+        return _render(await _finished_job(service, task_id, owner), "srt")
 
     @get("/decoder_status", summary="Model and queue state", responses=error_responses())
     async def decoder_status(self, service: Service) -> DecoderStatus:
@@ -201,13 +202,23 @@ class TaskController(Controller):
             tasks_in_queue=state.waiting_jobs,
             tasks_running=state.running_jobs,
             max_task_queue_size=state.max_queue_size,
+            workers=[
+                FleetWorkerView(
+                    name=worker.name,
+                    device=worker.device,
+                    models=list(worker.models),
+                    batch_size=worker.batch_size,
+                    running_jobs=worker.running_jobs,
+                )
+                for worker in state.workers
+            ],
         )
 
     @get("/tasks/{task_id:str}", summary="A task's state", responses=error_responses(404))
     async def get_task(self, service: Service, owner: Owner, task_id: TaskIdPath) -> TaskResponse:
         """The task with its live queue position; 404 when unknown or expired."""
-        job = _known_job(service, task_id, owner)
-        return task_response(job, service.position(job), service.clock)
+        job = await _known_job(service, task_id, owner)
+        return task_response(job, await service.position(job), service.clock)
 
     @delete(
         "/tasks/{task_id:str}",
@@ -217,7 +228,7 @@ class TaskController(Controller):
     )
     async def delete_task(self, service: Service, owner: Owner, task_id: TaskIdPath) -> TaskDeleted:
         """Cancels a queued or running task and forgets it at once."""
-        if not service.delete(task_id, owner=owner):
+        if not await service.delete(task_id, owner=owner):
             raise TaskNotFoundError
         return TaskDeleted(task_id=task_id)
 
@@ -246,7 +257,7 @@ class TaskController(Controller):
             raise InvalidInputError(
                 f"unknown format {fmt!r}; use one of {', '.join(formats.FORMATS)}", param="format"
             )
-        job = _finished_job(service, task_id, owner)
+        job = await _finished_job(service, task_id, owner)
         asked = (max_line_width, max_line_count, max_words_per_cue)
         shape = None
         if any(value is not None for value in asked):
@@ -267,7 +278,7 @@ class TaskController(Controller):
     )
     async def events(self, service: Service, owner: Owner, task_id: TaskIdPath) -> ServerSentEvent:
         """Streams status changes, queue position and fraction of audio done, then the end."""
-        job = _known_job(service, task_id, owner)
+        job = await _known_job(service, task_id, owner)
         return ServerSentEvent(_progress_stream(service, job))
 
     @get("/privacy", summary="Privacy-relevant settings", responses=error_responses())
@@ -291,7 +302,7 @@ async def _progress_stream(service: Service, job: Job) -> AsyncIterator[ServerSe
         event = ProgressEvent(
             task_id=job.id,
             status=str(job.status),
-            position_in_queue=service.position(job),
+            position_in_queue=await service.position(job),
             progress=round(job.progress, 4),
             error=job.error if job.is_final else None,
             stage=progress_stage(job),

@@ -20,7 +20,7 @@ from app.clock import Clock
 from app.transcription.batching import pick_companions
 from app.transcription.jobs import Job, JobNotifier
 
-__all__ = ["JobQueue", "MemoryJobQueue", "Payload", "QueueFullError", "QueuedJob"]
+__all__ = ["JobQueue", "JobSource", "MemoryJobQueue", "Payload", "QueueFullError", "QueuedJob"]
 
 Payload = bytes | bytearray
 """An upload exactly as it arrived (a file, or raw 16 kHz s16le PCM)."""
@@ -46,6 +46,32 @@ class QueuedJob:
 
     job: Job
     payload: Payload | None
+
+
+class JobSource(Protocol):
+    """What the worker needs of a queue (a Redis stream consumer is one too)."""
+
+    @property
+    def reserved(self) -> int:
+        """Places held for uploads still being received."""
+        ...
+
+    @property
+    def running(self) -> list[Job]:
+        """Jobs a worker has taken and not finished."""
+        ...
+
+    async def next_batch(self, max_size: int, key: Callable[[Job], object]) -> list[QueuedJob]:
+        """Wait for the oldest job; add later waiting jobs with its (non-None) key."""
+        ...
+
+    def top_up(self, batch: list[QueuedJob], max_size: int, key: Callable[[Job], object]) -> None:
+        """Move more waiting jobs with the batch head's key into `batch`."""
+        ...
+
+    def done(self, job: Job) -> None:
+        """The worker has finished with `job`."""
+        ...
 
 
 class JobQueue(Protocol):

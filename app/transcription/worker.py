@@ -30,7 +30,7 @@ from app.transcription.limits import (
     time_out,
 )
 from app.transcription.models import ModelLease, ModelUnavailableError, NoModelAllowedError
-from app.transcription.queue import JobQueue, QueuedJob
+from app.transcription.queue import JobSource, QueuedJob
 from app.transcription.types import LanguageDetection, Segment, Transcript
 
 __all__ = ["ModelProvider", "Worker", "WorkerLimits", "batch_key"]
@@ -64,7 +64,7 @@ class Worker:
 
     def __init__(
         self,
-        queue: JobQueue,
+        queue: JobSource,
         models: ModelProvider,
         *,
         notifier: JobNotifier,

@@ -293,7 +293,7 @@ async def test_stop_waits_for_the_running_job_within_the_grace() -> None:
     async with AsyncTestClient(app=app) as client:
         task_id = (await upload(client)).json()["task_id"]
         await eventually(lambda: _status_is(client, task_id, "processing"))
-        job = service.get(task_id)
+        job = await service.get(task_id)
         threading.Timer(0.3, gate.set).start()
     assert job is not None
     assert job.status == "finished"
@@ -307,7 +307,7 @@ async def test_a_job_past_the_grace_is_stopped_with_a_reason() -> None:
         async with AsyncTestClient(app=app) as client:
             task_id = (await upload(client)).json()["task_id"]
             await eventually(lambda: _status_is(client, task_id, "processing"))
-            job = service.get(task_id)
+            job = await service.get(task_id)
             await asyncio.wait_for(service.drain(), 5)
             assert job is not None and not job.is_final  # the grace is over, the job is not
     finally:

@@ -253,3 +253,21 @@ def test_readme_nixos_section_names_every_option() -> None:
     assert match, "README has no NixOS section"
     for option in declared_options():
         assert f"`{option}`" in match.group(1), option
+
+
+def test_worker_role_runs_the_cluster_worker_against_redis() -> None:
+    """role = "worker": `whisper-api worker`, QUEUE_BACKEND=redis, the password as a credential."""
+    result = unit(
+        role="worker",
+        redisUrl="rediss://queue.example.org:6380/0",
+        redisPasswordFile="/run/secrets/redis-password",
+    )
+    environment: dict[str, str] = result["service"]["environment"]
+    config = result["service"]["serviceConfig"]
+    assert config["ExecStart"] == f"{FAKE_PACKAGE}/bin/whisper-api worker"
+    assert config["LoadCredential"] == ["redis-password:/run/secrets/redis-password"]
+    assert environment["REDIS_PASSWORD_FILE"] == "%d/redis-password"
+    settings = load_settings({k: v for k, v in environment.items() if not v.startswith("%d")})
+    assert settings.queue_backend == "redis"
+    assert settings.redis_url == "rediss://queue.example.org:6380/0"
+    assert "QUEUE_BACKEND" not in unit()["service"]["environment"]  # standalone by default

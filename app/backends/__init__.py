@@ -1,0 +1,6 @@
+"""Where jobs and tasks are kept: this process (`local`) or Redis, shared by a cluster (`redis_*`).
+
+The service talks to one `TaskBackend` (`base`); `local` adapts the in-memory
+queue and store, `redis_store` keeps everything in Redis so that any number of
+API nodes and workers share one queue.
+"""

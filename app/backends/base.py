@@ -1,0 +1,105 @@
+"""The async seam between the service and wherever jobs live, and the fleet snapshot it reports.
+
+In one process the queue and the store answer at once; in a cluster every step
+is a round trip to Redis. The service therefore awaits each step through this
+Protocol, and `app.backends.local` adapts the synchronous in-memory queue and
+store to it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from app.transcription.jobs import Job
+from app.transcription.queue import Payload
+
+__all__ = ["BackendUnavailableError", "FleetWorker", "QueueCounts", "TaskBackend"]
+
+
+class BackendUnavailableError(Exception):
+    """The shared backend (Redis) does not answer: uploads get 503 with `retry_after_s`."""
+
+    def __init__(self, message: str, retry_after_s: int = 5) -> None:
+        super().__init__(message)
+        self.retry_after_s = retry_after_s
+
+
+@dataclass(frozen=True, slots=True)
+class FleetWorker:
+    """One worker process as it registered itself (cluster mode)."""
+
+    name: str
+    device: str
+    models: tuple[str, ...]
+    batch_size: int
+    running_jobs: int
+
+
+@dataclass(frozen=True, slots=True)
+class QueueCounts:
+    """The queue as a whole: waiting and running jobs, bytes held, and the workers alive."""
+
+    waiting: int
+    running: int
+    waiting_bytes: int
+    workers: tuple[FleetWorker, ...] = field(default=())
+
+
+class TaskBackend(Protocol):
+    """What the service needs of the queue and the task store, each step awaited."""
+
+    async def reserve(self, expected_bytes: int) -> str:
+        """Hold a queue place before an upload's body is read; QueueFullError when none.
+
+        Returns the place's token for `submit` or `release`.
+        """
+        ...
+
+    async def release(self, place: str) -> None:
+        """Give back a held place that no job took."""
+        ...
+
+    async def submit(self, place: str, job: Job, payload: Payload) -> None:
+        """Queue `job` with its upload in the held place and keep its record."""
+        ...
+
+    async def get(self, task_id: str, *, owner: str | None) -> Job | None:
+        """`owner`'s task (refreshing its expiry on the owner's read), else None."""
+        ...
+
+    async def position(self, job: Job) -> int | None:
+        """0 while running, 1.. while waiting, None once it has left the queue."""
+        ...
+
+    async def cancel(self, job: Job, reason: str) -> bool:
+        """Fail a waiting job at once, or ask a running one to stop; False if already over."""
+        ...
+
+    async def delete(self, task_id: str) -> Job | None:
+        """Forget a task now (its content erased); returns it if it was there."""
+        ...
+
+    async def mark_final(self, job: Job) -> None:
+        """Start the expiry clock of a job that has just ended."""
+        ...
+
+    async def sweep(self) -> int:
+        """Remove expired tasks; returns how many."""
+        ...
+
+    def counts(self) -> QueueCounts:
+        """The latest known state of the queue (kept current without a round trip)."""
+        ...
+
+    async def check(self) -> str | None:
+        """None when the backend answers, else why not (for /readyz)."""
+        ...
+
+    async def start(self) -> None:
+        """Begin background work (following changes, counting)."""
+        ...
+
+    async def close(self) -> None:
+        """End background work and connections."""
+        ...

@@ -1,0 +1,147 @@
+"""A real cluster for tests: Debian's redis-server, API node processes and worker processes."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import redis
+
+from tests.server_process import REPO_ROOT, Server, free_port, start_server
+
+REDIS_SERVER = shutil.which("redis-server") or "/usr/bin/redis-server"
+
+# The bundled tiny.en everywhere: the smallest real model, short clips, fast on 2 cores.
+CLUSTER_ENV = {
+    "QUEUE_BACKEND": "redis",
+    "MAX_MODEL": "tiny.en",
+    "CPU_FALLBACK_MODEL": "tiny.en",
+    "BATCH_SIZE": "1",
+}
+
+
+class RedisProcess:
+    """A RAM-only redis-server on a free loopback port."""
+
+    def __init__(self, process: subprocess.Popen[bytes], port: int) -> None:
+        self.process = process
+        self.port = port
+        self.url = f"redis://127.0.0.1:{port}/0"
+        self.client = redis.Redis(port=port, socket_timeout=10)
+
+    def audio_keys(self) -> list[bytes]:
+        """Keys that hold an upload now."""
+        return list(self.client.scan_iter(match="whisper:audio:*"))
+
+
+@contextmanager
+def redis_server(tmp_path: Path) -> Iterator[RedisProcess]:
+    """Start redis-server without persistence; stop it afterwards."""
+    port = free_port()
+    process = subprocess.Popen(
+        [
+            REDIS_SERVER,
+            "--port",
+            str(port),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--dir",
+            str(tmp_path),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.STDOUT,
+    )
+    server = RedisProcess(process, port)
+    deadline = time.monotonic() + 10
+    while True:
+        try:
+            server.client.ping()
+            break
+        except redis.ConnectionError:
+            if time.monotonic() > deadline:
+                process.kill()
+                raise
+            time.sleep(0.05)
+    try:
+        yield server
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+
+
+class WorkerProcess:
+    """A `whisper-api worker` process and its captured output."""
+
+    def __init__(self, process: subprocess.Popen[bytes], log_path: Path) -> None:
+        self.process = process
+        self.log_path = log_path
+
+    @property
+    def name(self) -> str:
+        """Its name in the fleet (host and pid), as in whisper:running."""
+        return f"{os.uname().nodename}-{self.process.pid}"
+
+    @property
+    def output(self) -> str:
+        """What it logged so far."""
+        return self.log_path.read_text(errors="replace")
+
+    def stop(self) -> None:
+        """SIGTERM, then SIGKILL if it does not end."""
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(timeout=10)
+
+
+def start_worker(tmp_path: Path, redis_url: str, **env: str) -> WorkerProcess:
+    """Start `python -m app worker` against `redis_url`."""
+    log_path = tmp_path / f"worker-{len(list(tmp_path.glob('worker-*')))}.out"
+    environment = {
+        **os.environ,
+        "LOG_FILE": "",
+        "ALLOW_DOWNLOAD": "0",
+        "USE_GPU_IF_AVAILABLE": "0",
+        "PYTHONDONTWRITEBYTECODE": "1",
+        **CLUSTER_ENV,
+        "REDIS_URL": redis_url,
+        **env,
+    }
+    with log_path.open("wb") as out:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "app", "worker"],
+            cwd=REPO_ROOT,
+            env=environment,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    return WorkerProcess(process, log_path)
+
+
+def start_api_node(tmp_path: Path, redis_url: str, **env: str) -> Server:
+    """Start `python -m app serve` as an API node of the cluster; wait until it is ready."""
+    server = start_server(tmp_path, **{**CLUSTER_ENV, "REDIS_URL": redis_url, **env})
+    server.wait_ready()
+    return server
+
+
+def wait_for_workers(client: redis.Redis, count: int, timeout_s: float = 90) -> None:
+    """Until `count` workers have registered (their model is loaded by then or soon)."""
+    deadline = time.monotonic() + timeout_s
+    while len(list(client.scan_iter(match="whisper:worker:*"))) < count:
+        if time.monotonic() > deadline:
+            raise AssertionError(f"fewer than {count} workers registered")
+        time.sleep(0.1)
