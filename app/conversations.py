@@ -95,7 +95,7 @@ def build_conversation(
 
     ``level`` scales every turn to that RMS, as one microphone and one gain would.
     """
-    rng = random.Random(seed)
+    rng = random.Random(seed)  # noqa: S311 (reproducible test material, not secrets)
     streams = {voice: load_voice(audio_dir, voice) for voice in voices}
     cursors = dict.fromkeys(voices, 0)
     pieces: list[FloatArray] = []
