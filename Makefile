@@ -17,7 +17,7 @@ _BASE = $(if $(BASE_IMAGE),--build-arg BASE_IMAGE=$(BASE_IMAGE))
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 .DEFAULT_GOAL := help
-.PHONY: help install browser run test test-fast test-tools lint format bench image image-cuda clean
+.PHONY: help install browser run test test-fast test-tools lint format bench bench-speakers image image-cuda clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  make %-10s %s\n", $$1, $$2}'
@@ -64,6 +64,10 @@ test-fast: $(STAMP) test-tools ## the suite without the real-model tests
 bench: $(STAMP) ## the server against faster-whisper called directly (table + test-artifacts/bench.json)
 	@mkdir -p test-artifacts
 	$(BIN)/whisper-api bench --json test-artifacts/bench.json
+
+bench-speakers: $(STAMP) ## only the speaker-label scenario (DER, counts, CPU per audio minute, an hour)
+	@mkdir -p test-artifacts
+	$(BIN)/whisper-api bench --only speakers --json test-artifacts/bench-speakers.json
 
 image: ## build the CPU container image (podman or docker; BASE_IMAGE=... to change the base)
 	@test -n "$(CONTAINER)" || { echo "make image: install podman or docker" >&2; exit 1; }

@@ -74,7 +74,20 @@ class Conversation:
 
 
 def load_voice(audio_dir: Path, voice: str) -> FloatArray:
-    """The voice's speech: its clips decoded, silences between speech regions dropped."""
+    """The voice's speech: its clips decoded, silences between speech regions dropped.
+
+    ``name@rate`` is that voice played ``rate`` times as fast (pitch shifted alike): a
+    second voice from the same recording and microphone.
+    """
+    name, _, rate = voice.partition("@")
+    speech = _speech(audio_dir, name)
+    if not rate:
+        return speech
+    positions = np.arange(0, len(speech) - 1, float(rate))
+    return np.asarray(np.interp(positions, np.arange(len(speech)), speech), dtype=np.float32)
+
+
+def _speech(audio_dir: Path, voice: str) -> FloatArray:
     parts: list[FloatArray] = []
     for name in VOICES[voice]:
         audio = decode_audio((audio_dir / name).read_bytes())

@@ -7,6 +7,7 @@ transcription. Vectors and reference clips live only in this call's local variab
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 import msgspec
 import numpy as np
@@ -36,7 +37,16 @@ from app.transcription.speakers.regions import (
 )
 from app.transcription.types import Transcript
 
-__all__ = ["KnownSpeaker", "SpeakerRequest", "SpeakerTurn", "label_speakers", "speaker_turns"]
+__all__ = [
+    "KnownSpeaker",
+    "SpeakerRequest",
+    "SpeakerTurn",
+    "WindowVectors",
+    "embed_windows",
+    "label_speakers",
+    "speaker_turns",
+    "turns_from_vectors",
+]
 
 FloatArray = npt.NDArray[np.float32]
 # Cells start every 0.8 s: back to back for the bundled embedder's 0.82 s cells.
@@ -70,22 +80,42 @@ class SpeakerTurn(msgspec.Struct, frozen=True):
     speaker: str
 
 
+class WindowVectors(NamedTuple):
+    """The clustering windows of some audio and one unit vector each."""
+
+    windows: list[Window]
+    vectors: FloatArray
+
+
+def embed_windows(audio: FloatArray, embedder: SpeakerEmbedder) -> WindowVectors:
+    """Speech regions cut into cells, embedded once each, and paired into window vectors."""
+    cells = cut_cells(speech_regions(audio), len(audio), embedder.cell_samples, CELL_HOP)
+    windows = pair_windows(cells)
+    if not windows:
+        return WindowVectors([], np.zeros((0, 0), dtype=np.float32))
+    cell_vectors = embedder.embed(cell_audio(audio, cells))
+    return WindowVectors(windows, _window_vectors(cell_vectors, windows))
+
+
+def turns_from_vectors(
+    found: WindowVectors, request: SpeakerRequest, embedder: SpeakerEmbedder
+) -> list[SpeakerTurn]:
+    """Cluster the window vectors and name the clusters: each window with its speaker."""
+    if not found.windows:
+        return []
+    labels = cluster(found.vectors, request.count, request.threshold)
+    names = _names(found.vectors, labels, request.known, embedder)
+    return [
+        SpeakerTurn(window.start_s, window.end_s, names[label])
+        for window, label in zip(found.windows, labels, strict=True)
+    ]
+
+
 def speaker_turns(
     audio: FloatArray, request: SpeakerRequest, embedder: SpeakerEmbedder
 ) -> list[SpeakerTurn]:
     """Each clustering window of the audio with its speaker label, in time order."""
-    cells = cut_cells(speech_regions(audio), len(audio), embedder.cell_samples, CELL_HOP)
-    windows = pair_windows(cells)
-    if not windows:
-        return []
-    cell_vectors = embedder.embed(cell_audio(audio, cells))
-    vectors = _window_vectors(cell_vectors, windows)
-    labels = cluster(vectors, request.count, request.threshold)
-    names = _names(vectors, labels, request.known, embedder)
-    return [
-        SpeakerTurn(window.start_s, window.end_s, names[label])
-        for window, label in zip(windows, labels, strict=True)
-    ]
+    return turns_from_vectors(embed_windows(audio, embedder), request, embedder)
 
 
 def label_speakers(
