@@ -85,6 +85,9 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     max_audio_duration_s: PositiveFloat = 4 * 3600.0
     job_timeout_min_s: PositiveFloat = 120.0
     job_timeout_factor: NonNegativeFloat = 10.0
+    # An ONNX speaker model for speaker labels instead of the bundled d-vector
+    # (app/transcription/speakers/embedders.py lists the supported inputs).
+    speaker_model: str | None = None
 
     def __repr__(self) -> str:
         """Settings may end up in a traceback or a debugger: never show the API keys."""
@@ -120,7 +123,9 @@ _MODEL_FIELDS = frozenset({"max_model", "cpu_fallback_model"})
 _LIST_FIELDS = frozenset(
     {"log_authorized_mails", "trusted_proxies", "api_keys", "cors_allow_origins"}
 )
-_OPTIONAL_FIELDS = frozenset({"max_model", "model_dir", "web_dir", "api_keys_file", "rate_limit"})
+_OPTIONAL_FIELDS = frozenset(
+    {"max_model", "model_dir", "web_dir", "api_keys_file", "rate_limit", "speaker_model"}
+)
 # Values never echoed in an error message.
 _SECRET_FIELDS = frozenset({"api_keys"})
 MIN_API_KEY_CHARS = 16

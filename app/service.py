@@ -33,6 +33,7 @@ from app.transcription.audio import (
 )
 from app.transcription.models import ModelManager, NoModelAllowedError
 from app.transcription.queue import Job, JobQueue, JobStatus, QueueFullError, Worker
+from app.transcription.speaker_stage import SpeakerStage
 from app.transcription.types import SubtitleShape, TaskType, TranscribeOptions
 
 __all__ = [
@@ -128,6 +129,7 @@ class TranscriptionService:
             # Uploads holding a queue place are still being read or decoded: worth waiting for.
             arrivals=lambda: self.queue.reserved,
             time_limit=settings.job_time_limit_s,
+            speaker_stage=SpeakerStage(settings.speaker_model),
         )
         self._decode_slots = asyncio.Semaphore(DECODE_CONCURRENCY)
         self._recent_seconds: deque[float] = deque(maxlen=20)

@@ -35,6 +35,7 @@ from app.api.form_options import (
 from app.api.job_wait import CLIENT_GONE, ClientGoneError, wait_for_job
 from app.api.multipart import FilePart, file_schema, multipart_operation, read_multipart
 from app.api.schemas import error_responses
+from app.api.speaker_options import parse_speaker_options, with_speakers
 from app.api.tasks import content_disposition
 from app.service import ShuttingDownError, TranscriptionService
 from app.transcription import formats
@@ -192,6 +193,9 @@ class AsrController(Controller):
         max_line_width: Annotated[str | None, _query("srt/vtt: characters per line")] = None,
         max_line_count: Annotated[str | None, _query("srt/vtt: lines per cue")] = None,
         max_words_per_cue: Annotated[str | None, _query("srt/vtt: words per cue")] = None,
+        diarize: Annotated[str | None, _query("true: label who speaks (A, B, ...)")] = None,
+        min_speakers: Annotated[str | None, _query("diarize: at least this many")] = None,
+        max_speakers: Annotated[str | None, _query("diarize: at most this many")] = None,
     ) -> Response[Any]:
         """The transcript as an attachment in the asked format, with the Asr-Engine header."""
         fmt = _choice(output, ASR_OUTPUTS, "output", "txt")
@@ -204,14 +208,22 @@ class AsrController(Controller):
                 "max_words_per_cue": max_words_per_cue,
             }
         )
+        words = parse_bool(word_timestamps, "word_timestamps")
         options = TranscribeOptions(
             task=task_type,
             language=parse_language(language),
             initial_prompt=initial_prompt or None,
             vad_filter=parse_bool(vad_filter, "vad_filter"),
-            word_timestamps=parse_bool(word_timestamps, "word_timestamps") or not shape.is_plain,
+            word_timestamps=words or not shape.is_plain,
             model=parse_model(model, service.models),
         )
+        speaker_fields = {
+            "diarize": diarize,
+            "min_speakers": min_speakers,
+            "max_speakers": max_speakers,
+        }
+        speakers = parse_speaker_options(speaker_fields.get, keep_words=words)
+        options = with_speakers(options, speakers)
         outcome = await _run_job(
             request,
             service,

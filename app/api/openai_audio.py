@@ -7,6 +7,7 @@ OpenAI's shape, `{"error": {"message", "type", "param", "code"}}`, on every path
 
 from __future__ import annotations
 
+import asyncio
 import math
 import time
 from collections.abc import AsyncIterator
@@ -56,6 +57,7 @@ from app.api.multipart import (
     text_schema,
 )
 from app.api.schemas import error_responses
+from app.api.speaker_options import check_references, parse_speaker_options, with_speakers
 from app.service import ShuttingDownError, TranscriptionService
 from app.transcription import formats
 from app.transcription.audio import AudioDecodeError, AudioTooLongError
@@ -70,7 +72,9 @@ __all__ = ["OPENAI_DEFAULT_MODEL", "OPENAI_FORMATS", "OpenAIController"]
 log = structlog.get_logger(__name__)
 
 OPENAI_DEFAULT_MODEL = "whisper-1"
-OPENAI_FORMATS = ("json", "text", "srt", "verbose_json", "vtt")
+# OpenAI's speaker-label model: here the server's Whisper model plus the speaker stage.
+OPENAI_DIARIZE_MODEL = "gpt-4o-transcribe-diarize"
+OPENAI_FORMATS = ("json", "text", "srt", "verbose_json", "vtt", "diarized_json")
 GRANULARITIES = ("segment", "word")
 # Whisper's own fallback ladder: temperature 0 means "start greedy, raise it on failure".
 AUTOMATIC_TEMPERATURES = (0.0, 0.2, 0.4, 0.6, 0.8, 1.0)
@@ -91,7 +95,16 @@ _UPLOAD_OPERATION = multipart_operation(
             "segment and/or word (word needs response_format=verbose_json)",
             enum=list(GRANULARITIES),
         ),
-        "stream": text_schema("true: server-sent transcript.text.delta events, then .done"),
+        "stream": text_schema(
+            "true: server-sent transcript.text.delta events (diarized_json: then one "
+            "transcript.text.segment per segment), then .done"
+        ),
+        "known_speaker_names[]": text_schema("diarized_json: names of up to 4 known speakers"),
+        "known_speaker_references[]": text_schema(
+            "diarized_json: a short clip of each known speaker, as a data URL "
+            "(data:audio/wav;base64,...)"
+        ),
+        "chunking_strategy": text_schema("accepted for compatibility; the server cuts by VAD"),
         **{name: text_schema(f"srt/vtt cue shaping: {name}") for name in SHAPE_FIELDS},
     },
     required=["file"],
@@ -237,6 +250,9 @@ def parse_openai_request(
             param="response_format",
         )
     granularities = _granularities(form, response_format)
+    diarized = response_format == "diarized_json"
+    if diarized and task == "translate":
+        raise InvalidInputError("diarized_json is for transcriptions only", param="response_format")
     options = TranscribeOptions(
         task=task,
         language=parse_language(form.value("language")),
@@ -244,13 +260,23 @@ def parse_openai_request(
         word_timestamps="word" in granularities,
         temperature=_temperature(form.value("temperature")),
         model=parse_model(
-            form.value("model"), service.models, default_aliases=(OPENAI_DEFAULT_MODEL,)
+            form.value("model"),
+            service.models,
+            default_aliases=(OPENAI_DEFAULT_MODEL, OPENAI_DIARIZE_MODEL),
         ),
+    )
+    speakers = parse_speaker_options(
+        lambda _: None,
+        names=form.values("known_speaker_names[]") + form.values("known_speaker_names"),
+        references=form.values("known_speaker_references[]")
+        + form.values("known_speaker_references"),
+        forced=diarized,
+        keep_words="word" in granularities,
     )
     shape_values = {name: form.value(name) for name in SHAPE_FIELDS}
     parse_subtitle_shape(dict(shape_values))  # refuse bad values before the job is queued
     return OpenAIRequest(
-        options=options,
+        options=with_speakers(options, speakers),
         response_format=response_format,
         granularities=granularities,
         stream=parse_bool(form.value("stream"), "stream"),
@@ -282,6 +308,9 @@ def render_openai(job: Job, request: OpenAIRequest) -> Response[Any]:
             words="word" in request.granularities,
         )
         return Response(body, media_type=formats.MEDIA_TYPES["verbose_json"])
+    if fmt == "diarized_json":
+        body = formats.to_diarized_json(transcript)
+        return Response(body, media_type=formats.MEDIA_TYPES["diarized_json"])
     shape = parse_subtitle_shape(dict(request.shape_values))
     return Response(
         formats.render(transcript, fmt, shape=shape), media_type=formats.MEDIA_TYPES[fmt]
@@ -294,17 +323,19 @@ def _job_failure(job: Job) -> Response[OpenAIErrorBody]:
     )
 
 
-def _sse(payload: msgspec.Struct | OpenAIErrorBody) -> ServerSentEventMessage:
+def _sse(payload: msgspec.Struct | dict[str, Any]) -> ServerSentEventMessage:
     return ServerSentEventMessage(data=msgspec.json.encode(payload).decode())
 
 
 async def stream_transcript(
-    service: TranscriptionService, job: Job
+    service: TranscriptionService, job: Job, *, diarized: bool = False
 ) -> AsyncIterator[ServerSentEventMessage]:
     """`transcript.text.delta` for each segment as it is decoded, then `transcript.text.done`.
 
-    The deltas join (and strip) to exactly the final text. A failed job ends the
-    stream with an OpenAI error object; a client that leaves cancels the job.
+    The deltas join (and strip) to exactly the final text. With `diarized`, one
+    `transcript.text.segment` per labelled segment comes before `.done`: speakers are
+    known only once the whole audio has been heard. A failed job ends the stream
+    with an OpenAI error object; a client that leaves cancels the job.
     """
     sent = 0
     try:
@@ -322,6 +353,9 @@ async def stream_transcript(
                 yield ServerSentEventMessage(comment="keepalive", data=None)
         if job.status is JobStatus.FINISHED and job.transcript is not None:
             transcript = job.transcript
+            if diarized:
+                for index, segment in enumerate(transcript.segments):
+                    yield _sse(formats.diarized_segment(index, segment))
             yield _sse(TextDoneEvent(text=transcript.text, usage=_usage(transcript)))
         else:
             error = OpenAIError(
@@ -359,6 +393,8 @@ class OpenAIController(Controller):
                         "send the audio in the multipart field `file`", param="file"
                     )
                 parsed = parse_openai_request(form, service, task)
+                if parsed.options.speakers is not None:
+                    await asyncio.to_thread(check_references, parsed.options.speakers)
                 job = await service.submit(
                     upload.data,
                     task_type=task,
@@ -378,7 +414,8 @@ class OpenAIController(Controller):
                 headers={"Retry-After": str(retry_after)},
             )
         if parsed.stream:
-            return ServerSentEvent(stream_transcript(service, job))
+            diarized = parsed.response_format == "diarized_json"
+            return ServerSentEvent(stream_transcript(service, job, diarized=diarized))
         try:
             await wait_for_job(request, service, job)
         except ClientGoneError:
@@ -443,7 +480,7 @@ class OpenAIController(Controller):
 
 
 def _model_ids(service: TranscriptionService) -> list[str]:
-    return [OPENAI_DEFAULT_MODEL, *service.models.allowed_models()]
+    return [OPENAI_DEFAULT_MODEL, OPENAI_DIARIZE_MODEL, *service.models.allowed_models()]
 
 
 def _model(name: str) -> OpenAIModel:

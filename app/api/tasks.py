@@ -41,6 +41,7 @@ from app.api.schemas import (
     error_responses,
     task_response,
 )
+from app.api.speaker_options import SPEAKER_FIELDS, parse_speaker_options, with_speakers
 from app.transcription import formats
 from app.transcription.languages import normalise_language
 from app.transcription.queue import Job, JobStatus
@@ -61,12 +62,23 @@ _UPLOAD_OPERATION = multipart_operation(
         "max_line_width": text_schema("subtitles: characters per line"),
         "max_line_count": text_schema("subtitles: lines per cue"),
         "max_words_per_cue": text_schema("subtitles: words per cue"),
+        "diarize": text_schema("true: label who speaks (speaker on segments, A, B, ...)"),
+        "num_speakers": text_schema("diarize: the number of speakers, when known"),
+        "min_speakers": text_schema("diarize: at least this many speakers"),
+        "max_speakers": text_schema("diarize: at most this many speakers"),
     },
     required=["file"],
     description="multipart/form-data with the audio in the `file` field; every text field "
     "may also be given in the query string",
 )
-UPLOAD_OPTION_FIELDS = ("model", "initial_prompt", "word_timestamps", "vad_filter", *SHAPE_FIELDS)
+UPLOAD_OPTION_FIELDS = (
+    "model",
+    "initial_prompt",
+    "word_timestamps",
+    "vad_filter",
+    *SHAPE_FIELDS,
+    *SPEAKER_FIELDS,
+)
 
 LanguageQuery = Annotated[
     str | None,
@@ -119,15 +131,17 @@ def _upload_options(
 
     try:
         shape = parse_subtitle_shape({name: raw(name) for name in SHAPE_FIELDS})
+        word_timestamps = parse_bool(raw("word_timestamps"), "word_timestamps")
         options = TranscribeOptions(
             task=task_type,
             language=_language(language, form),
             initial_prompt=raw("initial_prompt") or None,
-            word_timestamps=parse_bool(raw("word_timestamps"), "word_timestamps")
-            or not shape.is_plain,
+            word_timestamps=word_timestamps or not shape.is_plain,
             vad_filter=parse_bool(raw("vad_filter"), "vad_filter"),
             model=parse_model(raw("model"), service.models),
         )
+        speakers = parse_speaker_options(raw, keep_words=word_timestamps)
+        options = with_speakers(options, speakers)
     except InvalidInputError as exc:
         raise ClientException(detail=exc.message) from None
     return options, shape

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Protocol
 
+import msgspec
 import numpy as np
 import numpy.typing as npt
 import structlog
@@ -27,9 +28,11 @@ import structlog
 from app.transcription.batching import is_batchable
 from app.transcription.engine import JobCancelledError
 from app.transcription.models import ModelLease, ModelUnavailableError, NoModelAllowedError
+from app.transcription.speakers.embedders import SpeakerModelError
 from app.transcription.types import (
     LanguageDetection,
     Segment,
+    SpeakerOptions,
     SubtitleShape,
     TaskType,
     TranscribeOptions,
@@ -68,6 +71,9 @@ WATCHDOG_GRACE_S = 60.0
 SILENCE_PEAK = 1e-5
 
 TimeLimit = Callable[[float], float]
+# The speaker stage (app.transcription.speaker_stage.SpeakerStage): blocking, run in the
+# inference thread after transcription for jobs with options.speakers.
+SpeakerStageCall = Callable[[npt.NDArray[np.float32], Transcript, SpeakerOptions], Transcript]
 """Seconds a job may decode, given its audio's length in seconds."""
 
 
@@ -311,6 +317,7 @@ class Worker:
         max_linger_s: float = 0.5,
         time_limit: TimeLimit | None = None,
         watchdog_grace_s: float = WATCHDOG_GRACE_S,
+        speaker_stage: SpeakerStageCall | None = None,
     ) -> None:
         self._queue = queue
         self._models = models
@@ -320,6 +327,7 @@ class Worker:
         self._max_linger_s = max_linger_s
         self._time_limit = time_limit
         self._watchdog_grace_s = watchdog_grace_s
+        self._speaker_stage = speaker_stage
         self._executor = _inference_executor()
         self._task: asyncio.Task[None] | None = None
 
@@ -442,16 +450,20 @@ class Worker:
         if job.cancel_requested.is_set():
             self._end(job, None, job.cancel_reason or "cancelled", started)
             return
-        if batched is not None:
-            self._end(job, batched, None, started)
-            return
-        result: Transcript | LanguageDetection | None = None
+        result: Transcript | LanguageDetection | None = batched
         reason: str | None = None
         try:
-            if job.options.task == "detect":
+            if result is not None:
+                pass
+            elif job.options.task == "detect":
                 result = await self._detect(job, lease)
             else:
                 result = await self._transcribe(job, lease)
+            if isinstance(result, Transcript) and job.options.speakers is not None:
+                result = await self._label_speakers(job, result)
+        except SpeakerModelError as exc:
+            reason = f"speaker labels failed: {exc}"
+            log.error("speaker_stage_failed", task_id=job.id, reason=type(exc).__name__)
         except JobCancelledError:
             reason = job.cancel_reason or "cancelled"
             log.info("job_cancelled", task_id=job.id, timed_out=job.timed_out)
@@ -495,6 +507,23 @@ class Worker:
             segment_count=len(result.segments) if isinstance(result, Transcript) else 0,
             model=job.used_model,
         )
+
+    async def _label_speakers(self, job: Job, transcript: Transcript) -> Transcript:
+        """Run the speaker stage in the inference thread, then forget the reference clips."""
+        speakers, audio = job.options.speakers, job.audio
+        if speakers is None or audio is None:
+            return transcript
+        if self._speaker_stage is None:
+            raise SpeakerModelError("this server runs without speaker labels")
+        try:
+            return await asyncio.get_running_loop().run_in_executor(
+                self._executor, self._speaker_stage, audio, transcript, speakers
+            )
+        finally:
+            job.options = msgspec.structs.replace(
+                job.options,
+                speakers=msgspec.structs.replace(speakers, known_speaker_references=()),
+            )
 
     async def _detect(self, job: Job, lease: ModelLease) -> LanguageDetection:
         audio = job.audio
