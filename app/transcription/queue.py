@@ -450,17 +450,10 @@ class Worker:
         if job.cancel_requested.is_set():
             self._end(job, None, job.cancel_reason or "cancelled", started)
             return
-        result: Transcript | LanguageDetection | None = batched
+        result: Transcript | LanguageDetection | None = None
         reason: str | None = None
         try:
-            if result is not None:
-                pass
-            elif job.options.task == "detect":
-                result = await self._detect(job, lease)
-            else:
-                result = await self._transcribe(job, lease)
-            if isinstance(result, Transcript) and job.options.speakers is not None:
-                result = await self._label_speakers(job, result)
+            result = await self._result(job, lease, batched)
         except SpeakerModelError as exc:
             reason = f"speaker labels failed: {exc}"
             log.error("speaker_stage_failed", task_id=job.id, reason=type(exc).__name__)
@@ -473,6 +466,17 @@ class Worker:
             reason = f"transcription failed: {type(exc).__name__}"
             log.exception("job_failed", task_id=job.id, reason=type(exc).__name__)
         self._end(job, result, reason, started)
+
+    async def _result(
+        self, job: Job, lease: ModelLease, batched: Transcript | None
+    ) -> Transcript | LanguageDetection:
+        """The batched transcript or the job decoded alone, then speaker labels if asked."""
+        if job.options.task == "detect":
+            return await self._detect(job, lease)
+        transcript = batched if batched is not None else await self._transcribe(job, lease)
+        if job.options.speakers is not None:
+            transcript = await self._label_speakers(job, transcript)
+        return transcript
 
     @staticmethod
     def _end(
