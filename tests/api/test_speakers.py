@@ -170,3 +170,23 @@ async def test_bad_speaker_counts_are_refused(build_app: AppFactory) -> None:
                 client, "/api/v1/transcribe", wav_bytes(1.0), diarize="true", **fields
             )
             assert response.status_code == 400, response.text
+
+
+async def test_openai_sdk_streams_diarized_segments(build_app: AppFactory, talk_wav: bytes) -> None:
+    """The SDK's stream yields typed segment events with speakers, then the done event."""
+    async with AsyncTestClient(app=build_app()) as client:
+        sdk = openai.AsyncOpenAI(
+            base_url=f"{client.base_url}/v1", api_key="unused", http_client=client, max_retries=0
+        )
+        stream = await sdk.audio.transcriptions.create(
+            model="gpt-4o-transcribe-diarize",
+            file=("talk.wav", talk_wav, "audio/wav"),
+            response_format="diarized_json",
+            stream=True,
+        )
+        events = [event async for event in stream]
+    segments = [
+        e for e in events if isinstance(e, openai.types.audio.TranscriptionTextSegmentEvent)
+    ]
+    assert {segment.speaker for segment in segments} == {"A", "B", "C"}
+    assert isinstance(events[-1], openai.types.audio.TranscriptionTextDoneEvent)
