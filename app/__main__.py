@@ -96,14 +96,13 @@ def serve(port: int | None = None, listen: str | None = None) -> int:
 
     import uvicorn
 
-    from app.asgi import create_app
+    from app.asgi import build_service, create_app
     from app.logging import configure_logging, uvicorn_log_config
-    from app.service import TranscriptionService
     from app.transcription.models import ModelManager
 
     configure_logging(settings)
     _limit_malloc_arenas()
-    service = TranscriptionService(settings, ModelManager(settings))
+    service = build_service(settings, ModelManager(settings))
     config = uvicorn.Config(
         create_app(settings, service=service),
         host=settings.listen,

@@ -8,6 +8,7 @@ what is allowed; `whisper-api` prints it and exits non-zero.
 from __future__ import annotations
 
 import ipaddress
+import logging
 import os
 import re
 from collections.abc import Mapping
@@ -16,6 +17,7 @@ from typing import Annotated, Any, Literal
 
 import msgspec
 
+from app.config_typos import likely_typos
 from app.transcription.catalogue import MODEL_NAMES, canonical_model_name
 
 __all__ = [
@@ -33,7 +35,16 @@ NonNegativeFloat = Annotated[float, msgspec.Meta(ge=0)]
 PositiveFloat = Annotated[float, msgspec.Meta(gt=0)]
 Port = Annotated[int, msgspec.Meta(ge=1, le=65535)]
 LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]
+LogFormatStyle = Literal["%", "{"]
 RotationWhen = Literal["S", "M", "H", "D", "MIDNIGHT", "W0", "W1", "W2", "W3", "W4", "W5", "W6"]
+
+
+_PERCENT_FIELD_RE = re.compile(r"%\(\w+\)")
+
+
+def log_format_style(log_format: str) -> LogFormatStyle:
+    """`%` when the format has a `%(name)` field, else `{` (`{asctime}`, `{message}`)."""
+    return "%" if _PERCENT_FIELD_RE.search(log_format) else "{"
 
 
 def _default_cache_dir() -> str:
@@ -59,6 +70,9 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     log_dir: str = "data/"
     log_file: str = "whisper_api.log"
     log_level: LogLevel = "INFO"
+    # Per handler; unset = LOG_LEVEL.
+    log_level_console: LogLevel | None = None
+    log_level_file: LogLevel | None = None
     log_format: str = "[%(asctime)s] [%(levelname)s] %(message)s"
     log_date_format: str = "%Y-%m-%d %H:%M:%S"
     log_rotation_when: RotationWhen = "H"
@@ -70,6 +84,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     model_cache_dir: str = msgspec.field(default_factory=_default_cache_dir)
     allow_download: bool = True
     max_upload_mb: PositiveInt = 512
+    # Bytes held by waiting jobs (their uploads as sent), across the whole queue.
+    max_queued_mb: PositiveInt = 1024
     web_dir: str | None = None
     cpu_threads: NonNegativeInt = 0
     batch_size: PositiveInt = 4
@@ -102,6 +118,11 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
         return self.job_timeout_min_s + self.job_timeout_factor * audio_s
 
     @property
+    def log_format_style(self) -> LogFormatStyle:
+        """Whether LOG_FORMAT uses `%(name)s` fields or the seed README's `{name}` fields."""
+        return log_format_style(self.log_format)
+
+    @property
     def log_path(self) -> Path | None:
         """The rotating log file, or None when file logging is switched off."""
         if not self.log_file:
@@ -124,15 +145,33 @@ _LIST_FIELDS = frozenset(
     {"log_authorized_mails", "trusted_proxies", "api_keys", "cors_allow_origins"}
 )
 _OPTIONAL_FIELDS = frozenset(
-    {"max_model", "model_dir", "web_dir", "api_keys_file", "rate_limit", "speaker_model"}
+    {
+        "max_model",
+        "model_dir",
+        "web_dir",
+        "api_keys_file",
+        "rate_limit",
+        "log_level_console",
+        "log_level_file",
+        "speaker_model",
+    }
 )
+# Lists of items that never contain blanks: commas or whitespace separate them.
+_BLANK_SEPARATED_FIELDS = frozenset(
+    {"log_authorized_mails", "trusted_proxies", "cors_allow_origins"}
+)
+# Environment variables the service reads besides its settings (the client, the console).
+_OTHER_KNOWN_VARIABLES = frozenset({"WHISPER_API_URL", "WHISPER_API_KEY", "NO_COLOR"})
 # Values never echoed in an error message.
 _SECRET_FIELDS = frozenset({"api_keys"})
 MIN_API_KEY_CHARS = 16
 RATE_LIMIT_UNITS = ("second", "minute", "hour", "day")
 _RATE_LIMIT_RE = re.compile(r"^\s*([1-9][0-9]*)\s*/\s*(second|minute|hour|day)s?\s*$", re.I)
 _ORIGIN_RE = re.compile(r"^https?://[A-Za-z0-9.\-\[\]:]+$")
-_UPPER_CASE_FIELDS = frozenset({"log_level", "log_rotation_when"})
+_UPPER_CASE_FIELDS = frozenset(
+    {"log_level", "log_level_console", "log_level_file", "log_rotation_when"}
+)
+_LIST_SEPARATOR_RE = re.compile(r"[,\s]+")
 _LOWER_CASE_FIELDS = frozenset({"batched_inference"})
 _TRUE = frozenset({"1", "true", "yes", "on"})
 _FALSE = frozenset({"0", "false", "no", "off"})
@@ -148,12 +187,18 @@ def _allowed(field: msgspec.structs.FieldInfo) -> str:
         "max_task_queue_size": "an integer of at least 1",
         "log_rotation_interval": "an integer of at least 1",
         "max_upload_mb": "an integer of at least 1",
+        "max_queued_mb": "an integer of at least 1 (megabytes of uploads held by waiting jobs)",
         "log_rotation_backup_count": "an integer of at least 0",
         "unload_model_after_s": "a number of seconds of at least 0, or empty for never",
         "delete_results_after_m": "a number of minutes greater than 0 (fractions allowed)",
         "run_result_expiry_check_m": "a number of minutes of at least 0 (0 = check on access)",
         "shutdown_grace_s": "a number of seconds of at least 0",
         "log_level": "one of DEBUG, INFO, WARNING, ERROR, CRITICAL",
+        "log_level_console": "one of DEBUG, INFO, WARNING, ERROR, CRITICAL, or empty for LOG_LEVEL",
+        "log_level_file": "one of DEBUG, INFO, WARNING, ERROR, CRITICAL, or empty for LOG_LEVEL",
+        "log_format": "a logging format with %(name)s fields, e.g. "
+        "'[%(asctime)s] [%(levelname)s] %(message)s', or with {name} fields, e.g. "
+        "'[{asctime}] [{levelname}] {message}'",
         "log_rotation_when": "one of S, M, H, D, midnight, W0-W6",
         "cpu_threads": "an integer of at least 0 (0 = every core)",
         "batch_size": "an integer of at least 1 (1 = no batching)",
@@ -199,9 +244,12 @@ def _convert(field: msgspec.structs.FieldInfo, raw: str) -> Any:
     if field.name == "unload_model_after_s" and value == "":
         return None
     if field.name in _LIST_FIELDS:
+        separator = _LIST_SEPARATOR_RE if field.name in _BLANK_SEPARATED_FIELDS else ","
         return _convert_list(
-            field.name, [item.strip() for item in value.split(",") if item.strip()]
+            field.name, [item.strip() for item in re.split(separator, value) if item.strip()]
         )
+    if field.name == "log_format":
+        return _checked_log_format(raw)
     if field.name in _UPPER_CASE_FIELDS:
         value = value.upper()
     if field.name in _LOWER_CASE_FIELDS:
@@ -224,6 +272,16 @@ def _convert_list(name: str, items: list[str]) -> tuple[str, ...]:
     if name == "cors_allow_origins":
         return tuple(_checked_origin(origin) for origin in items)
     return tuple(items)
+
+
+def _checked_log_format(log_format: str) -> str:
+    """A format `logging` accepts in its style, with the event's place in it."""
+    style = log_format_style(log_format)
+    message_field = "%(message)" if style == "%" else "{message"
+    if message_field not in log_format:
+        raise ValueError(log_format)
+    logging.Formatter(log_format, style=style, validate=True)  # ValueError if malformed
+    return log_format
 
 
 def _checked_api_key(key: str) -> str:
@@ -274,7 +332,9 @@ def load_settings(environ: Mapping[str, str] | None = None, **overrides: Any) ->
     Keyword overrides win over the environment; tests use them to build apps
     with explicit settings.
     """
-    env = _environment_with_aliases(os.environ if environ is None else environ)
+    raw_environ = os.environ if environ is None else environ
+    _refuse_typos(raw_environ)
+    env = _environment_with_aliases(raw_environ)
     values: dict[str, Any] = {}
     for field in msgspec.structs.fields(Settings):
         variable = field.name.upper()
@@ -293,6 +353,20 @@ def load_settings(environ: Mapping[str, str] | None = None, **overrides: Any) ->
         return msgspec.convert(values, type=Settings)
     except msgspec.ValidationError as exc:
         raise SettingsError(f"invalid settings: {exc}") from None
+
+
+def _refuse_typos(environ: Mapping[str, str]) -> None:
+    """Stop at a variable that is a near miss of a setting's name (MAX_MODLE for MAX_MODEL)."""
+    fields = {field.name.upper(): field for field in msgspec.structs.fields(Settings)}
+    known = {*fields, *ENV_ALIASES, *_OTHER_KNOWN_VARIABLES}
+    for variable, meant in likely_typos(environ, known):
+        field = fields.get(ENV_ALIASES.get(meant, meant))
+        secret = field is not None and field.name in _SECRET_FIELDS
+        shown = "<hidden>" if secret else repr(environ[variable])
+        raise SettingsError(
+            f"{variable}={shown} is not a setting: did you mean {meant}? "
+            "(rename or unset the variable)"
+        )
 
 
 def _bad_value(field: msgspec.structs.FieldInfo, raw: str) -> SettingsError:

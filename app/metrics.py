@@ -36,6 +36,7 @@ FinalStatus = Literal["finished", "failed", "cancelled"]
 RejectReason = Literal[
     "queue_full",
     "too_large",
+    "too_long",
     "bad_audio",
     "bad_request",
     "no_model",

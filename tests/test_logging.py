@@ -20,7 +20,6 @@ from litestar.testing import TestClient
 from app.config import Settings
 from app.logging import (
     configure_logging,
-    get_logger,
     litestar_logging_config,
     short_id,
     uvicorn_log_config,
@@ -99,7 +98,7 @@ def _raise_with_secret_local() -> None:
 def test_structlog_events_are_json_lines_on_a_non_tty_stream() -> None:
     """A non-TTY stream gets one JSON object a line with event, level, logger and timestamp."""
     stream = _configure()
-    get_logger("app.test").info("job_finished", audio_s=11.0, processing_s=1.7)
+    structlog.get_logger("app.test").info("job_finished", audio_s=11.0, processing_s=1.7)
 
     (line,) = _lines(stream)
     assert line["event"] == "job_finished"
@@ -114,7 +113,7 @@ def test_tty_stream_gets_console_renderer() -> None:
     """A TTY stream gets structlog's human-readable console lines, not JSON."""
     stream = _TTYStream()
     configure_logging(_settings(), stream=stream)
-    get_logger("app.test").info("job_finished", audio_s=11.0)
+    structlog.get_logger("app.test").info("job_finished", audio_s=11.0)
 
     output = stream.getvalue()
     assert "job_finished" in output
@@ -123,18 +122,10 @@ def test_tty_stream_gets_console_renderer() -> None:
         json.loads(output.splitlines()[0])
 
 
-def test_get_logger_defaults_to_the_calling_module_name() -> None:
-    """get_logger() without a name is named after the module that calls it."""
-    stream = _configure()
-    get_logger().info("ping")
-
-    assert _lines(stream)[0]["logger"] == __name__
-
-
 def test_privacy_mode_shortens_task_ids_and_uuids_in_text() -> None:
     """In privacy mode task_id keys and UUIDs inside event strings become abcd…wxyz."""
     stream = _configure(log_privacy_mode=True)
-    log = get_logger("app.test")
+    log = structlog.get_logger("app.test")
     log.info("job_queued", task_id=TASK_ID)
     log.info(f"result for {TASK_ID} and {UUID_WITH_DASHES} expired")
     log.info("job_moved", detail=f"/api/v1/tasks/{TASK_ID}")
@@ -152,7 +143,7 @@ def test_privacy_mode_shortens_task_ids_and_uuids_in_text() -> None:
 def test_content_keys_never_appear_even_at_debug(privacy_mode: bool) -> None:
     """Transcripts, prompts, file names, segments and words are replaced by sizes in every mode."""
     stream = _configure(log_level="DEBUG", log_privacy_mode=privacy_mode)
-    get_logger("app.test").debug(
+    structlog.get_logger("app.test").debug(
         "job_result",
         text="the secret transcript",
         transcript="the secret transcript",
@@ -181,7 +172,9 @@ def test_content_keys_never_appear_even_at_debug(privacy_mode: bool) -> None:
 def test_credentials_are_dropped_in_every_mode(privacy_mode: bool) -> None:
     """api_key and authorization values never reach the output."""
     stream = _configure(log_privacy_mode=privacy_mode)
-    get_logger("app.test").info("request_seen", api_key="sk-hidden", authorization="Bearer hidden")
+    structlog.get_logger("app.test").info(
+        "request_seen", api_key="sk-hidden", authorization="Bearer hidden"
+    )
 
     assert "hidden" not in stream.getvalue()
 
@@ -189,7 +182,7 @@ def test_credentials_are_dropped_in_every_mode(privacy_mode: bool) -> None:
 def test_privacy_mode_drops_client_keys_and_emails() -> None:
     """Client address and e-mail keys are dropped, and addresses in text become <ip>/<email>."""
     stream = _configure(log_privacy_mode=True)
-    get_logger("app.test").info(
+    structlog.get_logger("app.test").info(
         f"upload from {CLIENT_IP} and 2001:db8::7 by someone@example.org at 12:34:56",
         client=CLIENT_IP,
         client_addr=f"{CLIENT_IP}:5000",
@@ -249,7 +242,9 @@ def test_privacy_mode_masks_query_values_in_free_text() -> None:
 def test_outside_privacy_mode_ips_and_ids_appear() -> None:
     """With privacy mode off, client addresses, task ids and query values are logged."""
     stream = _configure(log_privacy_mode=False)
-    get_logger("app.test").info(f"upload from {CLIENT_IP}", task_id=TASK_ID, client=CLIENT_IP)
+    structlog.get_logger("app.test").info(
+        f"upload from {CLIENT_IP}", task_id=TASK_ID, client=CLIENT_IP
+    )
     _access_log(f"/api/v1/status?task_id={TASK_ID}")
 
     first, second = _lines(stream)
@@ -285,9 +280,9 @@ def test_library_loggers_go_through_the_pipeline() -> None:
 def test_log_level_filters_structlog_and_stdlib() -> None:
     """Below the configured level neither structlog nor stdlib records are written."""
     stream = _configure(log_level="WARNING")
-    get_logger("app.test").info("ignored_info")
+    structlog.get_logger("app.test").info("ignored_info")
     logging.getLogger("faster_whisper").info("ignored stdlib info")
-    get_logger("app.test").warning("kept_warning")
+    structlog.get_logger("app.test").warning("kept_warning")
 
     assert [line["event"] for line in _lines(stream)] == ["kept_warning"]
 
@@ -296,7 +291,7 @@ def test_configure_logging_is_idempotent() -> None:
     """A second call replaces the first call's handlers instead of adding to them."""
     first_stream = _configure()
     second_stream = _configure()
-    get_logger("app.test").info("once")
+    structlog.get_logger("app.test").info("once")
 
     assert first_stream.getvalue() == ""
     assert [line["event"] for line in _lines(second_stream)] == ["once"]
@@ -314,7 +309,9 @@ def test_rotating_file_uses_the_configured_format(tmp_path: Path) -> None:
         log_rotation_interval=1,
         log_rotation_backup_count=3,
     )
-    get_logger("app.test").info("job_finished", task_id=TASK_ID, audio_s=11.0, text="secret")
+    structlog.get_logger("app.test").info(
+        "job_finished", task_id=TASK_ID, audio_s=11.0, text="secret"
+    )
     logging.getLogger("faster_whisper").info("Processing audio with duration %s", "00:11.000")
 
     handlers = [
@@ -339,7 +336,7 @@ def test_unwritable_log_dir_falls_back_to_console(tmp_path: Path) -> None:
     blocker = tmp_path / "not-a-dir"
     blocker.write_text("a regular file", encoding="utf-8")
     stream = _configure(log_dir=str(blocker / "logs"), log_file="api.log")
-    get_logger("app.test").info("still_logging")
+    structlog.get_logger("app.test").info("still_logging")
 
     first, second = _lines(stream)
     assert first["event"] == "log_file_unavailable"
@@ -359,7 +356,7 @@ def test_exceptions_are_logged_without_local_variables(tmp_path: Path, tty: bool
     try:
         _raise_with_secret_local()
     except ValueError:
-        get_logger("app.test").exception("job_failed", task_id=TASK_ID)
+        structlog.get_logger("app.test").exception("job_failed", task_id=TASK_ID)
 
     file_text = (tmp_path / "api.log").read_text(encoding="utf-8")
     for output in (stream.getvalue(), file_text):
@@ -456,3 +453,78 @@ def test_short_id_never_returns_a_long_id_whole() -> None:
     assert short_id("abcdefghi") == "abcd\u2026fghi"
     assert short_id("abcdefgh") == "\u2026efgh"
     assert short_id("abc") == "\u2026"
+
+
+SEED_LOG_FORMAT = (
+    "[{asctime}] [{levelname}][{processName}][{threadName}][{module}.{funcName}] {message}"
+)
+
+
+def _file_lines(path: Path) -> list[str]:
+    return path.read_text(encoding="utf-8").splitlines()
+
+
+def test_seed_brace_style_log_format_writes_the_file(tmp_path: Path) -> None:
+    """The seed README's `{`-style LOG_FORMAT renders file lines instead of disabling the file."""
+    stream = _configure(log_dir=str(tmp_path), log_file="api.log", log_format=SEED_LOG_FORMAT)
+    structlog.get_logger("app.test").info("job_finished", audio_s=11.0)
+
+    assert [line["event"] for line in _lines(stream)] == ["job_finished"]
+    (line,) = _file_lines(tmp_path / "api.log")
+    assert "[INFO][MainProcess][MainThread][test_logging.test_seed_brace_style_log_format" in line
+    assert line.endswith("] event='job_finished' audio_s=11.0 logger='app.test'")
+
+
+def test_console_and_file_have_their_own_levels(tmp_path: Path) -> None:
+    """LOG_LEVEL_CONSOLE and LOG_LEVEL_FILE filter each handler; LOG_LEVEL is their default."""
+    stream = _configure(
+        log_dir=str(tmp_path),
+        log_file="api.log",
+        log_level="ERROR",
+        log_level_console="WARNING",
+        log_level_file="DEBUG",
+    )
+    log = structlog.get_logger("app.test")
+    log.debug("debug_event")
+    logging.getLogger("faster_whisper").info("stdlib info")
+    log.warning("warning_event")
+
+    assert [line["event"] for line in _lines(stream)] == ["warning_event"]
+    file_text = (tmp_path / "api.log").read_text(encoding="utf-8")
+    for event in ("debug_event", "stdlib info", "warning_event"):
+        assert event in file_text
+
+
+def test_log_level_is_the_default_of_both_handlers(tmp_path: Path) -> None:
+    """Without per-handler levels, LOG_LEVEL filters console and file alike."""
+    stream = _configure(log_dir=str(tmp_path), log_file="api.log", log_level="WARNING")
+    structlog.get_logger("app.test").info("ignored_info")
+    structlog.get_logger("app.test").warning("kept_warning")
+
+    assert [line["event"] for line in _lines(stream)] == ["kept_warning"]
+    (line,) = _file_lines(tmp_path / "api.log")
+    assert "kept_warning" in line
+
+
+def test_each_record_is_scrubbed_once_for_console_and_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An access line written to console and file scrubs its long path once, not per handler."""
+    from app.logging import redaction
+
+    scrubbed: list[str] = []
+    real_scrub = redaction.scrub_text
+
+    def counting_scrub(text: str) -> str:
+        scrubbed.append(text)
+        return real_scrub(text)
+
+    monkeypatch.setattr(redaction, "scrub_text", counting_scrub)
+    stream = _configure(log_dir=str(tmp_path), log_file="api.log")
+    long_path = "/asr?output=" + "a@a.a" * 20_000
+    _access_log(long_path)
+
+    assert scrubbed.count(long_path) == 1
+    (line,) = _lines(stream)
+    assert line["path"] == "/asr?output=\u2026"
+    assert "a@a.a" not in (tmp_path / "api.log").read_text(encoding="utf-8")

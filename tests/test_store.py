@@ -2,37 +2,24 @@
 
 from __future__ import annotations
 
-import asyncio
+from datetime import UTC, datetime
 
-import numpy as np
 import pytest
 
 from app.store import MemoryTaskStore
-from app.transcription.queue import Job, JobStatus
+from app.transcription.jobs import Job, JobStatus
 from app.transcription.types import Segment, TranscribeOptions, Transcript
+from tests.transcription.rig import FakeClock
 
 TTL_S = 60.0
 
 
-class FakeClock:
-    """A monotonic clock the test moves by hand."""
-
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
-
-
 def make_job(status: JobStatus = JobStatus.PENDING) -> Job:
-    """A job with audio, a file name and (when finished) a transcript."""
+    """A job with a prompt, a file name and (when finished) a transcript."""
     job = Job(
         task_type="transcribe",
-        options=TranscribeOptions(language="en"),
-        audio=np.zeros(16000, dtype=np.float32),
+        options=TranscribeOptions(language="en", initial_prompt="private prompt"),
+        time_uploaded=datetime.now(UTC),
         audio_duration=1.0,
         file_name="secret.wav",
     )
@@ -72,9 +59,9 @@ def test_finished_task_expires_after_ttl(clock: FakeClock) -> None:
     store = store_with(clock, refresh=False)
     job = finished_in(store)
     clock.advance(TTL_S - 0.001)
-    assert store.get(job.id) is job
+    assert store.get(job.id, owner=None) is job
     clock.advance(0.001)
-    assert store.get(job.id) is None
+    assert store.get(job.id, owner=None) is None
     assert len(store) == 0
 
 
@@ -83,19 +70,19 @@ def test_failed_task_expires_too(clock: FakeClock) -> None:
     store = store_with(clock, refresh=False)
     job = finished_in(store, JobStatus.FAILED)
     clock.advance(TTL_S)
-    assert store.get(job.id) is None
+    assert store.get(job.id, owner=None) is None
 
 
 def test_expired_task_content_is_erased(clock: FakeClock) -> None:
-    """Expiry drops the transcript, audio and file name held by the job object."""
+    """Expiry drops the transcript, prompt and file name held by the job object."""
     store = store_with(clock, refresh=False)
     job = finished_in(store)
     transcript = job.transcript
     assert transcript is not None
     clock.advance(TTL_S + 1)
-    assert store.get(job.id) is None
+    assert store.get(job.id, owner=None) is None
     assert job.transcript is None
-    assert job.audio is None
+    assert job.options.initial_prompt is None
     assert job.file_name is None
 
 
@@ -104,11 +91,11 @@ def test_read_refreshes_expiry_when_enabled(clock: FakeClock) -> None:
     store = store_with(clock, refresh=True)
     job = finished_in(store)
     clock.advance(50)
-    assert store.get(job.id) is job
+    assert store.get(job.id, owner=None) is job
     clock.advance(50)  # 100 s after finishing, 50 s after the last read
-    assert store.get(job.id) is job
+    assert store.get(job.id, owner=None) is job
     clock.advance(TTL_S)
-    assert store.get(job.id) is None
+    assert store.get(job.id, owner=None) is None
 
 
 def test_read_does_not_refresh_when_disabled(clock: FakeClock) -> None:
@@ -116,9 +103,9 @@ def test_read_does_not_refresh_when_disabled(clock: FakeClock) -> None:
     store = store_with(clock, refresh=False)
     job = finished_in(store)
     clock.advance(50)
-    assert store.get(job.id) is job
+    assert store.get(job.id, owner=None) is job
     clock.advance(10)
-    assert store.get(job.id) is None
+    assert store.get(job.id, owner=None) is None
 
 
 @pytest.mark.parametrize("status", [JobStatus.PENDING, JobStatus.PROCESSING])
@@ -127,13 +114,13 @@ def test_unfinished_tasks_never_expire(clock: FakeClock, status: JobStatus) -> N
     store = store_with(clock, refresh=False)
     job = make_job(status)
     store.add(job)
-    assert store.get(job.id) is job
+    assert store.get(job.id, owner=None) is job
     assert store.sweep() == 0
     clock.advance(TTL_S * 1000)
     assert store.sweep() == 0
-    assert store.get(job.id) is job
+    assert store.get(job.id, owner=None) is job
     clock.advance(TTL_S * 1000)
-    assert store.get(job.id) is job
+    assert store.get(job.id, owner=None) is job
 
 
 def test_lifetime_starts_when_the_task_ends(clock: FakeClock) -> None:
@@ -145,7 +132,7 @@ def test_lifetime_starts_when_the_task_ends(clock: FakeClock) -> None:
     job.status = JobStatus.FINISHED
     store.mark_final(job)
     clock.advance(TTL_S / 2)
-    assert store.get(job.id) is job
+    assert store.get(job.id, owner=None) is job
 
 
 def test_sweep_removes_only_expired_tasks_and_counts_them(clock: FakeClock) -> None:
@@ -160,10 +147,10 @@ def test_sweep_removes_only_expired_tasks_and_counts_them(clock: FakeClock) -> N
     clock.advance(TTL_S / 2)
     assert store.sweep() == 2
     assert len(store) == 2
-    assert store.get(old_finished.id) is None
-    assert store.get(old_failed.id) is None
-    assert store.get(young.id) is young
-    assert store.get(pending.id) is pending
+    assert store.get(old_finished.id, owner=None) is None
+    assert store.get(old_failed.id, owner=None) is None
+    assert store.get(young.id, owner=None) is young
+    assert store.get(pending.id, owner=None) is pending
     assert old_finished.transcript is None
     assert store.sweep() == 0
 
@@ -174,31 +161,22 @@ def test_sweep_on_empty_store_returns_zero(clock: FakeClock) -> None:
 
 
 def test_delete_forgets_and_erases_the_task(clock: FakeClock) -> None:
-    """delete() returns the task, drops its transcript and audio, and it reads as unknown."""
+    """delete() returns the task, drops its transcript and prompt, and it reads as unknown."""
     store = store_with(clock, refresh=True)
     job = finished_in(store)
     assert store.delete(job.id) is job
     assert job.transcript is None
-    assert job.audio is None
+    assert job.options.initial_prompt is None
     assert job.file_name is None
-    assert store.get(job.id) is None
+    assert store.get(job.id, owner=None) is None
     assert len(store) == 0
-
-
-def test_delete_of_pending_task_drops_its_audio(clock: FakeClock) -> None:
-    """Deleting a task that has not run yet drops the audio it holds."""
-    store = store_with(clock, refresh=True)
-    job = make_job()
-    store.add(job)
-    assert store.delete(job.id) is job
-    assert job.audio is None
 
 
 def test_unknown_id_reads_and_deletes_as_none(clock: FakeClock) -> None:
     """An id the store never saw gives None from get and delete."""
     store = store_with(clock, refresh=True)
     store.add(make_job())
-    assert store.get("no-such-task") is None
+    assert store.get("no-such-task", owner=None) is None
     assert store.delete("no-such-task") is None
     assert len(store) == 1
 
@@ -208,28 +186,20 @@ def test_final_task_without_mark_final_still_expires(clock: FakeClock) -> None:
     store = store_with(clock, refresh=False)
     job = make_job(JobStatus.FINISHED)
     store.add(job)
-    assert store.get(job.id) is job
+    assert store.get(job.id, owner=None) is job
     clock.advance(TTL_S)
-    assert store.get(job.id) is None
+    assert store.get(job.id, owner=None) is None
 
 
-async def test_run_sweeper_removes_expired_tasks(clock: FakeClock) -> None:
-    """The background sweeper removes expired tasks on its own, without any read."""
-    store = store_with(clock, refresh=False)
-    expired = finished_in(store)
-    kept = make_job()
-    store.add(kept)
-    clock.advance(TTL_S + 1)
-    sweeper = asyncio.create_task(store.run_sweeper(0.01))
-    try:
-        for _ in range(200):
-            if len(store) == 1:
-                break
-            await asyncio.sleep(0.01)
-        assert len(store) == 1
-        assert expired.transcript is None
-        assert store.get(kept.id) is kept
-    finally:
-        sweeper.cancel()
-        with pytest.raises(asyncio.CancelledError):
-            await sweeper
+def test_another_owners_read_neither_finds_nor_refreshes_a_task(clock: FakeClock) -> None:
+    """A wrong key reading a task id gets None, and the task's expiry clock is left alone."""
+    store = store_with(clock, refresh=True)
+    job = make_job(JobStatus.FINISHED)
+    job.owner = "key-a"
+    store.add(job)
+    store.mark_final(job)
+    clock.advance(TTL_S - 1)
+    assert store.get(job.id, owner="key-b") is None
+    assert store.get(job.id, owner=None) is None
+    clock.advance(2)
+    assert store.get(job.id, owner="key-a") is None  # expired: the wrong reads did not refresh it

@@ -6,6 +6,7 @@ surface turns it into its own error shape (task API, OpenAI, /asr).
 
 from __future__ import annotations
 
+from app.errors import InvalidInputError
 from app.transcription.catalogue import UnknownModelError
 from app.transcription.languages import normalise_language
 from app.transcription.models import ModelAboveCapError, ModelManager
@@ -26,19 +27,6 @@ _FALSE = frozenset({"0", "false", "no", "off"})
 SHAPE_FIELDS = ("max_line_width", "max_line_count", "max_words_per_cue")
 # Far beyond any screen: a guard against absurd values, not a style rule.
 _MAX_SHAPE_VALUE = 10_000
-
-
-class InvalidInputError(ValueError):
-    """A parameter has a value the service cannot use; `param` names it."""
-
-    # A client error: the request logger skips exceptions below 500.
-    status_code = 400
-
-    def __init__(self, message: str, *, param: str | None = None, code: str | None = None) -> None:
-        super().__init__(message)
-        self.message = message
-        self.param = param
-        self.code = code
 
 
 def parse_bool(raw: str | None, name: str, *, default: bool = False) -> bool:

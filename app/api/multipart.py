@@ -11,17 +11,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from litestar import Request
-from litestar.exceptions import ClientException, HTTPException
-from litestar.openapi.spec import (
-    OpenAPIFormat,
-    OpenAPIMediaType,
-    OpenAPIType,
-    Operation,
-    Reference,
-    RequestBody,
-    Schema,
-)
-from litestar.status_codes import HTTP_413_REQUEST_ENTITY_TOO_LARGE
 from multipart import (  # type: ignore[import-untyped]
     MultipartSegment,
     ParserError,
@@ -29,15 +18,9 @@ from multipart import (  # type: ignore[import-untyped]
     PushMultipartParser,
 )
 
-__all__ = [
-    "FilePart",
-    "MultipartForm",
-    "PayloadTooLargeError",
-    "file_schema",
-    "multipart_operation",
-    "read_multipart",
-    "text_schema",
-]
+from app.errors import InvalidInputError, UploadTooLargeError
+
+__all__ = ["FilePart", "MultipartForm", "content_length", "read_multipart"]
 
 MAX_PARTS = 64
 MAX_FIELD_BYTES = 64 * 1024
@@ -47,12 +30,6 @@ LARGE_FIELD_BYTES = {
     "known_speaker_references[]": 4 * 1024 * 1024,
     "known_speaker_references": 4 * 1024 * 1024,
 }
-
-
-class PayloadTooLargeError(HTTPException):
-    """The body is larger than MAX_UPLOAD_MB."""
-
-    status_code = HTTP_413_REQUEST_ENTITY_TOO_LARGE
 
 
 @dataclass(slots=True)
@@ -77,36 +54,45 @@ class MultipartForm:
         values = self.fields.get(name)
         return values[0] if values else None
 
+    def file(self, name: str) -> FilePart | None:
+        """The file in field `name`, else the only file sent under another name."""
+        part = self.files.get(name)
+        if part is None and len(self.files) == 1:
+            part = next(iter(self.files.values()))
+        return part
+
     def values(self, name: str) -> list[str]:
         """Every value of a repeated text field (e.g. `timestamp_granularities[]`)."""
         return list(self.fields.get(name, ()))
 
 
-def _too_large(max_bytes: int) -> PayloadTooLargeError:
-    return PayloadTooLargeError(
-        detail=f"the upload is larger than this server's limit of {max_bytes // (1024 * 1024)} MB"
-    )
+def content_length(request: Request[Any, Any, Any]) -> int | None:
+    """The body size the client declared, if it declared a sane one."""
+    declared = request.headers.get("content-length")
+    if declared is None or not declared.isdigit():
+        return None
+    return int(declared)
 
 
 def _boundary(request: Request[Any, Any, Any]) -> bytes:
     content_type = request.headers.get("content-type", "")
     media_type, _, params = content_type.partition(";")
     if media_type.strip().lower() != "multipart/form-data":
-        raise ClientException(
-            detail="send the audio as multipart/form-data with the file in a form field"
+        raise InvalidInputError(
+            "send the audio as multipart/form-data with the file in a form field"
         )
     for param in params.split(";"):
         key, _, value = param.strip().partition("=")
         if key.lower() == "boundary" and value:
             return value.strip('"').encode("latin-1")
-    raise ClientException(detail="the multipart/form-data body has no boundary")
+    raise InvalidInputError("the multipart/form-data body has no boundary")
 
 
 async def read_multipart(request: Request[Any, Any, Any], *, max_bytes: int) -> MultipartForm:
     """Read and parse the whole multipart body in memory, refusing it past `max_bytes`."""
-    declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > max_bytes:
-        raise _too_large(max_bytes)
+    declared = content_length(request)
+    if declared is not None and declared > max_bytes:
+        raise UploadTooLargeError(max_bytes)
     boundary = _boundary(request)
     form = MultipartForm()
     received = 0
@@ -119,7 +105,7 @@ async def read_multipart(request: Request[Any, Any, Any], *, max_bytes: int) -> 
                 chunk = await anext(stream, b"")
                 received += len(chunk)
                 if received > max_bytes:
-                    raise _too_large(max_bytes)
+                    raise UploadTooLargeError(max_bytes)
                 for event in parser.parse(chunk):
                     if isinstance(event, MultipartSegment):
                         segment, buffer = event, bytearray()
@@ -130,14 +116,14 @@ async def read_multipart(request: Request[Any, Any, Any], *, max_bytes: int) -> 
                             segment.name if segment else "", MAX_FIELD_BYTES
                         )
                         if is_text and len(buffer) > limit:
-                            raise ClientException(detail="a form field is too long")
+                            raise InvalidInputError("a form field is too long")
                     elif segment is not None:
                         _store_part(form, segment, buffer)
                         segment, buffer = None, bytearray()
     except ParserLimitReached:
-        raise ClientException(detail="the multipart body has too many parts") from None
+        raise InvalidInputError("the multipart body has too many parts") from None
     except ParserError:
-        raise ClientException(detail="the multipart/form-data body is malformed") from None
+        raise InvalidInputError("the multipart/form-data body is malformed") from None
     return form
 
 
@@ -154,36 +140,3 @@ def _store_part(form: MultipartForm, segment: MultipartSegment, data: bytearray)
     else:
         text = data.decode(segment.charset or "utf-8", errors="replace")
         form.fields.setdefault(segment.name, []).append(text)
-
-
-def multipart_operation(
-    properties: dict[str, Schema | Reference], *, required: list[str], description: str
-) -> type[Operation]:
-    """An Operation class that documents a multipart body the handler parses itself."""
-
-    body = RequestBody(
-        description=description,
-        required=True,
-        content={
-            "multipart/form-data": OpenAPIMediaType(
-                schema=Schema(type=OpenAPIType.OBJECT, properties=properties, required=required)
-            )
-        },
-    )
-
-    @dataclass
-    class _MultipartOperation(Operation):
-        def __post_init__(self) -> None:
-            self.request_body = body
-
-    return _MultipartOperation
-
-
-def file_schema(description: str) -> Schema:
-    """OpenAPI schema of a binary file field."""
-    return Schema(type=OpenAPIType.STRING, format=OpenAPIFormat.BINARY, description=description)
-
-
-def text_schema(description: str, *, enum: list[str] | None = None) -> Schema:
-    """OpenAPI schema of a text field."""
-    return Schema(type=OpenAPIType.STRING, description=description, enum=enum)

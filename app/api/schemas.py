@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import time
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 
 import msgspec
 from litestar.openapi.datastructures import ResponseSpec
 
-from app.transcription.queue import Job
+from app.clock import Clock
+from app.transcription.jobs import Job, JobStage, JobStatus
 
 __all__ = [
     "DecoderStatus",
@@ -20,6 +20,7 @@ __all__ = [
     "UserInfo",
     "VersionInfo",
     "error_responses",
+    "progress_stage",
     "task_response",
 ]
 
@@ -40,18 +41,32 @@ class TaskResponse(msgspec.Struct, kw_only=True):
     used_model_size: str | None = None
     used_device: str | None = None
     progress: float = 0.0
+    stage: str = "queued"
     audio_duration: float = 0.0
     error: str | None = None
     expires_at: datetime | None = None
 
 
-def _wall_clock(monotonic_deadline: float | None) -> datetime | None:
+def _wall_clock(monotonic_deadline: float | None, clock: Clock) -> datetime | None:
     if monotonic_deadline is None:
         return None
-    return datetime.now(UTC) + timedelta(seconds=monotonic_deadline - time.monotonic())
+    return clock.now() + timedelta(seconds=monotonic_deadline - clock.monotonic())
 
 
-def task_response(job: Job, position: int | None) -> TaskResponse:
+def progress_stage(job: Job) -> str:
+    """The step a job is at, from what the worker has recorded on it so far."""
+    if job.is_final:
+        return str(job.status)
+    if job.status is not JobStatus.PROCESSING:
+        return "queued"
+    if job.stage in (JobStage.DECODING, JobStage.LOADING_MODEL):
+        return str(job.stage)
+    if job.progress <= 0 and not job.partial_segments:
+        return "first_window"
+    return "transcribing"
+
+
+def task_response(job: Job, position: int | None, clock: Clock) -> TaskResponse:
     """Build the public view of a job."""
     transcript = job.transcript
     return TaskResponse(
@@ -68,9 +83,10 @@ def task_response(job: Job, position: int | None) -> TaskResponse:
         used_model_size=job.used_model,
         used_device=job.used_device,
         progress=round(job.progress, 4),
+        stage=progress_stage(job),
         audio_duration=round(job.audio_duration, 3),
         error=job.error if job.is_final else None,
-        expires_at=_wall_clock(job.expires_at) if job.is_final else None,
+        expires_at=_wall_clock(job.expires_at, clock) if job.is_final else None,
     )
 
 
@@ -82,6 +98,13 @@ class ProgressEvent(msgspec.Struct, kw_only=True):
     position_in_queue: int | None
     progress: float
     error: str | None = None
+    # Where the job is, so a page can say something true before the first fraction arrives:
+    # queued, decoding (the worker turns the upload into samples), loading_model, first_window
+    # (the model runs, nothing decoded yet), transcribing (fractions arrive), finished, failed.
+    stage: str = "queued"
+    # Seconds of audio in the upload, and lines decoded so far.
+    audio_duration: float = 0.0
+    segments_done: int = 0
 
 
 class TaskDeleted(msgspec.Struct):
@@ -132,6 +155,9 @@ class PrivacyInfo(msgspec.Struct, kw_only=True):
     # With API keys a task is visible only to the key that created it; without, to
     # anybody who has its id.
     tasks_bound_to_api_key: bool = False
+    # Whether uploads and results need `Authorization: Bearer <key>`, so a page can say so
+    # before the first upload fails (this route itself answers without a key).
+    api_key_required: bool = False
 
 
 class ErrorBody(msgspec.Struct):

@@ -5,16 +5,18 @@ and `cors_config(settings)` in `create_app`, so a surface added later (OpenAI's 
 /asr, the UI) is covered without doing anything. Order matters and is fixed here:
 
 1. `ForwardedHeadersMiddleware` (only with TRUSTED_PROXIES): remembers the TCP peer,
-   then lets uvicorn's `ProxyHeadersMiddleware` rewrite the client address and scheme
-   from X-Forwarded-For / X-Forwarded-Proto when, and only when, the peer is trusted.
+   then rewrites the client address and scheme from X-Forwarded-For / X-Forwarded-Proto
+   or RFC 7239 Forwarded when, and only when, the peer is trusted.
 2. The rate limit (only with RATE_LIMIT), keyed by the client address after step 1.
 3. `ApiKeyMiddleware` (only with API keys): `Authorization: Bearer <key>` on every
    route that is not public (see `is_public`).
 
 Public routes, open without a key: /healthz, /readyz and /metrics (orchestrators and
 scrapers; they hold no content or identities), /docs and the OpenAPI schema, the
-UI's static files (route handlers with `opt={PUBLIC_OPT_KEY: True}`) and the login
-redirect (a browser navigation that cannot carry a bearer token).
+UI's static files (route handlers with `opt={PUBLIC_OPT_KEY: True}`), the login
+redirect (a browser navigation that cannot carry a bearer token) and /api/v1/privacy
+(settings only, so the page can show its privacy notice and say that a key is needed
+before anybody uploads).
 """
 
 from __future__ import annotations
@@ -24,18 +26,18 @@ import hmac
 import ipaddress
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, cast
+from typing import Any
 
-import msgspec
 from litestar import Request
 from litestar.config.cors import CORSConfig
 from litestar.enums import ScopeType
 from litestar.middleware import ASGIMiddleware
 from litestar.middleware.rate_limit import RateLimitConfig, RateLimitMiddleware
 from litestar.types import ASGIApp, Receive, Scope, Send
-from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
+from app.api.forwarded import forwarded_request
 from app.config import Settings, parse_rate_limit
+from app.errors import UnauthorizedError
 
 __all__ = [
     "OWNER_STATE_KEY",
@@ -50,11 +52,10 @@ __all__ = [
     "owner_of",
     "peer_of",
     "security_middleware",
-    "unauthorized_body",
 ]
 
 PUBLIC_OPT_KEY = "public"
-PUBLIC_PATHS = frozenset({"/healthz", "/readyz", "/metrics", "/api/v1/login"})
+PUBLIC_PATHS = frozenset({"/healthz", "/readyz", "/metrics", "/api/v1/login", "/api/v1/privacy"})
 PUBLIC_PREFIXES = ("/docs",)
 PEER_STATE_KEY = "whisper_api.peer"
 OWNER_STATE_KEY = "whisper_api.owner"
@@ -71,7 +72,8 @@ class Peer:
 
     address: str | None
     via_trusted_proxy: bool = False
-    forwarded_client: bool = False  # the trusted proxy named the client (X-Forwarded-For)
+    # The trusted proxy named the client (X-Forwarded-For or Forwarded).
+    forwarded_client: bool = False
 
 
 def _state(scope: Scope) -> dict[str, Any]:
@@ -128,25 +130,17 @@ def is_public(scope: Scope) -> bool:
 
 
 class ForwardedHeadersMiddleware(ASGIMiddleware):
-    """Believe X-Forwarded-For / X-Forwarded-Proto only from TRUSTED_PROXIES.
+    """Believe X-Forwarded-For/-Proto and RFC 7239 Forwarded only from TRUSTED_PROXIES.
 
-    The rewrite itself is uvicorn's `ProxyHeadersMiddleware` (rightmost address not
-    itself a trusted proxy wins); this class adds the record of the real TCP peer
-    that `is_local_client` and `may_read_logs` need.
+    A trusted peer's headers set the scope's client address and scheme (see
+    `app.api.forwarded` for how they are read); anybody else's are ignored. The
+    real TCP peer is recorded for `is_local_client` and `may_read_logs`.
     """
 
     scopes = (ScopeType.HTTP, ScopeType.WEBSOCKET)
 
     def __init__(self, trusted_proxies: Sequence[str]) -> None:
-        self._trusted = list(trusted_proxies)
         self._networks = [ipaddress.ip_network(item, strict=False) for item in trusted_proxies]
-
-    def __call__(self, app: ASGIApp) -> ASGIApp:
-        """Put uvicorn's rewrite between this middleware and the rest of the stack."""
-        # uvicorn's and Litestar's ASGI type aliases differ only in detail.
-        proxy_headers = cast(Any, ProxyHeadersMiddleware)
-        rewrite = cast(ASGIApp, proxy_headers(app, trusted_hosts=self._trusted))
-        return super().__call__(rewrite)
 
     def is_trusted(self, host: str | None) -> bool:
         """Whether `host` lies in one of the TRUSTED_PROXIES networks."""
@@ -159,15 +153,20 @@ class ForwardedHeadersMiddleware(ASGIMiddleware):
         return any(address in network for network in self._networks)
 
     async def handle(self, scope: Scope, receive: Receive, send: Send, next_app: ASGIApp) -> None:
-        """Record the TCP peer, then let the rewrite run."""
+        """Record the TCP peer; from a trusted proxy, take the client and scheme it names."""
         client = scope.get("client")
         host = client[0] if client else None
         trusted = self.is_trusted(host)
-        forwarded = trusted and any(
-            name == b"x-forwarded-for" and value.strip() for name, value in scope["headers"]
-        )
+        said = forwarded_request(scope["headers"], self.is_trusted) if trusted else None
+        if said is not None and said.client is not None:
+            scope["client"] = said.client
+        if said is not None and said.scheme is not None:
+            websocket = scope["type"] == ScopeType.WEBSOCKET
+            scope["scheme"] = said.scheme.replace("http", "ws") if websocket else said.scheme
         _state(scope)[PEER_STATE_KEY] = Peer(
-            address=host, via_trusted_proxy=trusted, forwarded_client=forwarded
+            address=host,
+            via_trusted_proxy=trusted,
+            forwarded_client=said is not None and said.client is not None,
         )
         await next_app(scope, receive, send)
 
@@ -220,36 +219,12 @@ def _bearer_token(scope: Scope) -> str | None:
     return None
 
 
-def unauthorized_body(path: str, *, key_given: bool) -> dict[str, Any]:
-    """The 401 body in the shape of the surface the path belongs to.
-
-    `/v1/...` is the OpenAI-compatible surface, whose SDKs parse
-    `{"error": {"message", "type", "param", "code"}}`; every other route answers in
-    Litestar's `{"status_code", "detail"}` like the rest of its errors.
-    """
-    message = (
-        "the API key is not valid"
-        if key_given
-        else "this server requires an API key: send it as 'Authorization: Bearer <key>'"
-    )
-    if path.startswith(OPENAI_PATH_PREFIX):
-        return {
-            "error": {
-                "message": message,
-                "type": "invalid_request_error",
-                "param": None,
-                "code": "invalid_api_key",
-            }
-        }
-    return {"status_code": 401, "detail": message}
-
-
 class ApiKeyMiddleware(ASGIMiddleware):
     """Require `Authorization: Bearer <key>` on every route that is not public.
 
     On success the key's owner id is put in the scope (`owner_of`), so that tasks
-    can be bound to the key that created them. Failures are answered here, with
-    `unauthorized_body`, so the shape does not depend on any surface's handlers.
+    can be bound to the key that created them. Failures raise UnauthorizedError,
+    which the app's one error handler renders in the shape of the surface asked.
     """
 
     # Only HTTP: there is no websocket route; one added later must check keys itself.
@@ -266,26 +241,10 @@ class ApiKeyMiddleware(ASGIMiddleware):
         token = _bearer_token(scope)
         owner = self._ring.identify(token)
         if owner is None:
-            await _send_unauthorized(scope, send, key_given=token is not None)
-            return
+            # Rendered in the surface's own shape, and counted, by the app's error handler.
+            raise UnauthorizedError(key_given=token is not None)
         _state(scope)[OWNER_STATE_KEY] = owner
         await next_app(scope, receive, send)
-
-
-async def _send_unauthorized(scope: Scope, send: Send, *, key_given: bool) -> None:
-    body = msgspec.json.encode(unauthorized_body(scope["path"], key_given=key_given))
-    await send(
-        {
-            "type": "http.response.start",
-            "status": 401,
-            "headers": [
-                (b"content-type", b"application/json"),
-                (b"content-length", str(len(body)).encode()),
-                (b"www-authenticate", b'Bearer realm="whisper-api"'),
-            ],
-        }
-    )
-    await send({"type": "http.response.body", "body": body, "more_body": False})
 
 
 # ---------------------------------------------------------------- rate limit

@@ -2,7 +2,8 @@
 
 Task API and /asr: ``diarize`` with ``num_speakers`` / ``min_speakers`` / ``max_speakers``.
 OpenAI: ``known_speaker_names[]`` and ``known_speaker_references[]`` (audio as data URLs),
-up to four. Every helper raises ``InvalidInputError`` naming the field.
+up to four. Every helper raises ``InvalidInputError`` naming the field; the service proves
+the reference clips are audio (off the event loop) before the job is queued.
 """
 
 from __future__ import annotations
@@ -13,15 +14,13 @@ from collections.abc import Callable, Sequence
 
 import msgspec
 
-from app.api.form_options import InvalidInputError, parse_bool
-from app.transcription.audio import AudioDecodeError, decode_audio
-from app.transcription.speaker_stage import REFERENCE_MAX_S
+from app.api.form_options import parse_bool
+from app.errors import InvalidInputError
 from app.transcription.types import SpeakerOptions, TranscribeOptions
 
 __all__ = [
     "MAX_KNOWN_SPEAKERS",
     "SPEAKER_FIELDS",
-    "check_references",
     "parse_speaker_options",
     "with_speakers",
 ]
@@ -119,17 +118,6 @@ def parse_speaker_options(
         known_speaker_references=clips,
         keep_words=keep_words,
     )
-
-
-def check_references(speakers: SpeakerOptions) -> None:
-    """Refuse a reference clip that is not audio (blocking: call it in a thread)."""
-    for index, clip in enumerate(speakers.known_speaker_references):
-        try:
-            decode_audio(clip, max_seconds=REFERENCE_MAX_S)
-        except AudioDecodeError as exc:
-            raise InvalidInputError(
-                f"{_REFERENCES} entry {index}: {exc}", param=_REFERENCES
-            ) from None
 
 
 def with_speakers(options: TranscribeOptions, speakers: SpeakerOptions | None) -> TranscribeOptions:

@@ -11,27 +11,15 @@ from urllib.parse import quote
 
 import msgspec
 from litestar import Controller, Request, Response, delete, get, post
-from litestar.exceptions import ClientException, HTTPException, NotFoundException
 from litestar.params import PathParameter, QueryParameter
 from litestar.response import ServerSentEvent, ServerSentEventMessage
-from litestar.status_codes import HTTP_409_CONFLICT
 
 from app.api.dependencies import Owner, Service
 from app.api.form_options import (
     SHAPE_FIELDS,
-    InvalidInputError,
-    parse_bool,
-    parse_model,
-    parse_subtitle_shape,
 )
-from app.api.multipart import (
-    FilePart,
-    MultipartForm,
-    file_schema,
-    multipart_operation,
-    read_multipart,
-    text_schema,
-)
+from app.api.forms import WhisperForm, upload_operation
+from app.api.intake import Intake, receive_upload
 from app.api.schemas import (
     DecoderStatus,
     PrivacyInfo,
@@ -39,51 +27,39 @@ from app.api.schemas import (
     TaskDeleted,
     TaskResponse,
     error_responses,
+    progress_stage,
     task_response,
 )
-from app.api.speaker_options import SPEAKER_FIELDS, parse_speaker_options, with_speakers
+from app.errors import InvalidInputError, TaskNotFoundError, TaskNotReadyError
+from app.service import JobSpec, TranscriptionService
 from app.transcription import formats
-from app.transcription.languages import normalise_language
-from app.transcription.queue import Job, JobStatus
-from app.transcription.types import SubtitleShape, TaskType, TranscribeOptions
+from app.transcription.jobs import Job, JobStatus
+from app.transcription.types import SubtitleShape, TaskType
 
 __all__ = ["TaskController", "content_disposition"]
 
 SSE_KEEPALIVE_S = 15.0
 
-_UPLOAD_OPERATION = multipart_operation(
-    {
-        "file": file_schema("the audio or video file (wav, flac, mp3, ogg, m4a, webm, mp4, ...)"),
-        "language": text_schema("language code such as en or de; omit to detect it"),
-        "model": text_schema("a model name within MAX_MODEL; omit for the server's choice"),
-        "initial_prompt": text_schema("text to guide the style or spelling"),
-        "word_timestamps": text_schema("true: time every word (verbose_json, finer cues)"),
-        "vad_filter": text_schema("true: skip the parts without speech"),
-        "max_line_width": text_schema("subtitles: characters per line"),
-        "max_line_count": text_schema("subtitles: lines per cue"),
-        "max_words_per_cue": text_schema("subtitles: words per cue"),
-        "diarize": text_schema("true: label who speaks (speaker on segments, A, B, ...)"),
-        "num_speakers": text_schema("diarize: the number of speakers, when known"),
-        "min_speakers": text_schema("diarize: at least this many speakers"),
-        "max_speakers": text_schema("diarize: at most this many speakers"),
-    },
-    required=["file"],
+
+class TaskUploadForm(WhisperForm, kw_only=True):
+    """The task API's upload fields; each may also be given in the query string."""
+
+    def to_spec(
+        self, service: TranscriptionService, task_type: TaskType, owner: str | None
+    ) -> JobSpec:
+        """The job this upload asks for."""
+        return self.spec(service, task_type=task_type, owner=owner, surface="tasks")
+
+
+TASK_INTAKE = Intake(surface="tasks", file_field="file")
+_UPLOAD_OPERATION = upload_operation(
+    TaskUploadForm,
+    file_field="file",
+    file_description="the audio or video file (wav, flac, mp3, ogg, m4a, webm, mp4, ...)",
     description="multipart/form-data with the audio in the `file` field; every text field "
     "may also be given in the query string",
 )
-UPLOAD_OPTION_FIELDS = (
-    "model",
-    "initial_prompt",
-    "word_timestamps",
-    "vad_filter",
-    *SHAPE_FIELDS,
-    *SPEAKER_FIELDS,
-)
 
-LanguageQuery = Annotated[
-    str | None,
-    QueryParameter(name="language", description="language code (en, de, ...); omit to detect it"),
-]
 TaskIdQuery = Annotated[str, QueryParameter(name="task_id", description="the id of a task")]
 TaskIdPath = Annotated[str, PathParameter(description="the id of a task")]
 
@@ -101,62 +77,13 @@ def content_disposition(file_name: str | None, extension: str) -> str:
     )
 
 
-def _uploaded_file(form: MultipartForm) -> FilePart:
-    part = form.files.get("file") or next(iter(form.files.values()), None)
-    if part is None:
-        raise ClientException(detail="no file in the upload: send it in the form field `file`")
-    return part
-
-
-def _language(query_value: str | None, form: MultipartForm) -> str | None:
-    raw = query_value if query_value is not None else form.value("language")
-    try:
-        return normalise_language(raw)
-    except ValueError as exc:
-        raise ClientException(detail=str(exc)) from None
-
-
-def _upload_options(
-    request: Request[Any, Any, Any],
-    form: MultipartForm,
-    service: Service,
-    task_type: TaskType,
-    language: str | None,
-) -> tuple[TranscribeOptions, SubtitleShape]:
-    """Options from the form, or else the query string; subtitle shaping asks for word timing."""
-
-    def raw(name: str) -> str | None:
-        value = form.value(name)
-        return value if value is not None else request.query_params.get(name)
-
-    try:
-        shape = parse_subtitle_shape({name: raw(name) for name in SHAPE_FIELDS})
-        word_timestamps = parse_bool(raw("word_timestamps"), "word_timestamps")
-        options = TranscribeOptions(
-            task=task_type,
-            language=_language(language, form),
-            initial_prompt=raw("initial_prompt") or None,
-            word_timestamps=word_timestamps or not shape.is_plain,
-            vad_filter=parse_bool(raw("vad_filter"), "vad_filter"),
-            model=parse_model(raw("model"), service.models),
-        )
-        speakers = parse_speaker_options(raw, keep_words=word_timestamps)
-        options = with_speakers(options, speakers)
-    except InvalidInputError as exc:
-        raise ClientException(detail=exc.message) from None
-    return options, shape
-
-
 def _finished_job(service: Service, task_id: TaskIdPath, owner: str | None) -> Job:
     job = _known_job(service, task_id, owner)
     if job.status is JobStatus.FAILED:
-        raise HTTPException(
-            status_code=HTTP_409_CONFLICT, detail=f"the task failed: {job.error or 'unknown'}"
-        )
+        raise TaskNotReadyError(f"the task failed: {job.error or 'unknown'}")
     if job.status is not JobStatus.FINISHED or job.transcript is None:
-        raise HTTPException(
-            status_code=HTTP_409_CONFLICT,
-            detail=f"the task is {job.status}; the result is ready once it is finished",
+        raise TaskNotReadyError(
+            f"the task is {job.status}; the result is ready once it is finished"
         )
     return job
 
@@ -164,7 +91,7 @@ def _finished_job(service: Service, task_id: TaskIdPath, owner: str | None) -> J
 def _known_job(service: Service, task_id: TaskIdPath, owner: str | None) -> Job:
     job = service.get(task_id, owner=owner)
     if job is None:
-        raise NotFoundException(detail="no such task (unknown id, or its result has expired)")
+        raise TaskNotFoundError
     return job
 
 
@@ -199,25 +126,15 @@ class TaskController(Controller):
         service: Service,
         owner: str | None,
         task_type: TaskType,
-        language: str | None,
     ) -> TaskResponse:
-        # The queue place is held before the body is read: a full queue answers 429
-        # without reading (or decoding) an upload it could not take.
-        with service.reserve_slot() as slot:
-            max_bytes = service.settings.max_upload_mb * 1024 * 1024
-            form = await read_multipart(request, max_bytes=max_bytes)
-            upload = _uploaded_file(form)
-            options, shape = _upload_options(request, form, service, task_type, language)
-            job = await service.submit(
-                upload.data,
-                task_type=task_type,
-                options=options,
-                file_name=upload.filename,
-                subtitle_shape=shape,
-                owner=owner,
-                slot=slot,
-            )
-        return task_response(job, service.position(job))
+        job, _ = await receive_upload(
+            request,
+            service,
+            TASK_INTAKE,
+            TaskUploadForm,
+            lambda form: form.to_spec(service, task_type, owner),
+        )
+        return task_response(job, service.position(job), service.clock)
 
     @post(
         "/transcribe",
@@ -231,10 +148,9 @@ class TaskController(Controller):
         request: Request[Any, Any, Any],
         service: Service,
         owner: Owner,
-        language: LanguageQuery,
     ) -> TaskResponse:
         """Queue a transcription; answers at once with the task (poll it or stream its events)."""
-        return await self._submit(request, service, owner, "transcribe", language)
+        return await self._submit(request, service, owner, "transcribe")
 
     @post(
         "/translate",
@@ -248,16 +164,15 @@ class TaskController(Controller):
         request: Request[Any, Any, Any],
         service: Service,
         owner: Owner,
-        language: LanguageQuery,
     ) -> TaskResponse:
         """Queue a translation into English."""
-        return await self._submit(request, service, owner, "translate", language)
+        return await self._submit(request, service, owner, "translate")
 
     @get("/status", summary="A task's state (seed route)", responses=error_responses(400, 404))
     async def status(self, service: Service, owner: Owner, task_id: TaskIdQuery) -> TaskResponse:
         """The task with its live queue position; 404 when unknown or expired."""
         job = _known_job(service, task_id, owner)
-        return task_response(job, service.position(job))
+        return task_response(job, service.position(job), service.clock)
 
     @get(
         "/srt",
@@ -292,7 +207,7 @@ class TaskController(Controller):
     async def get_task(self, service: Service, owner: Owner, task_id: TaskIdPath) -> TaskResponse:
         """The task with its live queue position; 404 when unknown or expired."""
         job = _known_job(service, task_id, owner)
-        return task_response(job, service.position(job))
+        return task_response(job, service.position(job), service.clock)
 
     @delete(
         "/tasks/{task_id:str}",
@@ -303,7 +218,7 @@ class TaskController(Controller):
     async def delete_task(self, service: Service, owner: Owner, task_id: TaskIdPath) -> TaskDeleted:
         """Cancels a queued or running task and forgets it at once."""
         if not service.delete(task_id, owner=owner):
-            raise NotFoundException(detail="no such task (unknown id, or its result has expired)")
+            raise TaskNotFoundError
         return TaskDeleted(task_id=task_id)
 
     @get(
@@ -328,8 +243,8 @@ class TaskController(Controller):
     ) -> Response[bytes]:
         """The transcript in any format; srt/vtt cues shaped as asked; 409 while not finished."""
         if fmt not in formats.FORMATS:
-            raise ClientException(
-                detail=f"unknown format {fmt!r}; use one of {', '.join(formats.FORMATS)}"
+            raise InvalidInputError(
+                f"unknown format {fmt!r}; use one of {', '.join(formats.FORMATS)}", param="format"
             )
         job = _finished_job(service, task_id, owner)
         asked = (max_line_width, max_line_count, max_words_per_cue)
@@ -364,6 +279,7 @@ class TaskController(Controller):
             delete_results_after_m=settings.delete_results_after_m,
             refresh_expiration_time_on_usage=settings.refresh_expiration_time_on_usage,
             tasks_bound_to_api_key=bool(settings.api_keys),
+            api_key_required=bool(settings.api_keys),
         )
 
 
@@ -371,13 +287,16 @@ async def _progress_stream(service: Service, job: Job) -> AsyncIterator[ServerSe
     last: ProgressEvent | None = None
     changed = True
     while True:
-        token = job.change_token()  # taken first, so no change between snapshot and wait is lost
+        token = service.notifier.token(job)  # first: no change between read and wait is lost
         event = ProgressEvent(
             task_id=job.id,
             status=str(job.status),
             position_in_queue=service.position(job),
             progress=round(job.progress, 4),
             error=job.error if job.is_final else None,
+            stage=progress_stage(job),
+            audio_duration=round(job.audio_duration, 3),
+            segments_done=len(job.partial_segments),
         )
         if event != last:
             yield ServerSentEventMessage(
@@ -389,4 +308,4 @@ async def _progress_stream(service: Service, job: Job) -> AsyncIterator[ServerSe
             yield ServerSentEventMessage(comment="keepalive", data=None)
         if job.is_final:
             return
-        changed = await job.wait_for_change(token, max_wait_s=SSE_KEEPALIVE_S)
+        changed = await service.notifier.wait(token, max_wait_s=SSE_KEEPALIVE_S)

@@ -31,7 +31,9 @@ __all__ = [
     "UndecodableAudioError",
     "decode_audio",
     "decode_pcm_s16le",
+    "decode_upload",
     "duration_seconds",
+    "probe_upload",
 ]
 
 SAMPLE_RATE = 16000
@@ -142,6 +144,91 @@ def decode_audio(
     if samples.size == 0:
         raise EmptyAudioError(_NO_SAMPLES)
     return samples
+
+
+def decode_upload(
+    data: bytes | bytearray | memoryview, *, raw_pcm: bool, max_seconds: float | None
+) -> npt.NDArray[np.float32]:
+    """Decode an upload (a file, or raw 16 kHz s16le PCM) within `max_seconds`."""
+    if not raw_pcm:
+        return decode_audio(data, max_seconds=max_seconds)
+    audio = decode_pcm_s16le(data)
+    if max_seconds is not None and duration_seconds(audio) > max_seconds:
+        raise AudioTooLongError(max_seconds, duration_seconds(audio))
+    return audio
+
+
+# The probe decodes this much of an upload (and reads the rest without decoding):
+# enough to check a short file completely, a few milliseconds of CPU, no samples kept.
+PROBE_DECODE_S = 60.0
+
+
+def probe_upload(
+    data: bytes | bytearray | memoryview, *, raw_pcm: bool, max_seconds: float
+) -> float:
+    """Prove an upload is usable without decoding it all; return its length in seconds.
+
+    The container must open and hold an audio stream, its first `PROBE_DECODE_S`
+    seconds must decode, and its length, as the header states it or as its packets
+    add up, must be within `max_seconds`. Raises the same errors as `decode_audio`.
+    Nothing decoded is kept: a queued job holds only the upload.
+    """
+    if raw_pcm:
+        return duration_seconds(decode_upload(data, raw_pcm=True, max_seconds=max_seconds))
+    if memoryview(data).nbytes == 0:
+        raise EmptyAudioError()
+    try:
+        container = av.open(io.BytesIO(data), mode="r", metadata_errors="ignore")
+    except (av.error.FFmpegError, ValueError) as exc:
+        raise UndecodableAudioError() from exc
+    with container:
+        stream = _first_audio_stream(container)
+        declared_s = _declared_seconds(stream) or _container_seconds(container)
+        if declared_s is not None and declared_s > max_seconds:
+            raise AudioTooLongError(max_seconds, declared_s)
+        try:
+            decoded_s, complete, packets_s = _probe_stream(container, stream, declared_s is None)
+        except (av.error.FFmpegError, ValueError) as exc:
+            raise UndecodableAudioError(_CORRUPT) from exc
+        if complete:
+            if decoded_s == 0:
+                raise EmptyAudioError(_NO_SAMPLES)
+            _check_complete(container, _declared_seconds(stream), decoded_s)
+            return decoded_s
+    length_s = declared_s if declared_s is not None else max(packets_s, decoded_s)
+    if length_s > max_seconds:
+        raise AudioTooLongError(max_seconds, length_s)
+    return length_s
+
+
+def _container_seconds(container: InputContainer) -> float | None:
+    """The container's own length (av.time_base units), when it states one."""
+    if container.duration is None or container.duration <= 0:
+        return None
+    return float(container.duration / av.time_base)
+
+
+def _probe_stream(
+    container: InputContainer, stream: AudioStream, measure_rest: bool
+) -> tuple[float, bool, float]:
+    """Decode the stream's first seconds; then, if asked, add up the rest's packets.
+
+    Returns the seconds decoded, whether that was the whole stream, and where the
+    last packet read ends (seconds), for files whose header states no length.
+    """
+    decoded_s = 0.0
+    end_s = 0.0
+    time_base = stream.time_base
+    for packet in container.demux(stream):
+        if packet.pts is not None and time_base is not None:
+            end_s = max(end_s, float((packet.pts + (packet.duration or 0)) * time_base))
+        if decoded_s < PROBE_DECODE_S:
+            for frame in packet.decode():
+                if frame.sample_rate:
+                    decoded_s += frame.samples / frame.sample_rate
+        elif not measure_rest:
+            return decoded_s, False, end_s
+    return decoded_s, decoded_s < PROBE_DECODE_S, end_s
 
 
 def _declared_seconds(stream: AudioStream) -> float | None:

@@ -24,7 +24,6 @@ from app.transcription.types import (
 __all__ = [
     "DETECTION_CANDIDATES",
     "DETECTION_WINDOWS",
-    "BatchTranscriber",
     "FasterWhisperTranscriber",
     "JobCancelledError",
     "ProgressCallback",
@@ -49,16 +48,6 @@ DETECTION_CANDIDATES = 5
 
 class JobCancelledError(Exception):
     """The job was cancelled while it was being decoded."""
-
-
-class BatchTranscriber(Protocol):
-    """A transcriber that can also decode several short clips in one pass."""
-
-    def decode_batch(
-        self, audios: list[AudioArray], options: list[TranscribeOptions]
-    ) -> list[Transcript | None]:
-        """One result per clip; None where the clip must go through `transcribe`."""
-        ...
 
 
 class Transcriber(Protocol):

@@ -14,7 +14,7 @@ import numpy as np
 import numpy.typing as npt
 import structlog
 
-from app.transcription.audio import decode_audio
+from app.transcription.audio import AudioDecodeError, decode_audio, probe_upload
 from app.transcription.speakers import (
     KnownSpeaker,
     SpeakerCount,
@@ -25,12 +25,30 @@ from app.transcription.speakers import (
 )
 from app.transcription.types import SpeakerOptions, Transcript
 
-__all__ = ["REFERENCE_MAX_S", "SpeakerStage"]
+__all__ = ["REFERENCE_MAX_S", "ReferenceAudioError", "SpeakerStage", "check_references"]
 
 log = structlog.get_logger(__name__)
 
 # OpenAI takes reference clips of 2 to 10 seconds; a little more does no harm.
 REFERENCE_MAX_S = 30.0
+
+
+class ReferenceAudioError(AudioDecodeError):
+    """A known speaker's reference clip is not usable audio (a 400 naming the field)."""
+
+    code = "invalid_speaker_reference"
+    param = "known_speaker_references[]"
+
+
+def check_references(speakers: SpeakerOptions) -> None:
+    """Prove each reference clip is audio within REFERENCE_MAX_S (blocking: run it in a thread)."""
+    for index, clip in enumerate(speakers.known_speaker_references):
+        try:
+            probe_upload(clip, raw_pcm=False, max_seconds=REFERENCE_MAX_S)
+        except AudioDecodeError as exc:
+            raise ReferenceAudioError(
+                f"known_speaker_references[] entry {index}: {exc.message}"
+            ) from None
 
 
 class SpeakerStage:

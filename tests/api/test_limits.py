@@ -11,8 +11,7 @@ from litestar.enums import RequestEncodingType
 from litestar.handlers import HTTPRouteHandler
 from litestar.testing import AsyncTestClient
 
-from app.asgi import create_app
-from app.service import TranscriptionService
+from app.asgi import build_service, create_app
 from tests.conftest import AppFactory, FakeTranscriber, fake_manager, make_settings, wav_bytes
 
 BOUNDARY = "xyzzy"
@@ -107,7 +106,7 @@ async def test_full_queue_gets_429_before_the_body_is_read() -> None:
     """With every queue place taken, an upload is refused without reading its body."""
     gate = threading.Event()
     settings = make_settings(max_task_queue_size=1, cpu_fallback_model="base")
-    service = TranscriptionService(settings, fake_manager(settings, FakeTranscriber(gate=gate)))
+    service = build_service(settings, fake_manager(settings, FakeTranscriber(gate=gate)))
     app = create_app(settings, service=service)
     try:
         async with AsyncTestClient(app=app) as client:

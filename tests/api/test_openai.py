@@ -273,7 +273,7 @@ async def test_too_large_is_413(build_app: AppFactory) -> None:
     """An upload over MAX_UPLOAD_MB answers 413 in OpenAI's shape."""
     async with serve(build_app(max_upload_mb=1)) as client:
         big = wav_bytes(40.0)  # 1.28 MB
-        error = assert_openai_error(await post_audio(client, data=big), 413)
+        error = assert_openai_error(await post_audio(client, data=big), 413, "file")
         assert error["code"] == "file_too_large"
 
 

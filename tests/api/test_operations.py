@@ -14,7 +14,7 @@ from litestar import Litestar
 from litestar.testing import AsyncTestClient
 from prometheus_client.parser import text_string_to_metric_families
 
-from app.asgi import create_app
+from app.asgi import build_service, create_app
 from app.service import TranscriptionService
 from app.transcription.models import ModelManager, Placement
 from tests.api.test_tasks import upload, wait_final
@@ -39,7 +39,7 @@ def build(
         sources=FakeSources(available if available is not None else {"tiny.en", "base"}),  # type: ignore[arg-type]
         loader=loader or (lambda path, placement: transcriber),
     )
-    service = TranscriptionService(settings, manager)
+    service = build_service(settings, manager)
     return create_app(settings, service=service), service
 
 

@@ -15,7 +15,6 @@ from app.api.security import (
     KeyRing,
     cors_config,
     security_middleware,
-    unauthorized_body,
 )
 from app.config import load_settings
 from tests.conftest import AppFactory, FromPeer, client_from, make_settings, wav_bytes
@@ -77,7 +76,12 @@ async def test_logs_refuse_forged_headers_from_a_remote_peer(
 
 @pytest.mark.parametrize(
     "forged",
-    [{"X-Email": AUTHORIZED}, {"X-Forwarded-For": "127.0.0.1"}, {"Host": "localhost"}],
+    [
+        {"X-Email": AUTHORIZED},
+        {"X-Forwarded-For": "127.0.0.1"},
+        {"Forwarded": "for=127.0.0.1"},
+        {"Host": "localhost"},
+    ],
 )
 async def test_logs_refuse_forged_headers_from_an_untrusted_peer_when_proxies_are_set(
     build_app: AppFactory, log_dir: Path, forged: dict[str, str]
@@ -117,20 +121,24 @@ async def test_logs_for_a_local_peer_and_never_with_localhost_bypass_off(
 
 
 @pytest.mark.parametrize(
-    ("forwarded_for", "status"),
+    ("headers", "status"),
     [
-        (None, 401),  # the proxy named no client: unknown, not local
-        ("203.0.113.7", 401),  # a remote user through the local proxy
-        ("127.0.0.1, 203.0.113.7", 401),  # the same user forging a loopback entry
-        ("127.0.0.1", 200),  # someone on the proxy's host itself
+        ({}, 401),  # the proxy named no client: unknown, not local
+        ({"X-Forwarded-For": "203.0.113.7"}, 401),  # a remote user through the local proxy
+        ({"X-Forwarded-For": "127.0.0.1, 203.0.113.7"}, 401),  # forging a loopback entry
+        ({"X-Forwarded-For": "127.0.0.1"}, 200),  # someone on the proxy's host itself
+        ({"Forwarded": "for=203.0.113.7"}, 401),
+        ({"Forwarded": "for=127.0.0.1, for=203.0.113.7"}, 401),
+        ({"Forwarded": 'for="[::1]:5000"'}, 200),
+        # A proxy that maintains X-Forwarded-For passes a forged Forwarded through.
+        ({"X-Forwarded-For": "203.0.113.7", "Forwarded": "for=127.0.0.1"}, 401),
     ],
 )
 async def test_local_proxy_does_not_make_everybody_local(
-    build_app: AppFactory, log_dir: Path, forwarded_for: str | None, status: int
+    build_app: AppFactory, log_dir: Path, headers: dict[str, str], status: int
 ) -> None:
     """With a proxy on this host trusted, the localhost rule judges the forwarded client."""
-    app = logs_app(build_app, log_dir, trusted_proxies=("127.0.0.1",))
-    headers = {"X-Forwarded-For": forwarded_for} if forwarded_for else {}
+    app = logs_app(build_app, log_dir, trusted_proxies=("127.0.0.1", "::1"))
     async with client_from(app, "127.0.0.1") as client:
         response = await client.get("/api/v1/logs", headers=headers)
     assert response.status_code == status
@@ -190,6 +198,54 @@ async def test_forwarded_headers_rewrite_client_and_scheme_only_from_trusted_pro
     assert untrusted == {"client": "203.0.113.7", "scheme": "http"}
 
 
+@pytest.mark.parametrize(
+    ("forwarded", "expected"),
+    [
+        (
+            "for=198.51.100.4;proto=https, for=10.0.0.9;proto=http",
+            {"client": "198.51.100.4", "scheme": "https"},
+        ),
+        (
+            'for="[2001:db8::1]:4711";proto=https;by=10.0.0.2',
+            {"client": "2001:db8::1", "scheme": "https"},
+        ),
+        ('For="198.51.100.4:8080"', {"client": "198.51.100.4", "scheme": "http"}),
+        # Every hop a trusted proxy: the leftmost is the client, as with X-Forwarded-For.
+        ("for=10.0.0.7, for=10.0.0.9", {"client": "10.0.0.7", "scheme": "http"}),
+        ("for=unknown;proto=https", {"client": "unknown", "scheme": "https"}),
+    ],
+)
+async def test_rfc7239_forwarded_header_is_read_like_x_forwarded_for(
+    forwarded: str, expected: dict[str, str]
+) -> None:
+    """RFC 7239 Forwarded (for=, proto=, quoted IPv6 with port) sets client and scheme."""
+    app = echo_app(trusted_proxies=("10.0.0.0/8",))
+    async with client_from(app, "10.0.0.2") as client:
+        trusted = (await client.get("/api/v1/whoami", headers={"Forwarded": forwarded})).json()
+    async with client_from(app, "203.0.113.7") as client:
+        untrusted = (await client.get("/api/v1/whoami", headers={"Forwarded": forwarded})).json()
+    assert trusted == expected
+    assert untrusted == {"client": "203.0.113.7", "scheme": "http"}
+
+
+@pytest.mark.parametrize(
+    ("headers", "expected"),
+    [
+        (
+            {"X-Forwarded-For": "198.51.100.4", "Forwarded": 'for="198.51.100.4:5000"'},
+            "198.51.100.4",
+        ),
+        ({"X-Forwarded-For": "198.51.100.4", "Forwarded": "for=127.0.0.1"}, "10.0.0.2"),
+    ],
+)
+async def test_both_forwarded_headers_must_agree(headers: dict[str, str], expected: str) -> None:
+    """With X-Forwarded-For and Forwarded both present, a client is believed only if they agree."""
+    app = echo_app(trusted_proxies=("10.0.0.0/8",))
+    async with client_from(app, "10.0.0.2") as client:
+        body = (await client.get("/api/v1/whoami", headers=headers)).json()
+    assert body["client"] == expected
+
+
 async def test_forwarded_headers_are_ignored_without_trusted_proxies() -> None:
     """By default (TRUSTED_PROXIES empty) nobody can set the client address or scheme."""
     headers = {"X-Forwarded-For": "198.51.100.4", "X-Forwarded-Proto": "https"}
@@ -207,7 +263,6 @@ async def test_api_keys_guard_every_api_route(build_app: AppFactory) -> None:
     async with AsyncTestClient(app=app) as client:
         for method, path in [
             ("GET", "/api/v1/decoder_status"),
-            ("GET", "/api/v1/privacy"),
             ("GET", "/api/v1/version"),
             ("GET", "/api/v1/userinfo"),
             ("GET", "/api/v1/status?task_id=x"),
@@ -227,17 +282,26 @@ async def test_api_keys_guard_every_api_route(build_app: AppFactory) -> None:
 
 
 async def test_public_routes_stay_open_with_api_keys(build_app: AppFactory) -> None:
-    """Health, readiness, docs, the schema, the UI and the login redirect need no key."""
+    """Health, readiness, docs and their assets, the schema, the UI, privacy and login: no key."""
     async with AsyncTestClient(app=build_app(api_keys=(KEY_A,))) as client:
-        for path in ("/healthz", "/readyz", "/docs", "/docs/openapi.json", "/", "/index.html"):
+        for path in (
+            "/healthz",
+            "/readyz",
+            "/docs",
+            "/docs/openapi.json",
+            "/docs/assets/swagger-ui-bundle.js",
+            "/",
+            "/index.html",
+            "/api/v1/privacy",
+        ):
             assert (await client.get(path)).status_code == 200, path
         login = await client.get("/api/v1/login", follow_redirects=False)
     assert login.status_code == 303
 
 
-async def test_openai_surface_gets_openai_shaped_401() -> None:
+async def test_openai_surface_gets_openai_shaped_401(build_app: AppFactory) -> None:
     """Paths under /v1/ answer 401 in OpenAI's error shape, which the SDKs parse."""
-    async with AsyncTestClient(app=echo_app(api_keys=(KEY_A,))) as client:
+    async with AsyncTestClient(app=build_app(api_keys=(KEY_A,))) as client:
         missing = await client.get("/v1/models")
         wrong = await client.get("/v1/models", headers=bearer(KEY_B))
         ok = await client.get("/v1/models", headers=bearer(KEY_A))
@@ -251,11 +315,20 @@ async def test_openai_surface_gets_openai_shaped_401() -> None:
     assert open_health.status_code == 200
 
 
-def test_unauthorized_body_is_chosen_by_path_prefix() -> None:
-    """Only /v1/... is OpenAI-shaped; /api/v1, /asr and the rest use Litestar's shape."""
-    assert "error" in unauthorized_body("/v1/audio/transcriptions", key_given=False)
-    for path in ("/api/v1/transcribe", "/asr", "/detect-language", "/v1"):
-        assert unauthorized_body(path, key_given=True)["status_code"] == 401
+async def test_401_takes_each_surface_shape_and_is_counted(build_app: AppFactory) -> None:
+    """A missing key is answered in the shape of the surface asked, and counted as unauthorized."""
+    async with AsyncTestClient(app=build_app(api_keys=(KEY_A,))) as client:
+        files = {"file": ("a.wav", wav_bytes(), "audio/wav")}
+        openai = await client.post("/v1/audio/transcriptions", files=files)
+        asr = await client.post("/asr", files={"audio_file": ("a.wav", wav_bytes(), "audio/wav")})
+        tasks = await client.post("/api/v1/transcribe", files=files)
+        metrics = (await client.get("/metrics")).text
+    assert openai.status_code == asr.status_code == tasks.status_code == 401
+    assert openai.json()["error"]["code"] == "invalid_api_key"
+    assert set(asr.json()) == {"detail"}
+    assert tasks.json()["status_code"] == 401
+    assert openai.headers["www-authenticate"].startswith("Bearer")
+    assert 'whisper_api_uploads_rejected_total{reason="unauthorized"} 3.0' in metrics
 
 
 @pytest.mark.parametrize(
@@ -432,7 +505,11 @@ async def test_rate_limit_keys_on_the_forwarded_client_behind_a_trusted_proxy(
 
 
 async def test_privacy_info_says_whether_tasks_are_bound_to_keys(build_app: AppFactory) -> None:
-    """/api/v1/privacy tells the UI that tasks are private to their key when keys are on."""
+    """/api/v1/privacy says, without a key, that keys are needed and bind tasks to them."""
     async with AsyncTestClient(app=build_app(api_keys=(KEY_A,))) as client:
-        body = (await client.get("/api/v1/privacy", headers=bearer(KEY_A))).json()
+        body = (await client.get("/api/v1/privacy")).json()
+    async with AsyncTestClient(app=build_app()) as client:
+        open_body = (await client.get("/api/v1/privacy")).json()
     assert body["tasks_bound_to_api_key"] is True
+    assert body["api_key_required"] is True
+    assert open_body["api_key_required"] is False

@@ -24,13 +24,12 @@ async def test_healthz_answers(client: AsyncTestClient[Litestar]) -> None:
 
 async def test_readyz_is_503_when_no_model_exists(build_app: AppFactory) -> None:
     """/readyz says 503 with the reason when no model can be had."""
-    from app.asgi import create_app
-    from app.service import TranscriptionService
+    from app.asgi import build_service, create_app
     from tests.conftest import FakeTranscriber, fake_manager, make_settings
 
     settings = make_settings()
     manager = fake_manager(settings, FakeTranscriber(), available=set())
-    app = create_app(settings, service=TranscriptionService(settings, manager))
+    app = create_app(settings, service=build_service(settings, manager))
     async with AsyncTestClient(app=app) as client:
         response = await client.get("/readyz")
     assert response.status_code == 503
@@ -69,6 +68,7 @@ async def test_privacy_reports_settings(build_app: AppFactory) -> None:
         "refresh_expiration_time_on_usage": True,
         "audio_stored_on_disk": False,
         "tasks_bound_to_api_key": False,
+        "api_key_required": False,
     }
 
 

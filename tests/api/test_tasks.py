@@ -12,7 +12,9 @@ from litestar import Litestar
 from litestar.testing import AsyncTestClient
 
 from app.api.tasks import content_disposition
+from tests.asgi_helpers import eventually, serve, service_of
 from tests.conftest import AppFactory, FakeTranscriber, wav_bytes
+from tests.transcription.rig import FakeClock
 
 SEED_FIELDS = {
     "task_id",
@@ -42,6 +44,16 @@ async def upload(
     """POST one file as multipart to an upload route."""
     files = {"file": (name, wav_bytes() if data is None else data, "audio/wav")}
     return await client.post(route, files=files, params=params or {}, data=fields or {})
+
+
+async def wait_processing(client: AsyncTestClient[Litestar], task_id: str) -> None:
+    """Poll until the task is running."""
+    for _ in range(500):
+        state = (await client.get(f"/api/v1/tasks/{task_id}")).json()
+        if state["status"] == "processing":
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError("task never started")
 
 
 async def wait_final(client: AsyncTestClient[Litestar], task_id: str) -> dict[str, Any]:
@@ -151,13 +163,14 @@ async def test_upload_over_limit_is_413(build_app: AppFactory) -> None:
 
 async def test_unknown_and_expired_ids_are_404(build_app: AppFactory) -> None:
     """An unknown id and an expired result answer the same 404."""
+    clock = FakeClock()
     async with AsyncTestClient(
-        app=build_app(delete_results_after_m=0.002, run_result_expiry_check_m=0)
+        app=build_app(clock=clock, delete_results_after_m=1, run_result_expiry_check_m=0)
     ) as client:
         unknown = await client.get("/api/v1/status", params={"task_id": "nope"})
         task_id = (await upload(client)).json()["task_id"]
         await wait_final(client, task_id)
-        await asyncio.sleep(0.25)
+        clock.advance(61)
         expired = await client.get("/api/v1/status", params={"task_id": task_id})
     assert unknown.status_code == expired.status_code == 404
     assert unknown.json() == expired.json()
@@ -165,29 +178,39 @@ async def test_unknown_and_expired_ids_are_404(build_app: AppFactory) -> None:
 
 async def test_reading_refreshes_expiry(build_app: AppFactory) -> None:
     """With refresh on, polling keeps a result alive past its original lifetime."""
+    clock = FakeClock()
     async with AsyncTestClient(
-        app=build_app(delete_results_after_m=0.004, run_result_expiry_check_m=0)
+        app=build_app(clock=clock, delete_results_after_m=1, run_result_expiry_check_m=0)
     ) as client:
         task_id = (await upload(client)).json()["task_id"]
         await wait_final(client, task_id)
-        for _ in range(6):  # 0.6 s of polling, more than the 0.24 s lifetime
-            await asyncio.sleep(0.1)
+        for _ in range(6):  # 3 minutes of polling, three times the 1-minute lifetime
+            clock.advance(30)
             alive = await client.get("/api/v1/status", params={"task_id": task_id})
             assert alive.status_code == 200
+        clock.advance(61)
+        gone = await client.get("/api/v1/status", params={"task_id": task_id})
+        assert gone.status_code == 404
 
 
 async def test_sweeper_removes_unread_results(build_app: AppFactory) -> None:
     """The periodic sweep drops an expired result without anybody asking for it."""
-    app = build_app(delete_results_after_m=0.002, run_result_expiry_check_m=0.003)
-    async with AsyncTestClient(app=app) as client:
-        task_id = (await upload(client)).json()["task_id"]
-        await wait_final(client, task_id)
-        service = app.dependencies["service"].dependency()
-        for _ in range(100):
-            if len(service.store) == 0:
-                break
-            await asyncio.sleep(0.05)
-        assert len(service.store) == 0
+    clock = FakeClock(autoadvance=False)
+    app = build_app(clock=clock, delete_results_after_m=1, run_result_expiry_check_m=5)
+    service = service_of(app)
+    async with serve(app) as client:
+        response = await client.post(
+            "/api/v1/transcribe", files={"file": ("a.wav", wav_bytes(), "audio/wav")}
+        )
+        task_id = response.json()["task_id"]
+        job = service.store.get(task_id, owner=None)
+        assert job is not None
+        await service.wait_until_final(job)
+        clock.advance(120)  # expired, but nobody reads it and the sweep is not due
+        await asyncio.sleep(0)
+        assert len(service.store) == 1
+        clock.advance(180)  # the sweep is due (every 5 minutes)
+        await eventually(lambda: len(service.store) == 0)
 
 
 async def test_queue_full_is_429_with_retry_after(
@@ -224,7 +247,7 @@ async def test_position_in_queue_is_live(
     fake_transcriber.gate = gate
     async with AsyncTestClient(app=build_app()) as client:
         ids = [(await upload(client)).json()["task_id"] for _ in range(3)]
-        await asyncio.sleep(0.1)
+        await wait_processing(client, ids[0])
         positions = [
             (await client.get(f"/api/v1/tasks/{task_id}")).json()["position_in_queue"]
             for task_id in ids
@@ -256,7 +279,7 @@ async def test_delete_cancels_running_job_and_erases(
     fake_transcriber.gate = threading.Event()
     async with AsyncTestClient(app=build_app()) as client:
         task_id = (await upload(client)).json()["task_id"]
-        await asyncio.sleep(0.05)
+        await wait_processing(client, task_id)
         deleted = await client.delete(f"/api/v1/tasks/{task_id}")
         assert deleted.status_code == 200
         assert deleted.json() == {"task_id": task_id, "deleted": True}

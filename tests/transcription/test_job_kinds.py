@@ -2,17 +2,19 @@
 
 from __future__ import annotations
 
-import asyncio
+import threading
+from datetime import UTC, datetime
 
 import numpy as np
 import pytest
 
 from app.transcription.catalogue import UnknownModelError
 from app.transcription.engine import speech_windows
+from app.transcription.jobs import Job, JobStatus
 from app.transcription.models import ModelAboveCapError
-from app.transcription.queue import Job, JobQueue, JobStatus, Worker
 from app.transcription.types import TaskType, TranscribeOptions
 from tests.conftest import FakeTranscriber, fake_manager, make_settings
+from tests.transcription.rig import enqueue, start_rig, wait_until
 
 
 def make_job(options: TranscribeOptions, task_type: TaskType = "transcribe") -> Job:
@@ -20,21 +22,20 @@ def make_job(options: TranscribeOptions, task_type: TaskType = "transcribe") -> 
     return Job(
         task_type=task_type,
         options=options,
-        audio=np.full(16000, 0.01, dtype=np.float32),
+        time_uploaded=datetime.now(UTC),
+        raw_pcm=True,
         audio_duration=1.0,
     )
 
 
 async def run_one(job: Job, transcriber: FakeTranscriber, **settings: object) -> Job:
     """Run `job` on a fresh worker over the fake manager and return it once final."""
-    queue = JobQueue(max_waiting=4)
-    worker = Worker(queue, fake_manager(make_settings(**settings), transcriber))
-    worker.start()
+    rig = start_rig(transcriber, settings=make_settings(**settings))
     try:
-        queue.submit(job)
-        await asyncio.wait_for(job.wait_until_final(), 5)
+        enqueue(rig.queue, job)
+        await rig.final(job)
     finally:
-        await worker.stop()
+        await rig.worker.stop()
     return job
 
 
@@ -52,7 +53,9 @@ def test_requested_model_is_canonical_and_capped() -> None:
 
 def test_plan_puts_the_requested_model_first() -> None:
     """A job's own model replaces the server's target at the head of its candidates."""
-    manager = fake_manager(make_settings(cpu_fallback_model="small"), FakeTranscriber())
+    # MAX_MODEL set: without it a CPU server is capped at CPU_FALLBACK_MODEL (small here).
+    settings = make_settings(cpu_fallback_model="small", max_model="large-v3")
+    manager = fake_manager(settings, FakeTranscriber())
     assert manager.plan(needs_multilingual=True)[0] == "small"
     assert manager.plan(needs_multilingual=True, model="tiny") == [
         "tiny",
@@ -96,12 +99,23 @@ async def test_detect_job_runs_on_a_multilingual_model_and_keeps_the_detection()
 
 
 async def test_segments_are_published_while_decoding() -> None:
-    """Each decoded segment appears in partial_segments, in order, matching the transcript."""
-    transcriber = FakeTranscriber(text="one two three four", segment_count=4)
-    job = await run_one(make_job(TranscribeOptions(language="en")), transcriber)
+    """Decoded segments appear on the job while it runs; at the end the transcript holds them."""
+    gate = threading.Event()
+    transcriber = FakeTranscriber(text="one two three four", segment_count=4, gate=gate)
+    rig = start_rig(transcriber, gate=gate)
+    job = make_job(TranscribeOptions(language="en"))
+    try:
+        enqueue(rig.queue, job)
+        await wait_until(rig.notifier, job, lambda: bool(job.partial_segments))
+        assert [s.text for s in job.partial_segments] == [" one"]
+        gate.set()
+        await rig.final(job)
+    finally:
+        gate.set()
+        await rig.worker.stop()
     assert job.transcript is not None
-    assert [s.text for s in job.partial_segments] == [" one", " two", " three", " four"]
-    assert job.partial_segments == job.transcript.segments
+    assert [s.text for s in job.transcript.segments] == [" one", " two", " three", " four"]
+    assert job.partial_segments == []  # not kept twice
 
 
 def test_speech_windows_cover_the_audio_when_there_is_no_speech() -> None:

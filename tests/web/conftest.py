@@ -10,6 +10,7 @@ from typing import Any, Literal
 from urllib.parse import urlsplit
 
 import pytest
+from axe_playwright_python.sync_playwright import Axe
 from playwright.sync_api import (
     Browser,
     BrowserContext,
@@ -36,8 +37,10 @@ CHROMIUM_ARGS = [
     "--disable-sync",
 ]
 ARTIFACTS = REPO_ROOT / "test-artifacts"
-DESKTOP = ViewportSize(width=1280, height=900)
+DESKTOP = ViewportSize(width=1440, height=900)
 PHONE = ViewportSize(width=390, height=844)
+# axe-core impacts that fail a test; "moderate" and "minor" are reported only.
+BLOCKING_IMPACTS = ("serious", "critical")
 
 # Records, per job row, each distinct (state, progress value, status text) the page shows,
 # so a test can tell what the person saw on the way and not only the end state.
@@ -90,7 +93,7 @@ def _stop(server: Server) -> None:
         raise
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def ui_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     """The real server with the bundled `base` model; results live 30 minutes."""
     server = start_server(
@@ -159,9 +162,16 @@ def open_ui(browser: Browser) -> Iterator[UIFactory]:
         *,
         viewport: ViewportSize | None = None,
         color_scheme: Literal["light", "dark"] = "light",
+        on: Browser | None = None,
+        phone: bool = False,
     ) -> UI:
-        context = browser.new_context(
-            viewport=viewport or DESKTOP, accept_downloads=True, color_scheme=color_scheme
+        # A phone has a touch screen and no mouse: the page then leads with "Choose files".
+        context = (on or browser).new_context(
+            viewport=viewport or (PHONE if phone else DESKTOP),
+            accept_downloads=True,
+            color_scheme=color_scheme,
+            has_touch=phone,
+            is_mobile=phone,
         )
         guard = HostGuard(allowed=urlsplit(server.url).netloc)
         context.route("**/*", guard.handle)
@@ -182,11 +192,31 @@ def open_ui(browser: Browser) -> Iterator[UIFactory]:
         assert ui.errors == [], f"uncaught errors in the page: {ui.errors}"
 
 
-def screenshot(page: Page, name: str) -> Path:
-    """A full-page PNG under test-artifacts/ (ignored by git) for people to look at."""
+def open_options(page: Page) -> None:
+    """Unfold the options line (it starts folded) unless it is open already."""
+    if page.get_attribute("#options-panel", "open") is None:
+        page.click("#options-panel summary")
+
+
+def accessibility_violations(page: Page) -> list[str]:
+    """axe-core's serious and critical findings on the page as it is now (bundled axe.min.js)."""
+    results = Axe().run(page)
+    return [
+        f"{violation['id']}: {[node['target'] for node in violation['nodes']]}"
+        for violation in results.response["violations"]
+        if violation.get("impact") in BLOCKING_IMPACTS
+    ]
+
+
+def screenshot(page: Page, name: str, *, full_page: bool = True) -> Path:
+    """A PNG under test-artifacts/ (ignored by git) for people to look at.
+
+    Phones get the screen as it is (`full_page=False`): a full-page capture re-renders a
+    touch-emulating page as if it had a mouse, which shows the wrong wording.
+    """
     ARTIFACTS.mkdir(exist_ok=True)
     path = ARTIFACTS / name
-    page.screenshot(path=str(path), full_page=True)
+    page.screenshot(path=str(path), full_page=full_page)
     return path
 
 

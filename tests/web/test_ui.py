@@ -11,7 +11,7 @@ import httpx
 import pytest
 import srt
 import webvtt
-from playwright.sync_api import FilePayload, Page, Request, Route, expect
+from playwright.sync_api import FilePayload, Page, Request, expect
 
 from app.bench import word_error_rate
 from tests.conftest import reference_text, shared_clip
@@ -23,7 +23,7 @@ from tests.web.conftest import (
     contrast_ratios,
     drop_files,
     has_focus_ring,
-    screenshot,
+    open_options,
     tab_to,
 )
 
@@ -104,7 +104,7 @@ def test_jfk_shows_progress_then_transcript_exports_and_deletes(
 
     # A line plays the local file (a blob: URL, nothing fetched again) from its start.
     page.evaluate("document.getElementById('player').currentTime = 5")
-    first_line = page.locator("#segments .segment-button").first
+    first_line = page.locator("#segments .segment-time").first
     start = float(first_line.get_attribute("data-start") or "nan")
     first_line.click()
     page.wait_for_function("!document.getElementById('player').paused")
@@ -133,21 +133,27 @@ def test_jfk_shows_progress_then_transcript_exports_and_deletes(
     assert word_error_rate(reference, downloads["txt"]) <= 0.15
     assert json.loads(downloads["json"])["language"] == "en"
 
-    screenshot(page, "ui-desktop.png")
     page.set_viewport_size(PHONE)
     assert page.evaluate("document.documentElement.scrollWidth") <= PHONE["width"]
-    screenshot(page, "ui-phone.png")
-
     page.set_viewport_size(DESKTOP)
     page.click("#copy-button")
     expect(page.locator("#copy-button")).to_have_text("Copied")
     copied = page.evaluate("navigator.clipboard.readText()")
     assert word_error_rate(reference, copied) <= 0.15
 
+    # One delete, and it asks first: "Keep it" changes nothing.
     page.click("#delete-button")
+    expect(page.locator("#confirm-dialog")).to_be_visible()
+    expect(page.locator("#confirm-text")).to_contain_text("cannot be undone")
+    page.click("#confirm-cancel")
+    expect(row).to_have_attribute("data-state", "finished")
+    assert httpx.get(f"{ui_server.url}/api/v1/tasks/{task_id}", timeout=10).status_code == 200
+    page.click("#delete-button")
+    page.click("#confirm-ok")
     expect(row).to_have_attribute("data-state", "deleted")
     expect(page.locator("#viewer")).to_be_hidden()
     assert_gone_on_server(ui_server, task_id)
+    assert page.evaluate("localStorage.getItem('whisper-api:jobs')") == "[]"
 
 
 def test_keyboard_only_from_options_to_deletion(ui_server: Server, open_ui: UIFactory) -> None:
@@ -161,6 +167,10 @@ def test_keyboard_only_from_options_to_deletion(ui_server: Server, open_ui: UIFa
 
     page.keyboard.press("Tab")
     expect(page.locator(".skip-link")).to_be_focused()
+    tab_to(page, "#options-panel summary")
+    assert has_focus_ring(page, "#options-panel summary")
+    page.keyboard.press("Enter")
+    expect(page.locator("#options-panel")).to_have_attribute("open", "")
     tab_to(page, "#task-transcribe")
     assert has_focus_ring(page, "#task-transcribe")
     page.keyboard.press("ArrowRight")
@@ -196,9 +206,21 @@ def test_keyboard_only_from_options_to_deletion(ui_server: Server, open_ui: UIFa
     page.keyboard.press("Enter")
     expect(page.locator("#viewer-heading")).to_be_focused()
 
-    tab_to(page, "#segments .segment-button")
+    tab_to(page, "#segments .segment-time")
     page.keyboard.press("Enter")
     page.wait_for_function("!document.getElementById('player').paused")
+    # With word timestamps, each word is its own stop for Tab and plays from its time.
+    page.evaluate("document.getElementById('player').pause()")
+    tab_to(page, "#segments .word")
+    words = page.locator("#segments .word")
+    assert words.count() >= 10
+    page.keyboard.press("Tab")
+    expect(words.nth(1)).to_be_focused()
+    page.keyboard.press("Enter")
+    page.wait_for_function("!document.getElementById('player').paused")
+    word_start = float(words.nth(1).get_attribute("data-start") or "nan")
+    assert abs(page.evaluate("document.getElementById('player').currentTime") - word_start) < 1.5
+    page.evaluate("document.getElementById('player').pause()")
 
     tab_to(page, "#viewer [data-format='srt']", backwards=True)
     with page.expect_download() as download:
@@ -208,6 +230,10 @@ def test_keyboard_only_from_options_to_deletion(ui_server: Server, open_ui: UIFa
 
     task_id = json.loads(uploads[0].response().text())["task_id"]  # type: ignore[union-attr]
     tab_to(page, "#delete-button")
+    page.keyboard.press("Enter")
+    expect(page.locator("#confirm-cancel")).to_be_focused()  # the safe choice comes first
+    page.keyboard.press("Tab")
+    expect(page.locator("#confirm-ok")).to_be_focused()
     page.keyboard.press("Enter")
     expect(row).to_have_attribute("data-state", "deleted")
     expect(row).to_be_focused()  # focus lands on the row that changed, not on <body>
@@ -220,12 +246,15 @@ def test_keyboard_only_from_options_to_deletion(ui_server: Server, open_ui: UIFa
 
 
 def test_text_files_get_a_friendly_message(ui_server: Server, open_ui: UIFactory) -> None:
-    """Picked or dropped non-audio files each get a row with a plain explanation, not a crash."""
+    """Picked or dropped non-audio files get a plain explanation; an empty file is called empty."""
     ui = open_ui(ui_server)
     page = ui.open()
     page.set_input_files(
         "#file-input",
-        files=[FilePayload(name="notes.txt", mimeType="text/plain", buffer=b"meeting notes\n")],
+        files=[
+            FilePayload(name="notes.txt", mimeType="text/plain", buffer=b"meeting notes\n"),
+            FilePayload(name="silence.wav", mimeType="audio/wav", buffer=b""),
+        ],
     )
     drop_files(
         page,
@@ -234,7 +263,10 @@ def test_text_files_get_a_friendly_message(ui_server: Server, open_ui: UIFactory
             ("photo.png", "image/png", b"\x89PNG\r\n\x1a\n" + bytes(64)),
         ],
     )
-    expect(page.locator(".job")).to_have_count(3)
+    expect(page.locator(".job")).to_have_count(4)
+    empty = job_row(page, "silence.wav")
+    expect(empty).to_have_attribute("data-state", "rejected")
+    expect(empty.locator(".job-status")).to_have_text("This file is empty.")
     for name in ("notes.txt", "minutes.txt", "photo.png"):
         row = job_row(page, name)
         expect(row).to_have_attribute("data-state", "rejected")
@@ -243,7 +275,7 @@ def test_text_files_get_a_friendly_message(ui_server: Server, open_ui: UIFactory
         )
         expect(row.locator(".job-detail")).to_contain_text("MP3, WAV, FLAC")
     expect(page.locator("#announcer")).to_contain_text("photo.png")
-    for _ in range(3):
+    for _ in range(4):
         page.locator(".job .action-remove").first.click()
     expect(page.locator(".job")).to_have_count(0)
     expect(page.locator("#jobs-empty")).to_be_visible()
@@ -258,9 +290,11 @@ def test_theme_follows_the_system_with_readable_contrast(
     drop_files(page, [("notes.txt", "text/plain", b"not audio")])
     expect(page.locator(".job")).to_have_attribute("data-state", "rejected")
     expect(page.locator("#privacy-list")).to_have_attribute("data-loaded", "yes")
+    open_options(page)
     selectors = [
-        "h1", ".tagline", "legend", "#language", ".hint", ".segmented .sub", ".dropzone-or",
-        ".link-like", "#privacy-list li", ".step", ".job-name", ".job-meta", ".job-status",
+        "h1", ".brand-name", ".tagline", "legend", "#language", ".hint", ".segmented .sub",
+        ".dropzone-title", "label.big-button", "#record-button", "#options-summary",
+        "#privacy-list li", ".job-name", ".job-meta", ".job-status",
         ".job-detail", ".job .action-remove", "#key-button", ".site-footer p",
         ".toolbar-label", "#delete-button", ".segment-time",
     ]  # fmt: skip
@@ -286,6 +320,10 @@ def test_choices_are_remembered_and_privacy_is_explained(
         "Audio is never stored on disk; results are erased 30 minutes after they finish."
     )
 
+    expect(page.locator("#options-summary")).to_have_text(
+        "Transcribe · detect language · server's model"
+    )
+    open_options(page)
     page.check("#task-translate")
     page.fill("#language", "germ")
     expect(page.locator("#language")).to_have_attribute("aria-invalid", "true")
@@ -301,6 +339,9 @@ def test_choices_are_remembered_and_privacy_is_explained(
     page.check("#word-timestamps")
     page.reload()
     page.wait_for_selector("html[data-ready='yes']")
+    expect(page.locator("#options-summary")).to_have_text(
+        "Translate into English · German · server's model · word times"
+    )
     expect(page.locator("#task-translate")).to_be_checked()
     expect(page.locator("#language")).to_have_value("German (de)")
     expect(page.locator("#word-timestamps")).to_be_checked()
@@ -320,6 +361,7 @@ def test_model_list_from_the_server_is_offered_and_remembered(
     models = {"object": "list", "data": [{"id": "tiny.en"}, {"id": "base"}]}
     ui.page.route("**/v1/models", lambda route: route.fulfill(json=models))
     page = ui.open()
+    open_options(page)
     expect(page.locator("#model option")).to_have_text(["Server's choice", "tiny.en", "base"])
     page.select_option("#model", "tiny.en")
     expect(page.locator("#model-hint")).to_contain_text("English only")
@@ -329,54 +371,28 @@ def test_model_list_from_the_server_is_offered_and_remembered(
     expect(page.locator("#model")).to_have_value("base")
 
 
-def test_api_key_is_asked_for_on_401_and_kept_in_the_tab_only(
-    ui_server: Server, open_ui: UIFactory
-) -> None:
-    """A 401 opens the key dialog; the key goes to sessionStorage and out as a Bearer header."""
-    # This branch's server has no API keys yet: a route plays the documented 401 answer.
-    key = "s3cret-key"
-    without_key: list[str] = []
-    with_key: list[str] = []
-
-    def require_key(route: Route) -> None:
-        if route.request.headers.get("authorization") == f"Bearer {key}":
-            with_key.append(route.request.url)
-            route.fallback()
-            return
-        without_key.append(route.request.url)
-        route.fulfill(status=401, json={"status_code": 401, "detail": "an API key is required"})
-
-    ui = open_ui(ui_server)
-    ui.page.route(re.compile(r".*/api/v1/.*"), require_key)
-    page = ui.open()
-    expect(page.locator("#privacy-list")).to_contain_text("Enter an API key")
-
-    clip = shared_clip("en_ls-test-clean_1089-134686-0001.flac")
-    page.set_input_files("#file-input", str(clip))
-    row = job_row(page, clip.name)
-    expect(page.locator("#key-dialog")).to_be_visible()
-    expect(page.locator("#key-input")).to_be_focused()
-    expect(row).to_have_attribute("data-state", "needs-key")
-    page.keyboard.type(key)
-    page.keyboard.press("Enter")
-
-    expect(row).to_have_attribute("data-state", "finished", timeout=FINISHED_TIMEOUT_MS)
-    expect(page.locator("#privacy-list")).to_contain_text("30 minutes")
-    expect(page.locator("#key-state")).to_be_visible()
-    assert page.evaluate("sessionStorage.getItem('whisper-api:api-key')") == key
-    stored = page.evaluate("JSON.stringify(localStorage)")
-    assert key not in stored
-    assert any(url.endswith("/api/v1/transcribe") for url in with_key)
-    assert any("/events" in url or re.search(r"/tasks/[0-9a-f]+$", url) for url in with_key)
-    assert any("/result?format=json" in url for url in with_key)
-    assert without_key  # the first attempts really were refused
-
-
 MODULE_CHECKS = """
 async () => {
   const api = await import("./js/api.js");
   const languages = await import("./js/languages.js");
   const format = await import("./js/format.js");
+  const exporter = await import("./js/exporter.js");
+  const store = await import("./js/store.js");
+  const jobtext = await import("./js/jobtext.js");
+  const job = { options: { task: "transcribe" } };
+  const stages = [
+    { stage: "loading_model", progress: 0, audio_duration: 120 },
+    { stage: "first_window", progress: 0, audio_duration: 120 },
+    { stage: "first_window", progress: 0, audio_duration: 11 },
+    { stage: "transcribing", progress: 0.42, audio_duration: 120 },
+    { progress: 0.5 },
+  ].map((state) => jobtext.processingText(job, state));
+  const result = { language: "en", text: "a b", segments: [
+    { start: 0, end: 1.5, text: " Hello there.", speaker: "SPEAKER_00" },
+    { start: 1.5, end: 3723.25, text: " Second line." },
+  ] };
+  const edits = { lines: { 1: "Second line, edited." }, speakers: { SPEAKER_00: "Ada" } };
+  const lines = exporter.editedLines(result, edits);
   const events = [];
   const feed = api.createEventParser((message) => events.push(message));
   // CRLF split between chunks, a keep-alive comment, and a two-line data field.
@@ -396,6 +412,12 @@ async () => {
       languages.resolveLanguage),
     lifetimes: [0.05, 60, 90, 180, 2880].map(format.lifetime),
     clocks: [7.3, 65, 3725].map(format.clock),
+    srt: exporter.toSrt(lines),
+    vtt: exporter.toVtt(lines),
+    text: exporter.toText(lines),
+    json: JSON.parse(exporter.toJson(result, lines)).segments.map((s) => [s.text, s.speaker]),
+    tags: [store.keyTag(""), store.keyTag("k1"), store.keyTag("k1"), store.keyTag("k2")],
+    stages,
   };
 }
 """
@@ -404,7 +426,7 @@ async () => {
 def test_page_helpers_parse_events_headers_and_languages(
     ui_server: Server, open_ui: UIFactory
 ) -> None:
-    """The SSE parser, Retry-After, file names, language lookup and wording behave at the edges."""
+    """SSE parser, Retry-After, names, languages, wording, stages, edited exports, key tags."""
     page = open_ui(ui_server).open()
     checks = page.evaluate(MODULE_CHECKS)
     assert checks["events"] == [
@@ -418,3 +440,19 @@ def test_page_helpers_parse_events_headers_and_languages(
     assert checks["languages"] == ["", "", "de", "de", "de", "pt", None]
     assert checks["lifetimes"] == ["3 seconds", "60 minutes", "90 minutes", "3 hours", "2 days"]
     assert checks["clocks"] == ["0:07", "1:05", "1:02:05"]
+    assert checks["srt"] == (
+        "1\n00:00:00,000 --> 00:00:01,500\nAda: Hello there.\n\n"
+        "2\n00:00:01,500 --> 01:02:03,250\nSecond line, edited.\n"
+    )
+    assert checks["vtt"].startswith("WEBVTT\n\n00:00:00.000 --> 00:00:01.500\n<v Ada>Hello there.")
+    assert checks["text"] == "Ada: Hello there.\nSecond line, edited."
+    assert checks["json"] == [["Hello there.", "Ada"], ["Second line, edited.", None]]
+    assert checks["stages"] == [
+        "Loading the model…",
+        "Transcribing: working on the first 30 seconds of 2:00…",
+        "Transcribing…",
+        "Transcribing… 42% of 2:00",
+        "Transcribing… 50% of the audio",
+    ]
+    empty, first, again, other = checks["tags"]
+    assert empty == "" and first == again and first != other and len(first) == 8

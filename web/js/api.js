@@ -3,10 +3,28 @@ import { currentApiKey } from "./prefs.js";
 
 const FINAL_STATES = new Set(["finished", "failed"]);
 // Browsers open about six HTTP/1.1 connections per host; an event stream holds one for as long
-// as its task runs. Streaming at most two tasks at once leaves room for uploads and downloads;
-// the others are polled until a stream slot frees up.
-const MAX_EVENT_STREAMS = 2;
+// as its task runs. Streaming at most four tasks at once leaves room for an upload and a
+// download; the others are polled, and every poller wakes at once when a stream frees up or
+// any task ends (the ones behind it move up), so no position waits for the next poll.
+const MAX_EVENT_STREAMS = 4;
 let openStreams = 0;
+const sleepers = new Set();
+
+/** Wake every task that waits to poll again. */
+function wakeAll() {
+  for (const wake of [...sleepers]) wake();
+}
+
+// Told whether the key in use was accepted ("accepted") or refused ("rejected").
+const keyListeners = new Set();
+export function onKeyOutcome(listener) {
+  keyListeners.add(listener);
+}
+function reportKeyOutcome(status) {
+  if (!currentApiKey()) return;
+  const outcome = status === 401 ? "rejected" : status >= 200 && status < 300 ? "accepted" : null;
+  if (outcome) for (const listener of keyListeners) listener(outcome);
+}
 
 /** A refusal or failure, with the HTTP status (0 = the server could not be reached). */
 export class ApiError extends Error {
@@ -65,8 +83,8 @@ async function errorFrom(response) {
 
 const UNREACHABLE = "The server could not be reached. Check the connection and try again.";
 
-/** fetch() with the API key, no caching, and errors turned into ApiError. */
-export async function apiFetch(path, { method = "GET", headers = {}, signal, body } = {}) {
+/** fetch() with the API key, no caching, and errors turned into ApiError; `open`: a public route. */
+export async function apiFetch(path, { method = "GET", headers = {}, signal, body, open = false } = {}) {
   let response;
   try {
     response = await fetch(path, {
@@ -81,8 +99,21 @@ export async function apiFetch(path, { method = "GET", headers = {}, signal, bod
     if (error.name === "AbortError") throw error;
     throw new ApiError(0, UNREACHABLE);
   }
+  // A route open to all says nothing about the key.
+  if (!open) reportKeyOutcome(response.status);
   if (!response.ok) throw await errorFrom(response);
   return response;
+}
+
+/** Ask the server whether the key in use is good: true, false (401), or an ApiError. */
+export async function checkKey() {
+  try {
+    await apiFetch("api/v1/version", { headers: { Accept: "application/json" } });
+    return true;
+  } catch (error) {
+    if (error instanceof ApiError && error.status === 401) return false;
+    throw error;
+  }
 }
 
 /**
@@ -108,6 +139,7 @@ export function uploadFile({ file, options, onProgress, signal }) {
     });
     request.upload.addEventListener("load", () => onProgress(1));
     request.addEventListener("load", () => {
+      reportKeyOutcome(request.status);
       if (request.status >= 200 && request.status < 300) {
         try {
           resolve(JSON.parse(request.responseText));
@@ -149,6 +181,15 @@ export async function getResultJson(taskId, signal) {
   return response.json();
 }
 
+/** Erase every task in `taskIds`; returns the ids the server no longer has (gone or erased). */
+export async function deleteTasks(taskIds) {
+  const outcomes = await Promise.allSettled(taskIds.map((taskId) => deleteTask(taskId)));
+  return taskIds.filter((taskId, index) => {
+    const outcome = outcomes[index];
+    return outcome.status === "fulfilled" || outcome.reason?.status === 404;
+  });
+}
+
 /** A result format as a Blob, with the file name the server suggests. */
 export async function getResultFile(taskId, format) {
   const response = await apiFetch(taskPath(taskId, `/result?format=${encodeURIComponent(format)}`));
@@ -163,7 +204,8 @@ export async function deleteTask(taskId) {
 }
 
 export async function getPrivacy() {
-  return (await apiFetch("api/v1/privacy", { headers: { Accept: "application/json" } })).json();
+  return (await apiFetch("api/v1/privacy", { headers: { Accept: "application/json" }, open: true }))
+    .json();
 }
 
 /** The server's model ids from the OpenAI-style list, or null where the route does not exist. */
@@ -194,13 +236,21 @@ export function fileNameFrom(header) {
   return plain ? (plain[1] ?? plain[2]).trim() : null;
 }
 
+/** Wait `ms`, or less when wakeAll() is called; rejects when `signal` aborts. */
 const sleep = (ms, signal) =>
   new Promise((resolve, reject) => {
-    const timer = setTimeout(resolve, ms);
+    const done = () => {
+      clearTimeout(timer);
+      sleepers.delete(done);
+      resolve();
+    };
+    const timer = setTimeout(done, ms);
+    sleepers.add(done);
     signal?.addEventListener(
       "abort",
       () => {
         clearTimeout(timer);
+        sleepers.delete(done);
         reject(new DOMException("cancelled", "AbortError"));
       },
       { once: true },
@@ -294,17 +344,21 @@ export async function followTask(taskId, onUpdate, signal) {
         streamFailures += 1;
       } finally {
         openStreams -= 1;
+        wakeAll();
       }
     }
     try {
       const task = await getTask(taskId, signal);
       onUpdate(task);
-      if (isFinal(task.status)) return task;
+      if (isFinal(task.status)) {
+        wakeAll();
+        return task;
+      }
     } catch (error) {
       if (isFatal(error)) throw error;
       // Unreachable for a moment: keep trying, a little less often.
     }
     await sleep(pollDelayMs, signal);
-    pollDelayMs = Math.min(Math.round(pollDelayMs * 1.5), 4000);
+    pollDelayMs = Math.min(Math.round(pollDelayMs * 1.5), 2000);
   }
 }

@@ -1,9 +1,12 @@
-// Wires the page together: options, file picking, the job list, the viewer, privacy and the key.
-import { ApiError, getModels, getPrivacy } from "./api.js";
+// Wires the page together: adding files (drop, choose, record), options, the job list, the
+// viewer, privacy and the API key.
+import { ApiError, checkKey, getModels, getPrivacy } from "./api.js";
 import { lifetime } from "./format.js";
 import { JobList } from "./jobs.js";
-import { LANGUAGES, languageLabel, resolveLanguage } from "./languages.js";
-import { currentApiKey, loadPrefs, savePrefs, setApiKey } from "./prefs.js";
+import { KeyFlow } from "./keys.js";
+import { LANGUAGES, languageLabel, languageName, resolveLanguage } from "./languages.js";
+import { loadPrefs, savePrefs } from "./prefs.js";
+import { Recorder, recordingProblem, recordingSupported } from "./recorder.js";
 import { Viewer } from "./viewer.js";
 
 const $ = (id) => document.getElementById(id);
@@ -11,6 +14,8 @@ const $ = (id) => document.getElementById(id);
 let prefs = loadPrefs();
 let privacy = null;
 let announceTimer = null;
+// Loads that were refused for want of a key, tried again once one is accepted.
+const pendingAfterKey = new Set();
 
 /** Say something to screen-reader users without moving focus. */
 function announce(text) {
@@ -23,31 +28,47 @@ function announce(text) {
   }, 60);
 }
 
-// ---- options
+function showUploadError(text) {
+  const error = $("upload-error");
+  error.textContent = text;
+  error.hidden = !text;
+}
+
+// ---- options, folded into one line that opens in place
 
 function setUpOptions() {
   const form = $("options");
   const languageInput = $("language");
-  const list = $("language-list");
-  list.append(
+  $("language-list").append(
     ...LANGUAGES.map(([code]) => {
       const option = document.createElement("option");
       option.value = languageLabel(code);
       return option;
     }),
   );
-
   form.elements.task.value = prefs.task;
   languageInput.value = languageLabel(prefs.language);
   $("word-timestamps").checked = prefs.wordTimestamps;
-
   form.addEventListener("change", () => {
     readOptions();
     savePrefs(prefs);
     updateModelHint();
+    updateSummary();
   });
+  form.addEventListener("submit", (event) => event.preventDefault());
   languageInput.addEventListener("input", () => checkLanguage(false));
   languageInput.addEventListener("blur", () => checkLanguage(true));
+  updateSummary();
+}
+
+function updateSummary() {
+  const parts = [
+    prefs.task === "translate" ? "Translate into English" : "Transcribe",
+    prefs.language ? languageName(prefs.language) : "detect language",
+    prefs.model || "server's model",
+  ];
+  if (prefs.wordTimestamps) parts.push("word times");
+  $("options-summary").textContent = parts.join(" · ");
 }
 
 /** Validate the language field; on `tidy`, show a known language in its full form. */
@@ -74,6 +95,7 @@ function readOptions() {
   const form = $("options");
   const code = resolveLanguage($("language").value);
   prefs = {
+    ...prefs,
     task: form.elements.task.value === "translate" ? "translate" : "transcribe",
     language: code ?? prefs.language,
     model: $("model").value,
@@ -84,13 +106,12 @@ function readOptions() {
 
 async function loadModels() {
   const select = $("model");
-  const hint = $("model-hint");
   let models;
   try {
     models = await getModels();
   } catch (error) {
     if (error instanceof ApiError && error.status === 401) {
-      hint.textContent = "Enter an API key to see this server's models.";
+      $("model-hint").textContent = "Enter an API key to see this server's models.";
       pendingAfterKey.add(loadModels);
       return;
     }
@@ -105,36 +126,32 @@ async function loadModels() {
 }
 
 function updateModelHint() {
-  const select = $("model");
+  const model = $("model").value;
   const hint = $("model-hint");
-  const model = select.value;
   hint.classList.remove("hint-error");
   if (model.endsWith(".en")) {
-    const asksTooMuch = prefs.task === "translate" || prefs.language !== "en";
     hint.textContent = "English only: it can neither translate nor detect a language.";
-    if (asksTooMuch) {
+    if (prefs.task === "translate" || prefs.language !== "en") {
       hint.textContent += " With these options the server picks a multilingual model or refuses.";
       hint.classList.add("hint-error");
     }
-  } else if (select.dataset.listed === "no") {
+  } else if ($("model").dataset.listed === "no") {
     hint.textContent = "This server does not list its models; it picks the best one it may use.";
   } else {
     hint.textContent = "Larger models are more accurate and slower. The list stops at this server's limit.";
   }
 }
 
-// ---- files
+// ---- adding files: drop, choose, record
 
 function addFiles(files) {
-  const error = $("upload-error");
-  const code = checkLanguage(true);
-  if (code === null) {
-    error.textContent = "Choose a language from the list (or leave the field empty) before adding files.";
-    error.hidden = false;
+  if (checkLanguage(true) === null) {
+    $("options-panel").open = true;
+    showUploadError("Choose a language from the list (or leave the field empty) before adding files.");
     $("language").focus();
     return;
   }
-  error.hidden = true;
+  showUploadError("");
   readOptions();
   savePrefs(prefs);
   for (const file of files) jobs.add(file, prefs);
@@ -174,7 +191,46 @@ function setUpDropzone() {
   });
 }
 
-// ---- privacy
+function setUpRecorder() {
+  const button = $("record-button");
+  const panel = $("recorder");
+  const recorder = new Recorder({
+    onTick: (text) => {
+      $("record-time").textContent = text;
+    },
+    onDone: (file) => addFiles([file]),
+    onStopped: () => {
+      panel.hidden = true;
+      button.disabled = false;
+      button.focus();
+    },
+  });
+  button.addEventListener("click", async () => {
+    showUploadError("");
+    if (!window.isSecureContext || !recordingSupported()) {
+      showUploadError(recordingProblem(null));
+      return;
+    }
+    button.disabled = true;
+    try {
+      await recorder.start();
+    } catch (error) {
+      button.disabled = false;
+      showUploadError(recordingProblem(error));
+      return;
+    }
+    panel.hidden = false;
+    $("record-stop").focus();
+    announce("Recording. Press “Stop and transcribe” when you are done.");
+  });
+  $("record-stop").addEventListener("click", () => recorder.stop());
+  $("record-cancel").addEventListener("click", () => {
+    recorder.discard();
+    announce("The recording was discarded.");
+  });
+}
+
+// ---- privacy, and whether a key is needed
 
 async function loadPrivacy() {
   const list = $("privacy-list");
@@ -182,35 +238,27 @@ async function loadPrivacy() {
     privacy = await getPrivacy();
   } catch (error) {
     if (error instanceof ApiError && error.status === 401) {
+      keys.setRequired(true);
       pendingAfterKey.add(loadPrivacy);
       list.replaceChildren(item("Enter an API key to see this server's privacy settings."));
       return;
     }
-    list.replaceChildren(
-      item(`This server's privacy settings could not be loaded (${error.detail || error.message}).`),
-    );
+    list.replaceChildren(item(`This server's privacy settings could not be loaded (${error.detail || error.message}).`));
     return;
   }
+  keys.setRequired(privacy.api_key_required);
   const keep = lifetime(privacy.delete_results_after_m);
   list.replaceChildren(
-    item(
-      privacy.audio_stored_on_disk
-        ? "This server writes uploaded audio to its disk."
-        : "Your audio is decoded in memory and never written to the server's disk.",
-    ),
-    item(
-      `Transcripts stay in the server's memory for ${keep} after they finish` +
-        (privacy.refresh_expiration_time_on_usage
-          ? ", counted again from each time they are opened or downloaded"
-          : "") +
-        ", then they are erased. “Delete from server now” erases one at once.",
-    ),
-    item(
-      privacy.log_privacy_mode
-        ? "Server logs record events and timings, never what was said or file names, and shorten task ids."
-        : "Server logs record events and timings, never what was said or file names; task ids and addresses appear in full.",
-    ),
-    item("Your choices are remembered in this browser; an API key only in this tab."),
+    item(privacy.audio_stored_on_disk
+      ? "This server writes uploaded audio to its disk."
+      : "Your audio is decoded in memory and never written to the server's disk."),
+    item(`Transcripts stay in the server's memory for ${keep} after they finish` +
+      (privacy.refresh_expiration_time_on_usage ? ", counted again from each time they are opened or downloaded" : "") +
+      ", then they are erased. “Delete…” erases one at once."),
+    item(privacy.log_privacy_mode
+      ? "Server logs record events and timings, never what was said or file names, and shorten task ids."
+      : "Server logs record events and timings, never what was said or file names; task ids and addresses appear in full."),
+    item("This browser remembers your choices and which files you sent (names and task ids, never the text) so they are still here after a reload; edits stay in this browser only; an API key stays in this tab only."),
   );
   list.dataset.loaded = "yes";
   const short = $("upload-privacy");
@@ -226,81 +274,80 @@ function item(text) {
   return node;
 }
 
-// ---- API key
-
-const pendingAfterKey = new Set();
-
-function setUpKeyDialog() {
-  const dialog = $("key-dialog");
-  const input = $("key-input");
-  const refreshBadge = () => {
-    const hasKey = Boolean(currentApiKey());
-    $("key-state").hidden = !hasKey;
-    $("key-forget").hidden = !hasKey;
-  };
-  refreshBadge();
-  $("key-button").addEventListener("click", () => openKeyDialog());
-  $("key-cancel").addEventListener("click", () => dialog.close("cancel"));
-  $("key-forget").addEventListener("click", () => {
-    setApiKey("");
-    refreshBadge();
-    dialog.close("forget");
-    announce("The API key is forgotten.");
-  });
-  $("key-form").addEventListener("submit", (event) => {
-    const key = input.value.trim();
-    if (!key) {
-      event.preventDefault();
-      input.focus();
-      return;
-    }
-    setApiKey(key);
-    input.value = "";
-    refreshBadge();
-    announce("API key saved for this tab.");
-    const retries = [...pendingAfterKey];
-    pendingAfterKey.clear();
-    for (const retry of retries) retry();
-    jobs.resumeAfterKey();
-  });
-}
-
-function openKeyDialog() {
-  const dialog = $("key-dialog");
-  if (dialog.open) return;
-  $("key-forget").hidden = !currentApiKey();
+/** Ask before something that cannot be undone; resolves true when people confirm. */
+function confirmAction(title, text, action) {
+  const dialog = $("confirm-dialog");
+  $("confirm-title").textContent = title;
+  $("confirm-text").textContent = text;
+  $("confirm-ok").textContent = action;
+  dialog.returnValue = "";
+  const opener = document.activeElement;
   dialog.showModal();
-  $("key-input").focus();
+  $("confirm-cancel").focus();
+  return new Promise((resolve) => {
+    dialog.addEventListener("close", () => {
+      opener?.focus?.();
+      resolve(dialog.returnValue === "ok");
+    }, { once: true });
+  });
 }
 
 // ---- start
 
+const keys = new KeyFlow({
+  announce,
+  onKeyChanged: () => {
+    const retries = [...pendingAfterKey];
+    pendingAfterKey.clear();
+    for (const retry of retries) retry();
+    jobs.resumeAfterKey();
+    jobs.switchKey(keys.tag);
+  },
+});
+
 const viewer = new Viewer({
   announce,
   getPrivacy: () => privacy,
+  confirm: confirmAction,
+  followPref: (value) => {
+    if (value === undefined) return prefs.followPlayback;
+    prefs = { ...prefs, followPlayback: value };
+    savePrefs(prefs);
+    return value;
+  },
+  onShown: (job) => jobs.markOpen(job),
   deleteResult: async (job) => {
     await jobs.deleteResult(job);
     job.row.item.focus();
   },
   resultGone: (job) => jobs.followFailed(job, new ApiError(404, "gone")),
-  needKey: () => openKeyDialog(),
+  needKey: () => keys.open(),
 });
 
-const jobs = new JobList($("jobs"), $("jobs-empty"), {
-  announce,
-  onFinished: (job) => {
-    // The first result opens by itself; later ones wait for "Show transcript".
-    if (!viewer.job) viewer.show(job);
+const jobs = new JobList(
+  { list: $("jobs"), empty: $("jobs-empty"), restored: $("jobs-restored"), deleteAll: $("delete-all") },
+  {
+    announce,
+    keyTag: () => keys.tag,
+    confirm: confirmAction,
+    onFinished: (job) => {
+      // The first result opens by itself; later ones wait for "Show transcript".
+      if (!viewer.job) viewer.show(job);
+    },
+    onOpen: (job) => viewer.show(job, { focus: true }),
+    onGone: (job) => viewer.forget(job),
+    onNeedKey: () => keys.open({ rejected: keys.status === "rejected" }),
+    focusAfterLastRemoved: () => $("upload-heading").focus(),
   },
-  onOpen: (job) => viewer.show(job, { focus: true }),
-  onGone: (job) => viewer.forget(job),
-  onNeedKey: () => openKeyDialog(),
-  focusAfterLastRemoved: () => $("upload-heading").focus(),
-});
+);
 
 setUpOptions();
 setUpDropzone();
-setUpKeyDialog();
+setUpRecorder();
 loadModels();
-loadPrivacy();
+await loadPrivacy();
+// A key kept from earlier in this tab: find out now whether it still works.
+if (keys.tag) checkKey().then((good) => keys.outcome(good ? "accepted" : "rejected")).catch(() => {});
+// A remembered job needs the key it was sent with; without one where keys are needed, wait.
+if (!keys.required || keys.tag) jobs.restore(keys.tag);
 document.documentElement.dataset.ready = "yes";

@@ -1,38 +1,16 @@
 // The job list: one row per file, from upload through the queue to the finished transcript.
+// Jobs are remembered in this browser (store.js), so a reload shows them again with live state.
 import {
-  ApiError,
-  deleteTask,
-  followTask,
-  getResultJson,
-  getTask,
-  uploadFile,
+  ApiError, deleteTask, deleteTasks, followTask, getResultJson, getTask, uploadFile,
 } from "./api.js";
-import { clock, fileSize, percent, plural } from "./format.js";
+import { clock, percent, plural } from "./format.js";
+import { ACTIVE, buildRow, markOpen, paintRow } from "./jobrow.js";
+import { EMPTY_FILE, processingText, uploadRefusal } from "./jobtext.js";
 import { languageName } from "./languages.js";
+import { forgetJob, rememberJob, rememberedJobsFor } from "./store.js";
 
 // Retry-After is missing only from unusual proxies; wait this long then.
 const DEFAULT_RETRY_S = 10;
-// States in which the job is still in motion (a Cancel button makes sense).
-const ACTIVE = new Set([
-  "waiting-upload", "uploading", "checking", "queued", "processing", "fetching", "retry-wait",
-]);
-// Which buttons each state offers.
-const ACTIONS = {
-  open: new Set(["finished"]),
-  retry: new Set(["retry-wait", "upload-failed"]),
-  key: new Set(["needs-key"]),
-  cancel: ACTIVE,
-  delete: new Set(["finished"]),
-  remove: new Set(["failed", "rejected", "cancelled", "deleted", "expired", "upload-failed", "needs-key"]),
-};
-const ACTION_LABELS = {
-  open: "Show transcript",
-  retry: "Try again now",
-  key: "Enter API key",
-  cancel: "Cancel",
-  delete: "Delete now",
-  remove: "Remove",
-};
 // Announced to screen readers when a job enters them (progress ticks are not).
 const ANNOUNCED = new Set([
   "queued", "finished", "failed", "rejected", "retry-wait", "needs-key", "deleted", "expired",
@@ -42,31 +20,31 @@ const ANNOUNCED = new Set([
 let lastJobNumber = 0;
 
 export class Job {
-  constructor(file, options) {
+  constructor({ file = null, name, size, options, taskId = null, keyTag = "", addedAt = null }) {
     lastJobNumber += 1;
     this.number = lastJobNumber;
     this.file = file;
+    this.name = name || file?.name || "recording";
+    this.size = size ?? file?.size ?? 0;
     this.options = { ...options };
+    this.taskId = taskId;
+    this.keyTag = keyTag;
+    this.addedAt = addedAt || new Date().toISOString();
+    this.restored = taskId !== null;
     this.state = "new";
-    this.status = "";
-    this.detail = "";
-    this.progress = null;
-    this.taskId = null;
     this.result = null;
     this.task = null;
     this.controller = new AbortController();
     this.retryTimer = null;
     this.retryAt = 0;
+    this.processingSince = 0;
     this.audioUrl = null;
     this.row = null;
   }
 
-  get name() {
-    return this.file.name || "recording";
-  }
-
-  /** A blob: URL over the local file, made once: the audio is never uploaded twice. */
+  /** A blob: URL over the local file (none after a reload): the audio is never uploaded twice. */
   localAudioUrl() {
+    if (!this.file) return null;
     if (!this.audioUrl) this.audioUrl = URL.createObjectURL(this.file);
     return this.audioUrl;
   }
@@ -77,37 +55,64 @@ export class Job {
   }
 }
 
-function isNotMedia(file, error) {
-  const type = (file.type || "").toLowerCase();
-  const looksLikeMedia = type.startsWith("audio/") || type.startsWith("video/");
-  const mentionsAudio = /decod|audio|empty/i.test(error.detail || "");
-  return !looksLikeMedia || mentionsAudio;
-}
-
 export class JobList {
   /**
-   * @param {HTMLElement} list the <ul> of rows
-   * @param {HTMLElement} empty the "nothing yet" paragraph
-   * @param {object} hooks announce(text), onFinished(job), onOpen(job), onGone(job), onNeedKey()
+   * @param {object} nodes list (<ul>), empty (paragraph), restored (status line), deleteAll (button)
+   * @param {object} hooks announce, onFinished, onOpen, onGone, onNeedKey, keyTag, confirm,
+   *   focusAfterLastRemoved
    */
-  constructor(list, empty, hooks) {
-    this.list = list;
-    this.empty = empty;
+  constructor(nodes, hooks) {
+    Object.assign(this, nodes);
     this.hooks = hooks;
     this.jobs = [];
     // Uploads go one at a time, in the order the files were added, so the queue keeps that order.
     this.uploads = Promise.resolve();
+    this.forgotten = 0;
+    setInterval(() => this.tick(), 1000);
+    this.deleteAll.addEventListener("click", () => this.deleteAllMine());
   }
 
   add(file, options) {
-    const job = new Job(file, options);
-    this.jobs.push(job);
-    job.row = this.buildRow(job);
-    this.list.append(job.row.item);
-    this.empty.hidden = true;
+    const job = this.insert(new Job({ file, options }));
+    if (!file.size) {
+      this.set(job, "rejected", EMPTY_FILE, { detail: "It has no sound in it at all, so nothing was sent." });
+      return job;
+    }
     this.set(job, "waiting-upload", "Waiting to upload…");
     this.scheduleUpload(job);
     return job;
+  }
+
+  insert(job) {
+    this.jobs.push(job);
+    job.row = buildRow(job, (action) => this.act(job, action));
+    this.list.append(job.row.item);
+    this.refreshListState();
+    return job;
+  }
+
+  refreshListState() {
+    this.empty.hidden = this.jobs.length > 0;
+    this.deleteAll.hidden = !this.jobs.some((job) => job.taskId);
+  }
+
+  /** Show the remembered jobs of the key in use and pick each up where the server has it. */
+  restore(keyTag) {
+    const shown = new Set(this.jobs.map((job) => job.taskId));
+    for (const record of rememberedJobsFor(keyTag)) {
+      if (shown.has(record.taskId)) continue;
+      const job = this.insert(new Job({ ...record }));
+      this.set(job, "restoring", "Asking the server about it…");
+      this.follow(job);
+    }
+  }
+
+  /** The key changed: keep what this key may see, then bring back its remembered jobs. */
+  switchKey(keyTag) {
+    for (const job of [...this.jobs]) {
+      if (job.taskId && job.keyTag !== keyTag) this.drop(job);
+    }
+    this.restore(keyTag);
   }
 
   scheduleUpload(job) {
@@ -131,6 +136,9 @@ export class JobList {
         },
       });
       job.taskId = task.task_id;
+      job.keyTag = this.hooks.keyTag();
+      rememberJob(job);
+      this.refreshListState();
       this.applyServerState(job, task);
       this.follow(job);
     } catch (error) {
@@ -139,44 +147,18 @@ export class JobList {
   }
 
   uploadFailed(job, error) {
-    if (error.name === "AbortError") {
-      this.set(job, "cancelled", "Cancelled before it reached the queue.");
-      return;
-    }
-    const detail = error.detail || String(error.message || error);
-    switch (error.status) {
-      case 429:
-        this.waitAndRetry(job, error.retryAfterS ?? DEFAULT_RETRY_S, detail);
-        return;
-      case 413:
-        this.set(job, "rejected", "Too large for this server.", {
-          detail: `${job.name} is ${fileSize(job.file.size)}. Server: ${detail}. ` +
-            "Try a shorter or more compressed recording (for example MP3 or Opus).",
-        });
-        return;
-      case 401:
-      case 403:
-        this.needKey(job, error.status);
-        return;
-      case 400:
-      case 415:
-      case 422:
-        if (isNotMedia(job.file, error)) {
-          this.set(job, "rejected", "This is not an audio or video file the server can read.", {
-            detail: `Choose a recording such as MP3, WAV, FLAC, M4A, OGG or MP4. Server: ${detail}.`,
-          });
-        } else {
-          this.set(job, "rejected", "The server refused this upload.", { detail: `Server: ${detail}.` });
-        }
-        return;
-      default:
-        this.set(job, "upload-failed", "The upload did not work.", {
-          detail: error.status ? `Server (${error.status}): ${detail}.` : detail,
-        });
+    if (error.status === 429) {
+      this.waitAndRetry(job, error.retryAfterS ?? DEFAULT_RETRY_S);
+    } else if (error.status === 401 || error.status === 403) {
+      this.needKey(job, error.status);
+    } else {
+      const { state, status, detail } = uploadRefusal(job, error);
+      this.set(job, state, status, { detail });
     }
   }
 
-  waitAndRetry(job, seconds, detail) {
+  /** A full queue: one live countdown, then the file goes again by itself. */
+  waitAndRetry(job, seconds) {
     clearInterval(job.retryTimer);
     job.retryAt = Date.now() + seconds * 1000;
     const tick = () => {
@@ -189,7 +171,7 @@ export class JobList {
         return;
       }
       this.set(job, "retry-wait", `The server's queue is full. Trying again in ${plural(left, "second")}…`, {
-        detail: `Nothing was lost: the file stays here and is sent again by itself. Server: ${detail}.`,
+        detail: "Nothing was lost: the file stays here and is sent again by itself.",
       });
     };
     tick();
@@ -197,22 +179,17 @@ export class JobList {
   }
 
   needKey(job, status) {
-    this.set(
-      job,
-      "needs-key",
-      status === 403 ? "This API key may not do that." : "This server needs an API key.",
-      { detail: "Enter a key; the file is sent again once you have." },
-    );
+    const rejected = status === 401 && this.hooks.keyTag() !== "";
+    const words = status === 403 ? "This API key may not do that."
+      : rejected ? "That key was not accepted." : "This server needs an API key.";
+    this.set(job, "needs-key", words, { detail: "Enter a key; the file is sent again once you have." });
     this.hooks.onNeedKey();
   }
 
   async follow(job) {
+    job.controller = new AbortController();
     try {
-      const final = await followTask(
-        job.taskId,
-        (state) => this.applyServerState(job, state),
-        job.controller.signal,
-      );
+      const final = await followTask(job.taskId, (state) => this.applyServerState(job, state), job.controller.signal);
       if (final.status === "finished") await this.loadResult(job);
     } catch (error) {
       this.followFailed(job, error);
@@ -224,9 +201,15 @@ export class JobList {
     if (error.status === 401 || error.status === 403) {
       this.needKey(job, error.status);
     } else if (error.status === 404) {
-      this.set(job, "expired", "The server no longer has this task.", {
-        detail: "It expired or was deleted.",
-      });
+      forgetJob(job.taskId);
+      if (job.state === "restoring") {
+        // Remembered, but the server has forgotten it (expired or deleted): just drop it.
+        this.forgotten += 1;
+        this.restored.textContent = `${plural(this.forgotten, "earlier result")} had expired on the server and ${this.forgotten === 1 ? "was" : "were"} taken off this list.`;
+        this.drop(job);
+        return;
+      }
+      this.set(job, "expired", "The server no longer has this task.", { detail: "It expired or was deleted." });
       this.hooks.onGone(job);
     } else {
       this.set(job, "failed", "Lost track of this task.", { detail: error.detail || String(error) });
@@ -235,22 +218,22 @@ export class JobList {
 
   /** Show a task state from the server: an event, a poll or the upload's answer. */
   applyServerState(job, state) {
-    const verb = job.options.task === "translate" ? "Translating" : "Transcribing";
     switch (state.status) {
       case "pending": {
-        const position = state.position_in_queue;
-        const where = position > 0 ? `position ${position}` : "next";
-        this.set(job, "queued", `Queued: ${where} in line.`, {
-          detail: position > 1 ? `${plural(position - 1, "file")} ahead of it.` : "",
+        const ahead = Math.max(0, (Number(state.position_in_queue) || 1) - 1);
+        const where = ahead ? `${plural(ahead, "file")} ahead` : "next in line";
+        this.set(job, "queued", `Waiting: ${where}.`);
+        break;
+      }
+      case "processing":
+        // Seen starting here: time it. Already running when the page came back: no guess.
+        if (!job.processingSince && job.state !== "restoring") job.processingSince = Date.now();
+        job.lastState = state;
+        this.set(job, "processing", processingText(job, state), {
+          detail: this.elapsed(job),
+          progress: Number(state.progress) > 0 ? Number(state.progress) : null,
         });
         break;
-      }
-      case "processing": {
-        const progress = Number(state.progress) || 0;
-        const text = progress > 0 ? `${verb}… ${percent(progress)} of the audio` : `${verb}… starting`;
-        this.set(job, "processing", text, { progress: progress > 0 ? progress : null });
-        break;
-      }
       case "finished":
         this.set(job, "fetching", "Finished. Loading the transcript…", { progress: 1 });
         break;
@@ -261,6 +244,20 @@ export class JobList {
         break;
       default:
         break;
+    }
+  }
+
+  elapsed(job) {
+    if (!job.processingSince) return "";
+    return `Started ${plural(Math.round((Date.now() - job.processingSince) / 1000), "second")} ago.`;
+  }
+
+  /** Once a second: the time since a running job started, so a long first step visibly moves. */
+  tick() {
+    for (const job of this.jobs) {
+      if (job.state !== "processing") continue;
+      job.row.detail.textContent = this.elapsed(job);
+      job.row.detail.hidden = !job.row.detail.textContent;
     }
   }
 
@@ -301,13 +298,14 @@ export class JobList {
           return;
         }
       }
+      forgetJob(job.taskId);
     }
     this.set(job, "cancelled", "Cancelled.", {
       detail: job.taskId ? "The server has forgotten it." : "Nothing was sent.",
     });
   }
 
-  /** Erase the result on the server now; the page forgets the text too. */
+  /** Erase the result on the server now; the page forgets the text and the edits too. */
   async deleteResult(job) {
     try {
       await deleteTask(job.taskId);
@@ -318,6 +316,7 @@ export class JobList {
       }
       if (error.status !== 404) throw error;
     }
+    forgetJob(job.taskId);
     job.result = null;
     job.task = null;
     this.set(job, "deleted", "Deleted from the server.", {
@@ -326,18 +325,46 @@ export class JobList {
     this.hooks.onGone(job);
   }
 
-  remove(job) {
+  /** "Delete all mine from the server": every task this page knows for the key in use. */
+  async deleteAllMine() {
+    const mine = this.jobs.filter((job) => job.taskId);
+    const ok = await this.hooks.confirm(
+      `Delete all ${plural(mine.length, "result")} of yours from the server?`,
+      "Queued and running files are cancelled, finished transcripts erased at once, together with any edits made here. This cannot be undone.",
+      "Delete all",
+    );
+    if (!ok) return;
+    for (const job of mine) job.controller.abort();
+    const gone = new Set(await deleteTasks(mine.map((job) => job.taskId)));
+    for (const job of mine) {
+      if (!gone.has(job.taskId)) continue;
+      forgetJob(job.taskId);
+      this.drop(job);
+    }
+    const left = mine.length - gone.size;
+    this.hooks.announce(left ? `Deleted ${gone.size}; ${plural(left, "result")} could not be deleted.` : `Deleted ${plural(gone.size, "result")} from the server.`);
+    this.restored.textContent = left ? `${plural(left, "result")} could not be deleted; try again.` : "All your results are deleted from the server.";
+    if (!this.jobs.length) this.hooks.focusAfterLastRemoved();
+  }
+
+  /** Take a row off the list (the job stays remembered unless forgotten first). */
+  drop(job) {
     clearInterval(job.retryTimer);
     job.controller.abort();
+    job.forgetLocalAudio();
+    this.jobs.splice(this.jobs.indexOf(job), 1);
+    job.row.item.remove();
+    this.refreshListState();
+    this.hooks.onGone(job);
+  }
+
+  remove(job) {
     // A failed task still has a record on the server until it expires: tidy it up quietly.
     if (job.taskId && job.state === "failed") deleteTask(job.taskId).catch(() => {});
-    job.forgetLocalAudio();
+    if (job.taskId) forgetJob(job.taskId);
     const index = this.jobs.indexOf(job);
-    this.jobs.splice(index, 1);
+    this.drop(job);
     const next = this.jobs[index] || this.jobs[index - 1];
-    job.row.item.remove();
-    this.empty.hidden = this.jobs.length > 0;
-    this.hooks.onGone(job);
     if (next) next.row.item.focus();
     else this.hooks.focusAfterLastRemoved();
   }
@@ -347,7 +374,6 @@ export class JobList {
     for (const job of this.jobs) {
       if (job.state !== "needs-key") continue;
       if (job.taskId) {
-        job.controller = new AbortController();
         this.set(job, "queued", "Checking the task again…");
         this.follow(job);
       } else {
@@ -357,123 +383,28 @@ export class JobList {
     }
   }
 
-  // ---- the row
-
-  buildRow(job) {
-    const item = document.createElement("li");
-    item.className = "job";
-    item.tabIndex = -1;
-    const nameId = `job-${job.number}-name`;
-    const statusId = `job-${job.number}-status`;
-    item.setAttribute("aria-labelledby", nameId);
-    item.setAttribute("aria-describedby", statusId);
-
-    const head = element("div", "job-head");
-    const name = element("span", "job-name file-name", job.name);
-    name.id = nameId;
-    const meta = element("span", "job-meta", describeOptions(job));
-    head.append(name, meta);
-
-    const status = element("p", "job-status");
-    status.id = statusId;
-    const detail = element("p", "job-detail");
-    const progress = document.createElement("progress");
-    progress.className = "job-progress";
-    progress.max = 100;
-    progress.setAttribute("aria-label", `Progress of ${job.name}`);
-
-    const actions = element("div", "job-actions");
-    const buttons = {};
-    for (const action of Object.keys(ACTIONS)) {
-      const button = element("button", `job-action action-${action}`, ACTION_LABELS[action]);
-      button.type = "button";
-      button.dataset.action = action;
-      button.setAttribute("aria-label", `${ACTION_LABELS[action]}: ${job.name}`);
-      if (action === "delete" || action === "cancel") button.classList.add("danger-quiet");
-      button.addEventListener("click", () => this.act(job, action));
-      buttons[action] = button;
-      actions.append(button);
-    }
-    item.append(head, status, detail, progress, actions);
-    return { item, status, detail, progress, buttons };
+  markOpen(openJob) {
+    for (const job of this.jobs) markOpen(job.row, job === openJob);
   }
 
   act(job, action) {
-    switch (action) {
-      case "open":
-        this.hooks.onOpen(job);
-        break;
-      case "retry":
-        clearInterval(job.retryTimer);
-        job.retryTimer = null;
-        this.set(job, "waiting-upload", "Trying again…");
-        this.scheduleUpload(job);
-        break;
-      case "key":
-        this.hooks.onNeedKey();
-        break;
-      case "cancel":
-        this.cancel(job);
-        break;
-      case "delete":
-        this.deleteResult(job).catch((error) => {
-          this.set(job, "finished", "Done, but deleting did not work.", {
-            detail: error.detail || String(error),
-          });
-        });
-        break;
-      case "remove":
-        this.remove(job);
-        break;
-      default:
-        break;
+    if (action === "open") this.hooks.onOpen(job);
+    else if (action === "key") this.hooks.onNeedKey();
+    else if (action === "cancel") this.cancel(job);
+    else if (action === "remove") this.remove(job);
+    else if (action === "retry") {
+      clearInterval(job.retryTimer);
+      job.retryTimer = null;
+      this.set(job, "waiting-upload", "Trying again…");
+      this.scheduleUpload(job);
     }
   }
 
   set(job, state, status, { detail = "", progress = null } = {}) {
     const entered = job.state !== state;
     job.state = state;
-    job.status = status;
-    job.detail = detail;
-    job.progress = progress;
-    const row = job.row;
-    row.item.dataset.state = state;
-    row.status.textContent = status;
-    row.detail.textContent = detail;
-    row.detail.hidden = !detail;
-
-    const showsProgress = ["uploading", "checking", "processing", "fetching"].includes(state);
-    row.progress.hidden = !showsProgress;
-    if (progress === null) row.progress.removeAttribute("value"); // indeterminate
-    else row.progress.value = Math.round(progress * 100);
-
-    const focused = row.item.contains(document.activeElement) ? document.activeElement : null;
-    for (const [action, button] of Object.entries(row.buttons)) {
-      button.hidden = !ACTIONS[action].has(state);
-    }
-    // Keep keyboard focus in the row when the focused button just went away.
-    if (focused && focused.hidden) {
-      const visible = Object.values(row.buttons).find((button) => !button.hidden);
-      (visible || row.item).focus();
-    }
+    if (!ACTIVE.has(state)) job.processingSince = 0;
+    paintRow(job.row, { state, status, detail, progress });
     if (entered && ANNOUNCED.has(state)) this.hooks.announce(`${job.name}: ${status}`);
   }
-}
-
-function element(tag, className, text = "") {
-  const node = document.createElement(tag);
-  node.className = className;
-  if (text) node.textContent = text;
-  return node;
-}
-
-function describeOptions(job) {
-  const { task, language, model, wordTimestamps } = job.options;
-  return [
-    task === "translate" ? "Translate to English" : "Transcribe",
-    language ? languageName(language) : "language detected",
-    model || null,
-    wordTimestamps ? "word times" : null,
-    fileSize(job.file.size),
-  ].filter(Boolean).join(" · ");
 }

@@ -11,6 +11,7 @@ export const DEFAULT_PREFS = Object.freeze({
   language: "",
   model: "",
   wordTimestamps: false,
+  followPlayback: true,
 });
 
 /** The remembered choices, each checked for its type so a stale entry cannot break the page. */
@@ -26,6 +27,7 @@ export function loadPrefs() {
     language: typeof stored.language === "string" ? stored.language : DEFAULT_PREFS.language,
     model: typeof stored.model === "string" ? stored.model : DEFAULT_PREFS.model,
     wordTimestamps: stored.wordTimestamps === true,
+    followPlayback: stored.followPlayback !== false,
   };
 }
 

@@ -1,16 +1,24 @@
-// The result of one job: timed lines that play the local recording, search, copy, download, delete.
+// The transcript viewer: player and tools (sticky), the timed lines, search, edits, speakers.
 import { getResultFile } from "./api.js";
-import { clock, lifetime, percent, plural, spokenClock, timeOfDay } from "./format.js";
+import { editedFile, editedLines, hasEdits, toText } from "./exporter.js";
+import { clock, lifetime, percent, timeOfDay } from "./format.js";
 import { languageName } from "./languages.js";
+import { buildLine, startEditing } from "./lines.js";
+import { loadEdits, saveEdits } from "./store.js";
 
 const $ = (id) => document.getElementById(id);
+const reducedMotion = () => window.matchMedia("(prefers-reduced-motion: reduce)").matches;
 
 export class Viewer {
-  /** @param {object} hooks announce(text), deleteResult(job) -> Promise, getPrivacy() */
+  /**
+   * @param {object} hooks announce(text), getPrivacy(), deleteResult(job), resultGone(job),
+   *   needKey(), confirm(title, text, action), followPref(value?) , onShown(job)
+   */
   constructor(hooks) {
     this.hooks = hooks;
     this.job = null;
-    this.lines = []; // [{segment, item, words: [{start, end, node}]}]
+    this.edits = { lines: {}, speakers: {} };
+    this.lines = []; // [{index, segment, item, words: [{start, end, node}]}]
     this.current = null;
     this.engaged = false;
     this.root = $("viewer");
@@ -19,8 +27,10 @@ export class Viewer {
     this.segmentsList = $("segments");
     this.copyButton = $("copy-button");
     this.deleteButton = $("delete-button");
+    this.follow = $("follow");
+    this.follow.checked = hooks.followPref();
 
-    this.segmentsList.addEventListener("click", (event) => this.playFrom(event));
+    this.segmentsList.addEventListener("click", (event) => this.onListClick(event));
     this.search.addEventListener("input", () => this.renderLines());
     this.search.addEventListener("keydown", (event) => {
       if (event.key === "Escape" && this.search.value) {
@@ -31,11 +41,19 @@ export class Viewer {
     });
     this.player.addEventListener("timeupdate", () => this.followPlayback());
     this.player.addEventListener("seeked", () => this.followPlayback());
+    this.follow.addEventListener("change", () => {
+      this.hooks.followPref(this.follow.checked);
+      if (this.follow.checked) this.scrollToCurrent();
+    });
     this.copyButton.addEventListener("click", () => this.copy());
     for (const button of this.root.querySelectorAll("[data-format]")) {
       button.addEventListener("click", () => this.download(button.dataset.format, button));
     }
     this.deleteButton.addEventListener("click", () => this.deleteNow());
+  }
+
+  get hasAudio() {
+    return Boolean(this.job?.file);
   }
 
   /** Show a finished job; `focus` moves keyboard focus to the heading (when asked for). */
@@ -47,14 +65,20 @@ export class Viewer {
     $("viewer-kind").textContent = job.options.task === "translate" ? "Translation" : "Transcript";
     $("viewer-name").textContent = job.name;
     $("viewer-summary").textContent = summary(job);
-    $("viewer-note").textContent = this.expiryNote(job);
+    $("viewer-note").textContent = this.note(job);
     if (switching) {
+      this.edits = loadEdits(job.taskId);
       this.engaged = false;
-      this.player.src = job.localAudioUrl();
+      const url = job.localAudioUrl();
+      this.player.hidden = !url;
+      if (url) this.player.src = url;
+      else this.player.removeAttribute("src");
       this.search.value = "";
       this.copyButton.textContent = "Copy text";
+      this.renderSpeakers();
     }
     this.renderLines();
+    this.hooks.onShown(job);
     if (focus) $("viewer-heading").focus();
   }
 
@@ -68,97 +92,119 @@ export class Viewer {
     this.segmentsList.replaceChildren();
     this.lines = [];
     this.root.hidden = true;
+    this.hooks.onShown(null);
   }
 
-  expiryNote(job) {
+  note(job) {
     const privacy = this.hooks.getPrivacy();
     const until = job.task?.expires_at ? timeOfDay(job.task.expires_at) : "";
-    if (!until && !privacy) return "";
     const parts = [];
     if (until) parts.push(`The server keeps this result until about ${until}`);
-    else parts.push(`The server keeps this result for ${lifetime(privacy.delete_results_after_m)}`);
-    if (privacy?.refresh_expiration_time_on_usage) {
+    else if (privacy) parts.push(`The server keeps this result for ${lifetime(privacy.delete_results_after_m)}`);
+    if (parts.length && privacy?.refresh_expiration_time_on_usage) {
       parts.push("(opening or downloading it again restarts that clock)");
     }
-    return `${parts.join(" ")}, then erases it. “Delete from server now” erases it at once.`;
+    const keep = parts.length ? `${parts.join(" ")}, then erases it. ` : "";
+    const audio = this.hasAudio ? "" : " The recording itself was added before this page was reloaded, so it cannot be played here.";
+    return `${keep}Your edits stay in this browser only.${audio}`;
   }
 
   // ---- lines
 
   renderLines() {
     const segments = this.job?.result?.segments || [];
-    const query = this.search.value.trim();
-    const needle = query.toLocaleLowerCase();
+    const needle = this.search.value.trim().toLocaleLowerCase();
+    const shown = editedLines(this.job?.result, this.edits);
     const items = [];
     this.lines = [];
-    let matches = 0;
-    let total = 0;
-    for (const segment of segments) {
-      const text = String(segment.text || "").trim();
-      if (!text) continue;
-      total += 1;
-      const matching = !needle || text.toLocaleLowerCase().includes(needle);
-      if (!matching) continue;
-      matches += 1;
-      const line = this.buildLine(segment, text, needle);
-      this.lines.push(line);
-      items.push(line.item);
+    for (const line of shown) {
+      if (needle && !line.text.toLocaleLowerCase().includes(needle)) continue;
+      const built = buildLine({
+        segment: segments[line.index],
+        line,
+        edited: line.index in this.edits.lines,
+        needle,
+        playable: this.hasAudio,
+      });
+      this.lines.push(built);
+      items.push(built.item);
     }
     this.segmentsList.replaceChildren(...items);
     this.current = null;
     const count = $("search-count");
     if (!needle) count.textContent = "";
-    else if (!matches) count.textContent = "No lines match.";
-    else count.textContent = `Found in ${matches} of ${plural(total, "line")}.`;
+    else if (!this.lines.length) count.textContent = "No lines match.";
+    else count.textContent = `Found in ${this.lines.length} of ${shown.length} line${shown.length === 1 ? "" : "s"}.`;
     this.followPlayback();
   }
 
-  buildLine(segment, text, needle) {
-    const item = document.createElement("li");
-    item.className = "segment";
-    const button = document.createElement("button");
-    button.type = "button";
-    button.className = "segment-button";
-    button.dataset.start = String(segment.start);
-
-    const time = document.createElement("span");
-    time.className = "segment-time";
-    const hidden = document.createElement("span");
-    hidden.className = "visually-hidden";
-    hidden.textContent = `Play from ${spokenClock(segment.start)}: `;
-    const shown = document.createElement("span");
-    shown.setAttribute("aria-hidden", "true");
-    shown.textContent = clock(segment.start);
-    time.append(hidden, shown);
-
-    const body = document.createElement("span");
-    body.className = "segment-text";
-    const words = [];
-    if (needle) {
-      body.append(...highlight(text, needle));
-    } else if (Array.isArray(segment.words) && segment.words.length) {
-      segment.words.forEach((word, index) => {
-        const node = document.createElement("span");
-        node.className = "word";
-        node.dataset.start = String(word.start);
-        node.textContent = index === 0 ? String(word.word).trimStart() : word.word;
-        body.append(node);
-        words.push({ start: word.start, end: word.end, node });
+  renderSpeakers() {
+    const labels = [...new Set((this.job?.result?.segments || [])
+      .map((segment) => segment.speaker).filter((label) => typeof label === "string" && label))];
+    const box = $("speakers");
+    box.hidden = !labels.length;
+    $("speaker-fields").replaceChildren(...labels.map((label, number) => {
+      const field = document.createElement("label");
+      const input = document.createElement("input");
+      input.type = "text";
+      input.value = this.edits.speakers[label] || "";
+      input.placeholder = label;
+      input.id = `speaker-${number}`;
+      input.addEventListener("change", () => {
+        const name = input.value.trim();
+        if (name && name !== label) this.edits.speakers[label] = name;
+        else delete this.edits.speakers[label];
+        this.saveEdits(`${label} is now called ${name || label}.`);
       });
-    } else {
-      body.textContent = text;
+      field.append(`Name for ${label}`, input);
+      return field;
+    }));
+  }
+
+  saveEdits(message) {
+    saveEdits(this.job.taskId, this.edits);
+    this.renderLines();
+    this.hooks.announce(message);
+  }
+
+  onListClick(event) {
+    const edit = event.target.closest(".segment-edit");
+    if (edit) {
+      this.editLine(Number(edit.closest(".segment").dataset.index));
+      return;
     }
-    button.append(time, body);
-    item.append(button);
-    return { segment, item, words };
+    if (event.target.closest(".segment-editor, .segment-editing-actions")) return;
+    const target = event.target.closest("[data-start]");
+    if (!target || !this.segmentsList.contains(target) || !this.hasAudio) return;
+    this.playFrom(Number(target.dataset.start));
+  }
+
+  editLine(index) {
+    const built = this.lines.find((line) => line.index === index);
+    if (!built) return;
+    const original = String(this.job.result.segments[index].text || "").trim();
+    startEditing(built, {
+      onSave: (text) => {
+        const clean = text.replace(/\s+/g, " ").trim();
+        if (!clean || clean === original) delete this.edits.lines[index];
+        else this.edits.lines[index] = clean;
+        this.saveEdits(clean && clean !== original ? "Line changed." : "Line back as transcribed.");
+        this.focusEditButton(index);
+      },
+      onCancel: () => {
+        this.renderLines();
+        this.focusEditButton(index);
+      },
+    });
+  }
+
+  focusEditButton(index) {
+    this.segmentsList.querySelector(`.segment[data-index="${index}"] .segment-edit`)?.focus();
   }
 
   // ---- playback
 
-  playFrom(event) {
-    const target = event.target.closest("[data-start]");
-    if (!target || !this.segmentsList.contains(target)) return;
-    const start = Number(target.dataset.start);
+  playFrom(start) {
     if (!Number.isFinite(start)) return;
     this.engaged = true;
     this.player.currentTime = start;
@@ -171,7 +217,7 @@ export class Viewer {
   followPlayback() {
     const time = this.player.currentTime;
     // Nothing is "current" before the recording has been played or a line chosen.
-    const started = this.engaged || !this.player.paused || time > 0;
+    const started = this.hasAudio && (this.engaged || !this.player.paused || time > 0);
     const playing = started
       ? this.lines.find(({ segment }) => time >= segment.start && time < segment.end)
       : undefined;
@@ -183,24 +229,27 @@ export class Viewer {
         playing.item.setAttribute("aria-current", "true");
       }
       this.current = playing || null;
+      if (!this.player.paused) this.scrollToCurrent();
     }
-    if (playing?.words.length) {
-      for (const word of playing.words) {
-        word.node.classList.toggle("is-current", time >= word.start && time < word.end);
-      }
+    for (const word of playing?.words || []) {
+      word.node.classList.toggle("is-current", time >= word.start && time < word.end);
     }
+  }
+
+  /** Keep the playing line in view, unless people turned following off or are typing in it. */
+  scrollToCurrent() {
+    const item = this.current?.item;
+    if (!item || !this.follow.checked || item.contains(document.activeElement)) return;
+    const box = item.getBoundingClientRect();
+    const sticky = this.root.querySelector(".viewer-sticky").getBoundingClientRect();
+    if (box.top >= sticky.bottom && box.bottom <= window.innerHeight) return;
+    item.scrollIntoView({ block: "center", behavior: reducedMotion() ? "auto" : "smooth" });
   }
 
   // ---- actions
 
-  plainText() {
-    const segments = this.job?.result?.segments || [];
-    const lines = segments.map((segment) => String(segment.text || "").trim()).filter(Boolean);
-    return lines.length ? lines.join("\n") : String(this.job?.result?.text || "").trim();
-  }
-
   async copy() {
-    const text = this.plainText();
+    const text = toText(editedLines(this.job?.result, this.edits)) || String(this.job?.result?.text || "").trim();
     let copied = false;
     try {
       await navigator.clipboard.writeText(text);
@@ -220,7 +269,10 @@ export class Viewer {
     if (!job) return;
     button.setAttribute("aria-busy", "true");
     try {
-      const { blob, fileName } = await getResultFile(job.taskId, format);
+      // With edits the page builds the file itself, so the download says what people corrected.
+      const { blob, fileName } = hasEdits(this.edits)
+        ? { blob: editedFile(job.result, this.edits, format), fileName: null }
+        : await getResultFile(job.taskId, format);
       const link = document.createElement("a");
       link.href = URL.createObjectURL(blob);
       link.download = fileName || `${stem(job.name)}.${format}`;
@@ -243,6 +295,12 @@ export class Viewer {
   async deleteNow() {
     const job = this.job;
     if (!job) return;
+    const ok = await this.hooks.confirm(
+      `Delete “${job.name}” from the server?`,
+      "The transcript is erased there at once, and your edits in this browser with it. Your own file is untouched. This cannot be undone.",
+      "Delete",
+    );
+    if (!ok) return;
     this.deleteButton.disabled = true;
     try {
       await this.hooks.deleteResult(job);
@@ -279,25 +337,6 @@ function stem(fileName) {
   return (dot > 0 ? fileName.slice(0, dot) : fileName) || "transcript";
 }
 
-/** The text split into plain parts and <mark>s around each (case-insensitive) match. */
-function highlight(text, needle) {
-  const lower = text.toLocaleLowerCase();
-  if (lower.length !== text.length) return [document.createTextNode(text)];
-  const parts = [];
-  let from = 0;
-  let at = lower.indexOf(needle, from);
-  while (at >= 0) {
-    if (at > from) parts.push(document.createTextNode(text.slice(from, at)));
-    const mark = document.createElement("mark");
-    mark.textContent = text.slice(at, at + needle.length);
-    parts.push(mark);
-    from = at + needle.length;
-    at = lower.indexOf(needle, from);
-  }
-  if (from < text.length) parts.push(document.createTextNode(text.slice(from)));
-  return parts;
-}
-
 /** Copy for pages served over plain http on a LAN, where navigator.clipboard is absent. */
 function copyWithSelection(text) {
   const area = document.createElement("textarea");
@@ -313,7 +352,6 @@ function copyWithSelection(text) {
     copied = false;
   }
   area.remove();
-  const active = document.getElementById("copy-button");
-  active?.focus();
+  document.getElementById("copy-button")?.focus();
   return copied;
 }

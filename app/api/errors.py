@@ -1,0 +1,84 @@
+"""One exception handler for the whole app: classify, count once, render in the surface's shape.
+
+Every error, whether a handler, a middleware (API keys, rate limit) or the router
+raised it, ends here. Domain errors get their status, code and message from the
+table in `app.errors`; Litestar's own HTTP errors keep theirs. An upload that is
+refused is counted in /metrics under its reason, once. Each surface registers a
+renderer for its path prefix; everything else answers in the task API's shape.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from litestar import Request, Response
+from litestar.exceptions import HTTPException
+
+from app.errors import ErrorView, describe
+from app.metrics import RejectReason
+from app.service import TranscriptionService
+
+__all__ = ["ErrorRenderer", "error_handler", "task_api_error"]
+
+ErrorRenderer = Callable[[ErrorView], Response[Any]]
+
+# Litestar's own errors (a malformed request, the rate limit) by status.
+_HTTP_REASONS: dict[int, RejectReason] = {
+    400: "bad_request",
+    413: "too_large",
+    415: "bad_request",
+    422: "bad_request",
+    429: "rate_limited",
+}
+_HTTP_CODES = {
+    400: "invalid_request",
+    404: "not_found",
+    405: "method_not_allowed",
+    429: "rate_limited",
+}
+
+
+def task_api_error(view: ErrorView) -> Response[Any]:
+    """The task API's (Litestar's) shape: `{"status_code", "detail"}`."""
+    return Response(
+        {"status_code": view.status, "detail": view.message},
+        status_code=view.status,
+        headers=view.headers,
+        media_type="application/json",
+    )
+
+
+def _view_of(exc: Exception) -> ErrorView:
+    view = describe(exc)
+    if view is not None:
+        return view
+    if isinstance(exc, HTTPException):
+        return ErrorView(
+            status=exc.status_code,
+            code=_HTTP_CODES.get(exc.status_code, "http_error"),
+            message=exc.detail,
+            reason=_HTTP_REASONS.get(exc.status_code),
+            headers=dict(exc.headers) if exc.headers else None,
+        )
+    # Nobody expected this one: Litestar's exception logging records it (request_failed).
+    return ErrorView(status=500, code="server_error", message="internal server error")
+
+
+def error_handler(
+    service: TranscriptionService, renderers: dict[str, ErrorRenderer]
+) -> Callable[[Request[Any, Any, Any], Exception], Response[Any]]:
+    """The app's exception handler: `renderers` maps path prefixes to their surface's shape."""
+    by_length = sorted(renderers.items(), key=lambda item: -len(item[0]))
+
+    def handle(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
+        view = _view_of(exc)
+        if view.reason is not None and request.method == "POST":
+            service.metrics.upload_rejected(view.reason)
+        path = request.scope.get("path", "")
+        for prefix, render in by_length:
+            if path.startswith(prefix):
+                return render(view)
+        return task_api_error(view)
+
+    return handle

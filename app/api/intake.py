@@ -1,0 +1,130 @@
+"""The one intake every upload route goes through, and the wait of the synchronous ones.
+
+For every surface: hold a queue place before reading the body, stream the body
+within MAX_UPLOAD_MB, read the surface's form Struct, let the surface turn it
+into a `JobSpec`, hand the upload to the service (probe, queue), and either
+return the job (task API) or await it (OpenAI, /asr: a client that goes away
+cancels its job).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import msgspec
+import structlog
+from litestar import Request
+
+from app.api.forms import read_fields
+from app.api.multipart import content_length, read_multipart
+from app.errors import ClientGoneError, InvalidInputError, JobFailedError, UploadTooLargeError
+from app.service import JobSpec, TranscriptionService
+from app.transcription.jobs import Job, JobStatus
+
+__all__ = ["Intake", "answer_when_done", "await_result", "receive_upload"]
+
+log = structlog.get_logger(__name__)
+
+FormT = TypeVar("FormT", bound=msgspec.Struct)
+AnswerT = TypeVar("AnswerT")
+
+
+class Intake(msgspec.Struct, frozen=True, kw_only=True):
+    """How one surface receives uploads: its file field and where its options come from."""
+
+    surface: str
+    file_field: str
+    # Options also (or, for whisper-asr-webservice, only) in the query string.
+    query_options: bool = True
+
+
+async def receive_upload(
+    request: Request[Any, Any, Any],
+    service: TranscriptionService,
+    intake: Intake,
+    form_type: type[FormT],
+    to_spec: Callable[[FormT], JobSpec],
+) -> tuple[Job, FormT]:
+    """Take one upload from `request` into the queue; the job and the form it came with."""
+    max_bytes = service.settings.max_upload_mb * 1024 * 1024
+    declared = content_length(request)
+    if declared is not None and declared > max_bytes:
+        raise UploadTooLargeError(max_bytes)
+    # The place is held before the body is read: a full queue answers at once.
+    async with service.reserve(expected_bytes=declared or 0) as reservation:
+        form = await read_multipart(request, max_bytes=max_bytes)
+        fields = read_fields(
+            form_type, form, request.query_params if intake.query_options else None
+        )
+        spec = to_spec(fields)
+        upload = form.file(intake.file_field)
+        if upload is None:
+            raise InvalidInputError(
+                f"no file in the upload: send it in the form field `{intake.file_field}`",
+                param=intake.file_field,
+            )
+        job = await service.accept(reservation, upload.data, spec, file_name=upload.filename)
+    return job, fields
+
+
+async def _disconnected(request: Request[Any, Any, Any]) -> None:
+    """Return when the ASGI server reports that the client has gone.
+
+    Called only after the whole body has been read, so `receive()` has nothing else
+    to deliver: it blocks until the connection closes.
+    """
+    while True:
+        message = await request.receive()
+        if message["type"] == "http.disconnect":
+            return
+
+
+async def await_result(
+    request: Request[Any, Any, Any], service: TranscriptionService, job: Job
+) -> Job:
+    """Wait until `job` is final and return it finished.
+
+    Raises ClientGoneError when the client disconnects first (the job is cancelled
+    and erased), JobFailedError when the job failed (erased as well).
+    """
+    finished = asyncio.ensure_future(service.wait_until_final(job))
+    gone = asyncio.ensure_future(_disconnected(request))
+    try:
+        await asyncio.wait({finished, gone}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for waiter in (finished, gone):
+            waiter.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await waiter
+    if not job.is_final:
+        cancel_abandoned(service, job)
+        raise ClientGoneError
+    if job.status is not JobStatus.FINISHED:
+        service.forget(job)
+        raise JobFailedError(job.error or "transcription failed")
+    return job
+
+
+async def answer_when_done(
+    request: Request[Any, Any, Any],
+    service: TranscriptionService,
+    job: Job,
+    render: Callable[[Job], AnswerT],
+) -> AnswerT:
+    """Wait for `job`, render the answer from it, and erase it: nobody can fetch it later."""
+    finished = await await_result(request, service, job)
+    try:
+        return render(finished)
+    finally:
+        service.forget(finished)
+
+
+def cancel_abandoned(service: TranscriptionService, job: Job) -> None:
+    """Cancel and erase a job whose client went away before its answer."""
+    reason = str(ClientGoneError())
+    service.cancel(job, reason)
+    service.forget(job)
+    log.info("job_cancelled_client_gone", task_id=job.id, surface=job.surface)

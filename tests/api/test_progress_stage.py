@@ -1,0 +1,55 @@
+"""The stage in each progress event follows what the worker has recorded on the job."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from app.api.schemas import progress_stage
+from app.transcription.jobs import Job, JobStage, JobStatus
+from app.transcription.types import Segment, TranscribeOptions, Transcript
+
+
+def new_job() -> Job:
+    """A job as the intake makes it: queued, ten seconds of audio, no model yet."""
+    return Job(
+        task_type="transcribe",
+        options=TranscribeOptions(),
+        time_uploaded=datetime.now(UTC),
+        audio_duration=10,
+    )
+
+
+def test_stages_in_the_order_a_job_passes_them() -> None:
+    """queued, decoding, loading_model, first_window, transcribing, then the final status."""
+    job = new_job()
+    seen = [progress_stage(job)]
+    job.status, job.stage = JobStatus.PROCESSING, JobStage.DECODING
+    seen.append(progress_stage(job))
+    job.stage = JobStage.LOADING_MODEL
+    seen.append(progress_stage(job))
+    job.stage, job.used_model = JobStage.TRANSCRIBING, "tiny.en"
+    seen.append(progress_stage(job))
+    job.progress = 0.3
+    seen.append(progress_stage(job))
+    empty = Transcript(text="", language="en", language_probability=1.0, duration=10, segments=[])
+    job.finish(empty, datetime.now(UTC))
+    seen.append(progress_stage(job))
+    assert seen == [
+        "queued",
+        "decoding",
+        "loading_model",
+        "first_window",
+        "transcribing",
+        "finished",
+    ]
+
+
+def test_a_decoded_line_counts_as_transcribing_before_any_fraction() -> None:
+    """A first segment means the first window is done even if no fraction came yet."""
+    job = new_job()
+    job.status, job.stage = JobStatus.PROCESSING, JobStage.TRANSCRIBING
+    job.used_model = "base"
+    job.partial_segments.append(Segment(id=0, start=0.0, end=2.0, text="hello"))
+    assert progress_stage(job) == "transcribing"
+    job.fail("cancelled", datetime.now(UTC))
+    assert progress_stage(job) == "failed"

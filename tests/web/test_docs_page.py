@@ -1,0 +1,34 @@
+"""/docs in Chromium with every outside request blocked: it renders and "Try it out" works."""
+
+from __future__ import annotations
+
+import pytest
+from playwright.sync_api import expect
+
+from tests.server_process import Server
+from tests.web.conftest import UIFactory, screenshot
+
+pytestmark = [pytest.mark.browser]
+
+
+@pytest.mark.parametrize("scheme", ["light", "dark"])
+def test_docs_render_offline_and_try_it_out_answers(
+    ui_server: Server, open_ui: UIFactory, scheme: str
+) -> None:
+    """Operations render from the packaged Swagger UI; a "Try it out" call gets a 200."""
+    ui = open_ui(ui_server, color_scheme=scheme)  # type: ignore[arg-type]
+    page = ui.page
+    page.goto(ui_server.url + "/docs")
+    operation = page.locator(".opblock").filter(has_text="/api/v1/version")
+    expect(operation.first).to_be_visible(timeout=30_000)
+    assert page.locator(".opblock").count() >= 20  # every route, not an error box
+    screenshot(page, f"docs-{scheme}.png")
+
+    operation.first.locator(".opblock-summary").click()
+    page.locator(".try-out__btn").first.click()
+    with page.expect_response(lambda response: response.url.endswith("/api/v1/version")) as call:
+        page.locator(".btn.execute").first.click()
+    assert call.value.status == 200
+    status = page.locator(".live-responses-table tbody .response-col_status").first
+    expect(status).to_have_text("200")
+    assert all(url.startswith(ui_server.url) for url in ui.guard.seen)
