@@ -44,6 +44,7 @@ def diarize(
         file=("talk.wav", audio, "audio/wav"),
         response_format="diarized_json",
         chunking_strategy="auto",
+        language="en",  # tiny.en cannot detect the language
         **options,  # type: ignore[arg-type]
     )
     assert isinstance(result, openai.types.audio.TranscriptionDiarized)
