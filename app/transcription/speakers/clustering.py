@@ -57,7 +57,8 @@ def cluster(
         return _average_linkage(vectors, count, threshold)
     picked = np.linspace(0, n - 1, MAX_CLUSTERED).round().astype(np.int64)
     sample_labels = _average_linkage(vectors[picked], count, threshold)
-    return assign_to_centroids(vectors, centroids(vectors[picked], sample_labels))
+    # A centroid may win no window at all: renumber so labels stay 0, 1, … without gaps.
+    return _renumber(assign_to_centroids(vectors, centroids(vectors[picked], sample_labels)))
 
 
 def centroids(vectors: FloatArray, labels: IntArray) -> FloatArray:
