@@ -18,7 +18,8 @@ if TYPE_CHECKING:
 __all__ = ["main"]
 
 
-def _parser() -> argparse.ArgumentParser:
+def _parser(with_client: bool = True) -> argparse.ArgumentParser:
+    """The command line; `with_client=False` leaves the client (httpx, tqdm) unimported."""
     parser = argparse.ArgumentParser(
         prog="whisper-api",
         description="Self-hosted speech-to-text server. Settings come from environment "
@@ -34,7 +35,10 @@ def _parser() -> argparse.ArgumentParser:
     for target in (parser, serve):
         target.add_argument("--port", type=int, help="TCP port (PORT)")
         target.add_argument("--listen", help="address to bind (LISTEN)")
-    _add_transcribe_parser(commands)
+    if with_client:
+        _add_transcribe_parser(commands)
+    else:
+        commands.add_parser("transcribe", help="send audio files to a running server")
     return parser
 
 
@@ -210,7 +214,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         from app.bench import main as bench_main
 
         return bench_main(arguments[1:])
-    args = _parser().parse_args(arguments)
+    # A serving process never imports the client: its modules would stay resident.
+    args = _parser(with_client=arguments[:1] == ["transcribe"]).parse_args(arguments)
     if args.command == "transcribe":
         return transcribe(args)
     return serve(port=args.port, listen=args.listen)

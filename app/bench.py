@@ -67,10 +67,10 @@ spec = json.loads(sys.argv[1])
 model = WhisperModel(spec["path"], device="cpu", compute_type="int8", cpu_threads=spec["threads"])
 def run(name):
     data = open(name, "rb").read()
-    began = time.perf_counter()
+    began, cpu = time.perf_counter(), time.process_time()
     segments, info = model.transcribe(decode_audio(data), beam_size=5)
     text = "".join(s.text for s in segments)
-    return time.perf_counter() - began, text
+    return time.perf_counter() - began, text, time.process_time() - cpu
 run(spec["warmup"])
 out = {}
 for key, names in spec["jobs"].items():
@@ -93,12 +93,21 @@ class Row:
     wer: float | None = None
     refused: int = 0
     rss_mib: float | None = None
+    cpu_s: float | None = None
+    context: str = "-"
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property
     def speed(self) -> float:
         """Audio seconds per wall second."""
         return self.audio_s / self.wall_s if self.wall_s else 0.0
+
+    @property
+    def cpu_per_audio_min(self) -> float | None:
+        """CPU seconds (all threads of the process) per minute of audio."""
+        if self.cpu_s is None or not self.audio_s:
+            return None
+        return self.cpu_s / (self.audio_s / 60)
 
 
 def _free_port() -> int:
@@ -151,6 +160,12 @@ def _percentile(values: list[float], fraction: float) -> float:
     ordered = sorted(values)
     index = min(len(ordered) - 1, max(0, round(fraction * (len(ordered) - 1))))
     return ordered[index]
+
+
+def _cpu_s(pid: int) -> float:
+    """CPU seconds (user + system, every thread) a process has used so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text(encoding="ascii").rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def _rss_mib(pid: int, key: str = "VmRSS") -> float:
@@ -289,26 +304,29 @@ def bench_engine(threads: int, runs: int) -> tuple[list[Row], dict[str, Any]]:
     out = engine_runs(
         _base_model_path(), threads, {"jfk": [JFK] * runs, "long": [LONG], "short": SHORT}
     )
-    jfk = [seconds for seconds, _ in out["jfk"]]
-    long_s, long_text = out["long"][0]
-    short = [seconds for seconds, _ in out["short"]]
+    jfk = [seconds for seconds, _, _ in out["jfk"]]
+    long_s, long_text, long_cpu = out["long"][0]
+    short = [seconds for seconds, _, _ in out["short"]]
     # One after another: each client waits for all the clips before its own.
     waits = [sum(short[: i + 1]) for i in range(len(short))]
     short_audio = sum(_duration(n) for n in SHORT)
     short_wer = statistics.fmean(
-        _wer(_reference(name), text) for name, (_, text) in zip(SHORT, out["short"], strict=True)
+        _wer(_reference(name), text) for name, (_, text, _) in zip(SHORT, out["short"], strict=True)
     )
+    policy = "full (faster-whisper)"
     rows = [
         Row(
             "jfk", "engine", _duration(JFK), statistics.median(jfk),
             p50_s=statistics.median(jfk), max_s=max(jfk),
             wer=_wer(_reference(JFK), out["jfk"][0][1]),
+            cpu_s=statistics.median(cpu for _, _, cpu in out["jfk"]), context=policy,
         ),
-        Row("long", "engine", _duration(LONG), long_s, wer=_wer(_reference(LONG), long_text)),
+        Row("long", "engine", _duration(LONG), long_s, wer=_wer(_reference(LONG), long_text),
+            cpu_s=long_cpu, context=policy),
         Row(
             "clients", "engine (one after another)", short_audio, sum(short),
             p50_s=_percentile(waits, 0.5), p95_s=_percentile(waits, 0.95), max_s=max(waits),
-            wer=short_wer,
+            wer=short_wer, cpu_s=sum(cpu for _, _, cpu in out["short"]), context=policy,
         ),
     ]  # fmt: skip
     return rows, out
@@ -319,27 +337,52 @@ def bench_server(url: str | None, runs: int, env: dict[str, str]) -> list[Row]:
     rows: list[Row] = []
     with running_server(url, **env) as (base, pid, ready_s):
         idle_rss = _rss_mib(pid) if pid else None
+        cpu = _CpuMeter(pid)
         transcribe_via_http(base, JFK)  # warm-up
+        cpu.start()
         jfk = [transcribe_via_http(base, JFK) for _ in range(runs)]
+        jfk_cpu = cpu.stop()
         times = [seconds for seconds, _, _ in jfk]
+        context = env.get("ENCODER_CONTEXT", "adaptive")
         rows.append(
             Row("jfk", "whisper-api", _duration(JFK), statistics.median(times),
                 p50_s=statistics.median(times), max_s=max(times),
                 wer=_wer(_reference(JFK), jfk[0][1]), rss_mib=idle_rss,
+                cpu_s=None if jfk_cpu is None else jfk_cpu / runs, context=context,
                 extra={"startup_to_ready_s": round(ready_s, 3)})
         )  # fmt: skip
         health = _HealthProbe(base)
+        cpu.start()
         with health:
             long_s, long_text, _ = transcribe_via_http(base, LONG)
         rows.append(
             Row(
                 "long", "whisper-api", _duration(LONG), long_s,
-                wer=_wer(_reference(LONG), long_text),
+                wer=_wer(_reference(LONG), long_text), cpu_s=cpu.stop(), context=context,
                 extra={"healthz_p99_ms": health.p99_ms, "healthz_max_ms": health.max_ms},
             )
         )  # fmt: skip
-        rows.append(_clients_at_once(base, pid))
+        cpu.start()
+        clients = _clients_at_once(base, pid)
+        clients.cpu_s, clients.context = cpu.stop(), context
+        rows.append(clients)
     return rows
+
+
+class _CpuMeter:
+    """CPU seconds a server process spends between start() and stop() (None: external)."""
+
+    def __init__(self, pid: int | None) -> None:
+        self._pid = pid
+        self._began = 0.0
+
+    def start(self) -> None:
+        """Remember the process's CPU time now."""
+        self._began = _cpu_s(self._pid) if self._pid else 0.0
+
+    def stop(self) -> float | None:
+        """CPU seconds since start()."""
+        return _cpu_s(self._pid) - self._began if self._pid else None
 
 
 def _clients_at_once(
@@ -547,7 +590,8 @@ def bench_peer(threads: int, runs: int) -> list[Row]:
 def _table(rows: list[Row]) -> str:
     header = (
         f"{'scenario':<9} {'system':<28} {'audio s':>8} {'wall s':>8} {'x rt':>6} "
-        f"{'p50':>6} {'p95':>6} {'max':>6} {'WER':>6} {'refused':>7} {'RSS MiB':>8}"
+        f"{'p50':>6} {'p95':>6} {'max':>6} {'WER':>6} {'refused':>7} {'RSS MiB':>8} "
+        f"{'CPU s/audio min':>15}  context"
     )
     lines = [header, "-" * len(header)]
 
@@ -558,21 +602,50 @@ def _table(rows: list[Row]) -> str:
         lines.append(
             f"{row.scenario:<9} {row.system:<28} {row.audio_s:>8.1f} {row.wall_s:>8.2f} "
             f"{row.speed:>6.2f} {fmt(row.p50_s):>6} {fmt(row.p95_s):>6} {fmt(row.max_s):>6} "
-            f"{fmt(row.wer, '.3f'):>6} {row.refused:>7} {fmt(row.rss_mib, '.0f'):>8}"
+            f"{fmt(row.wer, '.3f'):>6} {row.refused:>7} {fmt(row.rss_mib, '.0f'):>8} "
+            f"{fmt(row.cpu_per_audio_min):>15}  {row.context}"
         )
         if row.extra:
             lines.append(" " * 10 + ", ".join(f"{k}={v}" for k, v in row.extra.items()))
     return "\n".join(lines)
 
 
+def _ratio_line(engine: Row, server: Row) -> str:
+    """Server / engine for one scenario of the same run, with both WERs and the policy."""
+
+    def ratio(ours: float | None, theirs: float | None) -> str:
+        return f"{ours / theirs:.3f}" if ours is not None and theirs else "-"
+
+    def wer(row: Row) -> str:
+        return "-" if row.wer is None else f"{100 * row.wer:.2f} %"
+
+    return (
+        f"ratio {engine.scenario:<8} server/engine wall = {ratio(server.wall_s, engine.wall_s)}"
+        f"  p95 = {ratio(server.p95_s, engine.p95_s)}"
+        f"  CPU = {ratio(server.cpu_s, engine.cpu_s)}"
+        f"  (WER {wer(server)} vs {wer(engine)}; context {server.context})"
+    )
+
+
 def main(argv: list[str] | None = None) -> int:
-    """Run the benchmark scenarios and print the table."""
+    """Run the benchmark scenarios and print the table (`bench context`: the context study)."""
+    arguments = sys.argv[1:] if argv is None else argv
+    if arguments[:1] == ["context"]:
+        from app.context_study import main as context_study
+
+        return context_study(arguments[1:])
     parser = argparse.ArgumentParser(prog="whisper-api bench", description=__doc__.split("\n")[0])
     parser.add_argument("--url", help="benchmark an already running server instead of starting one")
     parser.add_argument("--runs", type=int, default=5, help="jfk repetitions (median reported)")
     parser.add_argument("--threads", type=int, default=os.cpu_count() or 1)
     parser.add_argument("--batch-size", type=int, default=4)
     parser.add_argument("--json", type=Path, help="write the rows here as JSON")
+    parser.add_argument(
+        "--encoder-context",
+        choices=("adaptive", "full"),
+        default="adaptive",
+        help="the server's ENCODER_CONTEXT (the engine is always faster-whisper's full context)",
+    )
     parser.add_argument("--skip-memory", action="store_true")
     parser.add_argument(
         "--peers", action="store_true", help="also run faster-whisper-server (PyPI) side by side"
@@ -587,6 +660,7 @@ def main(argv: list[str] | None = None) -> int:
         "CPU_THREADS": str(args.threads),
         "BATCH_SIZE": str(args.batch_size),
         "CPU_FALLBACK_MODEL": "base",
+        "ENCODER_CONTEXT": args.encoder_context,
     }
     began = time.perf_counter()
     engine_rows, _ = bench_engine(args.threads, args.runs)
@@ -604,9 +678,7 @@ def main(argv: list[str] | None = None) -> int:
     print(_table(rows))
     print("context: " + ", ".join(f"{k}={v}" for k, v in context.items()))
     for engine, server in zip(engine_rows, server_rows, strict=True):
-        print(
-            f"ratio {engine.scenario:<8} server/engine wall = {server.wall_s / engine.wall_s:.3f}"
-        )
+        print(_ratio_line(engine, server))
     if args.json:
         args.json.write_text(
             json.dumps({"context": context, "rows": [asdict(r) for r in rows]}, indent=2) + "\n",

@@ -90,6 +90,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     cpu_threads: NonNegativeInt = 0
     batch_size: PositiveInt = 4
     batched_inference: Literal["auto", "on", "off"] = "auto"
+    # Encode windows shorter than 30 s on their own length (encoder_context.py).
+    encoder_context: Literal["adaptive", "full"] = "adaptive"
     shutdown_grace_s: NonNegativeFloat = 30.0
     # -- access control and limits (docs/SECURITY.md)
     trusted_proxies: tuple[str, ...] = ()
@@ -172,7 +174,7 @@ _UPPER_CASE_FIELDS = frozenset(
     {"log_level", "log_level_console", "log_level_file", "log_rotation_when"}
 )
 _LIST_SEPARATOR_RE = re.compile(r"[,\s]+")
-_LOWER_CASE_FIELDS = frozenset({"batched_inference"})
+_LOWER_CASE_FIELDS = frozenset({"batched_inference", "encoder_context"})
 _TRUE = frozenset({"1", "true", "yes", "on"})
 _FALSE = frozenset({"0", "false", "no", "off"})
 
@@ -203,6 +205,7 @@ def _allowed(field: msgspec.structs.FieldInfo) -> str:
         "cpu_threads": "an integer of at least 0 (0 = every core)",
         "batch_size": "an integer of at least 1 (1 = no batching)",
         "batched_inference": "one of auto, on, off",
+        "encoder_context": "one of adaptive, full",
         "trusted_proxies": "comma-separated IP addresses or networks (CIDR), e.g. "
         "127.0.0.1,10.0.0.0/8",
         "api_keys": f"comma-separated keys of at least {MIN_API_KEY_CHARS} characters "

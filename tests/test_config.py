@@ -41,6 +41,12 @@ def test_defaults_are_the_seed_defaults() -> None:
     assert settings.log_authorized_mails == ()
 
 
+def test_encoder_context_is_adaptive_unless_set_to_full() -> None:
+    """ENCODER_CONTEXT defaults to adaptive and accepts full in any case."""
+    assert load_settings({}).encoder_context == "adaptive"
+    assert load_settings({"ENCODER_CONTEXT": "FULL"}).encoder_context == "full"
+
+
 def test_log_path_joins_dir_and_file_or_is_none() -> None:
     """log_path is LOG_DIR/LOG_FILE, and None when LOG_FILE is empty."""
     assert load_settings({}).log_path == Path("data") / "whisper_api.log"
@@ -278,6 +284,7 @@ def test_keyword_overrides_win_over_environment() -> None:
         ("LOG_ROTATION", "yearly", "midnight"),
         ("LOG_ROTATION_INTERVAL", "0", "at least 1"),
         ("LOG_ROTATION_BACKUP_COUNT", "-1", "at least 0"),
+        ("ENCODER_CONTEXT", "short", "one of adaptive, full"),
     ],
 )
 def test_bad_value_raises_one_line_naming_variable_value_and_allowed(

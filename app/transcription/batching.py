@@ -1,7 +1,8 @@
 """Cross-request batching: the first windows of several short jobs decoded in one pass.
 
 Short clips each cost a whole 30 s window, so the worker hands several waiting jobs
-to `decode_short_batch`, which encodes their windows in one call, detects each
+to `decode_short_batch`, which encodes their windows in one call per encoder context
+(an adaptive model encodes a short window on its own length), detects each
 job's language from the shared encoder output, and runs one batched beam search
 with a prompt per job (its own language and task). A job's batched result is kept
 only when faster-whisper's sequential path would have produced the same thing from
@@ -14,8 +15,10 @@ Built from faster-whisper 1.2.1's building blocks (pinned in pyproject.toml).
 
 from __future__ import annotations
 
+import math
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 import numpy.typing as npt
@@ -24,10 +27,16 @@ from faster_whisper.tokenizer import Tokenizer
 from faster_whisper.transcribe import get_compression_ratio, get_suppressed_tokens
 
 from app.transcription.audio import SAMPLE_RATE
+from app.transcription.encoder_context import (
+    DEFAULT_POLICY,
+    FRAMES_PER_SECOND,
+    ContextPolicy,
+    timestamp_overrun,
+)
 from app.transcription.timing import clamp_to_duration
 from app.transcription.types import Segment, TranscribeOptions, Transcript
 
-__all__ = ["MAX_BATCHED_SECONDS", "decode_short_batch", "is_batchable"]
+__all__ = ["MAX_BATCHED_SECONDS", "decode_short_batch", "is_batchable", "pick_companions"]
 
 # One window: longer audio needs seeking and goes through the sequential path.
 MAX_BATCHED_SECONDS = 29.5
@@ -49,6 +58,43 @@ def is_batchable(duration_s: float, options: TranscribeOptions) -> bool:
         and options.beam_size == 5
         and tuple(np.atleast_1d(options.temperature)) == DEFAULT_TEMPERATURES
     )
+
+
+JobT = TypeVar("JobT")
+
+
+def pick_companions(
+    head: JobT,
+    waiting: Sequence[JobT],
+    room: int,
+    *,
+    key: Callable[[JobT], object],
+    seconds: Callable[[JobT], float],
+    policy: ContextPolicy = DEFAULT_POLICY,
+) -> list[JobT]:
+    """The waiting jobs (up to `room`, in queue order) that join `head` in one batch.
+
+    Only jobs with the head's key (never None) may join. Members share one encoder
+    and decoder pass only with those of the same context (`decode_short_batch`), so
+    the ones whose context is closest to the head's join first, earlier arrivals
+    first on equal distance. The head itself
+    is always decoded now, so no job waits behind more than one batch of later ones.
+    """
+    head_key = key(head)
+    if head_key is None or room <= 0:
+        return []
+
+    def context(job: JobT) -> int:
+        return policy.frames_for(math.ceil(seconds(job) * FRAMES_PER_SECOND))
+
+    head_context = context(head)
+    candidates = [
+        (abs(context(job) - head_context), position)
+        for position, job in enumerate(waiting)
+        if key(job) == head_key
+    ]
+    chosen = sorted(position for _, position in sorted(candidates)[:room])
+    return [waiting[position] for position in chosen]
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,8 +132,35 @@ def _languages(
 def decode_short_batch(
     model: Any, audios: list[npt.NDArray[np.float32]], options: list[TranscribeOptions]
 ) -> list[Transcript | None]:
-    """Decode short clips together; None marks a job that needs the sequential path."""
+    """Decode short clips together; None marks a job that needs the sequential path.
+
+    Clips are decoded in one pass per encoder context: Whisper's encoder has no
+    padding mask, so a clip padded to a longer member's context would be heard
+    differently than on its own. Within a group nothing is padded beyond the
+    policy, and each result equals the clip's sequential decoding.
+    """
     windows = [_first_window(model, audio) for audio in audios]
+    results: list[Transcript | None] = [None] * len(windows)
+    for group in _same_context_groups(model, windows):
+        decoded = _decode_group(model, [windows[i] for i in group], [options[i] for i in group])
+        for index, result in zip(group, decoded, strict=True):
+            results[index] = result
+    return results
+
+
+def _same_context_groups(model: Any, windows: list[_Window]) -> list[list[int]]:
+    """Indices of the windows that an adaptive model encodes on the same number of frames."""
+    policy: ContextPolicy | None = getattr(model, "encoder_context", None)
+    groups: dict[int, list[int]] = {}
+    for index, window in enumerate(windows):
+        frames = policy.frames_for(window.content_frames) if policy is not None else 0
+        groups.setdefault(frames, []).append(index)
+    return list(groups.values())
+
+
+def _decode_group(
+    model: Any, windows: list[_Window], options: list[TranscribeOptions]
+) -> list[Transcript | None]:
     encoder_output = model.encode(np.stack([w.features for w in windows]))
     languages = _languages(model, encoder_output, options)
     tokenizers = [
@@ -140,6 +213,13 @@ def _transcript(
     )
     if seek < window.content_frames:
         return None  # sequential decoding would continue from the last timestamp
+    if timestamp_overrun(
+        tokens,
+        content_s=window.duration,
+        timestamp_begin=tokenizer.timestamp_begin,
+        time_precision=model.time_precision,
+    ):
+        return None  # a shortened context made up time: the sequential path redoes it
     segments: list[Segment] = []
     for piece in pieces:
         text = tokenizer.decode(piece["tokens"])

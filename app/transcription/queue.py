@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import Literal, Protocol
 
 from app.clock import Clock
+from app.transcription.batching import pick_companions
 from app.transcription.jobs import Job, JobNotifier
 
 __all__ = ["JobQueue", "MemoryJobQueue", "Payload", "QueueFullError", "QueuedJob"]
@@ -218,12 +219,18 @@ class MemoryJobQueue:
         return batch
 
     def top_up(self, batch: list[QueuedJob], max_size: int, key: Callable[[Job], object]) -> None:
-        """Move waiting jobs with the batch head's key into `batch`, up to `max_size`."""
-        head_key = key(batch[0].job)
-        if head_key is None:
-            return
-        joined = [entry for entry in self._waiting if key(entry.job) == head_key]
-        joined = joined[: max(0, max_size - len(batch))]
+        """Move waiting jobs with the batch head's key into `batch`, up to `max_size`.
+
+        Of those, the ones whose audio is closest in length to the head's join first
+        (`pick_companions`): a batch shares one encoder pass per context length.
+        """
+        joined = pick_companions(
+            batch[0],
+            list(self._waiting),
+            max_size - len(batch),
+            key=lambda entry: key(entry.job),
+            seconds=lambda entry: entry.job.audio_duration,
+        )
         for entry in joined:
             self._waiting.remove(entry)
             batch.append(self._take(entry))

@@ -18,14 +18,19 @@ import threading
 from typing import Any
 
 import numpy as np
-from faster_whisper import WhisperModel
 from faster_whisper.audio import pad_or_trim
+
+from app.transcription.encoder_context import AdaptiveContextWhisperModel
 
 __all__ = ["SinglePassWhisperModel"]
 
 
-class SinglePassWhisperModel(WhisperModel):  # type: ignore[misc]
-    """A WhisperModel whose language detection shares the first window's encoder pass."""
+class SinglePassWhisperModel(AdaptiveContextWhisperModel):
+    """A WhisperModel whose language detection shares the first window's encoder pass.
+
+    The encoding is the adaptive one (encoder_context.py): detection and decoding read
+    the same, possibly shortened, encoder output.
+    """
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)

@@ -9,7 +9,8 @@ import pytest
 
 from app.bench import word_error_rate
 from app.transcription.audio import decode_audio
-from app.transcription.batching import decode_short_batch, is_batchable
+from app.transcription.batching import decode_short_batch, is_batchable, pick_companions
+from app.transcription.encoder_context import FULL_POLICY
 from app.transcription.engine import FasterWhisperTranscriber, split_on_words
 from app.transcription.models import ModelSources, Placement, load_faster_whisper
 from app.transcription.types import Segment, TranscribeOptions, Word
@@ -35,6 +36,36 @@ def test_short_default_jobs_are_batchable() -> None:
     assert not is_batchable(11.0, TranscribeOptions(initial_prompt="Names: Ada"))
     assert not is_batchable(11.0, TranscribeOptions(temperature=0.0))
     assert not is_batchable(0.0, TranscribeOptions())
+
+
+def _pick(head: tuple[str, float], waiting: list[tuple[str, float]], room: int, **kw: object):  # type: ignore[no-untyped-def]
+    return pick_companions(
+        head, waiting, room, key=lambda job: job[0] or None, seconds=lambda job: job[1], **kw
+    )
+
+
+def test_companions_of_similar_length_join_first_in_queue_order() -> None:
+    """Jobs whose encoder context is nearest the head's join, returned in queue order."""
+    head = ("en", 3.0)
+    waiting = [("en", 28.0), ("en", 4.0), ("en", 20.0), ("en", 2.0), ("en", 15.0)]
+    assert _pick(head, waiting, 2) == [("en", 4.0), ("en", 2.0)]
+    assert _pick(head, waiting, 3) == [("en", 4.0), ("en", 2.0), ("en", 15.0)]
+    assert _pick(head, waiting, 10) == waiting
+
+
+def test_companions_need_the_heads_key_and_room() -> None:
+    """Other keys never join, a None key decodes alone, and no room means nobody joins."""
+    waiting = [("de", 3.0), ("en", 25.0), ("en", 3.0)]
+    assert _pick(("en", 3.0), waiting, 2) == [("en", 25.0), ("en", 3.0)]
+    assert _pick(("en", 3.0), waiting, 1) == [("en", 3.0)]
+    assert _pick(("", 3.0), waiting, 2) == []
+    assert _pick(("en", 3.0), waiting, 0) == []
+
+
+def test_companions_keep_fifo_order_when_contexts_are_equal() -> None:
+    """With the full context every length costs the same: the earliest arrivals join."""
+    waiting = [("en", 28.0), ("en", 4.0), ("en", 3.0)]
+    assert _pick(("en", 3.0), waiting, 2, policy=FULL_POLICY) == [("en", 28.0), ("en", 4.0)]
 
 
 def test_split_on_words_cuts_sentences_and_pauses() -> None:
@@ -129,3 +160,34 @@ def test_batched_long_form_keeps_quality_and_times(
     for segment in batched.segments:
         assert segment.words
         assert all(segment.start <= w.start <= w.end <= segment.end for w in segment.words)
+
+
+@pytest.mark.real_model
+def test_batch_is_encoded_once_per_context_and_equals_sequential(
+    base_transcriber: FasterWhisperTranscriber, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Clips of different lengths are encoded per context, never padded to a longer one."""
+    names = [
+        "en_ljspeech_LJ001-0002.wav",  # 1.9 s
+        "en_ls-test-clean_1089-134686-0000.flac",  # 10.4 s: a longer context
+        "en_ls-test-clean_1089-134691-0000.flac",  # 2.4 s: the first clip's context
+    ]
+    audios = [decode_audio(shared_clip(name).read_bytes()) for name in names]
+    model = base_transcriber.model
+    shapes: list[tuple[int, ...]] = []
+    encode = model.encode
+
+    def recording(features: np.ndarray) -> object:
+        shapes.append(features.shape)
+        return encode(features)
+
+    monkeypatch.setattr(model, "encode", recording)
+    options = [TranscribeOptions(language="en")] * 3
+    batched = decode_short_batch(model, audios, options)
+    monkeypatch.undo()
+    contexts = [model.encoder_context.frames_for(len(a) // 160) for a in audios]
+    assert contexts[0] == contexts[2] != contexts[1]
+    assert sorted((shape[0], shape[-1]) for shape in shapes) == [(1, 3000), (2, 3000)]
+    for name, audio, option, result in zip(names, audios, options, batched, strict=True):
+        assert result is not None, name
+        assert result.text == _sequential(base_transcriber, audio, option).text, name

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 import contextlib
 import ctypes
 import gc
@@ -23,10 +25,14 @@ Loader = Callable[[ModelLocation, Placement], Transcriber]
 
 
 def load_faster_whisper(
-    location: ModelLocation, placement: Placement, cpu_threads: int = 0
+    location: ModelLocation,
+    placement: Placement,
+    cpu_threads: int = 0,
+    encoder_context: Literal["adaptive", "full"] = "adaptive",
 ) -> Transcriber:
     """Load a CTranslate2 Whisper model, stepping down compute types the device refuses."""
     from app.transcription import single_pass
+    from app.transcription.encoder_context import policy_for
 
     name = location.name
     if isinstance(location, InMemoryModel):
@@ -47,6 +53,7 @@ def load_faster_whisper(
                 # faster-whisper takes the tokenizer out of the dict: give it a copy.
                 files=dict(files) if files is not None else None,
             )
+            model.encoder_context = policy_for(encoder_context)
         except ValueError as exc:  # CTranslate2 raises ValueError for an unsupported type
             last_error = exc
             log.warning("compute_type_unsupported", compute_type=compute_type)

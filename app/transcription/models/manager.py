@@ -13,7 +13,7 @@ import functools
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Literal, Protocol
 
 import structlog
 
@@ -50,6 +50,8 @@ class ModelManagerSettings(ModelChoiceSettings, Protocol):
     def allow_download(self) -> bool: ...
     @property
     def cpu_threads(self) -> int: ...
+    @property
+    def encoder_context(self) -> Literal["adaptive", "full"]: ...
     @property
     def unload_model_after_s(self) -> float | None: ...
 
@@ -119,7 +121,9 @@ class ModelManager:
             allow_download=settings.allow_download,
         )
         self._loader = loader or functools.partial(
-            load_faster_whisper, cpu_threads=settings.cpu_threads
+            load_faster_whisper,
+            cpu_threads=settings.cpu_threads,
+            encoder_context=settings.encoder_context,
         )
         # Without downloads a missing model stays missing; with them, ModelSources
         # decides when the hub is worth asking again.
