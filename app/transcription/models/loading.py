@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Literal
-
 import contextlib
 import ctypes
 import gc
 import os
 from collections.abc import Callable
+from typing import Literal
 
 import structlog
 
