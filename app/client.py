@@ -34,8 +34,11 @@ __all__ = [
 ]
 
 DEFAULT_SERVER = "http://127.0.0.1:3001"
-CLIENT_FORMATS = ("txt", "srt", "vtt", "tsv", "json", "verbose_json")
-EXTENSIONS = {fmt: fmt for fmt in CLIENT_FORMATS} | {"verbose_json": "json"}
+CLIENT_FORMATS = ("txt", "srt", "vtt", "tsv", "json", "verbose_json", "diarized_json")
+EXTENSIONS = {fmt: fmt for fmt in CLIENT_FORMATS} | {
+    "verbose_json": "json",
+    "diarized_json": "json",
+}
 # Uploads of long recordings take a while; waiting for events has no limit of its own.
 UPLOAD_TIMEOUT = httpx.Timeout(30.0, read=600.0, write=600.0)
 EVENTS_TIMEOUT = httpx.Timeout(30.0, read=None)
@@ -61,6 +64,9 @@ class TranscribeRequest:
     translate: bool = False
     model: str | None = None
     word_timestamps: bool = False
+    # Speaker labels (diarize), and the number of speakers when known.
+    speakers: bool = False
+    num_speakers: int | None = None
     api_key: str | None = None
     output: str | None = None
     quiet: bool = False
@@ -137,6 +143,8 @@ class Transcription:
             "language": self.request.language,
             "model": self.request.model,
             "word_timestamps": "true" if self.request.word_timestamps else None,
+            "diarize": "true" if self.request.speakers else None,
+            "num_speakers": str(self.request.num_speakers) if self.request.num_speakers else None,
         }
         try:
             with self.source.open("rb") as handle:

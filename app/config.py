@@ -110,6 +110,9 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     # A running job whose worker sent no heartbeat for this long is taken over by another.
     job_claim_timeout_s: PositiveFloat = 60.0
     job_max_attempts: PositiveInt = 2
+    # An ONNX speaker model for speaker labels instead of the bundled d-vector
+    # (app/transcription/speakers/embedders.py lists the supported inputs).
+    speaker_model: str | None = None
 
     def __repr__(self) -> str:
         """Settings may end up in a traceback or a debugger: never show the API keys."""
@@ -159,6 +162,7 @@ _OPTIONAL_FIELDS = frozenset(
         "rate_limit",
         "log_level_console",
         "log_level_file",
+        "speaker_model",
     }
 )
 # Lists of items that never contain blanks: commas or whitespace separate them.

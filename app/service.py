@@ -35,6 +35,7 @@ from app.transcription.audio import probe_upload
 from app.transcription.jobs import Job, JobNotifier
 from app.transcription.models import ModelManager
 from app.transcription.queue import JobQueue, Payload, QueueFullError
+from app.transcription.speaker_stage import check_references
 from app.transcription.types import SubtitleShape, TaskType, TranscribeOptions
 from app.transcription.worker import Worker
 
@@ -284,6 +285,8 @@ class TranscriptionService:
                 raw_pcm=spec.raw_pcm,
                 max_seconds=self.settings.max_audio_duration_s,
             )
+            if spec.options.speakers is not None:
+                await asyncio.to_thread(check_references, spec.options.speakers)
         if self.shutdown.draining:  # probing took a while: shutdown may have begun meanwhile
             raise self._shutting_down()
         job = Job(

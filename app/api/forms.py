@@ -26,6 +26,7 @@ from litestar.openapi.spec import (
 
 from app.api.form_options import parse_bool, parse_language, parse_model, parse_subtitle_shape
 from app.api.multipart import MultipartForm
+from app.api.speaker_options import parse_speaker_options, with_speakers
 from app.service import JobSpec, TranscriptionService
 from app.transcription.types import SubtitleShape, TaskType, TranscribeOptions
 
@@ -76,6 +77,18 @@ class WhisperForm(ShapedForm, kw_only=True):
     vad_filter: Annotated[
         str | None, msgspec.Meta(description="true: skip the parts without speech")
     ] = None
+    diarize: Annotated[
+        str | None, msgspec.Meta(description="true: label who speaks (speaker A, B, ...)")
+    ] = None
+    num_speakers: Annotated[
+        str | None, msgspec.Meta(description="diarize: the number of speakers, when known")
+    ] = None
+    min_speakers: Annotated[
+        str | None, msgspec.Meta(description="diarize: at least this many speakers")
+    ] = None
+    max_speakers: Annotated[
+        str | None, msgspec.Meta(description="diarize: at most this many speakers")
+    ] = None
 
     def spec(
         self,
@@ -88,15 +101,25 @@ class WhisperForm(ShapedForm, kw_only=True):
     ) -> JobSpec:
         """Check every field (InvalidInputError naming a bad one); shaping asks for word timing."""
         shape = self.shape
+        words = parse_bool(self.word_timestamps, "word_timestamps")
         options = TranscribeOptions(
             task=task_type,
             language=parse_language(self.language),
             initial_prompt=self.initial_prompt or None,
-            word_timestamps=parse_bool(self.word_timestamps, "word_timestamps")
-            or not shape.is_plain,
+            word_timestamps=words or not shape.is_plain,
             vad_filter=parse_bool(self.vad_filter, "vad_filter"),
             model=parse_model(self.model, service.models),
         )
+        speakers = parse_speaker_options(
+            {
+                "diarize": self.diarize,
+                "num_speakers": self.num_speakers,
+                "min_speakers": self.min_speakers,
+                "max_speakers": self.max_speakers,
+            }.get,
+            keep_words=words,
+        )
+        options = with_speakers(options, speakers)
         return JobSpec(
             task_type=task_type,
             options=options,

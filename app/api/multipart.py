@@ -24,6 +24,12 @@ __all__ = ["FilePart", "MultipartForm", "content_length", "read_multipart"]
 
 MAX_PARTS = 64
 MAX_FIELD_BYTES = 64 * 1024
+# Text fields that carry audio (OpenAI's known-speaker clips as base64 data URLs): a
+# 30 s WAV at 16 kHz is about 1.3 MB in base64. The whole body stays within MAX_UPLOAD_MB.
+LARGE_FIELD_BYTES = {
+    "known_speaker_references[]": 4 * 1024 * 1024,
+    "known_speaker_references": 4 * 1024 * 1024,
+}
 
 
 @dataclass(slots=True)
@@ -106,7 +112,10 @@ async def read_multipart(request: Request[Any, Any, Any], *, max_bytes: int) -> 
                     elif event:
                         buffer.extend(event)
                         is_text = segment is not None and not segment.filename
-                        if is_text and len(buffer) > MAX_FIELD_BYTES:
+                        limit = LARGE_FIELD_BYTES.get(
+                            segment.name if segment else "", MAX_FIELD_BYTES
+                        )
+                        if is_text and len(buffer) > limit:
                             raise InvalidInputError("a form field is too long")
                     elif segment is not None:
                         _store_part(form, segment, buffer)

@@ -32,6 +32,7 @@ from app.api.dependencies import Owner, Service
 from app.api.forms import ShapedForm, upload_operation
 from app.api.intake import Intake, answer_when_done, cancel_abandoned, receive_upload
 from app.api.schemas import error_responses
+from app.api.speaker_options import parse_speaker_options, with_speakers
 from app.errors import ErrorView, InvalidInputError
 from app.service import JobSpec, TranscriptionService
 from app.transcription import formats
@@ -41,7 +42,9 @@ from app.transcription.types import TaskType, TranscribeOptions, Transcript
 __all__ = ["OPENAI_DEFAULT_MODEL", "OPENAI_FORMATS", "OpenAIController", "openai_error"]
 
 OPENAI_DEFAULT_MODEL = "whisper-1"
-OPENAI_FORMATS = ("json", "text", "srt", "verbose_json", "vtt")
+# OpenAI's speaker-label model: here the server's Whisper model plus the speaker stage.
+OPENAI_DIARIZE_MODEL = "gpt-4o-transcribe-diarize"
+OPENAI_FORMATS = ("json", "text", "srt", "verbose_json", "vtt", "diarized_json")
 GRANULARITIES = ("segment", "word")
 # Whisper's own fallback ladder: temperature 0 means "start greedy, raise it on failure".
 AUTOMATIC_TEMPERATURES = (0.0, 0.2, 0.4, 0.6, 0.8, 1.0)
@@ -86,7 +89,24 @@ class OpenAIForm(ShapedForm, kw_only=True):
     ] = msgspec.field(default_factory=list, name="timestamp_granularities[]")
     stream: Annotated[
         str | None,
-        msgspec.Meta(description="true: server-sent transcript.text.delta events, then .done"),
+        msgspec.Meta(
+            description="true: server-sent transcript.text.delta events (diarized_json: then "
+            "one transcript.text.segment per segment), then .done"
+        ),
+    ] = None
+    known_speaker_names: Annotated[
+        list[str], msgspec.Meta(description="diarized_json: names of up to 4 known speakers")
+    ] = msgspec.field(default_factory=list, name="known_speaker_names[]")
+    known_speaker_references: Annotated[
+        list[str],
+        msgspec.Meta(
+            description="diarized_json: a short clip of each known speaker as a data URL "
+            "(data:audio/wav;base64,...)"
+        ),
+    ] = msgspec.field(default_factory=list, name="known_speaker_references[]")
+    chunking_strategy: Annotated[
+        str | None,
+        msgspec.Meta(description="accepted for compatibility; the server cuts audio by VAD"),
     ] = None
 
     @property
@@ -98,6 +118,11 @@ class OpenAIForm(ShapedForm, kw_only=True):
     def granularities(self) -> tuple[str, ...]:
         """The asked timestamp granularities, each once."""
         return tuple(dict.fromkeys(self.timestamp_granularities))
+
+    @property
+    def diarized(self) -> bool:
+        """Whether speaker labels are asked for (response_format=diarized_json)."""
+        return self.format == "diarized_json"
 
     @property
     def wants_stream(self) -> bool:
@@ -114,6 +139,10 @@ class OpenAIForm(ShapedForm, kw_only=True):
             )
         self._check_granularities()
         self.wants_stream  # noqa: B018 - refuse a bad value before the job is queued
+        if self.diarized and task == "translate":
+            raise InvalidInputError(
+                "diarized_json is for transcriptions only", param="response_format"
+            )
         options = TranscribeOptions(
             task=task,
             language=opts.parse_language(self.language),
@@ -121,12 +150,21 @@ class OpenAIForm(ShapedForm, kw_only=True):
             word_timestamps="word" in self.granularities,
             temperature=_temperature(self.temperature),
             model=opts.parse_model(
-                self.model, service.models, default_aliases=(OPENAI_DEFAULT_MODEL,)
+                self.model,
+                service.models,
+                default_aliases=(OPENAI_DEFAULT_MODEL, OPENAI_DIARIZE_MODEL),
             ),
+        )
+        speakers = parse_speaker_options(
+            lambda _: None,
+            names=self.known_speaker_names,
+            references=self.known_speaker_references,
+            forced=self.diarized,
+            keep_words="word" in self.granularities,
         )
         return JobSpec(
             task_type=task,
-            options=options,
+            options=with_speakers(options, speakers),
             subtitle_shape=self.shape,
             owner=owner,
             surface="openai",
@@ -212,22 +250,27 @@ def render_openai(job: Job, request: OpenAIForm) -> Response[Any]:
             words="word" in request.granularities,
         )
         return Response(body, media_type=formats.MEDIA_TYPES["verbose_json"])
+    if fmt == "diarized_json":
+        body = formats.to_diarized_json(transcript)
+        return Response(body, media_type=formats.MEDIA_TYPES["diarized_json"])
     return Response(
         formats.render(transcript, fmt, shape=request.shape), media_type=formats.MEDIA_TYPES[fmt]
     )
 
 
-def _sse(payload: msgspec.Struct | OpenAIErrorBody) -> ServerSentEventMessage:
+def _sse(payload: msgspec.Struct | dict[str, Any]) -> ServerSentEventMessage:
     return ServerSentEventMessage(data=msgspec.json.encode(payload).decode())
 
 
 async def stream_transcript(
-    service: TranscriptionService, job: Job
+    service: TranscriptionService, job: Job, *, diarized: bool = False
 ) -> AsyncIterator[ServerSentEventMessage]:
     """`transcript.text.delta` for each segment as it is decoded, then `transcript.text.done`.
 
-    The deltas join (and strip) to exactly the final text. A failed job ends the
-    stream with an OpenAI error object; a client that leaves cancels the job.
+    The deltas join (and strip) to exactly the final text. With `diarized`, one
+    `transcript.text.segment` per labelled segment comes before `.done`: speakers are
+    known only once the whole audio has been heard. A failed job ends the stream
+    with an OpenAI error object; a client that leaves cancels the job.
     """
     sent = 0
     try:
@@ -244,6 +287,9 @@ async def stream_transcript(
                 yield ServerSentEventMessage(comment="keepalive", data=None)
         if job.status is JobStatus.FINISHED and job.transcript is not None:
             transcript = job.transcript
+            if diarized:
+                for index, segment in enumerate(transcript.segments):
+                    yield _sse(formats.diarized_segment(index, segment))
             yield _sse(TextDoneEvent(text=transcript.text, usage=_usage(transcript)))
         else:
             error = OpenAIError(
@@ -277,7 +323,7 @@ class OpenAIController(Controller):
             lambda form: form.to_spec(service, task, owner),
         )
         if form.wants_stream:
-            return ServerSentEvent(stream_transcript(service, job))
+            return ServerSentEvent(stream_transcript(service, job, diarized=form.diarized))
         return await answer_when_done(request, service, job, lambda done: render_openai(done, form))
 
     @post(
@@ -335,7 +381,7 @@ class OpenAIController(Controller):
 
 
 def _model_ids(service: TranscriptionService) -> list[str]:
-    return [OPENAI_DEFAULT_MODEL, *service.models.allowed_models()]
+    return [OPENAI_DEFAULT_MODEL, OPENAI_DIARIZE_MODEL, *service.models.allowed_models()]
 
 
 def _model(name: str) -> OpenAIModel:

@@ -23,10 +23,13 @@ __all__ = [
     "FORMATS",
     "MEDIA_TYPES",
     "Cue",
+    "diarized_segment",
     "format_timestamp",
     "openai_usage",
     "render",
+    "speaker_turns",
     "subtitle_cues",
+    "to_diarized_json",
     "to_json",
     "to_srt",
     "to_tsv",
@@ -35,7 +38,7 @@ __all__ = [
     "to_vtt",
 ]
 
-FORMATS: tuple[str, ...] = ("txt", "srt", "vtt", "tsv", "json", "verbose_json")
+FORMATS: tuple[str, ...] = ("txt", "srt", "vtt", "tsv", "json", "verbose_json", "diarized_json")
 
 MEDIA_TYPES: dict[str, str] = {
     "txt": "text/plain; charset=utf-8",
@@ -44,20 +47,26 @@ MEDIA_TYPES: dict[str, str] = {
     "tsv": "text/tab-separated-values; charset=utf-8",
     "json": "application/json",
     "verbose_json": "application/json",
+    "diarized_json": "application/json",
 }
 
 # The file name extension of each format (verbose_json is JSON too).
-EXTENSIONS: dict[str, str] = {fmt: fmt for fmt in FORMATS} | {"verbose_json": "json"}
+EXTENSIONS: dict[str, str] = {fmt: fmt for fmt in FORMATS} | {
+    "verbose_json": "json",
+    "diarized_json": "json",
+}
 
 _PLAIN = SubtitleShape()
 
 
 class Cue(NamedTuple):
-    """One subtitle cue: its times in seconds and its (already cleaned, non-empty) text."""
+    """One subtitle cue: its times in seconds, its (already cleaned, non-empty) text and,
+    after the speaker stage, who says it."""
 
     start: float
     end: float
     text: str
+    speaker: str | None = None
 
 
 def format_timestamp(
@@ -97,29 +106,47 @@ def subtitle_cues(transcript: Transcript, shape: SubtitleShape | None = None) ->
                 end = min(end, transcript.duration)
                 start = min(start, end)
             previous_end = end
-            yield Cue(start, end, cue.text)
+            yield Cue(start, end, cue.text, segment.speaker)
 
 
 def to_txt(transcript: Transcript) -> str:
-    """The text of each non-empty segment, stripped, one segment per line."""
+    """The text of each non-empty segment, stripped, one segment per line; with speaker
+    labels, one line per turn instead: ``A: what A said until B speaks``."""
+    if any(segment.speaker for segment in transcript.segments):
+        return "".join(f"{speaker}: {text}\n" for speaker, text in speaker_turns(transcript))
     lines = (_single_line(segment.text) for segment in transcript.segments)
     return "".join(f"{line}\n" for line in lines if line)
+
+
+def speaker_turns(transcript: Transcript) -> list[tuple[str, str]]:
+    """``(speaker, text)`` for each run of non-empty segments by the same speaker."""
+    turns: list[tuple[str, list[str]]] = []
+    for segment in transcript.segments:
+        text = _single_line(segment.text)
+        if not text:
+            continue
+        speaker = segment.speaker or "?"
+        if turns and turns[-1][0] == speaker:
+            turns[-1][1].append(text)
+        else:
+            turns.append((speaker, [text]))
+    return [(speaker, " ".join(texts)) for speaker, texts in turns]
 
 
 def to_srt(transcript: Transcript, shape: SubtitleShape | None = None) -> str:
     """SubRip: numbered cues from 1, ``HH:MM:SS,mmm`` times, a blank line between cues."""
     blocks = [
-        f"{index}\n{_cue_times(cue, ',')}\n{cue.text}\n"
+        f"{index}\n{_cue_times(cue, ',')}\n{_srt_text(cue)}\n"
         for index, cue in enumerate(subtitle_cues(transcript, shape), start=1)
     ]
     return "\n".join(blocks)
 
 
 def to_vtt(transcript: Transcript, shape: SubtitleShape | None = None) -> str:
-    """WebVTT: a ``WEBVTT`` header, then ``HH:MM:SS.mmm`` cues separated by blank lines."""
+    """WebVTT: a ``WEBVTT`` header, then ``HH:MM:SS.mmm`` cues separated by blank lines;
+    a cue with a speaker is one voice span, ``<v A>…</v>``."""
     blocks = [
-        f"{_cue_times(cue, '.')}\n{_vtt_safe(cue.text)}\n"
-        for cue in subtitle_cues(transcript, shape)
+        f"{_cue_times(cue, '.')}\n{_vtt_text(cue)}\n" for cue in subtitle_cues(transcript, shape)
     ]
     return "\n".join(["WEBVTT\n", *blocks])
 
@@ -176,9 +203,35 @@ def to_verbose_json(
     return msgspec.json.encode(body)
 
 
+def to_diarized_json(transcript: Transcript) -> bytes:
+    """OpenAI's ``diarized_json``: task, duration, text, segments of
+    ``transcript.text.segment`` with a speaker each, and usage."""
+    body = {
+        "task": "transcribe",
+        "duration": transcript.duration,
+        "text": transcript.text,
+        "segments": [diarized_segment(index, s) for index, s in enumerate(transcript.segments)],
+        "usage": openai_usage(transcript.duration),
+    }
+    return msgspec.json.encode(body)
+
+
+def diarized_segment(index: int, segment: Segment) -> dict[str, Any]:
+    """One ``transcript.text.segment`` (also the body of OpenAI's streamed segment event)."""
+    return {
+        "type": "transcript.text.segment",
+        "id": f"seg_{index}",
+        "start": segment.start,
+        "end": segment.end,
+        "text": segment.text,
+        "speaker": segment.speaker or "A",
+    }
+
+
 def _openai_segment(index: int, segment: Segment) -> dict[str, Any]:
     # OpenAI numbers segments from 0; faster-whisper from 1.
-    return {
+    extra = {"speaker": segment.speaker} if segment.speaker else {}
+    return extra | {
         "id": index,
         "seek": segment.seek,
         "start": segment.start,
@@ -214,6 +267,8 @@ def render(
         return to_json(transcript)
     if fmt == "verbose_json":
         return to_verbose_json(transcript, task=task, words=bool(transcript.words))
+    if fmt == "diarized_json":
+        return to_diarized_json(transcript)
     if fmt == "srt":
         return to_srt(transcript, shape).encode("utf-8")
     if fmt == "vtt":
@@ -309,6 +364,21 @@ def _subtitle_text(text: str) -> str:
 def _single_line(text: str) -> str:
     """Strip the text and turn tabs and line breaks into single spaces."""
     return " ".join(text.split())
+
+
+def _srt_text(cue: Cue) -> str:
+    """The cue's text, its first line prefixed with the speaker (``A: …``)."""
+    return f"{cue.speaker}: {cue.text}" if cue.speaker else cue.text
+
+
+def _vtt_text(cue: Cue) -> str:
+    """The cue's text, inside a voice span when the speaker is known."""
+    text = _vtt_safe(cue.text)
+    if not cue.speaker:
+        return text
+    # A voice annotation ends at ">" and may not hold "&" or line breaks unescaped.
+    voice = " ".join(cue.speaker.replace("&", "&amp;").replace(">", "&gt;").split())
+    return f"<v {voice}>{text}</v>"
 
 
 def _vtt_safe(text: str) -> str:

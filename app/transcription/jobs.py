@@ -129,7 +129,8 @@ class Job(msgspec.Struct, kw_only=True):
         self.partial_segments = []
         self.detection = None
         self.file_name = None
-        self.options = msgspec.structs.replace(self.options, initial_prompt=None)
+        # Known speakers' names and reference clips are about people too.
+        self.options = msgspec.structs.replace(self.options, initial_prompt=None, speakers=None)
 
 
 _ALREADY_FINAL = asyncio.Event()

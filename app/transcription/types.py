@@ -10,6 +10,7 @@ __all__ = [
     "LanguageCandidate",
     "LanguageDetection",
     "Segment",
+    "SpeakerOptions",
     "SubtitleShape",
     "TaskType",
     "TranscribeOptions",
@@ -28,6 +29,8 @@ class Word(msgspec.Struct, frozen=True):
     end: float
     word: str
     probability: float
+    # Set by the speaker stage (diarize): the label of the voice that said the word.
+    speaker: str | None = None
 
 
 class Segment(msgspec.Struct, frozen=True, kw_only=True):
@@ -44,6 +47,8 @@ class Segment(msgspec.Struct, frozen=True, kw_only=True):
     compression_ratio: float = 0.0
     no_speech_prob: float = 0.0
     words: list[Word] | None = None
+    # Set by the speaker stage (diarize): "A", "B", … or a known speaker's name.
+    speaker: str | None = None
 
 
 class Transcript(msgspec.Struct, frozen=True, kw_only=True):
@@ -94,6 +99,22 @@ class SubtitleShape(msgspec.Struct, frozen=True, kw_only=True):
         return self.max_line_width is None and self.max_words_per_cue is None
 
 
+class SpeakerOptions(msgspec.Struct, frozen=True, kw_only=True):
+    """Speaker labels (diarize) asked for one job; a plain record, as jobs are.
+
+    Reference clips are the uploaded (encoded) audio of each known speaker, paired with
+    ``known_speaker_names`` by position. The worker drops them once the stage has run.
+    """
+
+    num_speakers: int | None = None
+    min_speakers: int | None = None
+    max_speakers: int | None = None
+    known_speaker_names: tuple[str, ...] = ()
+    known_speaker_references: tuple[bytes, ...] = ()
+    # Whether the caller asked for word timings (the stage needs them either way).
+    keep_words: bool = False
+
+
 class TranscribeOptions(msgspec.Struct, frozen=True, kw_only=True):
     """What a caller may ask of one transcription."""
 
@@ -109,6 +130,8 @@ class TranscribeOptions(msgspec.Struct, frozen=True, kw_only=True):
     # Set by the service, not by callers: >0 runs long audio through faster-whisper's
     # batched VAD pipeline with this many chunks per pass (BATCHED_INFERENCE).
     long_form_batch_size: int = 0
+    # Speaker labels after transcription; None = none.
+    speakers: SpeakerOptions | None = None
 
     @property
     def needs_multilingual(self) -> bool:

@@ -14,6 +14,7 @@ import contextlib
 from collections.abc import Callable
 from typing import Protocol
 
+import msgspec
 import numpy as np
 import numpy.typing as npt
 import structlog
@@ -31,7 +32,8 @@ from app.transcription.limits import (
 )
 from app.transcription.models import ModelLease, ModelUnavailableError, NoModelAllowedError
 from app.transcription.queue import JobSource, QueuedJob
-from app.transcription.types import LanguageDetection, Segment, Transcript
+from app.transcription.speakers.embedders import SpeakerModelError
+from app.transcription.types import LanguageDetection, Segment, SpeakerOptions, Transcript
 
 __all__ = ["ModelProvider", "Worker", "WorkerLimits", "batch_key"]
 
@@ -39,6 +41,9 @@ log = structlog.get_logger(__name__)
 
 Audio = npt.NDArray[np.float32]
 STOPPED_REASON = "the server shut down while this job ran; please upload it again"
+# The speaker stage (app.transcription.speaker_stage.SpeakerStage): blocking, run in the
+# inference thread after the transcription of jobs whose options ask for speakers.
+SpeakerStageCall = Callable[[Audio, Transcript, SpeakerOptions], Transcript]
 
 
 class ModelProvider(Protocol):
@@ -71,6 +76,7 @@ class Worker:
         clock: Clock,
         limits: WorkerLimits | None = None,
         on_job_done: Callable[[Job], None] | None = None,
+        speaker_stage: SpeakerStageCall | None = None,
     ) -> None:
         self._queue = queue
         self._models = models
@@ -78,6 +84,7 @@ class Worker:
         self._clock = clock
         self._limits = limits or WorkerLimits()
         self.on_job_done = on_job_done
+        self._speaker_stage = speaker_stage
         self._executor: concurrent.futures.ThreadPoolExecutor | None = None
         self._task: asyncio.Task[None] | None = None
 
@@ -256,16 +263,13 @@ class Worker:
         if job.cancel_requested:
             self._end(job, None, job.cancel_reason or "cancelled", started)
             return
-        if batched is not None:
-            self._end(job, batched, None, started)
-            return
         result: Transcript | LanguageDetection | None = None
         reason: str | None = None
         try:
-            if job.options.task == "detect":
-                result = await self._detect(job, audio, lease)
-            else:
-                result = await self._transcribe(job, audio, lease)
+            result = await self._result(job, audio, lease, batched)
+        except SpeakerModelError as exc:
+            reason = f"speaker labels failed: {exc}"
+            log.error("speaker_stage_failed", task_id=job.id, reason=type(exc).__name__)
         except JobCancelledError:
             reason = job.cancel_reason or "cancelled"
             log.info("job_cancelled", task_id=job.id, timed_out=job.timed_out)
@@ -275,6 +279,29 @@ class Worker:
             reason = f"transcription failed: {type(exc).__name__}"
             log.exception("job_failed", task_id=job.id, reason=type(exc).__name__)
         self._end(job, result, reason, started)
+
+    async def _result(
+        self, job: Job, audio: Audio, lease: ModelLease, batched: Transcript | None
+    ) -> Transcript | LanguageDetection:
+        """The batched transcript or the job decoded alone, then speaker labels if asked."""
+        if job.options.task == "detect":
+            return await self._detect(job, audio, lease)
+        transcript = batched if batched is not None else await self._transcribe(job, audio, lease)
+        speakers = job.options.speakers
+        if speakers is None:
+            return transcript
+        if self._speaker_stage is None:
+            raise SpeakerModelError("this server runs without speaker labels")
+        try:
+            return await asyncio.get_running_loop().run_in_executor(
+                self._inference(), self._speaker_stage, audio, transcript, speakers
+            )
+        finally:
+            # Reference clips live only as long as the stage needs them.
+            job.options = msgspec.structs.replace(
+                job.options,
+                speakers=msgspec.structs.replace(speakers, known_speaker_references=()),
+            )
 
     def _end(
         self,

@@ -299,11 +299,16 @@ async def test_queue_full_is_429_with_retry_after(
 
 
 async def test_models_list_what_can_be_loaded(build_app: AppFactory) -> None:
-    """/v1/models lists whisper-1 and the offline models within the cap; unknown ids are 404."""
+    """/v1/models lists whisper-1, the diarize alias and the offline models within the cap;
+    unknown ids are 404."""
     async with serve(build_app(max_model="tiny.en")) as client:
         listing = (await client.get("/v1/models")).json()
         assert listing["object"] == "list"
-        assert [m["id"] for m in listing["data"]] == ["whisper-1", "tiny.en"]
+        assert [m["id"] for m in listing["data"]] == [
+            "whisper-1",
+            "gpt-4o-transcribe-diarize",
+            "tiny.en",
+        ]
         assert all(m["object"] == "model" and m["owned_by"] for m in listing["data"])
         one = await client.get("/v1/models/tiny.en")
         assert one.json()["id"] == "tiny.en"
@@ -311,7 +316,7 @@ async def test_models_list_what_can_be_loaded(build_app: AppFactory) -> None:
         assert assert_openai_error(missing, 404, "model")["code"] == "model_not_found"
     async with serve(build_app()) as client:
         ids = [m["id"] for m in (await client.get("/v1/models")).json()["data"]]
-        assert ids == ["whisper-1", "tiny.en", "base"]
+        assert ids == ["whisper-1", "gpt-4o-transcribe-diarize", "tiny.en", "base"]
 
 
 async def test_client_disconnect_cancels_the_job(

@@ -12,6 +12,7 @@ from app.transcription.formats import (
     MEDIA_TYPES,
     format_timestamp,
     render,
+    to_diarized_json,
     to_json,
     to_srt,
     to_tsv,
@@ -199,6 +200,8 @@ def test_render_returns_utf8_bytes_for_every_format(fmt: str) -> None:
         expected = to_verbose_json(transcript)
     elif fmt == "json":
         expected = to_json(transcript)
+    elif fmt == "diarized_json":
+        expected = to_diarized_json(transcript)
     else:
         expected = writers[fmt](transcript).encode()
     assert rendered == expected

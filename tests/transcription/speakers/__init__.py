@@ -1,0 +1,1 @@
+"""Tests for the speaker stage (app.transcription.speakers)."""
