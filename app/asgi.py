@@ -32,6 +32,7 @@ from app.transcription.jobs import JobNotifier
 from app.transcription.models import ModelManager
 from app.transcription.queue import MemoryJobQueue
 from app.transcription.worker import Worker, WorkerLimits
+from app.uploads import UploadGate
 
 __all__ = ["build_service", "create_app", "find_web_dir"]
 
@@ -62,6 +63,9 @@ def build_service(
         refresh_on_read=settings.refresh_expiration_time_on_usage,
         clock=clock,
     )
+    uploads = UploadGate(
+        limit=settings.max_uploads_in_flight, timeout_s=settings.upload_timeout_s, clock=clock
+    )
     worker = Worker(
         queue,
         models,
@@ -83,6 +87,7 @@ def build_service(
         notifier=notifier,
         clock=clock,
         worker=worker,
+        uploads=uploads,
     )
     worker.on_job_done = service.job_done
     return service

@@ -43,6 +43,8 @@ RejectReason = Literal[
     "unauthorized",
     "rate_limited",
     "shutting_down",
+    "too_many_uploads",
+    "upload_timeout",
 ]
 
 # Seconds of work per job: from a short clip on a GPU to a long recording on a CPU.

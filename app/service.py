@@ -1,8 +1,8 @@
 """The transcription service: the one intake every surface uses, and the jobs' lifecycle.
 
 Framework-free. Every HTTP surface (task API, OpenAI, /asr, UI) hands uploads to
-`TranscriptionService.reserve` and `accept`, so they share one queue, one model
-manager, one store and the same rules for bad input. The queue, the store, the
+`TranscriptionService.upload_place`, `receive_body` and `accept`, so they share
+one queue, one model manager, one store and the same rules for bad input. The queue, the store, the
 notifier, the worker and the clock are built by the composition root
 (`app.asgi.build_service`) and passed in: a Redis-backed
 queue and store plug in here without touching a controller.
@@ -16,7 +16,7 @@ import math
 import os
 from collections.abc import AsyncIterator, Coroutine
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import msgspec
 import structlog
@@ -34,15 +34,17 @@ from app.transcription.models import ModelManager
 from app.transcription.queue import JobQueue, Payload, QueueFullError
 from app.transcription.types import SubtitleShape, TaskType, TranscribeOptions
 from app.transcription.worker import Worker
+from app.uploads import UploadAbandonedError, UploadGate
 
 __all__ = [
     "JobSpec",
-    "Reservation",
     "ServiceStatus",
     "TranscriptionService",
 ]
 
 log = structlog.get_logger(__name__)
+
+T = TypeVar("T")
 
 # Uploads probed at the same time: probing is CPU-bound (it decodes the first
 # seconds), so many concurrent uploads wait here rather than pile up.
@@ -58,32 +60,6 @@ class JobSpec(msgspec.Struct, frozen=True, kw_only=True):
     surface: str = "tasks"
     owner: str | None = None
     raw_pcm: bool = False
-
-
-class Reservation:
-    """A place in the queue held for one upload while its body is read and probed."""
-
-    def __init__(self, queue: JobQueue) -> None:
-        self._queue = queue
-        self._held = True
-
-    @property
-    def held(self) -> bool:
-        """Whether the place is still free for a job."""
-        return self._held
-
-    def use(self, job: Job, payload: Payload) -> None:
-        """Queue `job` in the held place (QueueFullError when its bytes do not fit)."""
-        if not self._held:
-            raise RuntimeError("this queue place was already used or released")
-        self._queue.submit(job, payload)
-        self._held = False
-
-    def release(self) -> None:
-        """Give the place back if no job took it."""
-        if self._held:
-            self._held = False
-            self._queue.release()
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,6 +93,7 @@ class TranscriptionService:
         notifier: JobNotifier,
         clock: Clock,
         worker: Worker | None,
+        uploads: UploadGate | None = None,
     ) -> None:
         self.settings = settings
         self.models = models
@@ -125,6 +102,11 @@ class TranscriptionService:
         self.notifier = notifier
         self.clock = clock
         self.worker = worker
+        self.uploads = uploads or UploadGate(
+            limit=settings.max_uploads_in_flight,
+            timeout_s=settings.upload_timeout_s,
+            clock=clock,
+        )
         self._probe_slots = asyncio.Semaphore(PROBE_CONCURRENCY)
         self._background: list[asyncio.Task[None]] = []
         self.metrics = ServiceMetrics(self._metrics_snapshot)
@@ -194,7 +176,12 @@ class TranscriptionService:
         self.shutdown.end_grace()
 
     async def drain(self, *, pickup: bool = False) -> None:
-        """Refuse uploads, fail waiting jobs, let running ones finish within the grace."""
+        """Refuse uploads, fail waiting jobs, let running ones finish within the grace.
+
+        Bodies still arriving are abandoned at once: their clients get 503 with
+        Retry-After now, not an error when the server closes their connection.
+        """
+        self.uploads.close()
         await self.shutdown.drain(pickup=pickup)
 
     # -- the intake
@@ -222,24 +209,32 @@ class TranscriptionService:
         )
 
     @contextlib.asynccontextmanager
-    async def reserve(self, expected_bytes: int = 0) -> AsyncIterator[Reservation]:
-        """Hold a queue place for one upload before its body is read.
+    async def upload_place(self, expected_bytes: int = 0) -> AsyncIterator[None]:
+        """Hold one of MAX_UPLOADS_IN_FLIGHT upload places while a body arrives and is probed.
 
-        Raises ShuttingDownError while shutting down and QueueFullError when no
-        place (or no room for `expected_bytes`, a declared Content-Length) is free,
-        so a full queue answers at once. Unused places are given back on exit.
+        Refuses at once: ShuttingDownError while shutting down, QueueFullError when
+        the queue has no room now (for `expected_bytes`, a declared Content-Length),
+        TooManyUploadsError when every upload place is taken. The queue place
+        itself is taken only by `accept`, once the upload is whole.
         """
         if self.shutdown.draining:
             raise self._shutting_down()
+        if not self.queue.has_room(expected_bytes):
+            full = self.queue.waiting >= self.queue.max_waiting
+            raise self._queue_full(QueueFullError("jobs" if full else "bytes"))
+        async with self.uploads.place():
+            yield
+
+    async def receive_body(self, body: Coroutine[Any, Any, T]) -> T:
+        """Await an upload's body within UPLOAD_TIMEOUT_S (UploadTimeoutError, 408).
+
+        While shutting down a body still arriving is abandoned at once with
+        ShuttingDownError (503 + Retry-After).
+        """
         try:
-            self.queue.reserve(expected_bytes)
-        except QueueFullError as refused:
-            raise self._queue_full(refused) from None
-        reservation = Reservation(self.queue)
-        try:
-            yield reservation
-        finally:
-            reservation.release()
+            return await self.uploads.receive(body)
+        except UploadAbandonedError:
+            raise self._shutting_down() from None
 
     def check_options(self, options: TranscribeOptions) -> None:
         """Raise NoModelAllowedError when no allowed model can do what is asked."""
@@ -251,13 +246,12 @@ class TranscriptionService:
 
     async def accept(
         self,
-        reservation: Reservation,
         payload: Payload,
         spec: JobSpec,
         *,
         file_name: str | None = None,
     ) -> Job:
-        """Probe an upload (off the event loop) and queue it in its reserved place.
+        """Probe an upload (off the event loop) and queue it.
 
         Raises AudioDecodeError for unusable audio (AudioTooLongError past
         MAX_AUDIO_DURATION_S), NoModelAllowedError for a job no allowed model can
@@ -288,7 +282,7 @@ class TranscriptionService:
             audio_duration=duration,
         )
         try:
-            reservation.use(job, payload)
+            self.queue.submit(job, payload)
         except QueueFullError as refused:
             raise self._queue_full(refused) from None
         self.store.add(job)

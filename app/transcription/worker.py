@@ -71,8 +71,11 @@ class Worker:
         clock: Clock,
         limits: WorkerLimits | None = None,
         on_job_done: Callable[[Job], None] | None = None,
+        uploads_in_flight: Callable[[], int] = lambda: 0,
     ) -> None:
         self._queue = queue
+        # Bodies still arriving (app.uploads): the batching linger waits for them briefly.
+        self._uploads_in_flight = uploads_in_flight
         self._models = models
         self._notifier = notifier
         self._clock = clock
@@ -131,7 +134,7 @@ class Worker:
         if size < 2 or batch_key(batch[0].job) is None:
             return
         deadline = self._clock.monotonic() + self._limits.max_linger_s
-        while len(batch) < size and self._queue.reserved > 0:
+        while len(batch) < size and self._uploads_in_flight() > 0:
             if self._clock.monotonic() >= deadline:
                 return
             await self._clock.sleep(0.01)
