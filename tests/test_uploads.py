@@ -39,7 +39,7 @@ async def test_a_body_that_arrives_in_time_is_returned() -> None:
 
 
 async def test_upload_places_have_their_own_limit_and_are_given_back() -> None:
-    """Past `limit` uploads in flight the next is refused at once; a finished one frees its place."""
+    """Past `limit` uploads in flight the next is refused at once; a finished one frees one."""
     gate = UploadGate(limit=2, timeout_s=30, clock=FakeClock())
     async with gate.place(), gate.place():
         assert gate.in_flight == 2
