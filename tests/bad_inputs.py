@@ -128,6 +128,77 @@ def png(width: int = 8, height: int = 8) -> bytes:
     )
 
 
+def silent_flac_without_length(seconds: float) -> bytes:
+    """FLAC of digital silence whose STREAMINFO states no length (total samples 0).
+
+    Silence compresses to a few bytes a frame, so hours fit in tens of KB; only
+    adding up the frames (or decoding them) tells how long it is.
+    """
+    buffer = io.BytesIO()
+    with av.open(buffer, "w", format="flac") as out:
+        # FLAC's largest block: the fewest frames, the smallest file.
+        stream = out.add_stream("flac", rate=16000, layout="mono", options={"frame_size": "65535"})
+        minute = np.zeros((1, 60 * 16000), np.int16)
+        for index in range(int(seconds // 60)):
+            frame = av.AudioFrame.from_ndarray(minute, format="s16", layout="mono")
+            frame.sample_rate, frame.pts = 16000, index * 60 * 16000
+            for packet in stream.encode(frame):
+                out.mux(packet)
+        for packet in stream.encode():
+            out.mux(packet)
+    data = bytearray(buffer.getvalue())
+    # STREAMINFO starts at byte 8; total samples are its low 36 bits, ending at byte 26.
+    data[21] &= 0xF0
+    data[22:26] = b"\0\0\0\0"
+    return bytes(data)
+
+
+def big_png(side: int) -> bytes:
+    """A black RGB PNG of side × side pixels (768 MB decoded at 16000), a few hundred KB."""
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        body = kind + data
+        return struct.pack(">I", len(data)) + body + struct.pack(">I", zlib.crc32(body))
+
+    header = struct.pack(">IIBBBBB", side, side, 8, 2, 0, 0, 0)
+    packer = zlib.compressobj(9)
+    row = b"\0" * (1 + 3 * side)
+    idat = b"".join(packer.compress(row) for _ in range(side)) + packer.flush()
+    return (
+        b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", idat) + chunk(b"IEND", b"")
+    )
+
+
+def video_bomb(
+    streams: int = 7, side: int = 16000, audio_s: float = 1.0, container: str = "mov"
+) -> bytes:
+    """`audio_s` of PCM tone beside `streams` PNG video streams of side × side frames.
+
+    The PNG packets are muxed as they are (no encoder), so the file is small while
+    each frame would take side² × 3 bytes once decoded.
+    """
+    picture = big_png(side)
+    buffer = io.BytesIO()
+    with av.open(buffer, "w", format=container) as out:
+        audio = out.add_stream("pcm_s16le", rate=16000, layout="mono")
+        videos = []
+        for _ in range(streams):
+            video = out.add_stream("png", rate=1)
+            video.width, video.height, video.pix_fmt = side, side, "rgb24"
+            videos.append(video)
+        pcm = (tone(audio_s) * 32767).astype(np.int16).reshape(1, -1)
+        frame = av.AudioFrame.from_ndarray(pcm, format="s16", layout="mono")
+        frame.sample_rate, frame.pts = 16000, 0
+        for packet in [*audio.encode(frame), *audio.encode()]:
+            out.mux(packet)  # the first packet writes the header: streams get time bases
+        for video in videos:
+            packet = av.Packet(picture)
+            packet.stream, packet.pts, packet.dts = video, 0, 0
+            packet.time_base = video.time_base
+            out.mux(packet)
+    return buffer.getvalue()
+
+
 def mp4_without_audio() -> bytes:
     """A one-second MP4 with a video track only."""
     buffer = io.BytesIO()
