@@ -18,6 +18,7 @@ from app import __version__
 from app.api.asr import AsrController, asr_error
 from app.api.dependencies import provide_owner
 from app.api.errors import ErrorRenderer, error_handler
+from app.api.headers import add_response_headers
 from app.api.openai_audio import OpenAIController, openai_error
 from app.api.security import PUBLIC_OPT_KEY, cors_config, security_middleware
 from app.api.system import SystemController
@@ -161,6 +162,8 @@ def create_app(
         middleware=security_middleware(settings),
         cors_config=cors_config(settings),
         exception_handlers=exception_handlers,
+        # Browser protections on every answer; no-store on everything with task state.
+        before_send=[add_response_headers],
         openapi_config=OpenAPIConfig(
             title="whisper-api",
             version=__version__,
