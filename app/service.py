@@ -24,7 +24,7 @@ import structlog
 from app.accounting import JobAccounting
 from app.clock import Clock
 from app.config import Settings
-from app.draining import Shutdown
+from app.draining import RESULT_PICKUP_S, Shutdown
 from app.errors import ShuttingDownError
 from app.metrics import ServiceMetrics, StateSnapshot
 from app.store import TaskStore
@@ -178,11 +178,21 @@ class TranscriptionService:
     async def drain(self, *, pickup: bool = False) -> None:
         """Refuse uploads, fail waiting jobs, let running ones finish within the grace.
 
-        Bodies still arriving are abandoned at once: their clients get 503 with
+        Jobs still running when the grace is over are stopped here and fail with
+        the reason (their clients get that answer; with `pickup`, pollers get a
+        moment to read it). Bodies still arriving are abandoned at once: their clients get 503 with
         Retry-After now, not an error when the server closes their connection.
         """
         self.uploads.close()
         await self.shutdown.drain(pickup=pickup)
+        overdue = [job for job in self.queue.running if not job.is_final]
+        if overdue and self.worker is not None:
+            # The grace is over: stop them now, while event streams, pollers and
+            # synchronous requests are still connected to hear that they failed.
+            await self.worker.stop()
+            if pickup:
+                until = self.clock.monotonic() + RESULT_PICKUP_S
+                await self.shutdown.wait_for_pickup(overdue, until)
 
     # -- the intake
 
@@ -191,12 +201,13 @@ class TranscriptionService:
         return self.accounting.retry_after_s()
 
     def _shutting_down(self) -> ShuttingDownError:
+        return self.shutting_down_error()
+
+    def shutting_down_error(self, reason: str | None = None) -> ShuttingDownError:
+        """503 + Retry-After: the server is shutting down (`reason`: what became of a job)."""
         retry_after = max(1, math.ceil(self.settings.shutdown_grace_s))
-        return ShuttingDownError(
-            "the server is shutting down and accepts no new uploads; "
-            f"try again in about {retry_after} s",
-            retry_after,
-        )
+        what = reason or "the server is shutting down and accepts no new uploads"
+        return ShuttingDownError(f"{what}; try again in about {retry_after} s", retry_after)
 
     def _queue_full(self, refused: QueueFullError) -> QueueFullError:
         retry_after = self.retry_after_s()

@@ -107,6 +107,8 @@ async def await_result(
         raise ClientGoneError
     if job.status is not JobStatus.FINISHED:
         service.forget(job)
+        if service.is_draining:  # stopped or never run because the server shuts down
+            raise service.shutting_down_error(job.error)
         raise JobFailedError(job.error or "transcription failed")
     return job
 

@@ -22,6 +22,7 @@ from app.clock import Clock
 from app.transcription.audio import AudioDecodeError, decode_upload, duration_seconds
 from app.transcription.batching import is_batchable
 from app.transcription.engine import JobCancelledError
+from app.transcription.inference import InferenceExecutor
 from app.transcription.jobs import Job, JobNotifier, JobStage, JobStatus
 from app.transcription.limits import (
     WorkerLimits,
@@ -81,8 +82,13 @@ class Worker:
         self._clock = clock
         self._limits = limits or WorkerLimits()
         self.on_job_done = on_job_done
-        self._executor: concurrent.futures.ThreadPoolExecutor | None = None
+        self._executor: InferenceExecutor | None = None
         self._task: asyncio.Task[None] | None = None
+
+    @property
+    def inference_busy(self) -> bool:
+        """Whether a model call still runs (after `stop`: one whose result nobody wants)."""
+        return self._executor is not None and self._executor.busy
 
     @property
     def is_running(self) -> bool:
@@ -91,7 +97,7 @@ class Worker:
 
     def start(self) -> None:
         """Start the worker loop on the running event loop."""
-        self._executor = _inference_executor()
+        self._executor = InferenceExecutor()
         self._task = asyncio.get_running_loop().create_task(self._run(), name="whisper-worker")
 
     async def stop(self) -> None:
@@ -371,7 +377,7 @@ class Worker:
         future.add_done_callback(_ignore_outcome)
         if self._executor is not None:
             self._executor.shutdown(wait=False)
-        self._executor = _inference_executor()
+        self._executor = InferenceExecutor()
         log.error("inference_thread_abandoned")
 
     def _set_progress(self, job: Job, fraction: float) -> None:
@@ -383,10 +389,6 @@ class Worker:
         if job.status is JobStatus.PROCESSING:
             job.partial_segments.append(segment)
             self._notifier.notify(job)
-
-
-def _inference_executor() -> concurrent.futures.ThreadPoolExecutor:
-    return concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="inference")
 
 
 def _ignore_outcome(future: asyncio.Future[Transcript]) -> None:
