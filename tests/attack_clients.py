@@ -78,3 +78,27 @@ class SlowUpload:
     def close(self) -> None:
         """Close our end."""
         self.sock.close()
+
+
+def raw_get(url: str, target: str, timeout_s: float = 30) -> tuple[int | None, float]:
+    """GET `target` (any length, sent as-is); the status (None: no answer) and the seconds."""
+    parts = urlsplit(url)
+    began = time.monotonic()
+    with socket.create_connection((parts.hostname or "127.0.0.1", parts.port or 80)) as sock:
+        sock.sendall(
+            f"GET {target} HTTP/1.1\r\nHost: {parts.netloc}\r\nConnection: close\r\n\r\n".encode()
+        )
+        sock.settimeout(timeout_s)
+        data = b""
+        try:
+            while b"\r\n" not in data:
+                chunk = sock.recv(65536)
+                if not chunk:
+                    break
+                data += chunk
+        except (TimeoutError, OSError):
+            pass
+    seconds = time.monotonic() - began
+    if not data.startswith(b"HTTP/1.1 "):
+        return None, seconds
+    return int(data.split(b" ", 2)[1]), seconds
