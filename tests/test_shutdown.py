@@ -102,9 +102,7 @@ class EventStreamReader(threading.Thread):
 
 
 def test_sigterm_past_the_grace_answers_every_client_before_closing(tmp_path: Path) -> None:
-    """Row 5: SIGTERM with a job running past a short grace: its event stream ends with a
-    `failed` event, its poller reads `failed` with the reason, a synchronous OpenAI request
-    gets 503 with the reason, an upload still arriving gets 503 + Retry-After at once."""
+    """Row 5: past the grace, every client of the running job hears `failed` before exit."""
     server = start_server(tmp_path, SHUTDOWN_GRACE_S="2", DEVELOP_MODE="1")
     try:
         server.wait_ready()

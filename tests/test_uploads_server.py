@@ -21,9 +21,7 @@ IN_FLIGHT = 4
 def test_trickling_uploads_hold_upload_places_for_a_bounded_time(
     server_factory: Callable[..., Server],
 ) -> None:
-    """Slow bodies take upload places, not queue places; they end with 408 at UPLOAD_TIMEOUT_S,
-    extra ones get 429 at once, a lying Content-Length ends the same way, and real uploads
-    then go through."""
+    """Slow or lying bodies hold upload places (not queue places) until 408 at the timeout."""
     server = server_factory(
         DEVELOP_MODE="1",
         MAX_TASK_QUEUE_SIZE="2",

@@ -300,8 +300,7 @@ async def test_stop_waits_for_the_running_job_within_the_grace() -> None:
 
 
 async def test_a_job_past_the_grace_is_stopped_with_a_reason() -> None:
-    """When SHUTDOWN_GRACE_S runs out, the drain itself stops the running job, which fails
-    saying the server shut down, while its clients are still connected."""
+    """Past SHUTDOWN_GRACE_S the drain itself stops the running job, which fails with why."""
     gate = threading.Event()
     app, service = build(FakeTranscriber(gate=gate), shutdown_grace_s=0.2)
     try:
