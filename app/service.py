@@ -2,10 +2,10 @@
 
 Framework-free. Every HTTP surface (task API, OpenAI, /asr, UI) hands uploads to
 `TranscriptionService.upload_place`, `receive_body` and `accept`, so they share
-one queue, one model manager, one store and the same rules for bad input. The queue, the store, the
-notifier, the worker and the clock are built by the composition root
-(`app.asgi.build_service`) and passed in: a Redis-backed
-queue and store plug in here without touching a controller.
+one queue, one model manager, one store and the same rules for bad input. The
+queue, the store, the notifier, the worker, the upload gate and the clock are
+built by the composition root (`app.asgi.build_service`) and passed in: a
+Redis-backed queue and store plug in here without touching a controller.
 """
 
 from __future__ import annotations
@@ -180,8 +180,9 @@ class TranscriptionService:
 
         Jobs still running when the grace is over are stopped here and fail with
         the reason (their clients get that answer; with `pickup`, pollers get a
-        moment to read it). Bodies still arriving are abandoned at once: their clients get 503 with
-        Retry-After now, not an error when the server closes their connection.
+        moment to read it). Bodies still arriving are abandoned at once: their
+        clients get 503 with Retry-After now, not an error when the server closes
+        their connection.
         """
         self.uploads.close()
         await self.shutdown.drain(pickup=pickup)
