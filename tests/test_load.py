@@ -28,7 +28,8 @@ RESULT_LIFETIME_M = 0.1  # six seconds
 # (MAX_UPLOADS_IN_FLIGHT, the bound on bodies being received, set here to the
 # queue's four places), each one body, its bytes and its decoded samples. With ten
 # bodies read at once (MAX_UPLOADS_IN_FLIGHT at its default of 16, above the ten
-# clients) the same run grew by 251-314 MiB: that memory is what the setting bounds. The server runs with BATCH_SIZE=1: a batch of
+# clients) the same run grew by 251-314 MiB: that memory is what the setting bounds.
+# The server runs with BATCH_SIZE=1: a batch of
 # four 30 s windows adds the encoder's attention buffers for four (about 220 MiB more
 # at peak, 330-410 MiB growth here), which is the model's working memory, not upload
 # handling; `make bench` reports the batched server's peak.
