@@ -83,12 +83,15 @@ class Worker:
         self._limits = limits or WorkerLimits()
         self.on_job_done = on_job_done
         self._executor: InferenceExecutor | None = None
+        # Threads left behind by a stuck call: they still count as busy at exit.
+        self._abandoned: list[InferenceExecutor] = []
         self._task: asyncio.Task[None] | None = None
 
     @property
     def inference_busy(self) -> bool:
         """Whether a model call still runs (after `stop`: one whose result nobody wants)."""
-        return self._executor is not None and self._executor.busy
+        executors = [*self._abandoned, *([self._executor] if self._executor else [])]
+        return any(executor.busy for executor in executors)
 
     @property
     def is_running(self) -> bool:
@@ -377,6 +380,7 @@ class Worker:
         future.add_done_callback(_ignore_outcome)
         if self._executor is not None:
             self._executor.shutdown(wait=False)
+            self._abandoned.append(self._executor)
         self._executor = InferenceExecutor()
         log.error("inference_thread_abandoned")
 
