@@ -121,7 +121,23 @@ def serve(port: int | None = None, listen: str | None = None) -> int:
         timeout_graceful_shutdown=10,
     )
     _graceful_server_class()(config, service).run()
+    if service.worker is not None and service.worker.inference_busy:
+        _exit_without_waiting_for_inference()
     return 0
+
+
+def _exit_without_waiting_for_inference() -> None:
+    """Exit now, not when a stopped job's model call returns.
+
+    The job has already failed with its reason and its clients were told; a
+    model call cannot be interrupted mid-batch, and Python would otherwise wait
+    for the inference thread (up to minutes of discarded work) before exiting.
+    """
+    import logging
+    import os
+
+    logging.shutdown()  # flush the log handlers, as a normal exit would
+    os._exit(0)
 
 
 def _limit_malloc_arenas(arenas: int = 2) -> None:
@@ -149,8 +165,10 @@ def _graceful_server_class() -> type[Any]:
         turns 503 at once (a balancer stops sending work), uploads get 503 with
         Retry-After, status and result routes keep answering, waiting jobs fail
         with a reason and the running job may finish within SHUTDOWN_GRACE_S.
-        Only then does uvicorn stop. A second SIGTERM, or SIGINT (Ctrl-C), ends the
-        grace at once: the running job is stopped and fails with a reason.
+        A job still running when the grace ends is stopped and fails with a reason
+        while its clients (event streams, pollers, synchronous requests) are still
+        connected; only then does uvicorn stop. A second SIGTERM ends the grace at
+        once the same way; a third one, or SIGINT (Ctrl-C), stops at once.
 
         uvicorn re-raises the captured signal once it has shut down, which turns
         every orderly stop into "killed by SIGTERM"; SIGINT keeps that behaviour.
@@ -160,15 +178,21 @@ def _graceful_server_class() -> type[Any]:
             super().__init__(config)
             self._service = service
             self._drain_requested = False
+            self._grace_cut = False
             self._drain_task: asyncio.Task[None] | None = None
 
         def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+            # Runs as a signal handler: only set flags; on_tick starts the drain.
             if sig == signal.SIGTERM and not self._drain_requested and not self.should_exit:
-                # Runs as a signal handler: only set flags; on_tick starts the drain.
                 self._drain_requested = True
                 self._service.begin_draining()
                 return
             self._service.end_grace()
+            if sig == signal.SIGTERM and self._drain_requested and not self._grace_cut:
+                # A second SIGTERM: the drain stops the running job now and exits once
+                # its clients have heard (a third one exits at once).
+                self._grace_cut = True
+                return
             super().handle_exit(sig, frame)
             if sig == signal.SIGTERM and sig in self._captured_signals:
                 self._captured_signals.remove(sig)

@@ -18,6 +18,7 @@ from app.api.asr import AsrController, asr_error
 from app.api.dependencies import provide_owner
 from app.api.docs import docs_assets_handler, swagger_plugin
 from app.api.errors import ErrorRenderer, error_handler
+from app.api.headers import add_response_headers
 from app.api.openai_audio import OpenAIController, openai_error
 from app.api.security import PUBLIC_OPT_KEY, cors_config, security_middleware
 from app.api.system import SystemController
@@ -33,6 +34,7 @@ from app.transcription.models import ModelManager
 from app.transcription.queue import MemoryJobQueue
 from app.transcription.speaker_stage import SpeakerStage
 from app.transcription.worker import Worker, WorkerLimits
+from app.uploads import UploadGate
 
 __all__ = ["build_service", "create_app", "find_web_dir", "worker_limits"]
 
@@ -82,6 +84,9 @@ def build_service(
         refresh_on_read=settings.refresh_expiration_time_on_usage,
         clock=clock,
     )
+    uploads = UploadGate(
+        limit=settings.max_uploads_in_flight, timeout_s=settings.upload_timeout_s, clock=clock
+    )
     worker = Worker(
         queue,
         models,
@@ -98,6 +103,7 @@ def build_service(
         notifier=notifier,
         clock=clock,
         worker=worker,
+        uploads=uploads,
     )
     worker.on_job_done = service.job_done
     return service
@@ -173,6 +179,8 @@ def create_app(
         middleware=security_middleware(settings),
         cors_config=cors_config(settings),
         exception_handlers=exception_handlers,
+        # Browser protections on every answer; no-store on everything with task state.
+        before_send=[add_response_headers],
         openapi_config=OpenAPIConfig(
             title="whisper-api",
             version=__version__,

@@ -86,6 +86,9 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     max_upload_mb: PositiveInt = 512
     # Bytes held by waiting jobs (their uploads as sent), across the whole queue.
     max_queued_mb: PositiveInt = 1024
+    # Bodies arriving at once, and how long one may take (slow clients hold no queue place).
+    max_uploads_in_flight: PositiveInt = 16
+    upload_timeout_s: PositiveFloat = 300.0
     web_dir: str | None = None
     cpu_threads: NonNegativeInt = 0
     batch_size: PositiveInt = 4
@@ -204,6 +207,8 @@ def _allowed(field: msgspec.structs.FieldInfo) -> str:
         "delete_results_after_m": "a number of minutes greater than 0 (fractions allowed)",
         "run_result_expiry_check_m": "a number of minutes of at least 0 (0 = check on access)",
         "shutdown_grace_s": "a number of seconds of at least 0",
+        "max_uploads_in_flight": "an integer of at least 1 (uploads whose bodies arrive at once)",
+        "upload_timeout_s": "a number of seconds greater than 0 (time to send one upload)",
         "log_level": "one of DEBUG, INFO, WARNING, ERROR, CRITICAL",
         "log_level_console": "one of DEBUG, INFO, WARNING, ERROR, CRITICAL, or empty for LOG_LEVEL",
         "log_level_file": "one of DEBUG, INFO, WARNING, ERROR, CRITICAL, or empty for LOG_LEVEL",

@@ -2,7 +2,9 @@
 
 Waiting jobs live in RAM only, by design: on shutdown they fail at once with a
 reason that asks to upload again, so their clients learn it now rather than at
-the end of the grace period. Running jobs get SHUTDOWN_GRACE_S to finish.
+the end of the grace period. Running jobs get SHUTDOWN_GRACE_S to finish; the
+service then stops any still running (they fail with a reason) while the server
+still answers, so every client of a job hears how it ended.
 """
 
 from __future__ import annotations
@@ -28,6 +30,8 @@ SHUTDOWN_REASON = (
 # While shutting down, how long a job that has just finished waits for its client
 # to fetch it (clients that poll once a second, or the UI after its event stream).
 RESULT_PICKUP_S = 5.0
+# How often the wait for running jobs looks at the deadline (a second signal ends it).
+GRACE_TICK_S = 0.1
 
 
 class Shutdown:
@@ -93,16 +97,29 @@ class Shutdown:
             return
         await self._wait_for_running(running)
         if pickup:
-            await self._wait_for_pickup([j for j in running if j.status is JobStatus.FINISHED])
+            until = self._clock.monotonic() + min(RESULT_PICKUP_S, self._grace_left_s())
+            await self.wait_for_pickup([j for j in running if j.is_final], until)
 
     def _grace_left_s(self) -> float:
         assert self._deadline is not None  # set by begin
         return max(0.0, self._deadline - self._clock.monotonic())
 
     async def _wait_for_running(self, running: list[Job]) -> None:
-        with contextlib.suppress(TimeoutError):
-            async with asyncio.timeout(self._grace_left_s()):
-                await asyncio.gather(*(self._notifier.wait_until_final(job) for job in running))
+        """Wait until the running jobs are final or the grace is over.
+
+        The deadline is read again every tick, so `end_grace` (a second signal)
+        cuts the wait short at once.
+        """
+        all_final = asyncio.ensure_future(
+            asyncio.gather(*(self._notifier.wait_until_final(job) for job in running))
+        )
+        try:
+            while not all_final.done() and self._grace_left_s() > 0:
+                await asyncio.wait({all_final}, timeout=min(GRACE_TICK_S, self._grace_left_s()))
+        finally:
+            all_final.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await all_final
         left = sum(1 for job in running if not job.is_final)
         if left:
             log.warning("shutdown_grace_expired", running_jobs=left)
@@ -110,16 +127,15 @@ class Shutdown:
         finished = sum(1 for job in running if job.status is JobStatus.FINISHED)
         log.info("shutdown_running_jobs_ended", finished=finished, failed=len(running) - finished)
 
-    async def _wait_for_pickup(self, finished: list[Job]) -> None:
-        """Keep answering a little longer, until the jobs that just finished were read.
+    async def wait_for_pickup(self, ended: list[Job], until: float) -> None:
+        """Keep answering a little longer, until the jobs that just ended were read.
 
         A client polling the task API (or the UI, after its event stream says
-        "finished") needs one more request to get the result; without this pause
-        the server would be gone by then. Ends early once every such job has been
-        read, and never runs past the grace period.
+        "finished" or "failed") needs one more request to get the answer; without
+        this pause the server would be gone by then. Ends early once every such
+        job has been read, and at `until` (clock time) at the latest.
         """
-        until = self._clock.monotonic() + min(RESULT_PICKUP_S, self._grace_left_s())
-        while any(job.id not in self._read_while_draining for job in finished):
+        while any(job.id not in self._read_while_draining for job in ended):
             if self._clock.monotonic() >= until:
                 return
             await self._clock.sleep(0.05)

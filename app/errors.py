@@ -14,6 +14,7 @@ from app.metrics import RejectReason
 from app.transcription.audio import AudioDecodeError, AudioTooLongError
 from app.transcription.models import NoModelAllowedError
 from app.transcription.queue import QueueFullError
+from app.uploads import TooManyUploadsError, UploadTimeoutError
 
 __all__ = [
     "ClientGoneError",
@@ -111,6 +112,8 @@ ERROR_KINDS: dict[type[Exception], ErrorKind] = {
     QueueFullError: ErrorKind(429, "queue_full", "queue_full"),
     ShuttingDownError: ErrorKind(503, "shutting_down", "shutting_down"),
     BackendUnavailableError: ErrorKind(503, "backend_unavailable", "backend_unavailable"),
+    TooManyUploadsError: ErrorKind(429, "too_many_uploads", "too_many_uploads"),
+    UploadTimeoutError: ErrorKind(408, "upload_timeout", "upload_timeout", "file"),
     UnauthorizedError: ErrorKind(401, "invalid_api_key", "unauthorized"),
     TaskNotFoundError: ErrorKind(404, "not_found"),
     TaskNotReadyError: ErrorKind(409, "task_not_finished"),
@@ -153,6 +156,9 @@ def describe(exc: BaseException) -> ErrorView | None:
     headers = {"Retry-After": str(retry_after_s)} if retry_after_s is not None else None
     if isinstance(exc, UnauthorizedError):
         headers = {**(headers or {}), "WWW-Authenticate": 'Bearer realm="whisper-api"'}
+    if isinstance(exc, UploadTimeoutError | ShuttingDownError):
+        # The body may still be arriving: end the connection rather than read the rest.
+        headers = {**(headers or {}), "Connection": "close"}
     return ErrorView(
         status=kind.status,
         code=getattr(exc, "code", None) or kind.code,

@@ -44,6 +44,8 @@ RejectReason = Literal[
     "rate_limited",
     "shutting_down",
     "backend_unavailable",
+    "too_many_uploads",
+    "upload_timeout",
 ]
 
 # Seconds of work per job: from a short clip on a GPU to a long recording on a CPU.

@@ -1,11 +1,11 @@
 """The transcription service: the one intake every surface uses, and the jobs' lifecycle.
 
 Framework-free. Every HTTP surface (task API, OpenAI, /asr, UI) hands uploads to
-`TranscriptionService.reserve` and `accept`, so they share one queue, one model
-manager, one store and the same rules for bad input. The queue, the store, the
-notifier, the worker and the clock are built by the composition root
-(`app.asgi.build_service`) and passed in: a Redis-backed
-queue and store plug in here without touching a controller.
+`TranscriptionService.upload_place`, `receive_body` and `accept`, so they share
+one queue, one model manager, one store and the same rules for bad input. The
+queue, the store, the notifier, the worker, the upload gate and the clock are
+built by the composition root (`app.asgi.build_service`) and passed in: a
+Redis-backed queue and store plug in here without touching a controller.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ import math
 import os
 from collections.abc import AsyncIterator, Coroutine
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import msgspec
 import structlog
@@ -27,7 +27,7 @@ from app.backends.base import FleetWorker, TaskBackend
 from app.backends.local import LocalBackend
 from app.clock import Clock
 from app.config import Settings
-from app.draining import Shutdown
+from app.draining import RESULT_PICKUP_S, Shutdown
 from app.errors import ShuttingDownError
 from app.metrics import ServiceMetrics, StateSnapshot
 from app.store import TaskStore
@@ -38,15 +38,17 @@ from app.transcription.queue import JobQueue, Payload, QueueFullError
 from app.transcription.speaker_stage import check_references
 from app.transcription.types import SubtitleShape, TaskType, TranscribeOptions
 from app.transcription.worker import Worker
+from app.uploads import UploadAbandonedError, UploadGate
 
 __all__ = [
     "JobSpec",
-    "Reservation",
     "ServiceStatus",
     "TranscriptionService",
 ]
 
 log = structlog.get_logger(__name__)
+
+T = TypeVar("T")
 
 # Uploads probed at the same time: probing is CPU-bound (it decodes the first
 # seconds), so many concurrent uploads wait here rather than pile up.
@@ -125,6 +127,7 @@ class TranscriptionService:
         clock: Clock,
         worker: Worker | None,
         backend: TaskBackend | None = None,
+        uploads: UploadGate | None = None,
     ) -> None:
         self.settings = settings
         self.models = models
@@ -135,6 +138,11 @@ class TranscriptionService:
         self.worker = worker
         # One process: the queue and store above. A cluster: Redis (app.backends.redis_store).
         self.backend = backend or LocalBackend(queue, store)
+        self.uploads = uploads or UploadGate(
+            limit=settings.max_uploads_in_flight,
+            timeout_s=settings.upload_timeout_s,
+            clock=clock,
+        )
         self._probe_slots = asyncio.Semaphore(PROBE_CONCURRENCY)
         self._background: list[asyncio.Task[None]] = []
         self.metrics = ServiceMetrics(self._metrics_snapshot)
@@ -206,8 +214,24 @@ class TranscriptionService:
         self.shutdown.end_grace()
 
     async def drain(self, *, pickup: bool = False) -> None:
-        """Refuse uploads, fail waiting jobs, let running ones finish within the grace."""
+        """Refuse uploads, fail waiting jobs, let running ones finish within the grace.
+
+        Jobs still running when the grace is over are stopped here and fail with
+        the reason (their clients get that answer; with `pickup`, pollers get a
+        moment to read it). Bodies still arriving are abandoned at once: their
+        clients get 503 with Retry-After now, not an error when the server closes
+        their connection.
+        """
+        self.uploads.close()
         await self.shutdown.drain(pickup=pickup)
+        overdue = [job for job in self.queue.running if not job.is_final]
+        if overdue and self.worker is not None:
+            # The grace is over: stop them now, while event streams, pollers and
+            # synchronous requests are still connected to hear that they failed.
+            await self.worker.stop()
+            if pickup:
+                until = self.clock.monotonic() + RESULT_PICKUP_S
+                await self.shutdown.wait_for_pickup(overdue, until)
 
     # -- the intake
 
@@ -216,12 +240,13 @@ class TranscriptionService:
         return self.accounting.retry_after_s()
 
     def _shutting_down(self) -> ShuttingDownError:
+        return self.shutting_down_error()
+
+    def shutting_down_error(self, reason: str | None = None) -> ShuttingDownError:
+        """503 + Retry-After: the server is shutting down (`reason`: what became of a job)."""
         retry_after = max(1, math.ceil(self.settings.shutdown_grace_s))
-        return ShuttingDownError(
-            "the server is shutting down and accepts no new uploads; "
-            f"try again in about {retry_after} s",
-            retry_after,
-        )
+        what = reason or "the server is shutting down and accepts no new uploads"
+        return ShuttingDownError(f"{what}; try again in about {retry_after} s", retry_after)
 
     def _queue_full(self, refused: QueueFullError) -> QueueFullError:
         retry_after = self.retry_after_s()
@@ -234,12 +259,14 @@ class TranscriptionService:
         )
 
     @contextlib.asynccontextmanager
-    async def reserve(self, expected_bytes: int = 0) -> AsyncIterator[Reservation]:
-        """Hold a queue place for one upload before its body is read.
+    async def upload_place(self, expected_bytes: int = 0) -> AsyncIterator[Reservation]:
+        """Hold one of MAX_UPLOADS_IN_FLIGHT upload places while a body arrives and is probed.
 
-        Raises ShuttingDownError while shutting down and QueueFullError when no
-        place (or no room for `expected_bytes`, a declared Content-Length) is free,
-        so a full queue answers at once. Unused places are given back on exit.
+        Refuses at once: ShuttingDownError while shutting down, QueueFullError when
+        the queue has no room now (for `expected_bytes`, a declared Content-Length),
+        TooManyUploadsError when every upload place is taken. In one process the
+        queue place itself is taken only by `accept`, once the upload is whole; a
+        cluster's backend holds one across its nodes while the body arrives.
         """
         if self.shutdown.draining:
             raise self._shutting_down()
@@ -249,9 +276,21 @@ class TranscriptionService:
             raise self._queue_full(refused) from None
         reservation = Reservation(self.backend, place)
         try:
-            yield reservation
+            async with self.uploads.place():
+                yield reservation
         finally:
             await reservation.release()
+
+    async def receive_body(self, body: Coroutine[Any, Any, T]) -> T:
+        """Await an upload's body within UPLOAD_TIMEOUT_S (UploadTimeoutError, 408).
+
+        While shutting down a body still arriving is abandoned at once with
+        ShuttingDownError (503 + Retry-After).
+        """
+        try:
+            return await self.uploads.receive(body)
+        except UploadAbandonedError:
+            raise self._shutting_down() from None
 
     def check_options(self, options: TranscribeOptions) -> None:
         """Raise NoModelAllowedError when no allowed model can do what is asked."""
@@ -269,7 +308,7 @@ class TranscriptionService:
         *,
         file_name: str | None = None,
     ) -> Job:
-        """Probe an upload (off the event loop) and queue it in its reserved place.
+        """Probe an upload (off the event loop) and queue it.
 
         Raises AudioDecodeError for unusable audio (AudioTooLongError past
         MAX_AUDIO_DURATION_S), NoModelAllowedError for a job no allowed model can

@@ -13,6 +13,7 @@ the routes it applies to.
 
 from __future__ import annotations
 
+import functools
 import io
 import struct
 import wave
@@ -128,6 +129,80 @@ def png(width: int = 8, height: int = 8) -> bytes:
     )
 
 
+@functools.cache
+def silent_flac_without_length(seconds: float) -> bytes:
+    """FLAC of digital silence whose STREAMINFO states no length (total samples 0).
+
+    Silence compresses to a few bytes a frame, so hours fit in tens of KB; only
+    adding up the frames (or decoding them) tells how long it is.
+    """
+    buffer = io.BytesIO()
+    with av.open(buffer, "w", format="flac") as out:
+        # FLAC's largest block: the fewest frames, the smallest file.
+        stream = out.add_stream("flac", rate=16000, layout="mono", options={"frame_size": "65535"})
+        minute = np.zeros((1, 60 * 16000), np.int16)
+        for index in range(int(seconds // 60)):
+            frame = av.AudioFrame.from_ndarray(minute, format="s16", layout="mono")
+            frame.sample_rate, frame.pts = 16000, index * 60 * 16000
+            for packet in stream.encode(frame):
+                out.mux(packet)
+        for packet in stream.encode():
+            out.mux(packet)
+    data = bytearray(buffer.getvalue())
+    # STREAMINFO starts at byte 8; total samples are its low 36 bits, ending at byte 26.
+    data[21] &= 0xF0
+    data[22:26] = b"\0\0\0\0"
+    return bytes(data)
+
+
+@functools.cache
+def big_png(side: int) -> bytes:
+    """A black RGB PNG of side × side pixels (768 MB decoded at 16000), a few hundred KB."""
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        body = kind + data
+        return struct.pack(">I", len(data)) + body + struct.pack(">I", zlib.crc32(body))
+
+    header = struct.pack(">IIBBBBB", side, side, 8, 2, 0, 0, 0)
+    packer = zlib.compressobj(9)
+    row = b"\0" * (1 + 3 * side)
+    idat = b"".join(packer.compress(row) for _ in range(side)) + packer.flush()
+    return (
+        b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", idat) + chunk(b"IEND", b"")
+    )
+
+
+def video_bomb(
+    streams: int = 7, side: int = 16000, audio: np.ndarray | None = None, container: str = "mov"
+) -> bytes:
+    """`audio` (16 kHz; 1 s of tone by default) beside `streams` PNG video streams of side².
+
+    The PNG packets are muxed as they are (no encoder), so the file is small while
+    each frame would take side² × 3 bytes once decoded.
+    """
+    picture = big_png(side)
+    buffer = io.BytesIO()
+    with av.open(buffer, "w", format=container) as out:
+        track = out.add_stream("pcm_s16le", rate=16000, layout="mono")
+        videos = []
+        for _ in range(streams):
+            video = out.add_stream("png", rate=1)
+            video.width, video.height, video.pix_fmt = side, side, "rgb24"
+            videos.append(video)
+        samples = tone(1.0) if audio is None else audio
+        pcm = (np.clip(samples, -1, 1) * 32767).astype(np.int16).reshape(1, -1)
+        frame = av.AudioFrame.from_ndarray(pcm, format="s16", layout="mono")
+        frame.sample_rate, frame.pts = 16000, 0
+        for packet in [*track.encode(frame), *track.encode()]:
+            out.mux(packet)  # the first packet writes the header: streams get time bases
+        for video in videos:
+            packet = av.Packet(picture)
+            packet.stream, packet.pts, packet.dts = video, 0, 0
+            packet.time_base = video.time_base
+            out.mux(packet)
+    return buffer.getvalue()
+
+
 def mp4_without_audio() -> bytes:
     """A one-second MP4 with a video track only."""
     buffer = io.BytesIO()
@@ -155,6 +230,19 @@ def multipart_body(parts: list[tuple[str, str | None, bytes]]) -> bytes:
     return body + f"--{BOUNDARY}--\r\n".encode()
 
 
+def form_with_charset(charset: str, file: bytes) -> bytes:
+    """A multipart body whose `language` part declares `charset`, and a file part."""
+    return (
+        (
+            f'--{BOUNDARY}\r\nContent-Disposition: form-data; name="language"\r\n'
+            f"Content-Type: text/plain; charset={charset}\r\n\r\nen\r\n"
+            f'--{BOUNDARY}\r\nContent-Disposition: form-data; name="file"; filename="a.wav"\r\n\r\n'
+        ).encode()
+        + file
+        + f"\r\n--{BOUNDARY}--\r\n".encode()
+    )
+
+
 # ---------------------------------------------------------------- the corpus
 
 
@@ -166,6 +254,38 @@ def _good_wav() -> bytes:
 def _truncated_flac(clip: Path) -> bytes:
     data = clip.read_bytes()
     return data[: len(data) // 2]
+
+
+def _hardening_cases(speech_beside_huge_video: Callable[[], bytes]) -> list[Case]:
+    """The inputs of the hardening review (issue 15): none may cost a 5xx, a freeze or GBs."""
+    charset_cases = [
+        Case(
+            f"form field in charset {charset}",
+            lambda charset=charset: Upload(raw_body=form_with_charset(charset, _good_wav())),
+            REFUSED,
+        )
+        for charset in ("x-bogus", "hex", "idna")
+    ]
+    return [
+        *charset_cases,
+        Case(
+            "100 KB field name",
+            lambda: Upload(
+                raw_body=multipart_body([("n" * 100_000, None, b"x"), ("file", "a.wav", b"RIFF")])
+            ),
+            REFUSED,
+        ),
+        Case(
+            "speech beside seven 16000x16000 PNG video streams",
+            lambda: Upload(file=("bomb.mov", speech_beside_huge_video())),
+            ACCEPTED,
+        ),
+        Case(
+            "72 KB FLAC of 5 h silence without a length in its header",
+            lambda: Upload(file=("hours.flac", silent_flac_without_length(5 * 3600))),
+            REFUSED,
+        ),
+    ]
 
 
 def corpus(speech_flac: Path, short_speech: Path) -> list[Case]:
@@ -185,7 +305,11 @@ def corpus(speech_flac: Path, short_speech: Path) -> list[Case]:
     def speech_under_lying_header() -> bytes:
         return wav_header(hours) + wav(decode_audio(speech()))[44:]
 
+    def speech_beside_huge_video() -> bytes:
+        return video_bomb(streams=7, side=16000, audio=decode_audio(speech()))
+
     return [
+        *_hardening_cases(speech_beside_huge_video),
         Case("empty body", lambda: Upload(raw_body=b""), REFUSED),
         Case("empty file", lambda: Upload(file=("empty.wav", b"")), REFUSED),
         Case("one byte", lambda: Upload(file=("one.wav", b"\x00")), REFUSED),

@@ -8,6 +8,7 @@ import subprocess
 import wave
 from pathlib import Path
 
+import httpx
 import numpy as np
 import pytest
 
@@ -123,3 +124,46 @@ def test_five_megabyte_upload_transcribes_with_everything_read_only(tmp_path: Pa
     assert "Traceback" not in output
     if reason is None:  # the split model could not be cached anywhere: it came from memory
         assert "bundled_model_assembled_in_memory" in output
+
+
+def test_nothing_is_written_outside_the_log_dir_and_model_cache(tmp_path: Path) -> None:
+    """Fresh, writable HOME and TMPDIR: after a long job with the VAD, nothing else appeared."""
+    home = tmp_path / "home"
+    tmpdir = tmp_path / "tmp"
+    home.mkdir()
+    tmpdir.mkdir()
+    log_dir = home / "logs"
+    model_cache = home / ".cache" / "whisper-api"
+    environment = {
+        "HOME": str(home),
+        "TMPDIR": str(tmpdir),
+        "XDG_CACHE_HOME": str(home / ".cache"),
+        "MODEL_CACHE_DIR": str(model_cache),
+        "HF_HOME": str(home / "hf"),
+        "LOG_DIR": str(log_dir),
+        "LOG_FILE": "whisper_api.log",
+    }
+    server = start_server(tmp_path, DEVELOP_MODE="1", **environment)
+    try:
+        server.wait_ready(timeout_s=120)
+        clip = shared_clip("en_longform_tedlium_120s.flac")
+        with clip.open("rb") as handle:
+            response = httpx.post(
+                server.url + "/api/v1/transcribe",
+                files={"file": (clip.name, handle)},
+                data={"vad_filter": "true", "language": "en"},
+                timeout=120,
+            )
+        assert response.status_code == 200, response.text
+        body = wait_final(server.url, response.json()["task_id"], timeout_s=600)
+    finally:
+        server.stop()
+    assert body["status"] == "finished", body
+    written = sorted(
+        str(path.relative_to(tmp_path))
+        for path in (*home.rglob("*"), *tmpdir.rglob("*"))
+        if path.is_file() and log_dir not in path.parents and model_cache not in path.parents
+    )
+    print(f"\nrow 7: files outside LOG_DIR and the model cache after a VAD job: {written}")
+    assert written == []
+    assert any(log_dir.iterdir())  # the log went where it was told

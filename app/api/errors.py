@@ -9,6 +9,7 @@ renderer for its path prefix; everything else answers in the task API's shape.
 
 from __future__ import annotations
 
+import errno
 from collections.abc import Callable
 from typing import Any
 
@@ -22,6 +23,8 @@ from app.service import TranscriptionService
 __all__ = ["ErrorRenderer", "error_handler", "task_api_error"]
 
 ErrorRenderer = Callable[[ErrorView], Response[Any]]
+
+PATH_TOO_LONG = "no such page: a part of the path is longer than a file name can be"
 
 # Litestar's own errors (a malformed request, the rate limit) by status.
 _HTTP_REASONS: dict[int, RejectReason] = {
@@ -49,10 +52,19 @@ def task_api_error(view: ErrorView) -> Response[Any]:
     )
 
 
+def _name_too_long(exc: BaseException) -> bool:
+    """Whether `exc` comes from a path the file system refused as too long (ENAMETOOLONG)."""
+    cause = exc.__cause__ or exc.__context__
+    return isinstance(cause, OSError) and cause.errno == errno.ENAMETOOLONG
+
+
 def _view_of(exc: Exception) -> ErrorView:
     view = describe(exc)
     if view is not None:
         return view
+    if isinstance(exc, HTTPException) and _name_too_long(exc):
+        # The UI's static-file router asked the file system about an absurd path.
+        return ErrorView(status=404, code="not_found", message=PATH_TOO_LONG)
     if isinstance(exc, HTTPException):
         return ErrorView(
             status=exc.status_code,

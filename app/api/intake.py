@@ -1,7 +1,8 @@
 """The one intake every upload route goes through, and the wait of the synchronous ones.
 
-For every surface: hold a queue place before reading the body, stream the body
-within MAX_UPLOAD_MB, read the surface's form Struct, let the surface turn it
+For every surface: check the queue has room and hold an upload place
+(MAX_UPLOADS_IN_FLIGHT) before reading the body, stream the body within
+MAX_UPLOAD_MB and UPLOAD_TIMEOUT_S, read the surface's form Struct, let the surface turn it
 into a `JobSpec`, hand the upload to the service (probe, queue), and either
 return the job (task API) or await it (OpenAI, /asr: a client that goes away
 cancels its job).
@@ -53,9 +54,11 @@ async def receive_upload(
     declared = content_length(request)
     if declared is not None and declared > max_bytes:
         raise UploadTooLargeError(max_bytes)
-    # The place is held before the body is read: a full queue answers at once.
-    async with service.reserve(expected_bytes=declared or 0) as reservation:
-        form = await read_multipart(request, max_bytes=max_bytes)
+    # Refusals come before the body is read: a full queue answers at once. A body
+    # that arrives too slowly (or never, after a lying Content-Length) ends at
+    # UPLOAD_TIMEOUT_S and frees its upload place.
+    async with service.upload_place(expected_bytes=declared or 0) as reservation:
+        form = await service.receive_body(read_multipart(request, max_bytes=max_bytes))
         fields = read_fields(
             form_type, form, request.query_params if intake.query_options else None
         )
@@ -104,6 +107,8 @@ async def await_result(
         raise ClientGoneError
     if job.status is not JobStatus.FINISHED:
         await service.forget(job)
+        if service.is_draining:  # stopped or never run because the server shuts down
+            raise service.shutting_down_error(job.error)
         raise JobFailedError(job.error or "transcription failed")
     return job
 

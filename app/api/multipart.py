@@ -7,6 +7,7 @@ never touch the disk, so upload routes read the body themselves through this mod
 
 from __future__ import annotations
 
+import codecs
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -30,6 +31,8 @@ LARGE_FIELD_BYTES = {
     "known_speaker_references[]": 4 * 1024 * 1024,
     "known_speaker_references": 4 * 1024 * 1024,
 }
+# The parser's limit on one part header line (Content-Disposition with its names).
+MAX_HEADER_BYTES = 4096
 
 
 @dataclass(slots=True)
@@ -99,7 +102,9 @@ async def read_multipart(request: Request[Any, Any, Any], *, max_bytes: int) -> 
     segment: MultipartSegment | None = None
     buffer = bytearray()
     try:
-        with PushMultipartParser(boundary, max_segment_count=MAX_PARTS) as parser:
+        with PushMultipartParser(
+            boundary, max_segment_count=MAX_PARTS, max_header_size=MAX_HEADER_BYTES
+        ) as parser:
             stream = request.stream()
             while not parser.closed:
                 chunk = await anext(stream, b"")
@@ -120,11 +125,46 @@ async def read_multipart(request: Request[Any, Any, Any], *, max_bytes: int) -> 
                     elif segment is not None:
                         _store_part(form, segment, buffer)
                         segment, buffer = None, bytearray()
-    except ParserLimitReached:
-        raise InvalidInputError("the multipart body has too many parts") from None
+    except ParserLimitReached as limit:
+        raise InvalidInputError(_limit_message(str(limit))) from None
     except ParserError:
         raise InvalidInputError("the multipart/form-data body is malformed") from None
     return form
+
+
+def _limit_message(reason: str) -> str:
+    """The parser's limit, said for the client (it names only header length, count, parts)."""
+    if "header length" in reason:
+        return (
+            f"a form part's header is too long (a field or file name over {MAX_HEADER_BYTES} bytes)"
+        )
+    if "header count" in reason:
+        return "a form part has too many headers"
+    return f"the multipart body has too many parts (at most {MAX_PARTS})"
+
+
+# Text charsets a form field may declare; anything else (unknown, or a codec that
+# is not a text encoding, such as `hex` or `idna`) is a 400 that names it.
+FIELD_CHARSETS = frozenset(
+    {"utf-8", "utf-8-sig", "ascii", "iso8859-1", "iso8859-15", "cp1252"}
+    | {"utf-16", "utf-16-le", "utf-16-be"}
+)
+
+
+def _text_of(name: str, data: bytearray, charset: str | None) -> str:
+    """A text field's value in its declared charset (UTF-8 when none)."""
+    try:
+        codec = codecs.lookup(charset or "utf-8").name
+    except LookupError:
+        codec = ""
+    if codec not in FIELD_CHARSETS:
+        shown = (charset or "")[:40]
+        raise InvalidInputError(
+            f"the form field `{name[:64]}` declares an unsupported charset `{shown}`; "
+            "send text fields as UTF-8",
+            param=name[:64],
+        )
+    return data.decode(codec, errors="replace")
 
 
 def _store_part(form: MultipartForm, segment: MultipartSegment, data: bytearray) -> None:
@@ -138,5 +178,5 @@ def _store_part(form: MultipartForm, segment: MultipartSegment, data: bytearray)
             ),
         )
     else:
-        text = data.decode(segment.charset or "utf-8", errors="replace")
+        text = _text_of(segment.name, data, segment.charset)
         form.fields.setdefault(segment.name, []).append(text)

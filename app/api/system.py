@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import msgspec
-from litestar import Controller, Request, Response, get
+from litestar import Controller, Request, Response, get, head
 from litestar.exceptions import NotAuthorizedException
 from litestar.openapi.datastructures import ResponseSpec
 from litestar.params import QueryParameter
@@ -85,6 +85,22 @@ def _zip_logs(log_path: Path | None) -> bytes:
     return buffer.getvalue()
 
 
+async def not_ready_reason(service: Service) -> str | None:
+    """Why the server cannot serve jobs now, or None when it can."""
+    state = service.status()
+    if state.draining:
+        return "the server is shutting down"
+    if (unreachable := await service.backend.check()) is not None:
+        return unreachable
+    if not state.worker_running:
+        return "the worker is not running"
+    if state.loading_model is not None:
+        return f"loading model {state.loading_model}"
+    if not state.loaded_models and not service.models.allowed_models():
+        return "no model is available on this server"
+    return None
+
+
 class SystemController(Controller):
     """Health, readiness, version, who-am-I, login redirect and log download."""
 
@@ -108,20 +124,20 @@ class SystemController(Controller):
     )
     async def readyz(self, service: Service) -> Response[Readiness]:
         """200 when jobs can be served now, 503 with the reason otherwise."""
-        state = service.status()
-        reason: str | None = None
-        if state.draining:
-            reason = "the server is shutting down"
-        elif (unreachable := await service.backend.check()) is not None:
-            reason = unreachable
-        elif not state.worker_running:
-            reason = "the worker is not running"
-        elif state.loading_model is not None:
-            reason = f"loading model {state.loading_model}"
-        elif not state.loaded_models and not service.models.allowed_models():
-            reason = "no model is available on this server"
+        reason = await not_ready_reason(service)
         status = HTTP_200_OK if reason is None else HTTP_503_SERVICE_UNAVAILABLE
         return Response(Readiness(ready=reason is None, reason=reason), status_code=status)
+
+    # Orchestrators and uptime checkers often send HEAD: the same status, no body.
+    @head("/healthz", include_in_schema=False)
+    async def healthz_head(self) -> None:
+        """200 while the event loop runs."""
+
+    @head("/readyz", include_in_schema=False)
+    async def readyz_head(self, service: Service) -> Response[None]:
+        """200 when ready, 503 otherwise."""
+        ready = await not_ready_reason(service) is None
+        return Response(None, status_code=HTTP_200_OK if ready else HTTP_503_SERVICE_UNAVAILABLE)
 
     @get(
         "/metrics",

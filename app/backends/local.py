@@ -5,7 +5,7 @@ from __future__ import annotations
 from app.backends.base import QueueCounts
 from app.store import TaskStore
 from app.transcription.jobs import Job
-from app.transcription.queue import JobQueue, Payload
+from app.transcription.queue import JobQueue, Payload, QueueFullError
 
 __all__ = ["LocalBackend"]
 
@@ -21,13 +21,18 @@ class LocalBackend:
         self._store = store
 
     async def reserve(self, expected_bytes: int) -> str:
-        """Hold a place in the local queue."""
-        self._queue.reserve(expected_bytes)
+        """Check the local queue has room now; the place is taken by `submit`.
+
+        In one process a body still arriving holds an upload place (MAX_UPLOADS_IN_FLIGHT),
+        not a queue place, so slow clients cannot make the queue look full.
+        """
+        if not self._queue.has_room(expected_bytes):
+            full = self._queue.waiting >= self._queue.max_waiting
+            raise QueueFullError("jobs" if full else "bytes")
         return _PLACE
 
     async def release(self, place: str) -> None:
-        """Give the place back."""
-        self._queue.release()
+        """Nothing is held before `submit`."""
 
     async def submit(self, place: str, job: Job, payload: Payload) -> None:
         """Queue the job, then keep its record."""

@@ -9,6 +9,7 @@ mp4/mkv with a video track, ...) into that array with PyAV, reading from an
 
 from __future__ import annotations
 
+import functools
 import io
 from collections.abc import Iterable
 from typing import ClassVar
@@ -103,6 +104,41 @@ _EXACT_LENGTH_FORMATS = frozenset({"flac", "mov", "mp4", "m4a", "3gp", "3g2", "m
 _TRUNCATION_TOLERANCE_S = 1.0
 
 
+# A cap on the pixels of any picture FFmpeg is asked to decode (4K UHD is 8.3 M): the
+# audio-only decoder list below keeps video decoders closed, this bounds anything left.
+MAX_PIXELS = 16_000_000
+
+
+@functools.cache
+def _audio_decoders() -> str:
+    """Every audio decoder this FFmpeg has, comma-separated (its `codec_whitelist`)."""
+    names = []
+    for name in sorted(av.codecs_available):
+        try:
+            codec = av.Codec(name, "r")
+        except (ValueError, av.error.FFmpegError):
+            continue  # an encoder only
+        if codec.type == "audio":
+            names.append(name)
+    return ",".join(names)
+
+
+def _open(data: bytes | bytearray | memoryview) -> InputContainer:
+    """Open an upload reading its audio only.
+
+    FFmpeg's stream probe decodes a frame of every stream whose format it does
+    not know yet: one 16000×16000 PNG "video" stream costs 768 MB. Allowing
+    audio decoders only keeps every other decoder closed, so other streams are
+    listed (a silent video is still told apart from garbage) but never decoded;
+    `max_pixels` caps any picture that still would be.
+    """
+    options = {"codec_whitelist": _audio_decoders(), "max_pixels": str(MAX_PIXELS)}
+    try:
+        return av.open(io.BytesIO(data), mode="r", metadata_errors="ignore", options=options)
+    except (av.error.FFmpegError, ValueError) as exc:
+        raise UndecodableAudioError() from exc
+
+
 def _clock(seconds: float) -> str:
     whole = round(seconds)
     hours, rest = divmod(whole, 3600)
@@ -124,11 +160,7 @@ def decode_audio(
     """
     if memoryview(data).nbytes == 0:
         raise EmptyAudioError()
-    try:
-        container = av.open(io.BytesIO(data), mode="r", metadata_errors="ignore")
-    except (av.error.FFmpegError, ValueError) as exc:
-        raise UndecodableAudioError() from exc
-    with container:
+    with _open(data) as container:
         stream = _first_audio_stream(container)
         declared_s = _declared_seconds(stream)
         if max_seconds is not None and declared_s is not None and declared_s > max_seconds:
@@ -177,17 +209,15 @@ def probe_upload(
         return duration_seconds(decode_upload(data, raw_pcm=True, max_seconds=max_seconds))
     if memoryview(data).nbytes == 0:
         raise EmptyAudioError()
-    try:
-        container = av.open(io.BytesIO(data), mode="r", metadata_errors="ignore")
-    except (av.error.FFmpegError, ValueError) as exc:
-        raise UndecodableAudioError() from exc
-    with container:
+    with _open(data) as container:
         stream = _first_audio_stream(container)
         declared_s = _declared_seconds(stream) or _container_seconds(container)
         if declared_s is not None and declared_s > max_seconds:
             raise AudioTooLongError(max_seconds, declared_s)
         try:
-            decoded_s, complete, packets_s = _probe_stream(container, stream, declared_s is None)
+            decoded_s, complete, packets_s = _probe_stream(
+                container, stream, None if declared_s is not None else max_seconds
+            )
         except (av.error.FFmpegError, ValueError) as exc:
             raise UndecodableAudioError(_CORRUPT) from exc
         if complete:
@@ -195,9 +225,11 @@ def probe_upload(
                 raise EmptyAudioError(_NO_SAMPLES)
             _check_complete(container, _declared_seconds(stream), decoded_s)
             return decoded_s
-    length_s = declared_s if declared_s is not None else max(packets_s, decoded_s)
+    if declared_s is not None:
+        return declared_s
+    length_s = max(packets_s, decoded_s)
     if length_s > max_seconds:
-        raise AudioTooLongError(max_seconds, length_s)
+        raise AudioTooLongError(max_seconds)  # counted only up to the limit
     return length_s
 
 
@@ -209,12 +241,14 @@ def _container_seconds(container: InputContainer) -> float | None:
 
 
 def _probe_stream(
-    container: InputContainer, stream: AudioStream, measure_rest: bool
+    container: InputContainer, stream: AudioStream, measure_up_to_s: float | None
 ) -> tuple[float, bool, float]:
     """Decode the stream's first seconds; then, if asked, add up the rest's packets.
 
     Returns the seconds decoded, whether that was the whole stream, and where the
     last packet read ends (seconds), for files whose header states no length.
+    Adding up stops as soon as the packets pass `measure_up_to_s`: a file of
+    tiny packets (hours of compressed silence) costs no more than the limit.
     """
     decoded_s = 0.0
     end_s = 0.0
@@ -226,7 +260,7 @@ def _probe_stream(
             for frame in packet.decode():
                 if frame.sample_rate:
                     decoded_s += frame.samples / frame.sample_rate
-        elif not measure_rest:
+        elif measure_up_to_s is None or end_s > measure_up_to_s:
             return decoded_s, False, end_s
     return decoded_s, decoded_s < PROBE_DECODE_S, end_s
 
@@ -297,43 +331,72 @@ def _decode_stream(
     Stops early, returning more than ``max_samples`` samples, once that many are
     decoded: the caller refuses such audio without decoding the rest.
     """
-    chunks: list[npt.NDArray[np.float32]] = []
+    sink = _SampleSink(max_samples)
     resampler: AudioResampler | None = None
     source: tuple[str, str, int] | None = None
-    decoded = 0
     for frame in container.decode(stream):
-        if max_samples is not None and decoded > max_samples:
+        if sink.full:
             break
         # A resampler is fixed to the first frame's format/layout/rate; some streams
         # (e.g. concatenated mp3s, broadcast AAC) change these midway, so start anew.
         shape = (frame.format.name, frame.layout.name, frame.sample_rate)
         if resampler is None or shape != source:
             if resampler is not None:
-                _collect(resampler.resample(None), chunks)
+                _collect(resampler.resample(None), sink)
             resampler = _new_resampler()
             source = shape
-        decoded += _collect(resampler.resample(frame), chunks)
+        _collect(resampler.resample(frame), sink)
     if resampler is not None:
-        _collect(resampler.resample(None), chunks)
-    if not chunks:
-        return np.zeros(0, dtype=np.float32)
-    samples = np.concatenate(chunks)
+        _collect(resampler.resample(None), sink)
+    samples = sink.samples()
     # Lossy decoders (mp3, aac, opus) may overshoot full scale slightly.
     np.clip(samples, -1.0, 1.0, out=samples)
     return samples
+
+
+class _SampleSink:
+    """Where decoded samples go: with a limit, one buffer filled in place.
+
+    The buffer has room for one sample past the limit (which marks audio too
+    long). `np.empty` maps its pages lazily, so the resident memory is the audio
+    decoded so far, and no second copy is ever made. Without a limit, chunks
+    are joined at the end.
+    """
+
+    def __init__(self, limit: int | None) -> None:
+        self._buffer = None if limit is None else np.empty(limit + 1, dtype=np.float32)
+        self._chunks: list[npt.NDArray[np.float32]] = []
+        self.count = 0
+
+    @property
+    def full(self) -> bool:
+        """Whether the limit has been passed (the rest need not be decoded)."""
+        return self._buffer is not None and self.count >= self._buffer.size
+
+    def add(self, chunk: npt.NDArray[np.float32]) -> None:
+        """Append samples (past the limit they are dropped)."""
+        if self._buffer is None:
+            self._chunks.append(chunk.copy())
+            self.count += chunk.size
+            return
+        take = min(chunk.size, self._buffer.size - self.count)
+        self._buffer[self.count : self.count + take] = chunk[:take]
+        self.count += take
+
+    def samples(self) -> npt.NDArray[np.float32]:
+        """Everything added, as one array (a view of the buffer: no copy)."""
+        if self._buffer is not None:
+            return self._buffer[: self.count]
+        return np.concatenate(self._chunks) if self._chunks else np.zeros(0, dtype=np.float32)
 
 
 def _new_resampler() -> AudioResampler:
     return AudioResampler(format=_OUTPUT_FORMAT, layout=_OUTPUT_LAYOUT, rate=SAMPLE_RATE)
 
 
-def _collect(frames: Iterable[AudioFrame | None], chunks: list[npt.NDArray[np.float32]]) -> int:
-    """Append the samples of resampled frames (a passthrough flush yields ``None``); count them."""
-    count = 0
+def _collect(frames: Iterable[AudioFrame | None], sink: _SampleSink) -> None:
+    """Add the samples of resampled frames (a passthrough flush yields ``None``) to `sink`."""
     for frame in frames:
         if frame is None or frame.samples == 0:
             continue
-        array = frame.to_ndarray()
-        chunks.append(np.ascontiguousarray(array.reshape(-1), dtype=np.float32))
-        count += chunks[-1].size
-    return count
+        sink.add(np.asarray(frame.to_ndarray(), dtype=np.float32).reshape(-1))

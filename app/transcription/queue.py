@@ -2,10 +2,13 @@
 
 Waiting jobs hold the bytes that were uploaded, never decoded audio, and the
 queue is bounded twice: by the number of waiting jobs (MAX_TASK_QUEUE_SIZE) and
-by the bytes they hold (MAX_QUEUED_MB). A place is reserved before an upload's
-body is read, so a full queue answers at once. The queue only knows "the next
-jobs", so a batching worker can ask for several; a Redis-backed queue can stand
-in behind the same Protocol.
+by the bytes they hold (MAX_QUEUED_MB). Only uploads that have fully arrived
+and been probed take a place: bodies still arriving are counted apart
+(`app.uploads.UploadGate`), so slow clients cannot make the queue look full. The
+intake asks `has_room` before reading a body, so a full queue answers at once,
+and `submit` checks again. The queue only knows "the next jobs", so a batching
+worker can ask for several; a Redis-backed queue can stand in behind the same
+Protocol.
 """
 
 from __future__ import annotations
@@ -93,11 +96,6 @@ class JobQueue(Protocol):
         ...
 
     @property
-    def reserved(self) -> int:
-        """Places held for uploads still being received."""
-        ...
-
-    @property
     def running(self) -> list[Job]:
         """Jobs a worker has taken and not finished."""
         ...
@@ -106,16 +104,8 @@ class JobQueue(Protocol):
         """Whether an upload of about `expected_bytes` would be accepted now."""
         ...
 
-    def reserve(self, expected_bytes: int = 0) -> None:
-        """Hold a place for an upload before its body is read; QueueFullError if none."""
-        ...
-
-    def release(self) -> None:
-        """Give back a held place that no job took."""
-        ...
-
     def submit(self, job: Job, payload: Payload) -> None:
-        """Queue `job` in a held place; QueueFullError when its bytes do not fit."""
+        """Queue `job`; QueueFullError when its place or its bytes do not fit."""
         ...
 
     def position(self, job: Job) -> int | None:
@@ -161,7 +151,6 @@ class MemoryJobQueue:
         self._waiting: collections.deque[QueuedJob] = collections.deque()
         self._waiting_bytes = 0
         self._running: list[Job] = []
-        self._reserved = 0
         self._available = asyncio.Event()
 
     @property
@@ -180,18 +169,13 @@ class MemoryJobQueue:
         return self._waiting_bytes
 
     @property
-    def reserved(self) -> int:
-        """Places held for uploads still being received."""
-        return self._reserved
-
-    @property
     def running(self) -> list[Job]:
         """Jobs being transcribed now."""
         return list(self._running)
 
     def has_room(self, expected_bytes: int = 0) -> bool:
-        """Room for one more job (held places count as taken) and for its bytes."""
-        if len(self._waiting) + self._reserved >= self._max_waiting:
+        """Room for one more waiting job and for its bytes."""
+        if len(self._waiting) >= self._max_waiting:
             return False
         return self._bytes_fit(expected_bytes)
 
@@ -200,23 +184,12 @@ class MemoryJobQueue:
         # never fit: it is taken when nothing else waits, instead of refused forever.
         return not self._waiting or self._waiting_bytes + size <= self._max_waiting_bytes
 
-    def reserve(self, expected_bytes: int = 0) -> None:
-        """Hold a place for an upload before its body is read."""
-        if len(self._waiting) + self._reserved >= self._max_waiting:
-            raise QueueFullError("jobs")
-        if not self._bytes_fit(expected_bytes):
-            raise QueueFullError("bytes")
-        self._reserved += 1
-
-    def release(self) -> None:
-        """Give back a held place that no job took."""
-        self._reserved = max(0, self._reserved - 1)
-
     def submit(self, job: Job, payload: Payload) -> None:
-        """Queue `job` with its upload in a held place."""
+        """Queue `job` with its upload; QueueFullError when its place or bytes do not fit."""
+        if len(self._waiting) >= self._max_waiting:
+            raise QueueFullError("jobs")
         if not self._bytes_fit(len(payload)):
             raise QueueFullError("bytes")
-        self.release()
         self._waiting.append(QueuedJob(job, payload))
         self._waiting_bytes += len(payload)
         self._available.set()

@@ -23,6 +23,7 @@ from app.clock import Clock
 from app.transcription.audio import AudioDecodeError, decode_upload, duration_seconds
 from app.transcription.batching import is_batchable
 from app.transcription.engine import JobCancelledError
+from app.transcription.inference import InferenceExecutor
 from app.transcription.jobs import Job, JobNotifier, JobStage, JobStatus
 from app.transcription.limits import (
     WorkerLimits,
@@ -77,16 +78,27 @@ class Worker:
         limits: WorkerLimits | None = None,
         on_job_done: Callable[[Job], None] | None = None,
         speaker_stage: SpeakerStageCall | None = None,
+        uploads_in_flight: Callable[[], int] = lambda: 0,
     ) -> None:
         self._queue = queue
+        # Bodies still arriving (app.uploads): the batching linger waits for them briefly.
+        self._uploads_in_flight = uploads_in_flight
         self._models = models
         self._notifier = notifier
         self._clock = clock
         self._limits = limits or WorkerLimits()
         self.on_job_done = on_job_done
         self._speaker_stage = speaker_stage
-        self._executor: concurrent.futures.ThreadPoolExecutor | None = None
+        self._executor: InferenceExecutor | None = None
+        # Threads left behind by a stuck call: they still count as busy at exit.
+        self._abandoned: list[InferenceExecutor] = []
         self._task: asyncio.Task[None] | None = None
+
+    @property
+    def inference_busy(self) -> bool:
+        """Whether a model call still runs (after `stop`: one whose result nobody wants)."""
+        executors = [*self._abandoned, *([self._executor] if self._executor else [])]
+        return any(executor.busy for executor in executors)
 
     @property
     def is_running(self) -> bool:
@@ -95,7 +107,7 @@ class Worker:
 
     def start(self) -> None:
         """Start the worker loop on the running event loop."""
-        self._executor = _inference_executor()
+        self._executor = InferenceExecutor()
         self._task = asyncio.get_running_loop().create_task(self._run(), name="whisper-worker")
 
     async def stop(self) -> None:
@@ -138,7 +150,7 @@ class Worker:
         if size < 2 or batch_key(batch[0].job) is None:
             return
         deadline = self._clock.monotonic() + self._limits.max_linger_s
-        while len(batch) < size and self._queue.reserved > 0:
+        while len(batch) < size and self._uploads_in_flight() > 0:
             if self._clock.monotonic() >= deadline:
                 return
             await self._clock.sleep(0.01)
@@ -395,7 +407,8 @@ class Worker:
         future.add_done_callback(_ignore_outcome)
         if self._executor is not None:
             self._executor.shutdown(wait=False)
-        self._executor = _inference_executor()
+            self._abandoned.append(self._executor)
+        self._executor = InferenceExecutor()
         log.error("inference_thread_abandoned")
 
     def _set_progress(self, job: Job, fraction: float) -> None:
@@ -407,10 +420,6 @@ class Worker:
         if job.status is JobStatus.PROCESSING:
             job.partial_segments.append(segment)
             self._notifier.notify(job)
-
-
-def _inference_executor() -> concurrent.futures.ThreadPoolExecutor:
-    return concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="inference")
 
 
 def _ignore_outcome(future: asyncio.Future[Transcript]) -> None:

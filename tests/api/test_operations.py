@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import Any
 
@@ -300,7 +300,7 @@ async def test_stop_waits_for_the_running_job_within_the_grace() -> None:
 
 
 async def test_a_job_past_the_grace_is_stopped_with_a_reason() -> None:
-    """When SHUTDOWN_GRACE_S runs out, the running job fails saying the server shut down."""
+    """Past SHUTDOWN_GRACE_S the drain itself stops the running job, which fails with why."""
     gate = threading.Event()
     app, service = build(FakeTranscriber(gate=gate), shutdown_grace_s=0.2)
     try:
@@ -308,12 +308,39 @@ async def test_a_job_past_the_grace_is_stopped_with_a_reason() -> None:
             task_id = (await upload(client)).json()["task_id"]
             await eventually(lambda: _status_is(client, task_id, "processing"))
             job = await service.get(task_id)
-            await asyncio.wait_for(service.drain(), 5)
-            assert job is not None and not job.is_final  # the grace is over, the job is not
+            await asyncio.wait_for(on_app_loop(client, service.drain), 5)
+            assert job is not None and job.is_final  # answered before the server goes
+            seen = (await client.get(f"/api/v1/tasks/{task_id}")).json()
     finally:
         gate.set()
-    assert job.status == "failed"
+    assert job.status == "failed" and seen["status"] == "failed"
     assert job.error is not None and "shut down while this job ran" in job.error
+
+
+async def test_a_second_signal_ends_the_grace_and_the_job_fails_at_once() -> None:
+    """end_grace during the drain: the wait stops within a tick and the job fails with why."""
+    gate = threading.Event()
+    app, service = build(FakeTranscriber(gate=gate), shutdown_grace_s=600)
+    try:
+        async with AsyncTestClient(app=app) as client:
+            task_id = (await upload(client)).json()["task_id"]
+            await eventually(lambda: _status_is(client, task_id, "processing"))
+            drain = on_app_loop(client, service.drain)
+            await asyncio.sleep(0.2)
+            assert not drain.done()
+            service.end_grace()
+            await asyncio.wait_for(drain, 2)
+            seen = (await client.get(f"/api/v1/tasks/{task_id}")).json()
+    finally:
+        gate.set()
+    assert seen["status"] == "failed" and "shut down while this job ran" in seen["error"]
+
+
+def on_app_loop(
+    client: AsyncTestClient[Litestar], call: Callable[[], Coroutine[Any, Any, None]]
+) -> asyncio.Future[None]:
+    """Run `call` on the loop the app (and its worker) runs on, the test client's portal."""
+    return asyncio.wrap_future(client.blocking_portal.start_task_soon(call))
 
 
 def test_shutdown_grace_setting_is_validated() -> None:

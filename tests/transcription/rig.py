@@ -96,8 +96,7 @@ def new_queue(
 
 
 def enqueue(queue: MemoryJobQueue, job: Job, payload: bytes | None = None) -> None:
-    """Reserve a place and queue `job` with its PCM (made from its duration if not given)."""
-    queue.reserve()
+    """Queue `job` with its PCM (made from its duration if not given)."""
     queue.submit(job, payload if payload is not None else pcm(job.audio_duration))
 
 
@@ -158,6 +157,7 @@ def start_rig(
     available: set[str] | None = None,
     settings: Any = None,
     clock: Any = None,
+    uploads_in_flight: Callable[[], int] = lambda: 0,
     **limits: Any,
 ) -> Rig:
     """A started worker on a fresh queue (the caller stops it)."""
@@ -171,6 +171,7 @@ def start_rig(
         clock=clock or FakeClock(),
         limits=WorkerLimits(**limits),
         on_job_done=done.append,
+        uploads_in_flight=uploads_in_flight,
     )
     worker.start()
     return Rig(queue, worker, transcriber, gate or threading.Event(), done)

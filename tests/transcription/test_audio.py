@@ -26,12 +26,14 @@ from av.video.stream import VideoStream
 from app.transcription.audio import (
     SAMPLE_RATE,
     AudioDecodeError,
+    AudioTooLongError,
     EmptyAudioError,
     NoAudioStreamError,
     UndecodableAudioError,
     decode_audio,
     decode_pcm_s16le,
     duration_seconds,
+    probe_upload,
 )
 
 SHARED_AUDIO = Path(__file__).resolve().parents[2].parent / "shared" / "audio"
@@ -402,3 +404,49 @@ def test_duration_seconds() -> None:
     assert duration_seconds(np.zeros(0, dtype=np.float32)) == 0.0
     with pytest.raises(ValueError, match="1-D"):
         duration_seconds(np.zeros((2, 10), dtype=np.float32))
+
+
+def test_video_streams_are_never_decoded_while_probing() -> None:
+    """Huge PNG video streams beside the audio are listed but not decoded: no frame is made."""
+    from tests.bad_inputs import video_bomb
+
+    bomb = video_bomb(streams=2, side=4096)  # 48 MB a frame, were it decoded
+    assert video_formats_found(bomb) == [None, None]  # a decoded frame would tell rgb24
+    assert probe_upload(bomb, raw_pcm=False, max_seconds=60) == pytest.approx(1.0, abs=0.01)
+    assert decode_audio(bomb).size == 16000
+
+
+def video_formats_found(data: bytes) -> list[str | None]:
+    """The pixel formats of the video streams as our way of opening an upload finds them."""
+    from app.transcription import audio
+
+    with audio._open(data) as container:
+        return [stream.codec_context.pix_fmt for stream in container.streams.video]
+
+
+def test_hours_of_silence_without_a_stated_length_are_refused_by_the_probe() -> None:
+    """A 72 KB FLAC of 5 h silence with no length in its header: 413 from its packets."""
+    from tests.bad_inputs import silent_flac_without_length
+
+    data = silent_flac_without_length(5 * 3600)
+    assert len(data) < 100_000
+    with pytest.raises(AudioTooLongError, match="at most 14400 s"):
+        probe_upload(data, raw_pcm=False, max_seconds=4 * 3600)
+
+
+def test_decoding_stops_one_sample_past_the_limit() -> None:
+    """With a limit, decoding fills one buffer and stops as soon as the audio passes it."""
+    data = _wav_of_seconds(3.0)
+    with pytest.raises(AudioTooLongError):
+        decode_audio(data, max_seconds=2.0)
+    assert decode_audio(data, max_seconds=3.5).size == 3 * 16000
+
+
+def _wav_of_seconds(seconds: float) -> bytes:
+    buffer = io.BytesIO()
+    with wave.open(buffer, "wb") as out:
+        out.setnchannels(1)
+        out.setsampwidth(2)
+        out.setframerate(16000)
+        out.writeframes(np.full(int(seconds * 16000), 1000, "<i2").tobytes())
+    return buffer.getvalue()

@@ -12,8 +12,8 @@ from app.transcription.worker import batch_key
 from tests.transcription.rig import enqueue, make_job, new_queue, notifier_of, pcm
 
 
-def test_a_place_beyond_the_bound_is_refused_at_once() -> None:
-    """With max_waiting jobs waiting, reserving one more place raises QueueFullError."""
+def test_a_job_beyond_the_bound_is_refused_at_once() -> None:
+    """With max_waiting jobs waiting, has_room is False and submit raises QueueFullError."""
     queue = new_queue(max_waiting=2)
     first, second = make_job(), make_job()
     enqueue(queue, first)
@@ -21,23 +21,9 @@ def test_a_place_beyond_the_bound_is_refused_at_once() -> None:
     enqueue(queue, second)
     assert not queue.has_room()
     with pytest.raises(QueueFullError) as refused:
-        queue.reserve()
+        queue.submit(make_job(), pcm())
     assert refused.value.limit == "jobs"
     assert queue.waiting == 2
-
-
-def test_reserved_places_count_as_taken_until_used_or_released() -> None:
-    """reserve() holds a place against other uploads; submit fills it, release frees it."""
-    queue = new_queue(max_waiting=2)
-    queue.reserve()
-    queue.reserve()
-    assert not queue.has_room()
-    with pytest.raises(QueueFullError):
-        queue.reserve()
-    queue.submit(make_job(), pcm())
-    queue.release()
-    assert queue.waiting == 1 and queue.reserved == 0
-    assert queue.has_room()
 
 
 def test_waiting_bytes_are_bounded_and_freed_when_taken() -> None:
@@ -45,15 +31,11 @@ def test_waiting_bytes_are_bounded_and_freed_when_taken() -> None:
     queue = new_queue(max_waiting=10, max_waiting_bytes=100_000)
     enqueue(queue, make_job(), pcm(2.0))  # 64 000 bytes
     assert queue.waiting_bytes == 64_000
-    assert not queue.has_room(expected_bytes=64_000)
-    queue.reserve()
+    assert not queue.has_room(expected_bytes=64_000)  # a declared Content-Length, up front
     with pytest.raises(QueueFullError) as refused:
         queue.submit(make_job(), pcm(2.0))
     assert refused.value.limit == "bytes"
-    queue.release()
-    with pytest.raises(QueueFullError):
-        queue.reserve(expected_bytes=64_000)  # a declared Content-Length is checked up front
-    assert queue.waiting == 1 and queue.reserved == 0
+    assert queue.waiting == 1
 
 
 async def test_an_upload_larger_than_the_byte_bound_waits_alone() -> None:

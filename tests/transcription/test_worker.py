@@ -245,15 +245,15 @@ async def test_worker_waits_for_uploads_in_flight_to_join_the_batch() -> None:
     """Jobs landing while other uploads are still being received join the first batch."""
     fake = BatchingFake()
     clock = FakeClock()
-    started = start_rig(fake, batch_size=4, clock=clock)
+    arriving = [3]  # three uploads in flight
+    started = start_rig(fake, batch_size=4, clock=clock, uploads_in_flight=lambda: arriving[0])
     jobs = [make_job() for _ in range(4)]
     try:
-        for _ in jobs[1:]:
-            started.queue.reserve()  # three uploads in flight
         enqueue(started.queue, jobs[0])
         for job in jobs[1:]:
             await asyncio.sleep(0)
             started.queue.submit(job, pcm())
+            arriving[0] -= 1
         for job in jobs:
             await started.final(job)
     finally:

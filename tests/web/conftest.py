@@ -154,7 +154,8 @@ UIFactory = Callable[..., UI]
 
 @pytest.fixture
 def open_ui(browser: Browser) -> Iterator[UIFactory]:
-    """Open the UI on a server; afterwards, fail on any request to another host or a JS error."""
+    """Open the UI on a server; afterwards, fail on any request to another host, a JS error
+    or a Content-Security-Policy violation."""
     opened: list[UI] = []
 
     def factory(
@@ -179,6 +180,14 @@ def open_ui(browser: Browser) -> Iterator[UIFactory]:
         page = context.new_page()
         errors: list[str] = []
         page.on("pageerror", lambda error: errors.append(str(error)))
+        # The server's Content-Security-Policy (app/api/headers.py): a blocked inline
+        # script or style, or a foreign load, is a bug in the page.
+        page.on(
+            "console",
+            lambda message: (
+                errors.append(message.text) if "Content Security Policy" in message.text else None
+            ),
+        )
         ui = UI(server=server, context=context, page=page, guard=guard, errors=errors)
         opened.append(ui)
         return ui
