@@ -94,6 +94,8 @@ def build_service(
         clock=clock,
         limits=worker_limits(settings),
         speaker_stage=SpeakerStage(settings.speaker_model),
+        # Bodies still arriving: the worker lingers briefly so they can join its batch.
+        uploads_in_flight=lambda: uploads.in_flight,
     )
     service = TranscriptionService(
         settings,

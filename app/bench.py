@@ -1,5 +1,9 @@
 """`whisper-api bench` (and `make bench`): the server against faster-whisper called directly.
 
+A long module on purpose: one command-line script whose scenarios share the same
+server and engine set-up and one report; the cluster and speaker scenarios and the
+context study live in their own modules (`bench_cluster`, `speaker_bench`, `context_study`).
+
 Every figure is measured in the same run, on the same model files and settings:
 the engine baseline is faster-whisper's own `WhisperModel.transcribe()` in a fresh
 process; the server is `whisper-api serve` in another fresh process on a free

@@ -16,20 +16,20 @@ import contextlib
 import math
 import os
 from collections.abc import AsyncIterator, Coroutine
-from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import msgspec
 import structlog
 
 from app.accounting import JobAccounting
-from app.backends.base import FleetWorker, TaskBackend
+from app.backends.base import TaskBackend
 from app.backends.local import LocalBackend
 from app.clock import Clock
 from app.config import Settings
 from app.draining import RESULT_PICKUP_S, Shutdown
 from app.errors import ShuttingDownError
 from app.metrics import ServiceMetrics, StateSnapshot
+from app.reservation import Reservation, ServiceStatus
 from app.store import TaskStore
 from app.transcription.audio import probe_upload
 from app.transcription.jobs import Job, JobNotifier
@@ -64,53 +64,6 @@ class JobSpec(msgspec.Struct, frozen=True, kw_only=True):
     surface: str = "tasks"
     owner: str | None = None
     raw_pcm: bool = False
-
-
-class Reservation:
-    """A place in the queue held for one upload while its body is read and probed."""
-
-    def __init__(self, backend: TaskBackend, place: str) -> None:
-        self._backend = backend
-        self._place = place
-        self._held = True
-
-    @property
-    def held(self) -> bool:
-        """Whether the place is still free for a job."""
-        return self._held
-
-    async def use(self, job: Job, payload: Payload) -> None:
-        """Queue `job` in the held place (QueueFullError when its bytes do not fit)."""
-        if not self._held:
-            raise RuntimeError("this queue place was already used or released")
-        await self._backend.submit(self._place, job, payload)
-        self._held = False
-
-    async def release(self) -> None:
-        """Give the place back if no job took it."""
-        if self._held:
-            self._held = False
-            await self._backend.release(self._place)
-
-
-@dataclass(frozen=True, slots=True)
-class ServiceStatus:
-    """What /api/v1/decoder_status and readiness report."""
-
-    worker_running: bool
-    loading_model: str | None
-    loaded_models: list[str]
-    last_loaded_model: str | None
-    target_model: str
-    max_model: str | None
-    device: str
-    compute_type: str
-    waiting_jobs: int
-    running_jobs: int
-    max_queue_size: int
-    draining: bool = False
-    # A cluster's workers (QUEUE_BACKEND=redis); empty in one process.
-    workers: tuple[FleetWorker, ...] = ()
 
 
 class TranscriptionService:

@@ -90,11 +90,6 @@ class RedisWorkQueue:
         self._closed = False
 
     @property
-    def reserved(self) -> int:
-        """Uploads in flight are another node's business: the worker never lingers for them."""
-        return 0
-
-    @property
     def running(self) -> list[Job]:
         """The jobs this worker has taken and not finished."""
         return [job for job, _ in self._running.values()]

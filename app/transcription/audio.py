@@ -5,6 +5,9 @@ the bytes of any container FFmpeg can read (wav, flac, mp3, ogg/opus, m4a/aac, w
 mp4/mkv with a video track, ...) into that array with PyAV, reading from an
 ``io.BytesIO``: nothing is ever written to disk. Every failure is an
 :class:`AudioDecodeError` whose message is fit to show to the client as-is.
+
+The upload probe lives here too (about 400 lines in all): it applies the same stream,
+length and truncation rules as the decoder, and keeping them together keeps them equal.
 """
 
 from __future__ import annotations

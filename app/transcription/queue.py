@@ -55,11 +55,6 @@ class JobSource(Protocol):
     """What the worker needs of a queue (a Redis stream consumer is one too)."""
 
     @property
-    def reserved(self) -> int:
-        """Places held for uploads still being received."""
-        ...
-
-    @property
     def running(self) -> list[Job]:
         """Jobs a worker has taken and not finished."""
         ...
