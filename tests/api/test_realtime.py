@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import re
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -251,3 +253,45 @@ def test_a_batch_job_beside_a_live_session_still_finishes_with_its_usual_quality
     assert answers[0].json()["text"] == alone.json()["text"]
     live_text = " ".join(run.transcripts)
     assert word_error_rate(reference_text(live_name), live_text) <= 0.10, live_text
+
+
+def test_the_live_cli_prints_a_files_words_as_they_are_committed(server: Server) -> None:
+    """`whisper-api live --file` streams at real-time pace and prints each turn on a line."""
+    name = "en_ljspeech_LJ001-0001.wav"
+    command = [
+        sys.executable,
+        "-m",
+        "app",
+        "live",
+        "--file",
+        str(shared_clip(name)),
+        "--server",
+        server.url,
+        "--api-key",
+        KEY,
+        "--language",
+        "en",
+    ]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=240, check=False)
+    assert done.returncode == 0, done.stderr
+    assert word_error_rate(reference_text(name), done.stdout) <= 0.10, done.stdout
+    assert done.stdout.endswith("\n")
+
+
+def test_the_live_cli_says_when_the_key_is_refused(server: Server) -> None:
+    """A wrong key ends the CLI with status 1 and the HTTP status on stderr."""
+    command = [
+        sys.executable,
+        "-m",
+        "app",
+        "live",
+        "--file",
+        str(shared_clip("en_jfk.flac")),
+        "--server",
+        server.url,
+        "--api-key",
+        "wrong-key-0123456789",
+    ]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=120, check=False)
+    assert done.returncode == 1
+    assert "401" in done.stderr
