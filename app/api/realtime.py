@@ -189,6 +189,8 @@ class _Connection:
                 async with asyncio.timeout(idle_s):
                     text = await self.socket.receive_data(mode="text")
             except TimeoutError:
+                if self.session.busy:
+                    continue  # the client waits for turns still being transcribed
                 await self.send(
                     error_event(f"no client event for {idle_s:g} s", code="idle_timeout")
                 )
