@@ -245,7 +245,8 @@ class LiveSession:
         else:
             if self._open is not None:
                 self._open.append(samples)
-            for event in self._detector.push(samples):
+            # The detector runs a small ONNX model: off the event loop, like every model.
+            for event in await asyncio.to_thread(self._detector.push, samples):
                 await self._voice(event)
         self._wake.set()
 

@@ -143,3 +143,50 @@ async def test_a_failing_model_fails_the_turn_and_the_session_goes_on(
     runner.cancel()
     assert isinstance(events[-1], Completed)
     assert events[-1].transcript == "hello"
+
+
+def loudness_scorer(samples: Samples) -> list[float]:
+    """Speech wherever a 32 ms frame is not silent."""
+    frames = samples[: len(samples) // 512 * 512].reshape(-1, 512)
+    return [0.9 if float(np.abs(frame).max()) > 0.01 else 0.0 for frame in frames]
+
+
+def tone(seconds: float) -> bytes:
+    """A loud 24 kHz PCM16 tone."""
+    t = np.arange(round(seconds * 24000)) / 24000
+    return (np.sin(2 * np.pi * 300 * t) * 10000).astype("<i2").tobytes()
+
+
+async def test_server_vad_makes_a_turn_from_speech_to_the_silence_after_it(
+    events: list[LiveEvent],
+) -> None:
+    """Silence, speech, silence: started (with prefix padding), stopped, committed, completed."""
+    from app.transcription.live_audio import TurnDetection
+    from app.transcription.live_session import SpeechStarted, SpeechStopped
+
+    async def emit(event: LiveEvent) -> None:
+        events.append(event)
+
+    model = ScriptedModel("one turn")
+    session = LiveSession(
+        LiveConfig(language="en", turn_detection=TurnDetection(silence_duration_ms=300)),
+        run_pass=model.run,
+        emit=emit,
+        clock=FakeClock(),
+        scorer=loudness_scorer,
+    )
+    runner = asyncio.create_task(session.run())
+    for chunk in (pcm(1.0), tone(1.0), pcm(1.0)):
+        await session.append(chunk)
+    await settle(session)
+    runner.cancel()
+    kinds = [type(e) for e in events]
+    assert kinds[:3] == [SpeechStarted, SpeechStopped, Committed]
+    assert kinds[-1] is Completed
+    started, stopped = events[0], events[1]
+    assert isinstance(started, SpeechStarted) and isinstance(stopped, SpeechStopped)
+    assert 650 <= started.audio_start_ms <= 750  # 1 s of silence less 300 ms of padding
+    assert 1950 <= stopped.audio_end_ms <= 2100
+    completed = events[-1]
+    assert isinstance(completed, Completed)
+    assert completed.audio_seconds == pytest.approx(1.3, abs=0.1)
