@@ -25,7 +25,7 @@ import numpy.typing as npt
 from app.clock import Clock
 from app.transcription.audio import SAMPLE_RATE
 from app.transcription.engine import Transcriber
-from app.transcription.live import LiveTurn, PassResult
+from app.transcription.live import LiveTurn, PassResult, normalise_word
 from app.transcription.live_audio import (
     PcmResampler,
     SpeechScorer,
@@ -55,6 +55,8 @@ AsyncPass = Callable[[Samples, str | None, "LiveConfig"], Awaitable[PassResult]]
 """Run one pass (audio, prompt, the session's settings) off the event loop."""
 # Audio kept before speech starts: the prefix padding of any sensible setting, and more.
 RECENT_S = 3.0
+# Whisper's threshold: text that compresses better than this is a repetition loop.
+MAX_COMPRESSION_RATIO = 2.4
 # A turn shorter than this has nothing Whisper could hear.
 MIN_TURN_S = 0.1
 
@@ -164,7 +166,13 @@ def whisper_pass(transcriber: Transcriber, language: str | None) -> Callable[...
             temperature=0.0,
         )
         transcript = transcriber.transcribe(audio, asked, _ignore, _never)
-        return PassResult(words=transcript.words, segment_ends=[s.end for s in transcript.segments])
+        # Without the fallback ladder, Whisper's own guard against a decoding stuck in a
+        # loop (". . . ." or one phrase again and again) is ours to apply.
+        kept = [s for s in transcript.segments if s.compression_ratio <= MAX_COMPRESSION_RATIO]
+        return PassResult(
+            words=[w for s in kept for w in s.words or () if normalise_word(w.word)],
+            segment_ends=[s.end for s in kept],
+        )
 
     return run
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Iterator
+from typing import Any
 
 import numpy as np
 import pytest
@@ -18,8 +19,9 @@ from app.transcription.live_session import (
     LiveEvent,
     LiveSession,
     TurnFailed,
+    whisper_pass,
 )
-from app.transcription.types import Word
+from app.transcription.types import Segment, Transcript, Word
 from tests.transcription.rig import FakeClock
 
 Samples = np.ndarray
@@ -190,3 +192,46 @@ async def test_server_vad_makes_a_turn_from_speech_to_the_silence_after_it(
     completed = events[-1]
     assert isinstance(completed, Completed)
     assert completed.audio_seconds == pytest.approx(1.3, abs=0.1)
+
+
+class LoopingTranscriber:
+    """A model that says one good segment and then gets stuck in a loop of dots."""
+
+    def transcribe(self, audio: Samples, options: Any, *_: Any) -> Transcript:
+        """Two segments: real words, then '. . . .' (highly compressible)."""
+        good = Segment(
+            id=0,
+            start=0.0,
+            end=1.0,
+            text=" hello there",
+            compression_ratio=1.1,
+            words=[Word(0.0, 0.5, " hello", 0.9), Word(0.5, 1.0, " there.", 0.9)],
+        )
+        stuck = Segment(
+            id=1,
+            start=1.0,
+            end=2.0,
+            text=" . . . .",
+            compression_ratio=9.0,
+            words=[Word(1.0 + i / 8, 1.1 + i / 8, " .", 0.5) for i in range(8)],
+        )
+        lone_dot = Segment(
+            id=2,
+            start=2.0,
+            end=2.5,
+            text=" .",
+            compression_ratio=1.0,
+            words=[Word(2.0, 2.5, " .", 0.5)],
+        )
+        return Transcript(
+            text="", language="en", language_probability=1.0, duration=2.5,
+            segments=[good, stuck, lone_dot],
+        )  # fmt: skip
+
+
+def test_a_pass_drops_looping_segments_and_words_without_letters() -> None:
+    """Segments past Whisper's compression threshold and bare punctuation never reach a turn."""
+    run = whisper_pass(LoopingTranscriber(), "en")  # type: ignore[arg-type]
+    result = run(np.zeros(16000, dtype=np.float32), None)
+    assert [w.word for w in result.words] == [" hello", " there."]
+    assert result.segment_ends == [1.0, 2.5]
