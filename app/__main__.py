@@ -43,7 +43,35 @@ def _parser(with_client: bool = True) -> argparse.ArgumentParser:
         _add_transcribe_parser(commands)
     else:
         commands.add_parser("transcribe", help="send audio files to a running server")
+    _add_live_parser(commands)
     return parser
+
+
+def _add_live_parser(commands: Any) -> None:
+    from app.client import environment_defaults
+
+    defaults = environment_defaults()
+    live = commands.add_parser(
+        "live",
+        help="stream the microphone (or a file) to a running server; print words as they come",
+        description="Live transcription over /v1/realtime. Without --file the default "
+        "capture device is recorded (ALSA through FFmpeg; --device to choose another).",
+    )
+    live.add_argument("--file", type=Path, help="stream this file at real-time pace instead")
+    live.add_argument("--device", default="default", help="capture device (default: default)")
+    live.add_argument(
+        "--input-format", default="alsa", help="FFmpeg input device kind (default: alsa)"
+    )
+    live.add_argument(
+        "--server",
+        default=defaults["server"],
+        help="server URL (default: $WHISPER_API_URL or %(default)s)",
+    )
+    live.add_argument("--language", help="spoken language (en, de, ...); omit to detect it")
+    live.add_argument("--model", help="a model the server offers; omit for its live model")
+    live.add_argument(
+        "--api-key", default=defaults["api_key"], help="API key (default: $WHISPER_API_KEY)"
+    )
 
 
 def _add_transcribe_parser(commands: Any) -> None:
@@ -235,6 +263,25 @@ def transcribe(args: argparse.Namespace) -> int:
     )
 
 
+def live(args: argparse.Namespace) -> int:
+    """Run `whisper-api live`."""
+    from app.live_client import LiveRequest, run_live
+
+    request = LiveRequest(
+        server=args.server,
+        api_key=args.api_key,
+        file=args.file,
+        device=args.device,
+        input_format=args.input_format,
+        language=args.language,
+        model=args.model,
+    )
+    try:
+        return asyncio.run(run_live(request))
+    except KeyboardInterrupt:
+        return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the `whisper-api` console script."""
     arguments = list(sys.argv[1:] if argv is None else argv)
@@ -250,6 +297,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         from app.worker_main import main as worker_main
 
         return worker_main()
+    if args.command == "live":
+        return live(args)
     return serve(port=args.port, listen=args.listen)
 
 

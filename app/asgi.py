@@ -20,13 +20,16 @@ from app.api.docs import docs_assets_handler, swagger_plugin
 from app.api.errors import ErrorRenderer, error_handler
 from app.api.headers import add_response_headers
 from app.api.openai_audio import OpenAIController, openai_error
+from app.api.realtime import RealtimeRoute, realtime_route
 from app.api.security import PUBLIC_OPT_KEY, cors_config, security_middleware
 from app.api.system import SystemController
 from app.api.tasks import TaskController
 from app.clock import Clock, SystemClock
 from app.config import Settings
 from app.errors import ERROR_KINDS
+from app.live_service import LiveService
 from app.logging import litestar_logging_config
+from app.metrics import LiveMetrics
 from app.service import TranscriptionService
 from app.store import MemoryTaskStore
 from app.transcription.jobs import JobNotifier
@@ -127,6 +130,7 @@ def create_app(
     models: ModelManager | None = None,
     service: TranscriptionService | None = None,
     clock: Clock | None = None,
+    live: LiveService | None = None,
 ) -> Litestar:
     """Build the application for `settings`; tests pass a service with a fake model.
 
@@ -134,13 +138,17 @@ def create_app(
     notifier and worker in this process (`build_service`).
     """
     service = service or build_service(settings, models or ModelManager(settings), clock=clock)
+    # Live transcription: its own slots, threads and model beside the batch worker.
+    live = live or LiveService(settings, LiveMetrics(service.metrics.registry))
 
     @asynccontextmanager
     async def lifespan(_: Litestar) -> AsyncIterator[None]:
         await service.start()
+        live.start()
         try:
             yield
         finally:
+            await live.stop()
             await service.stop()
 
     def provide_service() -> TranscriptionService:
@@ -149,6 +157,12 @@ def create_app(
     route_handlers: list[Any] = [TaskController, SystemController]
     # Compatibility surfaces: OpenAI's audio API and whisper-asr-webservice (Bazarr, subgen).
     route_handlers += [OpenAIController, AsrController]
+    # OpenAI's Realtime API, transcription only (checks API keys itself: see app/api/realtime.py).
+    route_handlers.append(
+        realtime_route(
+            RealtimeRoute(live, service, api_keys=settings.api_keys, clock=service.clock)
+        )
+    )
     web_dir = find_web_dir(settings)
     # Swagger UI's files for /docs, from a package: the docs page contacts no other host.
     route_handlers.append(docs_assets_handler(web_dir / "favicon.svg" if web_dir else None))

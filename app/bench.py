@@ -19,6 +19,9 @@ loopback port (or an external `--url`). Scenarios:
 - speakers: the speaker stage on conversations built from the clips (app.speaker_bench):
            DER with and without a 0.25 s collar, speaker-count accuracy, CPU s per audio
            minute, an hour of audio; `--only speakers` runs it alone
+- live:    one /v1/realtime session at real-time pace, alone and beside a batch upload:
+           committed-word delay mean/p95/max, WER (and the live model's offline WER), CPU
+           share (app/bench_live.py)
 
 With `--peers`, the same scenarios run against `faster-whisper-server` from PyPI
 (installed once into .bench-peers/, a separate virtual environment) serving the
@@ -659,9 +662,17 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--only", choices=["speakers"], help="run only this scenario")
     parser.add_argument("--skip-speakers", action="store_true")
+    parser.add_argument("--skip-live", action="store_true", help="leave out the live scenario")
+    parser.add_argument("--live-only", action="store_true", help="run only the live scenario")
+    parser.add_argument("--live-clip", default="en_longform_tedlium_120s.flac")
     args = parser.parse_args(argv)
     if args.only == "speakers":
         return _speakers(args.json)
+    if args.live_only:
+        rows = live_rows(args.live_clip)
+        print(_table(rows))
+        _write_json(args.json, {"cpus": os.cpu_count()}, rows)
+        return 0
 
     env = {
         "CPU_THREADS": str(args.threads),
@@ -683,6 +694,8 @@ def main(argv: list[str] | None = None) -> int:
 
         cluster_rows, cluster = bench_cluster(args.threads, env)
         rows.extend(cluster_rows)
+    if not args.skip_live and args.url is None:
+        rows += live_rows(args.live_clip)
     context = {
         "model": "base", "device": "cpu", "compute_type": "int8", "beam_size": 5,
         "threads": args.threads, "batch_size": args.batch_size, "cpus": os.cpu_count(),
@@ -694,12 +707,7 @@ def main(argv: list[str] | None = None) -> int:
         print(_ratio_line(engine, server))
     if cluster:
         print("cluster: " + ", ".join(f"{k}={v}" for k, v in cluster.items()))
-    if args.json:
-        report = {"context": context, "cluster": cluster, "rows": [asdict(r) for r in rows]}
-        args.json.write_text(
-            json.dumps(report, indent=2) + "\n",
-            encoding="utf-8",
-        )
+    _write_json(args.json, {**context, "cluster": cluster}, rows)
     if not args.skip_speakers:
         speakers_json = args.json.with_name("bench-speakers.json") if args.json else None
         _speakers(speakers_json)
@@ -715,6 +723,57 @@ def _speakers(json_path: Path | None) -> int:
     if json_path:
         json_path.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
     return 0
+
+
+def _write_json(path: Path | None, context: dict[str, Any], rows: list[Row]) -> None:
+    if path is not None:
+        path.write_text(
+            json.dumps({"context": context, "rows": [asdict(r) for r in rows]}, indent=2) + "\n",
+            encoding="utf-8",
+        )
+
+
+def live_rows(clip_name: str) -> list[Row]:
+    """The live scenario (see app/bench_live.py) as table rows."""
+    from app.bench_live import bench_live, offline_wer
+
+    clip, reference = _clip(clip_name), _reference(clip_name)
+    results = bench_live(
+        clip,
+        reference,
+        start_server=lambda **env: running_server(None, CPU_FALLBACK_MODEL="base", **env),
+        upload=transcribe_via_http,
+        batch_clip=clip_name,
+    )
+    yardstick = offline_wer(clip, reference)
+    rows = []
+    for result in results:
+        extra = {
+            "words": result["words"],
+            "mean_delay_s": _rounded(result["mean_s"]),
+            "cpu_share": round(result["cpu_share"], 2),
+            "offline_wer": round(yardstick, 3),
+        }
+        if result["batch_wall_s"] is not None:
+            extra["batch_wall_s"] = round(result["batch_wall_s"], 1)
+        rows.append(
+            Row(
+                scenario="live",
+                system="live + batch beside" if result["beside_batch"] else "live alone",
+                audio_s=_duration(clip_name),
+                wall_s=result["wall_s"],
+                p50_s=None,
+                p95_s=result["p95_s"],
+                max_s=result["max_s"],
+                wer=result["wer"],
+                extra=extra,
+            )
+        )
+    return rows
+
+
+def _rounded(value: float | None) -> float | None:
+    return None if value is None else round(value, 2)
 
 
 if __name__ == "__main__":

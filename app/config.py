@@ -55,6 +55,11 @@ def _default_cache_dir() -> str:
     return str(Path(base) / "whisper-api")
 
 
+def _default_live_sessions() -> int:
+    """One live stream per two cores keeps each at real-time pace (1 on a 2-core machine)."""
+    return max(1, (os.cpu_count() or 2) // 2)
+
+
 class Settings(msgspec.Struct, frozen=True, kw_only=True):
     """Everything the service can be told; built once and passed to `create_app`."""
 
@@ -119,6 +124,12 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     # An ONNX speaker model for speaker labels instead of the bundled d-vector
     # (app/transcription/speakers/embedders.py lists the supported inputs).
     speaker_model: str | None = None
+    # -- live transcription (/v1/realtime); 0 sessions switches it off
+    max_live_sessions: NonNegativeInt = msgspec.field(default_factory=_default_live_sessions)
+    live_model: str | None = None
+    live_cpu_threads: NonNegativeInt = 0
+    live_max_session_s: PositiveFloat = 3600.0
+    live_idle_timeout_s: PositiveFloat = 60.0
 
     def __repr__(self) -> str:
         """Settings may end up in a traceback or a debugger: never show the API keys."""
@@ -155,13 +166,14 @@ ENV_ALIASES: dict[str, str] = {
     "AUTHORIZED_MAILS": "LOG_AUTHORIZED_MAILS",
 }
 
-_MODEL_FIELDS = frozenset({"max_model", "cpu_fallback_model"})
+_MODEL_FIELDS = frozenset({"max_model", "cpu_fallback_model", "live_model"})
 _LIST_FIELDS = frozenset(
     {"log_authorized_mails", "trusted_proxies", "api_keys", "cors_allow_origins"}
 )
 _OPTIONAL_FIELDS = frozenset(
     {
         "max_model",
+        "live_model",
         "model_dir",
         "web_dir",
         "api_keys_file",
@@ -237,6 +249,10 @@ def _allowed(field: msgspec.structs.FieldInfo) -> str:
         "max_audio_duration_s": "a number of seconds greater than 0",
         "job_timeout_min_s": "a number of seconds greater than 0",
         "job_timeout_factor": "a number of at least 0 (seconds per second of audio)",
+        "max_live_sessions": "an integer of at least 0 (0 = no live transcription)",
+        "live_cpu_threads": "an integer of at least 0 (0 = half the cores)",
+        "live_max_session_s": "a number of seconds greater than 0",
+        "live_idle_timeout_s": "a number of seconds greater than 0",
     }.get(name)
     if text is not None:
         return text

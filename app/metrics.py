@@ -16,13 +16,14 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Literal
 
-from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 __all__ = [
     "CONTENT_TYPE",
     "FinalStatus",
+    "LiveMetrics",
     "RejectReason",
     "ServiceMetrics",
     "StateSnapshot",
@@ -52,6 +53,8 @@ RejectReason = Literal[
 PROCESSING_BUCKETS = (0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800, 3600)
 # Processing time divided by audio duration: below 1 is faster than real time.
 RTF_BUCKETS = (0.01, 0.02, 0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1, 1.5, 2, 5)
+# Seconds from a word's audio arriving to the word being committed, and per live pass.
+LIVE_DELAY_BUCKETS = (0.25, 0.5, 1, 1.5, 2, 2.5, 3, 4, 5, 7.5, 10, 20)
 # Upload sizes, 64 KiB to 1 GiB.
 UPLOAD_BUCKETS = tuple(float(64 * 1024 * 4**n) for n in range(8))
 
@@ -209,3 +212,58 @@ class ServiceMetrics:
         self.processing_seconds.labels(**labels).observe(processing_seconds)
         if audio_seconds > 0:
             self.real_time_factor.labels(**labels).observe(processing_seconds / audio_seconds)
+
+
+class LiveMetrics:
+    """Live transcription (/v1/realtime): sessions, turns and delays; never any text.
+
+    Also the `LiveObserver` each live session reports its timings to.
+    """
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.active = Gauge(
+            f"{PREFIX}_live_sessions_active", "Live sessions open now.", registry=registry
+        )
+        self.sessions = Counter(
+            f"{PREFIX}_live_sessions",
+            "Live sessions that ended, by how they ended.",
+            ["outcome"],
+            registry=registry,
+        )
+        self.refused = Counter(
+            f"{PREFIX}_live_sessions_refused",
+            "Live sessions refused before the upgrade, by reason.",
+            ["reason"],
+            registry=registry,
+        )
+        self.turns = Counter(f"{PREFIX}_live_turns", "Live turns completed.", registry=registry)
+        self.audio_seconds = Counter(
+            f"{PREFIX}_live_audio_seconds",
+            "Seconds of audio in completed live turns.",
+            registry=registry,
+        )
+        self.word_delay = Histogram(
+            f"{PREFIX}_live_word_delay_seconds",
+            "Seconds from a word's audio arriving to the word being committed.",
+            buckets=LIVE_DELAY_BUCKETS,
+            registry=registry,
+        )
+        self.pass_seconds = Histogram(
+            f"{PREFIX}_live_pass_seconds",
+            "Seconds one live transcription pass took.",
+            buckets=LIVE_DELAY_BUCKETS,
+            registry=registry,
+        )
+
+    def pass_done(self, seconds: float) -> None:
+        """One transcription pass took `seconds`."""
+        self.pass_seconds.observe(seconds)
+
+    def word_committed(self, delay_s: float) -> None:
+        """A word was committed `delay_s` after its audio arrived."""
+        self.word_delay.observe(delay_s)
+
+    def turn_completed(self, audio_s: float) -> None:
+        """A turn of `audio_s` seconds was completed."""
+        self.turns.inc()
+        self.audio_seconds.inc(audio_s)

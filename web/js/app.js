@@ -5,6 +5,7 @@ import { lifetime } from "./format.js";
 import { JobList } from "./jobs.js";
 import { KeyFlow } from "./keys.js";
 import { LANGUAGES, languageLabel, languageName, resolveLanguage } from "./languages.js";
+import { LiveMode } from "./live.js";
 import { loadPrefs, savePrefs } from "./prefs.js";
 import { Recorder, recordingProblem, recordingSupported } from "./recorder.js";
 import { Viewer } from "./viewer.js";
@@ -230,6 +231,33 @@ function setUpRecorder() {
   });
 }
 
+function setUpLive() {
+  const live = new LiveMode(
+    {
+      panel: $("live-panel"),
+      text: $("live-text"),
+      status: $("live-status"),
+      stop: $("live-stop"),
+      copy: $("live-copy"),
+      download: $("live-download"),
+    },
+    { announce, language: () => prefs.language || "", onError: showUploadError },
+  );
+  $("live-button").addEventListener("click", async () => {
+    showUploadError("");
+    if (live.active) return;
+    if (!window.isSecureContext || !recordingSupported()) {
+      showUploadError(recordingProblem(null));
+      return;
+    }
+    try {
+      await live.start();
+    } catch (error) {
+      showUploadError(recordingProblem(error));
+    }
+  });
+}
+
 // ---- privacy, and whether a key is needed
 
 async function loadPrivacy() {
@@ -344,6 +372,7 @@ const jobs = new JobList(
 setUpOptions();
 setUpDropzone();
 setUpRecorder();
+setUpLive();
 loadModels();
 await loadPrivacy();
 // A key kept from earlier in this tab: find out now whether it still works.

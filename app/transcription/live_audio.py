@@ -1,0 +1,163 @@
+"""Live audio in: 24 kHz PCM16 chunks resampled to 16 kHz, and a voice detector over them.
+
+Framework-free and in memory only. The Realtime protocol sends little-endian 16-bit
+mono PCM at 24 kHz in small base64 chunks; `PcmResampler` turns each chunk into
+Whisper's float32 samples at 16 kHz with PyAV's resampler (stateful, so chunk
+boundaries leave no clicks). `VoiceDetector` scores 32 ms frames with the Silero
+model faster-whisper ships and turns the scores into speech start / stop events
+the way OpenAI's `server_vad` describes them (threshold, prefix padding, silence).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+from av.audio.frame import AudioFrame
+from av.audio.resampler import AudioResampler
+
+from app.transcription.audio import SAMPLE_RATE
+
+__all__ = [
+    "INPUT_RATE",
+    "VAD_FRAME_SAMPLES",
+    "PcmResampler",
+    "SpeechScorer",
+    "TurnDetection",
+    "VoiceDetector",
+    "VoiceEvent",
+    "silero_scorer",
+]
+
+Samples = npt.NDArray[np.float32]
+INPUT_RATE = 24000
+# Silero scores 512-sample (32 ms) frames at 16 kHz.
+VAD_FRAME_SAMPLES = 512
+SpeechScorer = Callable[[Samples], list[float]]
+"""Speech probability of each whole `VAD_FRAME_SAMPLES` frame of the samples given."""
+
+
+class PcmResampler:
+    """PCM16 LE mono at `rate` Hz in, float32 at 16 kHz out, chunk by chunk."""
+
+    def __init__(self, rate: int = INPUT_RATE) -> None:
+        self._rate = rate
+        self._resampler = AudioResampler(format="flt", layout="mono", rate=SAMPLE_RATE)
+        self._odd_byte = b""
+
+    def push(self, pcm: bytes) -> Samples:
+        """The 16 kHz samples of this chunk (an odd trailing byte waits for the next one)."""
+        data = self._odd_byte + pcm
+        cut = len(data) - len(data) % 2
+        self._odd_byte = data[cut:]
+        if cut == 0:
+            return np.zeros(0, dtype=np.float32)
+        if self._rate == SAMPLE_RATE:
+            ints = np.frombuffer(data[:cut], dtype="<i2")
+            return (ints.astype(np.float32) / np.float32(32768.0)).astype(np.float32)
+        frame = AudioFrame.from_ndarray(
+            np.frombuffer(data[:cut], dtype="<i2").reshape(1, -1), format="s16", layout="mono"
+        )
+        frame.sample_rate = self._rate
+        return _join(self._resampler.resample(frame))
+
+
+def _join(frames: list[AudioFrame]) -> Samples:
+    parts = [frame.to_ndarray().reshape(-1).astype(np.float32) for frame in frames if frame]
+    return np.concatenate(parts) if parts else np.zeros(0, dtype=np.float32)
+
+
+def silero_scorer() -> SpeechScorer:
+    """Silero VAD as bundled with faster-whisper (loaded once, a few MB, CPU only)."""
+    from faster_whisper.vad import get_vad_model
+
+    model = get_vad_model()
+
+    def score(samples: Samples) -> list[float]:
+        whole = len(samples) - len(samples) % VAD_FRAME_SAMPLES
+        if whole == 0:
+            return []
+        probabilities = model(samples[:whole])
+        return [float(p) for p in np.asarray(probabilities).reshape(-1)[: whole // 512]]
+
+    return score
+
+
+@dataclass(frozen=True, slots=True)
+class TurnDetection:
+    """OpenAI's server_vad knobs: speech probability, padding kept before speech, silence."""
+
+    threshold: float = 0.5
+    prefix_padding_ms: int = 300
+    silence_duration_ms: int = 500
+
+
+@dataclass(frozen=True, slots=True)
+class VoiceEvent:
+    """Speech started or stopped, at `sample` (16 kHz samples since the session began)."""
+
+    kind: str  # "started" or "stopped"
+    sample: int
+
+    @property
+    def ms(self) -> int:
+        """The event's time in milliseconds since the session began."""
+        return self.sample * 1000 // SAMPLE_RATE
+
+
+class VoiceDetector:
+    """Frames in, speech started / stopped out, by threshold and a silence that lasts.
+
+    Speech starts at the first frame at or above the threshold (the turn then takes
+    `prefix_padding_ms` of audio before it) and stops once `silence_duration_ms` of
+    frames below it follow; the stop is placed where that silence began.
+    """
+
+    def __init__(self, detection: TurnDetection, scorer: SpeechScorer) -> None:
+        self.detection = detection
+        self._score = scorer
+        self._pending = np.zeros(0, dtype=np.float32)
+        self._frames_seen = 0
+        self.in_speech = False
+        self._silent_frames = 0
+        self._silence_frames_needed = max(
+            1, detection.silence_duration_ms * SAMPLE_RATE // 1000 // VAD_FRAME_SAMPLES
+        )
+
+    def push(self, samples: Samples) -> list[VoiceEvent]:
+        """Score every whole frame now available; the events they cause, in order."""
+        self._pending = np.concatenate([self._pending, samples])
+        whole = len(self._pending) - len(self._pending) % VAD_FRAME_SAMPLES
+        if whole == 0:
+            return []
+        frames, self._pending = self._pending[:whole], self._pending[whole:]
+        events: list[VoiceEvent] = []
+        for probability in self._score(frames):
+            event = self._step(probability >= self.detection.threshold)
+            if event is not None:
+                events.append(event)
+            self._frames_seen += 1
+        return events
+
+    def _step(self, speech: bool) -> VoiceEvent | None:
+        here = self._frames_seen * VAD_FRAME_SAMPLES
+        if not self.in_speech:
+            if speech:
+                self.in_speech, self._silent_frames = True, 0
+                return VoiceEvent("started", here)
+            return None
+        if speech:
+            self._silent_frames = 0
+            return None
+        self._silent_frames += 1
+        if self._silent_frames >= self._silence_frames_needed:
+            self.in_speech = False
+            began = here - (self._silent_frames - 1) * VAD_FRAME_SAMPLES
+            return VoiceEvent("stopped", began)
+        return None
+
+    def reset(self) -> None:
+        """Forget the current speech state (the buffer was cleared or committed by hand)."""
+        self.in_speech, self._silent_frames = False, 0

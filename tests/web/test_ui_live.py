@@ -1,0 +1,91 @@
+"""Live mode: Chromium's fake microphone plays a clip and its words appear while it plays."""
+
+from __future__ import annotations
+
+import wave
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from playwright.sync_api import Browser, Playwright, expect
+
+from app.bench import word_error_rate
+from tests.conftest import reference_text, shared_clip
+from tests.server_process import Server
+from tests.web.conftest import CHROMIUM, CHROMIUM_ARGS, UIFactory
+
+pytestmark = [pytest.mark.real_model, pytest.mark.browser]
+
+# LJ Speech is public domain: its four clips are joined into one 26 s recording.
+CLIPS = [f"en_ljspeech_LJ001-000{n}.wav" for n in range(1, 5)]
+# Notes, in page time (ms), when the live box first shows words.
+FIRST_WORDS_SCRIPT = """
+window.__liveFirstWords = null;
+new MutationObserver(() => {
+  const box = document.getElementById("live-text");
+  if (window.__liveFirstWords === null && box && box.textContent.trim()) {
+    window.__liveFirstWords = performance.now();
+  }
+}).observe(document, { subtree: true, childList: true, characterData: true });
+localStorage.setItem("whisper-api:prefs", JSON.stringify({ language: "en" }));
+"""
+
+
+@pytest.fixture(scope="module")
+def joined_clip(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The LJ Speech clips one after the other in one WAV file (same rate and format)."""
+    path = tmp_path_factory.mktemp("live-mic") / "joined.wav"
+    with wave.open(str(path), "wb") as out:
+        for index, name in enumerate(CLIPS):
+            with wave.open(str(shared_clip(name))) as clip:
+                if index == 0:
+                    out.setparams(clip.getparams())
+                out.writeframes(clip.readframes(clip.getnframes()))
+    return path
+
+
+@pytest.fixture(scope="module")
+def live_mic_browser(playwright_session: Playwright, joined_clip: Path) -> Iterator[Browser]:
+    """Chromium whose microphone plays the joined clip once, the permission prompt answered yes."""
+    browser = playwright_session.chromium.launch(
+        executable_path=str(CHROMIUM),
+        headless=True,
+        args=[
+            *CHROMIUM_ARGS,
+            "--use-fake-ui-for-media-stream",
+            "--use-fake-device-for-media-stream",
+            f"--use-file-for-fake-audio-capture={joined_clip}%noloop",
+        ],
+    )
+    yield browser
+    browser.close()
+
+
+def seconds_of(path: Path) -> float:
+    """The length of a WAV file."""
+    with wave.open(str(path)) as audio:
+        return audio.getnframes() / audio.getframerate()
+
+
+def test_live_words_appear_before_the_clip_ends_and_stop_leaves_the_transcript(
+    ui_server: Server, open_ui: UIFactory, live_mic_browser: Browser, joined_clip: Path
+) -> None:
+    """Live: words show while the microphone still plays; Stop keeps a close transcript."""
+    ui = open_ui(ui_server, on=live_mic_browser)
+    ui.context.add_init_script(FIRST_WORDS_SCRIPT)
+    page = ui.open()
+    page.click("#live-button")
+    expect(page.locator("#live-panel")).to_be_visible()
+    started = page.evaluate("performance.now()")
+    page.wait_for_function("window.__liveFirstWords !== null", timeout=120_000)
+    first_words_s = (page.evaluate("window.__liveFirstWords") - started) / 1000
+    assert first_words_s < seconds_of(joined_clip)
+    # Let the clip play out, then stop: the last turn is committed and completed.
+    page.wait_for_timeout(int((seconds_of(joined_clip) - first_words_s) * 1000) + 1500)
+    page.click("#live-stop")
+    expect(page.locator("#live-status")).to_have_text(
+        "Stopped. Copy or download the transcript.", timeout=120_000
+    )
+    text = page.locator("#live-text").inner_text()
+    reference = " ".join(reference_text(name) for name in CLIPS)
+    assert word_error_rate(reference, text) <= 0.25, text

@@ -1,0 +1,197 @@
+// Live mode: the microphone streams to /v1/realtime (OpenAI's Realtime protocol) and the words
+// appear as the server commits them, one paragraph per turn. Audio goes only to this server and
+// is kept nowhere; the text lives in this page until it is copied or downloaded.
+
+import { currentApiKey } from "./prefs.js";
+
+const RATE = 24000;
+const KEY_PROTOCOL = "openai-insecure-api-key.";
+
+/** The websocket URL of this server's live route. */
+export function liveUrl(location = window.location) {
+  const scheme = location.protocol === "https:" ? "wss:" : "ws:";
+  return `${scheme}//${location.host}/v1/realtime?intent=transcription`;
+}
+
+/** Float samples in [-1, 1] as base64 little-endian PCM16. */
+export function pcm16Base64(samples) {
+  const bytes = new Uint8Array(samples.length * 2);
+  const view = new DataView(bytes.buffer);
+  samples.forEach((sample, index) => {
+    const clipped = Math.max(-1, Math.min(1, sample));
+    view.setInt16(index * 2, clipped < 0 ? clipped * 0x8000 : clipped * 0x7fff, true);
+  });
+  let text = "";
+  for (let start = 0; start < bytes.length; start += 0x8000) {
+    text += String.fromCharCode(...bytes.subarray(start, start + 0x8000));
+  }
+  return btoa(text);
+}
+
+export class LiveMode {
+  /**
+   * @param {object} parts panel, text (the transcript box), status, start, stop, copy, download
+   * @param {object} hooks announce(text), language() (a Whisper code or ""), onError(text)
+   */
+  constructor(parts, hooks) {
+    this.parts = parts;
+    this.hooks = hooks;
+    this.socket = null;
+    this.audio = null;
+    this.stream = null;
+    this.turns = new Map();
+    parts.stop.addEventListener("click", () => this.stop());
+    parts.copy.addEventListener("click", () => navigator.clipboard?.writeText(this.text()));
+    parts.download.addEventListener("click", () => this.download());
+  }
+
+  get active() {
+    return this.socket !== null;
+  }
+
+  /** The whole transcript so far: completed turns and the committed words of the open one. */
+  text() {
+    return [...this.turns.values()].map((turn) => turn.words.textContent.trim()).join("\n\n");
+  }
+
+  async start() {
+    this.stream = await navigator.mediaDevices.getUserMedia({
+      audio: { channelCount: 1, echoCancellation: true, noiseSuppression: true },
+    });
+    const key = currentApiKey();
+    const protocols = ["realtime", ...(key ? [KEY_PROTOCOL + key] : [])];
+    this.socket = new WebSocket(liveUrl(), protocols);
+    this.socket.addEventListener("open", () => this.opened());
+    this.socket.addEventListener("message", (message) => this.received(JSON.parse(message.data)));
+    this.socket.addEventListener("close", (event) => this.closed(event));
+    this.parts.text.replaceChildren();
+    this.turns.clear();
+    this.parts.panel.hidden = false;
+    this.parts.stop.disabled = false;
+    this.setStatus("Connecting…");
+  }
+
+  opened() {
+    const language = this.hooks.language();
+    this.send({
+      type: "session.update",
+      session: {
+        type: "transcription",
+        audio: {
+          input: {
+            format: { type: "audio/pcm", rate: RATE },
+            transcription: { model: "whisper-1", ...(language ? { language } : {}) },
+            turn_detection: { type: "server_vad" },
+          },
+        },
+      },
+    });
+    // The browser resamples the microphone to 24 kHz for us.
+    this.audio = new AudioContext({ sampleRate: RATE });
+    const source = this.audio.createMediaStreamSource(this.stream);
+    // ScriptProcessor needs no separate worklet file; 4096 samples are about 170 ms.
+    const tap = this.audio.createScriptProcessor(4096, 1, 1);
+    tap.onaudioprocess = (event) => {
+      if (this.socket?.readyState !== WebSocket.OPEN) return;
+      const samples = event.inputBuffer.getChannelData(0);
+      this.send({ type: "input_audio_buffer.append", audio: pcm16Base64(samples) });
+    };
+    source.connect(tap);
+    tap.connect(this.audio.destination);
+    this.setStatus("Listening. Words appear as you speak.");
+    this.hooks.announce("Live transcription started.");
+  }
+
+  send(event) {
+    if (this.socket?.readyState === WebSocket.OPEN) this.socket.send(JSON.stringify(event));
+  }
+
+  turn(itemId) {
+    let turn = this.turns.get(itemId);
+    if (!turn) {
+      const paragraph = document.createElement("p");
+      paragraph.className = "live-turn";
+      const words = document.createElement("span");
+      const tail = document.createElement("span");
+      tail.className = "live-tail";
+      paragraph.append(words, tail);
+      this.parts.text.append(paragraph);
+      turn = { paragraph, words, tail };
+      this.turns.set(itemId, turn);
+    }
+    return turn;
+  }
+
+  received(event) {
+    switch (event.type) {
+      case "conversation.item.input_audio_transcription.delta":
+        this.turn(event.item_id).words.textContent += event.delta;
+        break;
+      case "x.whisper_api.transcription.words":
+        this.turn(event.item_id).tail.textContent = event.tail ? ` ${event.tail}` : "";
+        break;
+      case "conversation.item.input_audio_transcription.completed": {
+        const turn = this.turn(event.item_id);
+        turn.words.textContent = event.transcript;
+        turn.tail.textContent = "";
+        turn.paragraph.dataset.done = "yes";
+        this.finishIfDone();
+        break;
+      }
+      case "error":
+        if (event.error?.code !== "input_audio_buffer_commit_empty") {
+          this.hooks.onError(event.error?.message || "The live transcription failed.");
+        }
+        this.finishIfDone();
+        break;
+      default:
+        break;
+    }
+  }
+
+  /** Stop listening; the turn in progress is committed and its words still arrive. */
+  stop() {
+    this.stopAudio();
+    this.parts.stop.disabled = true;
+    this.stopping = true;
+    this.send({ type: "input_audio_buffer.commit" });
+    this.setStatus("Finishing the last words…");
+    this.finishIfDone();
+  }
+
+  finishIfDone() {
+    if (!this.stopping) return;
+    const open = [...this.turns.values()].some((turn) => turn.paragraph.dataset.done !== "yes");
+    if (!open) this.socket?.close();
+  }
+
+  stopAudio() {
+    this.audio?.close();
+    this.audio = null;
+    this.stream?.getTracks().forEach((track) => track.stop());
+    this.stream = null;
+  }
+
+  closed(event) {
+    this.stopAudio();
+    this.socket = null;
+    this.stopping = false;
+    this.parts.stop.disabled = true;
+    const refused = event.code === 1006 && !this.turns.size;
+    this.setStatus(refused ? "The server did not accept a live session (busy, or a key is needed)." : "Stopped. Copy or download the transcript.");
+    this.hooks.announce("Live transcription stopped.");
+  }
+
+  setStatus(text) {
+    this.parts.status.textContent = text;
+  }
+
+  download() {
+    const blob = new Blob([this.text() + "\n"], { type: "text/plain" });
+    const link = document.createElement("a");
+    link.href = URL.createObjectURL(blob);
+    link.download = "Live transcript.txt";
+    link.click();
+    URL.revokeObjectURL(link.href);
+  }
+}
