@@ -10,12 +10,13 @@ of ours that follows the reader's light or dark setting.
 
 from __future__ import annotations
 
+import html
 import importlib.util
 import mimetypes
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
-from litestar import get
+from litestar import Request, get
 from litestar.datastructures import CacheControlHeader
 from litestar.exceptions import NotFoundException
 from litestar.handlers import HTTPRouteHandler
@@ -31,6 +32,9 @@ DOCS_ASSETS_PATH = "/docs/assets"
 _THEME_FILE = Path(__file__).with_name("docs_theme.css")
 # Served beside Swagger UI's files, under a name its distribution does not use.
 _THEME_NAME = "whisper-api-theme.css"
+# Swagger UI's start-up, as a file: the Content-Security-Policy allows no inline script.
+_INIT_FILE = Path(__file__).with_name("docs_init.js")
+_INIT_NAME = "whisper-api-docs.js"
 # Only what the page loads (and the licence): the editor bundles in the package stay unserved.
 _SERVED = frozenset(
     {
@@ -50,9 +54,34 @@ def swagger_static_dir() -> Path:
     return Path(spec.origin).parent / "static"
 
 
+class _ScriptFileSwaggerPlugin(SwaggerRenderPlugin):
+    """Litestar's Swagger page with its start-up script in a file instead of inline."""
+
+    def render(self, request: Request[Any, Any, Any], openapi_schema: dict[str, Any]) -> bytes:
+        """The page: Swagger UI's files and ours, no inline script (the CSP forbids it)."""
+        title = html.escape(str(openapi_schema["info"]["title"]))
+        return f"""<!DOCTYPE html>
+<html lang="en">
+  <head>
+    <title>{title}</title>
+    {self.favicon}
+    <meta charset="utf-8"/>
+    <meta name="viewport" content="width=device-width, initial-scale=1">
+    <link href="{self.css_url}" rel="stylesheet">
+    <script src="{self.js_url}"></script>
+    <script src="{self.standalone_preset_js_url}"></script>
+    <script src="{DOCS_ASSETS_PATH}/{_INIT_NAME}"></script>
+    {self.style}
+  </head>
+  <body>
+    <div id="swagger-container"></div>
+  </body>
+</html>""".encode()
+
+
 def swagger_plugin() -> SwaggerRenderPlugin:
     """Litestar's Swagger page, loading its scripts, styles and icon from this server only."""
-    return SwaggerRenderPlugin(
+    return _ScriptFileSwaggerPlugin(
         path="/",
         js_url=f"{DOCS_ASSETS_PATH}/swagger-ui-bundle.js",
         css_url=f"{DOCS_ASSETS_PATH}/swagger-ui.css",
@@ -70,6 +99,7 @@ def docs_assets_handler(favicon: Path | None) -> HTTPRouteHandler:
     folder = swagger_static_dir()
     files: dict[str, Path] = {name: folder / name for name in _SERVED}
     files[_THEME_NAME] = _THEME_FILE
+    files[_INIT_NAME] = _INIT_FILE
     if favicon is not None and favicon.is_file():
         files["favicon.svg"] = favicon
 
