@@ -114,25 +114,22 @@ def _rss_mib() -> float:
     raise AssertionError("no VmRSS")
 
 
-async def test_idle_unload_frees_memory_and_the_next_job_reloads() -> None:
-    """After UNLOAD_MODEL_AFTER_S idle the model goes (the timer's own tests move fake time):
-    RSS falls, decoder_status says so, and the next job loads the model again."""
+async def test_idle_unload_shows_in_decoder_status_and_the_next_job_reloads() -> None:
+    """After UNLOAD_MODEL_AFTER_S idle the model goes (decoder_status says so) and the next job
+    loads it again. The timer itself moves on fake time, and the memory it gives back is
+    measured on the real model, in tests/transcription/models/test_manager.py."""
     settings = make_settings(unload_model_after_s=1, cpu_fallback_model="base")
     async with AsyncTestClient(app=create_app(settings)) as client:
-        loaded_during = []
         first = await transcribe_file(client, "en_jfk.flac")
-        rss_loaded = _rss_mib()
+        loaded = (await client.get("/api/v1/decoder_status")).json()
         for _ in range(500):  # waits for the unload, whenever it comes (no fixed sleep)
             unloaded = (await client.get("/api/v1/decoder_status")).json()
-            loaded_during.append(unloaded["is_model_loaded"])
             if not unloaded["is_model_loaded"]:
                 break
             await asyncio.sleep(0.02)
-        rss_unloaded = _rss_mib()
         second = await transcribe_file(client, "en_jfk.flac")
     assert first["status"] == second["status"] == "finished"
+    assert loaded["is_model_loaded"] is True
     assert unloaded["is_model_loaded"] is False
     assert unloaded["last_loaded_model_size"] == "base"
-    # Unloading returns the model's memory (tens of MiB for base in int8; the process's other
-    # allocations move too, so only a clear drop is asserted; figures belong in benchmarks).
-    assert rss_loaded - rss_unloaded > 20, (rss_loaded, rss_unloaded, loaded_during)
+    assert second["used_model_size"] == "base"  # loaded again for the second job
