@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import re
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -105,13 +104,6 @@ async def test_develop_mode_uses_smallest_model_for_english() -> None:
     assert english["used_model_size"] == "tiny.en"
     assert detected["used_model_size"] == "base"
     assert detected["source_language"] == "de"
-
-
-def _rss_mib() -> float:
-    for line in Path("/proc/self/status").read_text(encoding="ascii").splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    raise AssertionError("no VmRSS")
 
 
 async def test_idle_unload_shows_in_decoder_status_and_the_next_job_reloads() -> None:
