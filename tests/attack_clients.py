@@ -51,7 +51,7 @@ class SlowUpload:
         self.sock.settimeout(timeout_s)
         data = b""
         try:
-            while b"\r\n\r\n" not in data:
+            while not _complete(data):
                 chunk = self.sock.recv(65536)
                 if not chunk:
                     break
@@ -102,3 +102,15 @@ def raw_get(url: str, target: str, timeout_s: float = 30) -> tuple[int | None, f
     if not data.startswith(b"HTTP/1.1 "):
         return None, seconds
     return int(data.split(b" ", 2)[1]), seconds
+
+
+def _complete(data: bytes) -> bool:
+    """Whether `data` holds a whole answer: the head, and the body its Content-Length names."""
+    head, separator, body = data.partition(b"\r\n\r\n")
+    if not separator:
+        return False
+    for line in head.split(b"\r\n")[1:]:
+        name, _, value = line.partition(b":")
+        if name.strip().lower() == b"content-length" and value.strip().isdigit():
+            return len(body) >= int(value.strip())
+    return True

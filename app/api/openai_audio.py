@@ -276,12 +276,14 @@ async def stream_transcript(
     try:
         while True:
             changed = service.notifier.token(job)
+            # Read before yielding: a job that ends meanwhile is flushed on the next round.
+            final = job.is_final
             segments = job.transcript.segments if job.transcript else job.partial_segments
             while sent < len(segments):
                 text = segments[sent].text
                 yield _sse(TextDeltaEvent(delta=text.lstrip() if sent == 0 else text))
                 sent += 1
-            if job.is_final:
+            if final:
                 break
             if not await service.notifier.wait(changed, max_wait_s=SSE_KEEPALIVE_S):
                 yield ServerSentEventMessage(comment="keepalive", data=None)

@@ -40,6 +40,7 @@ from app.transcription.types import SubtitleShape, TaskType
 __all__ = ["TaskController", "content_disposition"]
 
 SSE_KEEPALIVE_S = 15.0
+FINAL_STATUSES = frozenset({str(JobStatus.FINISHED), str(JobStatus.FAILED)})
 
 
 class TaskUploadForm(WhisperForm, kw_only=True):
@@ -299,10 +300,12 @@ async def _progress_stream(service: Service, job: Job) -> AsyncIterator[ServerSe
     changed = True
     while True:
         token = service.notifier.token(job)  # first: no change between read and wait is lost
+        position = await service.position(job)
+        # The rest is read without awaiting, so the event is one consistent snapshot.
         event = ProgressEvent(
             task_id=job.id,
             status=str(job.status),
-            position_in_queue=await service.position(job),
+            position_in_queue=position,
             progress=round(job.progress, 4),
             error=job.error if job.is_final else None,
             stage=progress_stage(job),
@@ -317,6 +320,6 @@ async def _progress_stream(service: Service, job: Job) -> AsyncIterator[ServerSe
         elif not changed:
             # Nothing happened for a while: a comment keeps proxies from closing the stream.
             yield ServerSentEventMessage(comment="keepalive", data=None)
-        if job.is_final:
-            return
+        if event.status in FINAL_STATUSES:
+            return  # the final event was sent; a job that ended after the snapshot set `token`
         changed = await service.notifier.wait(token, max_wait_s=SSE_KEEPALIVE_S)

@@ -311,3 +311,16 @@ def contrast_ratios(page: Page, selectors: list[str]) -> dict[str, float]:
     """WCAG contrast of each element's text against the first opaque background behind it."""
     ratios: dict[str, float] = page.evaluate(CONTRAST_SCRIPT, selectors)
     return ratios
+
+
+def wait_in_page(page: Page, expression: str, arg: Any = None, timeout_ms: int = 30_000) -> None:
+    """Poll a JavaScript expression (or function of `arg`) until it is truthy.
+
+    Playwright's `wait_for_function` evaluates a string inside the page, which the page's
+    Content-Security-Policy (no 'unsafe-eval') refuses; `evaluate` runs outside it.
+    """
+    for _ in range(max(1, timeout_ms // 50)):
+        if page.evaluate(expression, arg):
+            return
+        page.wait_for_timeout(50)
+    raise AssertionError(f"never true in the page: {expression}")

@@ -25,6 +25,7 @@ from tests.web.conftest import (
     has_focus_ring,
     open_options,
     tab_to,
+    wait_in_page,
 )
 
 pytestmark = [pytest.mark.real_model, pytest.mark.browser]
@@ -107,7 +108,7 @@ def test_jfk_shows_progress_then_transcript_exports_and_deletes(
     first_line = page.locator("#segments .segment-time").first
     start = float(first_line.get_attribute("data-start") or "nan")
     first_line.click()
-    page.wait_for_function("!document.getElementById('player').paused")
+    wait_in_page(page, "!document.getElementById('player').paused")
     player = page.evaluate(
         "(() => { const p = document.getElementById('player');"
         " return {src: p.currentSrc, time: p.currentTime}; })()"
@@ -208,7 +209,7 @@ def test_keyboard_only_from_options_to_deletion(ui_server: Server, open_ui: UIFa
 
     tab_to(page, "#segments .segment-time")
     page.keyboard.press("Enter")
-    page.wait_for_function("!document.getElementById('player').paused")
+    wait_in_page(page, "!document.getElementById('player').paused")
     # With word timestamps, each word is its own stop for Tab and plays from its time.
     page.evaluate("document.getElementById('player').pause()")
     tab_to(page, "#segments .word")
@@ -217,7 +218,7 @@ def test_keyboard_only_from_options_to_deletion(ui_server: Server, open_ui: UIFa
     page.keyboard.press("Tab")
     expect(words.nth(1)).to_be_focused()
     page.keyboard.press("Enter")
-    page.wait_for_function("!document.getElementById('player').paused")
+    wait_in_page(page, "!document.getElementById('player').paused")
     word_start = float(words.nth(1).get_attribute("data-start") or "nan")
     assert abs(page.evaluate("document.getElementById('player').currentTime") - word_start) < 1.5
     page.evaluate("document.getElementById('player').pause()")

@@ -12,7 +12,7 @@ from playwright.sync_api import Page, Route, expect
 
 from tests.conftest import shared_clip
 from tests.server_process import Server
-from tests.web.conftest import UIFactory
+from tests.web.conftest import UIFactory, wait_in_page
 from tests.web.test_ui import FINISHED_TIMEOUT_MS, job_row
 
 pytestmark = [pytest.mark.real_model, pytest.mark.browser]
@@ -129,13 +129,14 @@ def test_player_stays_in_reach_and_follows_the_playing_line(
             "(t) => { const p = document.getElementById('player'); p.currentTime = t; p.play(); }",
             seconds,
         )
-        page.wait_for_function("document.querySelector('.segment.is-current') !== null")
+        wait_in_page(page, "document.querySelector('.segment.is-current') !== null")
 
     page.evaluate("window.scrollTo({top: 0, behavior: 'instant'})")
     play_at(9.5)
-    page.wait_for_function(
+    wait_in_page(
+        page,
         """() => { const r = document.querySelector('.segment.is-current').getBoundingClientRect();
-                   return r.top >= 0 && r.bottom <= innerHeight; }"""
+                   return r.top >= 0 && r.bottom <= innerHeight; }""",
     )
     player = page.locator("#player").bounding_box()
     assert player is not None and 0 <= player["y"] < 900  # the sticky player is still on screen

@@ -12,7 +12,7 @@ from playwright.sync_api import Browser, Playwright, expect
 from app.bench import word_error_rate
 from tests.conftest import reference_text, shared_clip
 from tests.server_process import Server
-from tests.web.conftest import CHROMIUM, CHROMIUM_ARGS, UIFactory
+from tests.web.conftest import CHROMIUM, CHROMIUM_ARGS, UIFactory, wait_in_page
 from tests.web.test_ui import FINISHED_TIMEOUT_MS, transcript_text
 
 pytestmark = [pytest.mark.real_model, pytest.mark.browser]
@@ -55,11 +55,12 @@ def test_recording_becomes_a_job_with_the_right_words(
     expect(page.locator("#record-stop")).to_be_focused()
     # Let the whole clip play into the recording (the timer shows whole seconds).
     wanted = int(clip_seconds()) + 1
-    page.wait_for_function(
+    wait_in_page(
+        page,
         "(s) => { const [m, sec] = document.getElementById('record-time').textContent"
         ".split(':').map(Number); return m * 60 + sec >= s; }",
         arg=wanted,
-        timeout=(wanted + 10) * 1000,
+        timeout_ms=(wanted + 10) * 1000,
     )
     is_upload = lambda r: r.method == "POST" and "/api/v1/transcribe" in r.url  # noqa: E731
     with page.expect_request(is_upload) as sent:
