@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import subprocess
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -59,14 +60,30 @@ class Server:
 
     def stop(self) -> int:
         """SIGTERM and wait; returns the exit status."""
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(timeout=10)
-        return int(self.process.returncode)
+        return stop_process(self.process)
+
+
+def stop_process(process: subprocess.Popen[Any]) -> int:
+    """SIGTERM, then SIGKILL if it does not end within 30 s; returns the exit status."""
+    if process.poll() is None:
+        process.terminate()
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(timeout=10)
+    return int(process.returncode)
+
+
+@contextlib.contextmanager
+def served(tmp_path: Path, **env: str) -> Iterator[Server]:
+    """A real server for a block (a module fixture's body): started, ready, then stopped."""
+    server = start_server(tmp_path, **env)
+    try:
+        server.wait_ready()
+        yield server
+    finally:
+        server.stop()
 
 
 def start_server(

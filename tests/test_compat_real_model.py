@@ -22,7 +22,7 @@ import webvtt
 from app.bench import word_error_rate
 from app.transcription.audio import decode_audio
 from tests.conftest import REPO_ROOT, reference_text, shared_clip
-from tests.server_process import Server, start_server
+from tests.server_process import Server, served
 
 pytestmark = pytest.mark.real_model
 
@@ -35,13 +35,8 @@ GERMAN = "de_picovoice_test_de.wav"
 @pytest.fixture(scope="module")
 def live_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     """One real server (bundled `base` on the CPU) for every test of this module."""
-    server = start_server(tmp_path_factory.mktemp("compat"), CPU_FALLBACK_MODEL="base")
-    try:
-        server.wait_ready()
+    with served(tmp_path_factory.mktemp("compat"), CPU_FALLBACK_MODEL="base") as server:
         yield server
-    finally:
-        server.process.terminate()
-        server.process.wait(timeout=20)
 
 
 @pytest.fixture(scope="module")

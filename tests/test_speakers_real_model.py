@@ -11,7 +11,7 @@ import pytest
 
 from app.conversations import load_voice
 from tests.conftest import SHARED_AUDIO
-from tests.server_process import Server, start_server
+from tests.server_process import Server, served
 from tests.speaker_helpers import conversation, speech_on_right_label, wav
 
 pytestmark = pytest.mark.real_model
@@ -20,13 +20,8 @@ pytestmark = pytest.mark.real_model
 @pytest.fixture(scope="module")
 def live_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     """One real server (bundled tiny.en on the CPU: every voice here speaks English)."""
-    server = start_server(tmp_path_factory.mktemp("speakers"), CPU_FALLBACK_MODEL="tiny.en")
-    try:
-        server.wait_ready()
+    with served(tmp_path_factory.mktemp("speakers"), CPU_FALLBACK_MODEL="tiny.en") as server:
         yield server
-    finally:
-        server.process.terminate()
-        server.process.wait(timeout=20)
 
 
 @pytest.fixture(scope="module")

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import redis
 
-from tests.server_process import REPO_ROOT, Server, free_port, start_server
+from tests.server_process import REPO_ROOT, Server, free_port, start_server, stop_process
 
 REDIS_SERVER = shutil.which("redis-server") or "/usr/bin/redis-server"
 
@@ -98,13 +98,7 @@ class WorkerProcess:
 
     def stop(self) -> None:
         """SIGTERM, then SIGKILL if it does not end."""
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(timeout=10)
+        stop_process(self.process)
 
 
 def start_worker(tmp_path: Path, redis_url: str, **env: str) -> WorkerProcess:
