@@ -130,6 +130,9 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     live_cpu_threads: NonNegativeInt = 0
     live_max_session_s: PositiveFloat = 3600.0
     live_idle_timeout_s: PositiveFloat = 60.0
+    # The live model loads with the first session and is unloaded this long after the
+    # last pass, so an idle server holds only the batch model.
+    live_unload_after_s: NonNegativeFloat = 300.0
 
     def __repr__(self) -> str:
         """Settings may end up in a traceback or a debugger: never show the API keys."""
@@ -253,6 +256,7 @@ def _allowed(field: msgspec.structs.FieldInfo) -> str:
         "live_cpu_threads": "an integer of at least 0 (0 = half the cores)",
         "live_max_session_s": "a number of seconds greater than 0",
         "live_idle_timeout_s": "a number of seconds greater than 0",
+        "live_unload_after_s": "a number of seconds of at least 0",
     }.get(name)
     if text is not None:
         return text

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import functools
 import os
 from collections.abc import Callable
 
@@ -25,6 +26,7 @@ from app.transcription.live import PassResult
 from app.transcription.live_audio import SpeechScorer, silero_scorer
 from app.transcription.live_session import LiveConfig, whisper_pass
 from app.transcription.models import ModelManager
+from app.transcription.models.loading import load_faster_whisper
 
 __all__ = ["LiveService", "default_live_model"]
 
@@ -65,11 +67,20 @@ class LiveService:
         self.metrics = metrics
         self.max_sessions = settings.max_live_sessions
         threads = settings.live_cpu_threads or max(1, (os.cpu_count() or 2) // 2)
-        # Never unloaded while the server runs: a session must not wait for a reload.
+        # Loaded with the first session, unloaded LIVE_UNLOAD_AFTER_S after the last pass:
+        # an idle server holds only the batch model.
         live_settings = msgspec.structs.replace(
-            settings, cpu_threads=threads, unload_model_after_s=None
+            settings, cpu_threads=threads, unload_model_after_s=settings.live_unload_after_s
         )
-        self.models = models or ModelManager(live_settings)
+        self.models = models or ModelManager(
+            live_settings,
+            loader=functools.partial(
+                load_faster_whisper,
+                cpu_threads=threads,
+                encoder_context=settings.encoder_context,
+                redo_failures=True,
+            ),
+        )
         self.model = settings.live_model or default_live_model(self.models)
         self._scorer_factory = scorer_factory
         self._scorer: SpeechScorer | None = None
@@ -84,14 +95,12 @@ class LiveService:
         return self.max_sessions > 0
 
     def start(self) -> None:
-        """Start the live threads and, with LOAD_MODEL_ON_STARTUP, load the live model."""
+        """Start the live threads; the model loads when the first session opens."""
         if not self.enabled:
             return
         self._executor = concurrent.futures.ThreadPoolExecutor(
             max_workers=self.max_sessions, thread_name_prefix="live"
         )
-        if self.settings.load_model_on_startup:
-            self._preload = asyncio.get_running_loop().create_task(self._warm_up())
 
     async def stop(self) -> None:
         """Drop the threads and the model (open sessions end with the server)."""
@@ -100,6 +109,15 @@ class LiveService:
         if self._executor is not None:
             self._executor.shutdown(wait=False, cancel_futures=True)
         await self.models.close()
+
+    def warm_up(self) -> None:
+        """Begin loading the live model and the voice detector for a session just opened.
+
+        In the background: the session's first pass waits for the load instead of
+        the client's first events; a failure is reported by that pass.
+        """
+        if self._preload is None or self._preload.done():
+            self._preload = asyncio.get_running_loop().create_task(self._warm_up())
 
     async def _warm_up(self) -> None:
         try:

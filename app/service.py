@@ -36,7 +36,7 @@ from app.transcription.jobs import Job, JobNotifier
 from app.transcription.models import ModelManager
 from app.transcription.queue import JobQueue, Payload, QueueFullError
 from app.transcription.speaker_stage import check_references
-from app.transcription.types import SubtitleShape, TaskType, TranscribeOptions
+from app.transcription.types import SubtitleShape, TaskType, TranscribeOptions, Transcript
 from app.transcription.worker import Worker
 from app.uploads import UploadAbandonedError, UploadGate
 
@@ -306,6 +306,36 @@ class TranscriptionService:
             audio_s=round(duration, 2),
             upload_bytes=len(payload),
             position=self.backend.counts().waiting,
+        )
+        return job
+
+    async def keep_finished(self, spec: JobSpec, transcript: Transcript, *, model: str) -> Job:
+        """Store a transcript made elsewhere (a live session) as a finished task of `spec.owner`.
+
+        Nothing is queued: the task exists only to be read, downloaded in every
+        format and deleted like any other, and it expires like any other.
+        """
+        now = self.clock.now()
+        job = Job(
+            task_type=spec.task_type,
+            options=spec.options,
+            time_uploaded=now,
+            owner=spec.owner,
+            surface=spec.surface,
+            audio_duration=transcript.duration,
+            time_processing_started=now,
+            processing_duration=0.0,
+            used_model=model,
+            used_device=self.models.placement.device,
+        )
+        job.finish(transcript, now)
+        await self.backend.keep(job)
+        log.info(
+            "task_kept",
+            task_id=job.id,
+            surface=spec.surface,
+            segments=len(transcript.segments),
+            audio_s=round(transcript.duration, 2),
         )
         return job
 

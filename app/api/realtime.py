@@ -28,18 +28,23 @@ from litestar.exceptions import WebSocketDisconnect
 from app.api.realtime_protocol import (
     BETA_UPDATE,
     GA_UPDATE,
+    KEEP_EVENT,
     ProtocolError,
     error_event,
     render,
     session_event,
+    task_created_event,
     updated_config,
 )
 from app.api.security import KeyRing
 from app.clock import Clock
 from app.live_service import OPENAI_LIVE_MODELS, LiveService
-from app.service import TranscriptionService
+from app.service import JobSpec, TranscriptionService
+from app.transcription.catalogue import spec
 from app.transcription.live_audio import SpeechScorer
 from app.transcription.live_session import LiveConfig, LiveEvent, LiveSession
+from app.transcription.live_transcript import transcript_of
+from app.transcription.types import TranscribeOptions
 
 __all__ = ["RealtimeRoute", "realtime_route"]
 
@@ -48,6 +53,7 @@ log = structlog.get_logger(__name__)
 KEY_SUBPROTOCOL = "openai-insecure-api-key."
 # One append may carry at most this much base64 (OpenAI allows 15 MiB).
 MAX_APPEND_CHARS = 15 * 1024 * 1024
+NOTHING = "nothing_to_keep"
 _decoder = msgspec.json.Decoder()
 _encoder = msgspec.json.Encoder()
 
@@ -74,9 +80,13 @@ class RealtimeRoute:
         self.keys = KeyRing(api_keys) if api_keys else None
         self.clock = clock
 
-    def check(self, socket: WebSocket[Any, Any, Any]) -> None:
-        """Raise _RefusedError when this connection may not open a session; else take a slot."""
-        if self.keys is not None and self.keys.identify(_presented_key(socket)) is None:
+    def check(self, socket: WebSocket[Any, Any, Any]) -> str | None:
+        """Take a session slot and return the key's owner id (None without API keys).
+
+        Raises _RefusedError when this connection may not open a session.
+        """
+        owner = self.keys.identify(_presented_key(socket)) if self.keys is not None else None
+        if self.keys is not None and owner is None:
             given = _presented_key(socket) is not None
             message = "the API key is not valid" if given else "this server requires an API key"
             raise _RefusedError(401, "invalid_api_key", message)
@@ -92,6 +102,7 @@ class RealtimeRoute:
                 "try again later",
                 30,
             )
+        return owner
 
 
 def _presented_key(socket: WebSocket[Any, Any, Any]) -> str | None:
@@ -137,13 +148,20 @@ class _Connection:
     """One accepted session: the receive loop, the pass runner and one sender."""
 
     def __init__(
-        self, route: RealtimeRoute, socket: WebSocket[Any, Any, Any], scorer: SpeechScorer
+        self,
+        route: RealtimeRoute,
+        socket: WebSocket[Any, Any, Any],
+        scorer: SpeechScorer,
+        *,
+        owner: str | None,
     ) -> None:
         self.route = route
         self.socket = socket
+        self.owner = owner
         self.beta = socket.headers.get("openai-beta", "").startswith("realtime")
         self.session_id = "sess_" + secrets.token_hex(10)
         self._send_lock = asyncio.Lock()
+        self._last_event = route.clock.monotonic()
         self.session = LiveSession(
             LiveConfig(),
             run_pass=route.live.run_pass,
@@ -167,37 +185,50 @@ class _Connection:
         config = self.session.config
         await self.send(session_event("created", self.session_id, config, live.model, beta=False))
         runner = asyncio.create_task(self.session.run(), name="live-passes")
+        receiver = asyncio.create_task(self._receive_loop(), name="live-receive")
+        watchdog = asyncio.create_task(self._watch(), name="live-deadlines")
         try:
-            async with asyncio.timeout(self.route.live.settings.live_max_session_s):
-                return await self._receive_loop()
-        except TimeoutError:
-            await self.send(
-                error_event(
-                    "this session reached the server's maximum length", code="session_expired"
-                )
-            )
-            return "expired"
+            done, _ = await asyncio.wait({receiver, watchdog}, return_when=asyncio.FIRST_COMPLETED)
+            return (receiver if receiver in done else watchdog).result()
         finally:
-            runner.cancel()
+            for task in (runner, receiver, watchdog):
+                task.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
-                await runner
+                await asyncio.gather(runner, receiver, watchdog)
 
     async def _receive_loop(self) -> str:
-        idle_s = self.route.live.settings.live_idle_timeout_s
         while True:
             try:
-                async with asyncio.timeout(idle_s):
-                    text = await self.socket.receive_data(mode="text")
-            except TimeoutError:
-                if self.session.busy:
-                    continue  # the client waits for turns still being transcribed
-                await self.send(
-                    error_event(f"no client event for {idle_s:g} s", code="idle_timeout")
-                )
-                return "idle"
+                text = await self.socket.receive_data(mode="text")
             except WebSocketDisconnect:
                 return "closed"
+            self._last_event = self.route.clock.monotonic()
             await self._handle(text)
+
+    async def _watch(self) -> str:
+        """End the session at LIVE_MAX_SESSION_S, or after LIVE_IDLE_TIMEOUT_S without an event.
+
+        Reads the route's clock, so tests move time instead of waiting for it. A
+        session whose turns are still being transcribed is not idle: its client waits.
+        """
+        settings, clock = self.route.live.settings, self.route.clock
+        ends_at = clock.monotonic() + settings.live_max_session_s
+        idle_s = settings.live_idle_timeout_s
+        while True:
+            now = clock.monotonic()
+            if now >= ends_at:
+                message = "this session reached the server's maximum length"
+                await self.send(error_event(message, code="session_expired"))
+                return "expired"
+            idle_at = self._last_event + idle_s
+            if now >= idle_at:
+                if not self.session.busy:
+                    message = f"no client event for {idle_s:g} s"
+                    await self.send(error_event(message, code="idle_timeout"))
+                    return "idle"
+                self._last_event = now  # wait another idle period for the turns to finish
+                idle_at = now + idle_s
+            await clock.sleep(min(ends_at, idle_at) - now)
 
     async def _handle(self, text: str | bytes) -> None:
         try:
@@ -230,12 +261,38 @@ class _Connection:
                 )
         elif kind == "input_audio_buffer.clear":
             await self.session.clear()
+        elif kind == KEEP_EVENT:
+            await self._keep()
         else:
             raise ProtocolError(
                 f"unknown or unsupported event type {kind!r} (this server only transcribes)",
                 code="unknown_event",
                 param="type",
             )
+
+    async def _keep(self) -> None:
+        """Store the completed turns as a finished task of this key; tell the client its id.
+
+        Turns already committed are waited for; audio still arriving is not part of it.
+        """
+        turns = await self.session.settled()
+        if not turns:
+            raise ProtocolError("no turn has been transcribed yet: nothing to keep", code=NOTHING)
+        config, live = self.session.config, self.route.live
+        model = config.model or live.model
+        language = config.language or ("en" if not spec(model).multilingual else None)
+        transcript = transcript_of(
+            turns, duration_s=self.session.audio_seconds, fallback_language=language or "en"
+        )
+        options = TranscribeOptions(
+            model=model, language=language, word_timestamps=True, beam_size=1, temperature=0.0
+        )
+        job = await self.route.service.keep_finished(
+            JobSpec(task_type="transcribe", options=options, surface="live", owner=self.owner),
+            transcript,
+            model=model,
+        )
+        await self.send(task_created_event(job.id, len(turns)))
 
     async def _update(self, event: dict[str, Any], *, beta: bool) -> None:
         live = self.route.live
@@ -262,7 +319,7 @@ def realtime_route(route: RealtimeRoute) -> Any:
     @websocket("/v1/realtime")
     async def realtime(socket: WebSocket[Any, Any, Any]) -> None:
         try:
-            route.check(socket)
+            owner = route.check(socket)
         except _RefusedError as refusal:
             log.info("live_session_refused", status=refusal.status, reason=refusal.code)
             await _refuse(socket, refusal)
@@ -272,8 +329,9 @@ def realtime_route(route: RealtimeRoute) -> Any:
             offered = _subprotocols(socket)
             await socket.accept(subprotocols="realtime" if "realtime" in offered else None)
             log.info("live_session_started")
+            route.live.warm_up()
             scorer = await route.live.scorer()
-            outcome = await _Connection(route, socket, scorer).serve()
+            outcome = await _Connection(route, socket, scorer, owner=owner).serve()
         except WebSocketDisconnect:
             outcome = "closed"
         finally:

@@ -35,16 +35,20 @@ from app.transcription.models import ModelManager
 __all__ = [
     "BETA_UPDATE",
     "GA_UPDATE",
+    "KEEP_EVENT",
     "ProtocolError",
     "error_event",
     "event_id",
     "render",
     "session_event",
+    "task_created_event",
     "updated_config",
 ]
 
 GA_UPDATE = "session.update"
 BETA_UPDATE = "transcription_session.update"
+# This server's own client event: keep the session's completed turns as a finished task.
+KEEP_EVENT = "x.whisper_api.session.keep"
 INPUT_RATE = 24000
 
 
@@ -305,3 +309,14 @@ def _delta(event: Delta, base: dict[str, Any]) -> list[dict[str, Any]]:
             "tail": event.tail,
         },
     ]
+
+
+def task_created_event(task_id: str, turns: int) -> dict[str, Any]:
+    """The answer to `x.whisper_api.session.keep`: where the kept task can be read."""
+    return {
+        "type": "x.whisper_api.task.created",
+        "event_id": event_id(),
+        "task_id": task_id,
+        "turns": turns,
+        "url": f"/api/v1/tasks/{task_id}",
+    }

@@ -64,6 +64,10 @@ class TaskBackend(Protocol):
         """Queue `job` with its upload in the held place and keep its record."""
         ...
 
+    async def keep(self, job: Job) -> None:
+        """Store a job that is already final (a kept live session); it expires as usual."""
+        ...
+
     async def get(self, task_id: str, *, owner: str | None) -> Job | None:
         """`owner`'s task (refreshing its expiry on the owner's read), else None."""
         ...

@@ -39,6 +39,11 @@ class LocalBackend:
         self._queue.submit(job, payload)
         self._store.add(job)
 
+    async def keep(self, job: Job) -> None:
+        """Keep the record and start its expiry clock."""
+        self._store.add(job)
+        self._store.mark_final(job)
+
     async def get(self, task_id: str, *, owner: str | None) -> Job | None:
         """The store's answer."""
         return self._store.get(task_id, owner=owner)

@@ -152,6 +152,11 @@ class RedisBackend:
 
     # -- tasks
 
+    async def keep(self, job: Job) -> None:
+        """Write the final record with the result TTL; any node can read it."""
+        async with unavailable_as_503("keep"):
+            await self._client.set(self._keys.job(job.id), encode_job(job), ex=self._ttl_s)
+
     async def get(self, task_id: str, *, owner: str | None) -> Job | None:
         """The owner's task from Redis, this process's live object for it."""
         if not task_id.isalnum():

@@ -61,6 +61,8 @@ FRAME_MULTIPLE = 128
 # Chosen by the study in docs/benchmarks.md (`whisper-api bench context`).
 DEFAULT_FLOOR_FRAMES = 1000
 DEFAULT_MARGIN_FRAMES = 200
+# A window with fewer frames of audio than this (0.1 s) holds no word: never redone.
+SLIVER_FRAMES = 10
 # A timestamp this far past the last frame of audio means the decoder made it up.
 TIMESTAMP_TOLERANCE_S = 0.5
 
@@ -193,6 +195,20 @@ class _Shortened:
     content: int
 
 
+@dataclass(frozen=True, slots=True)
+class _Silent:
+    """The decoding of a sliver, shaped like CTranslate2's result: no tokens, no speech."""
+
+    sequences_ids: tuple[list[int], ...] = ([],)
+    scores: tuple[float, ...] = (0.0,)
+    no_speech_prob: float = 1.0
+
+
+_SILENCE = _Silent()
+# With no_speech_prob 1.0 this makes faster-whisper skip the window as silence.
+SILENT_LOGPROB = -10.0
+
+
 class AdaptiveContextWhisperModel(WhisperModel):  # type: ignore[misc]
     """A WhisperModel that encodes short windows on a shorter context (see module doc)."""
 
@@ -251,6 +267,11 @@ class AdaptiveContextWhisperModel(WhisperModel):  # type: ignore[misc]
         kept = self._kept(encoder_output)
         if kept is None:
             return super().generate_with_fallback(encoder_output, prompt, tokenizer, options)
+        if kept.content < SLIVER_FRAMES:
+            # The few frames left after a window's last timestamp hold no word; decoded
+            # on a short context they come out as "Thank you." and a redo would cost a
+            # full encoder pass to hear the same silence.
+            return _SILENCE, SILENT_LOGPROB, options.temperatures[0], 0.0
         first = dataclasses.replace(options, temperatures=list(options.temperatures[:1]))
         attempt = super().generate_with_fallback(encoder_output, prompt, tokenizer, first)
         result, avg_logprob, _, _ = attempt

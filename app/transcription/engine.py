@@ -192,6 +192,8 @@ class FasterWhisperTranscriber:
             "beam_size": options.beam_size,
             "temperature": options.temperature,
         }
+        if options.max_new_tokens is not None:
+            common["max_new_tokens"] = options.max_new_tokens
         batched = options.long_form_batch_size > 0
         if batched:
             from app.transcription.encoder_context import AdaptiveBatchedPipeline

@@ -7,7 +7,7 @@ segments end); `LiveTurn.apply` commits the longest prefix on which this pass an
 the previous one agree (LocalAgreement-2, as in Macháček et al.'s
 whisper_streaming), and the final pass of a turn commits everything left. Once the
 kept audio passes `trim_after_s`, it is cut at the end of a segment whose words are
-all committed, so a pass never grows beyond ~15 s plus a second or two.
+all committed, so a pass never grows beyond ~20 s plus a second or two.
 """
 
 from __future__ import annotations
@@ -41,6 +41,8 @@ class PassResult:
 
     words: list[Word]
     segment_ends: list[float] = field(default_factory=list)
+    # The language the pass heard (or was told).
+    language: str | None = None
 
 
 LivePass = Callable[[Samples, str | None], PassResult]
@@ -88,7 +90,7 @@ def _shift(words: list[Word], offset_s: float) -> list[Word]:
 class LiveTurn:
     """One turn: its audio since the last trim, its committed words and last hypothesis."""
 
-    def __init__(self, item_id: str, *, start_sample: int, trim_after_s: float = 15.0) -> None:
+    def __init__(self, item_id: str, *, start_sample: int, trim_after_s: float = 20.0) -> None:
         self.item_id = item_id
         # Where this turn begins on the session's timeline (16 kHz samples).
         self.start_sample = start_sample
@@ -100,6 +102,7 @@ class LiveTurn:
         self.samples_at_last_pass = 0
         self.closed = False
         self.done = False
+        self.language: str | None = None
 
     # -- audio
 
@@ -156,6 +159,7 @@ class LiveTurn:
         Interim passes commit what they agree on with the previous pass; the final
         pass commits every new word. Times are moved onto the turn's own clock.
         """
+        self.language = result.language or self.language
         fresh = self._unseen(_shift(result.words, self.offset_s))
         if final:
             newly, self._hypothesis = fresh, []

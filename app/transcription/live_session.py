@@ -33,7 +33,7 @@ from app.transcription.live_audio import (
     VoiceDetector,
     VoiceEvent,
 )
-from app.transcription.types import TranscribeOptions, Word
+from app.transcription.types import Segment, TranscribeOptions, Word
 
 __all__ = [
     "Cleared",
@@ -47,6 +47,7 @@ __all__ = [
     "SpeechStarted",
     "SpeechStopped",
     "TurnFailed",
+    "TurnRecord",
     "whisper_pass",
 ]
 
@@ -57,6 +58,11 @@ AsyncPass = Callable[[Samples, str | None, "LiveConfig"], Awaitable[PassResult]]
 RECENT_S = 3.0
 # Whisper's threshold: text that compresses better than this is a repetition loop.
 MAX_COMPRESSION_RATIO = 2.4
+# A segment this likely to be silence, decoded with low confidence, is left out.
+DOUBTFUL_NO_SPEECH = 0.3
+# Tokens one window of a pass may generate: ~22 s of fast speech with its timestamps
+# needs about 110; a decoding stuck in a loop stops here instead of at 448.
+MAX_PASS_TOKENS = 160
 # A turn shorter than this has nothing Whisper could hear.
 MIN_TURN_S = 0.1
 
@@ -72,7 +78,7 @@ class LiveConfig:
     turn_detection: TurnDetection | None = field(default_factory=TurnDetection)
     input_rate: int = 24000
     pass_interval_s: float = 1.0
-    trim_after_s: float = 15.0
+    trim_after_s: float = 20.0
 
 
 # -- the events a session emits
@@ -127,6 +133,18 @@ class Completed:
 
 
 @dataclass(frozen=True, slots=True)
+class TurnRecord:
+    """A completed turn as a task keeps it: times in seconds of the session's audio."""
+
+    item_id: str
+    start_s: float
+    end_s: float
+    text: str
+    words: list[Word]
+    language: str | None
+
+
+@dataclass(frozen=True, slots=True)
 class TurnFailed:
     """A turn could not be transcribed."""
 
@@ -164,17 +182,46 @@ def whisper_pass(transcriber: Transcriber, language: str | None) -> Callable[...
             word_timestamps=True,
             beam_size=1,
             temperature=0.0,
+            max_new_tokens=MAX_PASS_TOKENS,
         )
         transcript = transcriber.transcribe(audio, asked, _ignore, _never)
         # Without the fallback ladder, Whisper's own guard against a decoding stuck in a
         # loop (". . . ." or one phrase again and again) is ours to apply.
-        kept = [s for s in transcript.segments if s.compression_ratio <= MAX_COMPRESSION_RATIO]
+        kept = [s for s in transcript.segments if _heard(s)]
         return PassResult(
             words=[w for s in kept for w in s.words or () if normalise_word(w.word)],
             segment_ends=[s.end for s in kept],
+            language=transcript.language,
         )
 
     return run
+
+
+def _record(turn: LiveTurn, language: str | None) -> TurnRecord:
+    base_s = turn.start_sample / SAMPLE_RATE
+    words = [Word(base_s + w.start, base_s + w.end, w.word, w.probability) for w in turn.committed]
+    return TurnRecord(
+        item_id=turn.item_id,
+        start_s=words[0].start if words else base_s,
+        end_s=base_s + turn.total_samples / SAMPLE_RATE,
+        text=turn.text,
+        words=words,
+        language=turn.language or language,
+    )
+
+
+def _heard(segment: Segment) -> bool:
+    """Whether a pass's segment is speech worth committing.
+
+    A repetition loop is not. Nor is a doubtful segment the model thinks may be
+    silence: Whisper calls a window silent at no_speech_prob > 0.6 with
+    avg_logprob < -1 and retries other doubtful ones at higher temperatures; a live
+    pass has no such retry, so it drops them at a lower no-speech bar (a breath or a
+    cough between turns otherwise comes out as "Thank you.").
+    """
+    if segment.compression_ratio > MAX_COMPRESSION_RATIO:
+        return False
+    return not (segment.no_speech_prob > DOUBTFUL_NO_SPEECH and segment.avg_logprob < -1.0)
 
 
 def _ignore(_: float) -> None:
@@ -212,6 +259,9 @@ class LiveSession:
         self._last_item: str | None = None
         self._context = ""  # the text of completed turns, to prompt the next ones
         self._wake = asyncio.Event()
+        self._turn_ended = asyncio.Condition()
+        # Completed turns, in this connection's memory only, for a client that asks to keep them.
+        self.completed: list[TurnRecord] = []
         self.config = config
         self._detector: VoiceDetector | None = None
         self.configure(config)
@@ -223,8 +273,8 @@ class LiveSession:
 
     @property
     def busy(self) -> bool:
-        """Whether some turn still waits for its transcript."""
-        return bool(self._turns)
+        """Whether some committed turn still waits for its transcript (an open one does not)."""
+        return any(turn.closed for turn in self._turns)
 
     def configure(self, config: LiveConfig) -> None:
         """New settings; the detector's take effect at once, the rest from the next pass."""
@@ -348,6 +398,7 @@ class LiveSession:
                 self._open = None
             reason = f"transcription failed: {type(exc).__name__}"
             await self._emit(TurnFailed(turn.item_id, reason))
+            await self._announce_turn_end()
             return
         if self._observer is not None:
             self._observer.pass_done(self._clock.monotonic() - began)
@@ -381,8 +432,24 @@ class LiveSession:
         audio_s = turn.total_samples / SAMPLE_RATE
         if self._observer is not None:
             self._observer.turn_completed(audio_s)
+        if turn.text:
+            self.completed.append(_record(turn, self.config.language))
         await self._emit(Completed(turn.item_id, turn.text, audio_s))
         self._forget_arrivals()
+        await self._announce_turn_end()
+
+    async def _announce_turn_end(self) -> None:
+        async with self._turn_ended:
+            self._turn_ended.notify_all()
+
+    async def settled(self) -> list[TurnRecord]:
+        """The completed turns, once every committed turn has its transcript (or failed).
+
+        The open turn (audio still arriving) is not waited for.
+        """
+        async with self._turn_ended:
+            await self._turn_ended.wait_for(lambda: not self.busy)
+        return list(self.completed)
 
     def _forget_arrivals(self) -> None:
         """Keep arrival times only for audio a turn may still commit words from."""

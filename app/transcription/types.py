@@ -132,6 +132,9 @@ class TranscribeOptions(msgspec.Struct, frozen=True, kw_only=True):
     long_form_batch_size: int = 0
     # Speaker labels after transcription; None = none.
     speakers: SpeakerOptions | None = None
+    # Tokens one window may generate; None = the model's limit (448). Live passes cap it
+    # so that a decoding stuck in a loop ends in a fraction of a second.
+    max_new_tokens: int | None = None
 
     @property
     def needs_multilingual(self) -> bool:

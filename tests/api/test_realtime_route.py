@@ -12,10 +12,13 @@ from litestar.testing import TestClient
 from litestar.testing.websocket_test_session import WebSocketTestSession
 
 from app.asgi import build_service, create_app
+from app.clock import Clock
 from app.live_service import LiveService
 from app.metrics import LiveMetrics
+from app.service import TranscriptionService
 from app.transcription.live_audio import VAD_FRAME_SAMPLES
 from tests.conftest import FakeTranscriber, fake_manager, make_settings
+from tests.transcription.rig import FakeClock
 
 KEY = "route-test-key-0123456789"
 ROUTE = "/v1/realtime?intent=transcription"
@@ -26,18 +29,25 @@ def quiet_scorer() -> Any:
     return lambda samples: [0.0] * (len(samples) // VAD_FRAME_SAMPLES)
 
 
-def client_for(**overrides: Any) -> TestClient[Any]:
+def client_and_service(
+    clock: Clock | None = None, **overrides: Any
+) -> tuple[TestClient[Any], TranscriptionService, LiveService]:
     """An app whose live sessions use a fake model that always says 'hello world'."""
     settings = make_settings(**{"max_live_sessions": 1, **overrides})
     transcriber = FakeTranscriber(text="hello world")
-    service = build_service(settings, fake_manager(settings, transcriber))
+    service = build_service(settings, fake_manager(settings, transcriber), clock=clock)
     live = LiveService(
         settings,
         LiveMetrics(service.metrics.registry),
         models=fake_manager(settings, transcriber),
         scorer_factory=quiet_scorer,
     )
-    return TestClient(create_app(settings, service=service, live=live))
+    return TestClient(create_app(settings, service=service, live=live)), service, live
+
+
+def client_for(clock: Clock | None = None, **overrides: Any) -> TestClient[Any]:
+    """The app of `client_and_service`."""
+    return client_and_service(clock, **overrides)[0]
 
 
 @pytest.fixture
@@ -100,22 +110,71 @@ def test_bad_events_get_error_events_and_the_session_goes_on(client: TestClient[
         assert socket.receive_json()["type"] == "session.updated"
 
 
+def advance(test_client: TestClient[Any], clock: FakeClock, seconds: float) -> None:
+    """Move the app's fake clock on the app's own event loop."""
+    assert test_client.blocking_portal is not None
+    test_client.blocking_portal.call(clock.advance, seconds)
+
+
 def test_an_idle_session_is_ended_with_an_error_event() -> None:
-    """No client event within LIVE_IDLE_TIMEOUT_S: error idle_timeout, then the close."""
-    test_client = client_for(live_idle_timeout_s=0.2)
+    """No client event for LIVE_IDLE_TIMEOUT_S of the clock: error idle_timeout, then the close."""
+    clock = FakeClock(autoadvance=False)
+    test_client = client_for(clock, live_idle_timeout_s=60)
     with test_client, test_client.websocket_connect(ROUTE) as socket:
         socket.receive_json()
+        socket.send_json(manual())
+        assert socket.receive_json()["type"] == "session.updated"
+        advance(test_client, clock, 59)
+        socket.send_json(manual())  # an event: the idle period starts again
+        assert socket.receive_json()["type"] == "session.updated"
+        advance(test_client, clock, 59)
+        advance(test_client, clock, 2)
         assert next_of(socket, "error")["error"]["code"] == "idle_timeout"
         with pytest.raises(WebSocketDisconnect):
             socket.receive_json()
 
 
-def test_a_session_ends_at_the_maximum_length() -> None:
-    """Past LIVE_MAX_SESSION_S the session is told session_expired and closed."""
-    test_client = client_for(live_max_session_s=0.2)
+def test_audio_never_committed_does_not_keep_a_silent_client_alive() -> None:
+    """An open turn is no transcript anybody waits for: the idle timeout still ends the session."""
+    clock = FakeClock(autoadvance=False)
+    test_client = client_for(clock, live_idle_timeout_s=60)
     with test_client, test_client.websocket_connect(ROUTE) as socket:
         socket.receive_json()
+        socket.send_json(manual())
+        next_of(socket, "session.updated")
+        audio = base64.b64encode(b"\0\0" * 24000).decode()
+        socket.send_json({"type": "input_audio_buffer.append", "audio": audio})
+        socket.send_json(manual())  # answered after the append: the turn is open by now
+        next_of(socket, "session.updated")
+        advance(test_client, clock, 61)
+        assert next_of(socket, "error")["error"]["code"] == "idle_timeout"
+
+
+def test_the_live_model_loads_with_the_first_session_not_at_start() -> None:
+    """An idle server holds no live model, even with LOAD_MODEL_ON_STARTUP; a session loads it."""
+    test_client, _, live = client_and_service(load_model_on_startup=True)
+    with test_client:
+        assert live.models.loaded_models == []
+        with test_client.websocket_connect(ROUTE) as socket:
+            socket.receive_json()
+            talk_and_commit(socket)
+        assert live.models.loaded_models == [live.model]
+
+
+def test_a_session_ends_at_the_maximum_length() -> None:
+    """Past LIVE_MAX_SESSION_S of the clock the session is told session_expired and closed."""
+    clock = FakeClock(autoadvance=False)
+    test_client = client_for(clock, live_max_session_s=100, live_idle_timeout_s=60)
+    with test_client, test_client.websocket_connect(ROUTE) as socket:
+        socket.receive_json()
+        for _ in range(2):  # events keep the session from idling; the length still counts
+            advance(test_client, clock, 45)
+            socket.send_json(manual())
+            assert socket.receive_json()["type"] == "session.updated"
+        advance(test_client, clock, 11)
         assert next_of(socket, "error")["error"]["code"] == "session_expired"
+        with pytest.raises(WebSocketDisconnect):
+            socket.receive_json()
 
 
 def test_without_a_key_the_upgrade_is_refused() -> None:
@@ -147,3 +206,55 @@ def test_live_off_refuses_every_session() -> None:
         test_client.websocket_connect(ROUTE) as socket,
     ):
         socket.receive_json()
+
+
+def talk_and_commit(socket: WebSocketTestSession) -> dict[str, Any]:
+    """One manual turn of a second of audio; its completed event."""
+    socket.send_json(manual())
+    next_of(socket, "session.updated")
+    audio = base64.b64encode(b"\0\0" * 24000).decode()
+    socket.send_json({"type": "input_audio_buffer.append", "audio": audio})
+    socket.send_json({"type": "input_audio_buffer.commit"})
+    return next_of(socket, "conversation.item.input_audio_transcription.completed")
+
+
+def test_a_kept_session_becomes_a_finished_task_of_its_key() -> None:
+    """x.whisper_api.session.keep stores the turns as a task only the session's key can read."""
+    other = "another-key-0123456789ab"
+    with client_for(api_keys=(KEY, other)) as test_client:
+        protocols = ["realtime", f"openai-insecure-api-key.{KEY}"]
+        with test_client.websocket_connect(ROUTE, subprotocols=protocols) as socket:
+            socket.receive_json()
+            talk_and_commit(socket)
+            talk_and_commit(socket)
+            socket.send_json({"type": "x.whisper_api.session.keep"})
+            created = next_of(socket, "x.whisper_api.task.created")
+        assert created["turns"] == 2
+        mine = {"Authorization": f"Bearer {KEY}"}
+        task = test_client.get(created["url"], headers=mine).json()
+        assert task["status"] == "finished"
+        srt = test_client.get(f"{created['url']}/result?format=srt", headers=mine)
+        assert srt.status_code == 200
+        assert srt.text.count("hello world") == 2
+        theirs = {"Authorization": f"Bearer {other}"}
+        assert test_client.get(created["url"], headers=theirs).status_code == 404
+
+
+def test_a_session_is_not_kept_unless_asked() -> None:
+    """Completed turns leave no task behind when the client does not ask to keep them."""
+    test_client, service, _ = client_and_service()
+    with test_client:
+        with test_client.websocket_connect(ROUTE) as socket:
+            socket.receive_json()
+            talk_and_commit(socket)
+        assert len(service.store) == 0
+
+
+def test_keeping_before_any_turn_is_an_error_event(client: TestClient[Any]) -> None:
+    """Nothing transcribed yet: error nothing_to_keep, and the session goes on."""
+    with client.websocket_connect(ROUTE) as socket:
+        socket.receive_json()
+        socket.send_json({"type": "x.whisper_api.session.keep", "event_id": "evt_1"})
+        error = next_of(socket, "error")["error"]
+        assert (error["code"], error["event_id"]) == ("nothing_to_keep", "evt_1")
+        assert talk_and_commit(socket)["transcript"] == "hello world"

@@ -143,6 +143,17 @@ def test_failing_window_is_redone_with_the_full_context(model: SinglePassWhisper
 
 
 @pytest.mark.real_model
+def test_a_sliver_of_audio_is_silence_and_never_redone(model: SinglePassWhisperModel) -> None:
+    """A window with under 0.1 s of audio decodes to nothing, without a full-context redo."""
+    sliver = decode_audio(shared_clip("en_jfk.flac").read_bytes())[16000 * 2 : 16000 * 2 + 800]
+    # Every real decoding would be "doubtful" against a threshold of 0 and be redone.
+    segments, _ = _transcribe(model, sliver, DEFAULT_POLICY, language="en", log_prob_threshold=0.0)
+    assert segments == []
+    assert model.windows_redone == 0
+    assert model.encoded_frames == DEFAULT_POLICY.frames_for(len(sliver) // 160)
+
+
+@pytest.mark.real_model
 def test_batched_pipeline_redoes_failing_chunks_on_the_full_context(
     model: SinglePassWhisperModel,
 ) -> None:

@@ -11,6 +11,7 @@ import pytest
 
 from app.transcription.live import PassResult
 from app.transcription.live_session import (
+    MAX_PASS_TOKENS,
     Cleared,
     Committed,
     Completed,
@@ -223,15 +224,32 @@ class LoopingTranscriber:
             compression_ratio=1.0,
             words=[Word(2.0, 2.5, " .", 0.5)],
         )
+        # A breath decoded with low confidence and a fair chance of being silence.
+        doubtful = Segment(
+            id=3,
+            start=2.5,
+            end=3.0,
+            text=" Thank you.",
+            compression_ratio=0.6,
+            no_speech_prob=0.43,
+            avg_logprob=-1.13,
+            words=[Word(2.5, 2.7, " Thank", 0.3), Word(2.7, 3.0, " you.", 0.3)],
+        )
+        self.options = options
         return Transcript(
-            text="", language="en", language_probability=1.0, duration=2.5,
-            segments=[good, stuck, lone_dot],
+            text="", language="en", language_probability=1.0, duration=3.0,
+            segments=[good, stuck, lone_dot, doubtful],
         )  # fmt: skip
 
 
-def test_a_pass_drops_looping_segments_and_words_without_letters() -> None:
-    """Segments past Whisper's compression threshold and bare punctuation never reach a turn."""
-    run = whisper_pass(LoopingTranscriber(), "en")  # type: ignore[arg-type]
+def test_a_pass_drops_loops_doubtful_silence_and_words_without_letters() -> None:
+    """Looping segments, likely-silent doubtful ones and bare punctuation never reach a turn."""
+    model = LoopingTranscriber()
+    run = whisper_pass(model, "en")  # type: ignore[arg-type]
     result = run(np.zeros(16000, dtype=np.float32), None)
     assert [w.word for w in result.words] == [" hello", " there."]
     assert result.segment_ends == [1.0, 2.5]
+    assert result.language == "en"
+    # A pass never waits for a decoding stuck in a loop: its tokens are capped.
+    assert model.options.max_new_tokens == MAX_PASS_TOKENS
+    assert (model.options.temperature, model.options.beam_size) == (0.0, 1)

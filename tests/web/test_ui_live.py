@@ -67,10 +67,10 @@ def seconds_of(path: Path) -> float:
         return audio.getnframes() / audio.getframerate()
 
 
-def test_live_words_appear_before_the_clip_ends_and_stop_leaves_the_transcript(
+def test_live_words_appear_before_the_clip_ends_and_stop_keeps_the_transcript(
     ui_server: Server, open_ui: UIFactory, live_mic_browser: Browser, joined_clip: Path
 ) -> None:
-    """Live: words show while the microphone still plays; Stop keeps a close transcript."""
+    """Live: words show while the microphone still plays; Stop keeps it, here and as a task."""
     ui = open_ui(ui_server, on=live_mic_browser)
     ui.context.add_init_script(FIRST_WORDS_SCRIPT)
     page = ui.open()
@@ -86,10 +86,18 @@ def test_live_words_appear_before_the_clip_ends_and_stop_leaves_the_transcript(
     assert first_words_s < seconds_of(joined_clip)
     # Let the clip play out, then stop: the last turn is committed and completed.
     page.wait_for_timeout(int((seconds_of(joined_clip) - first_words_s) * 1000) + 1500)
+    page.check("#live-keep")
     page.click("#live-stop")
-    expect(page.locator("#live-status")).to_have_text(
-        "Stopped. Copy or download the transcript.", timeout=120_000
+    expect(page.locator("#live-status")).to_contain_text(
+        "The transcript is kept as a task", timeout=120_000
     )
     text = page.locator("#live-text").inner_text()
     reference = " ".join(reference_text(name) for name in CLIPS)
     assert word_error_rate(reference, text) <= 0.25, text
+    kept = page.locator(".job", has=page.locator(".job-name", has_text="Live transcript"))
+    expect(kept).to_have_attribute("data-state", "finished", timeout=30_000)
+    kept.locator("[data-action='open']").click()
+    expect(page.locator("#viewer-name")).to_have_text("Live transcript")
+    expect(page.locator("#segments li").first).to_be_visible()
+    lines = page.locator("#segments").inner_text().lower()
+    assert all(word in lines for word in text.lower().split()[:3]), lines

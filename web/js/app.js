@@ -240,8 +240,14 @@ function setUpLive() {
       stop: $("live-stop"),
       copy: $("live-copy"),
       download: $("live-download"),
+      keep: $("live-keep"),
     },
-    { announce, language: () => prefs.language || "", onError: showUploadError },
+    {
+      announce,
+      language: () => prefs.language || "",
+      onError: showUploadError,
+      onKept: (taskId) => jobs.adopt(taskId, "Live transcript"),
+    },
   );
   $("live-button").addEventListener("click", async () => {
     showUploadError("");

@@ -96,6 +96,16 @@ export class JobList {
     this.deleteAll.hidden = !this.jobs.some((job) => job.taskId);
   }
 
+  /** A task the server made without an upload from this list (a kept live session). */
+  adopt(taskId, name) {
+    const job = this.insert(new Job({ name, size: 0, options: {}, taskId, keyTag: this.hooks.keyTag() }));
+    rememberJob(job);
+    this.refreshListState();
+    this.set(job, "restoring", "Asking the server about it…");
+    this.follow(job);
+    return job;
+  }
+
   /** Show the remembered jobs of the key in use and pick each up where the server has it. */
   restore(keyTag) {
     const shown = new Set(this.jobs.map((job) => job.taskId));

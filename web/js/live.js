@@ -1,6 +1,7 @@
 // Live mode: the microphone streams to /v1/realtime (OpenAI's Realtime protocol) and the words
 // appear as the server commits them, one paragraph per turn. Audio goes only to this server and
-// is kept nowhere; the text lives in this page until it is copied or downloaded.
+// is kept nowhere; the text lives in this page until it is copied or downloaded, or, when the
+// person ticks "Keep as a task", the server stores the finished turns as a task of their key.
 
 import { currentApiKey } from "./prefs.js";
 
@@ -30,8 +31,10 @@ export function pcm16Base64(samples) {
 
 export class LiveMode {
   /**
-   * @param {object} parts panel, text (the transcript box), status, start, stop, copy, download
-   * @param {object} hooks announce(text), language() (a Whisper code or ""), onError(text)
+   * @param {object} parts panel, text (the transcript box), status, stop, copy, download, keep
+   *   (the "keep as a task" checkbox)
+   * @param {object} hooks announce(text), language() (a Whisper code or ""), onError(text),
+   *   onKept(taskId) (the server stored the transcript as a task)
    */
   constructor(parts, hooks) {
     this.parts = parts;
@@ -66,6 +69,8 @@ export class LiveMode {
     this.socket.addEventListener("close", (event) => this.closed(event));
     this.parts.text.replaceChildren();
     this.turns.clear();
+    this.kept = false;
+    this.keeping = false;
     this.parts.panel.hidden = false;
     this.parts.stop.disabled = false;
     this.setStatus("Connecting…");
@@ -138,8 +143,16 @@ export class LiveMode {
         this.finishIfDone();
         break;
       }
+      case "x.whisper_api.task.created":
+        this.keeping = false;
+        this.kept = true;
+        this.hooks.onKept(event.task_id);
+        this.finishIfDone();
+        break;
       case "error":
-        if (event.error?.code !== "input_audio_buffer_commit_empty") {
+        if (event.error?.code === "nothing_to_keep") {
+          this.keeping = false;
+        } else if (event.error?.code !== "input_audio_buffer_commit_empty") {
           this.hooks.onError(event.error?.message || "The live transcription failed.");
         }
         this.finishIfDone();
@@ -159,10 +172,18 @@ export class LiveMode {
     this.finishIfDone();
   }
 
+  /** Once every turn is complete: ask the server to keep them if asked to, then close. */
   finishIfDone() {
-    if (!this.stopping) return;
+    if (!this.stopping || this.keeping) return;
     const open = [...this.turns.values()].some((turn) => turn.paragraph.dataset.done !== "yes");
-    if (!open) this.socket?.close();
+    if (open) return;
+    if (this.parts.keep.checked && !this.kept && this.text()) {
+      this.keeping = true;
+      this.setStatus("Keeping the transcript as a task…");
+      this.send({ type: "x.whisper_api.session.keep" });
+      return;
+    }
+    this.socket?.close();
   }
 
   stopAudio() {
@@ -178,7 +199,10 @@ export class LiveMode {
     this.stopping = false;
     this.parts.stop.disabled = true;
     const refused = event.code === 1006 && !this.turns.size;
-    this.setStatus(refused ? "The server did not accept a live session (busy, or a key is needed)." : "Stopped. Copy or download the transcript.");
+    const done = this.kept
+      ? "Stopped. The transcript is kept as a task in the list below; copy or download it here too."
+      : "Stopped. Copy or download the transcript.";
+    this.setStatus(refused ? "The server did not accept a live session (busy, or a key is needed)." : done);
     this.hooks.announce("Live transcription stopped.");
   }
 

@@ -28,8 +28,14 @@ def load_faster_whisper(
     placement: Placement,
     cpu_threads: int = 0,
     encoder_context: Literal["adaptive", "full"] = "adaptive",
+    redo_failures: bool = True,
 ) -> Transcriber:
-    """Load a CTranslate2 Whisper model, stepping down compute types the device refuses."""
+    """Load a CTranslate2 Whisper model, stepping down compute types the device refuses.
+
+    `redo_failures=False` keeps a shortened window's first decoding even where it shows
+    a failure sign (live passes: a second decoding would double a pass, and a pass
+    that fails is dropped and followed by the next one a second later anyway).
+    """
     from app.transcription import single_pass
     from app.transcription.encoder_context import policy_for
 
@@ -53,6 +59,7 @@ def load_faster_whisper(
                 files=dict(files) if files is not None else None,
             )
             model.encoder_context = policy_for(encoder_context)
+            model.redo_failures = redo_failures
         except ValueError as exc:  # CTranslate2 raises ValueError for an unsupported type
             last_error = exc
             log.warning("compute_type_unsupported", compute_type=compute_type)
