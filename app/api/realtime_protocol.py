@@ -14,11 +14,12 @@ from __future__ import annotations
 
 import dataclasses
 import secrets
-from typing import Any
+from typing import Any, cast
 
 from app.api import form_options as opts
 from app.errors import InvalidInputError
 from app.transcription.live_audio import TurnDetection
+from app.transcription.live_noise import NOISE_REDUCTIONS, NoiseReduction
 from app.transcription.live_session import (
     Cleared,
     Committed,
@@ -102,6 +103,8 @@ def updated_config(
         changes |= _transcription(transcription, models, aliases)
     if "turn_detection" in fields:
         changes["turn_detection"] = _turn_detection(fields["turn_detection"])
+    if "noise_reduction" in fields:
+        changes["noise_reduction"] = _noise_reduction(fields["noise_reduction"])
     return dataclasses.replace(current, **changes)
 
 
@@ -132,6 +135,8 @@ def _beta_fields(session: dict[str, Any]) -> dict[str, Any]:
     fields: dict[str, Any] = {"transcription": session.get("input_audio_transcription")}
     if "turn_detection" in session:
         fields["turn_detection"] = session["turn_detection"]
+    if "input_audio_noise_reduction" in session:
+        fields["noise_reduction"] = session["input_audio_noise_reduction"]
     return fields
 
 
@@ -161,6 +166,18 @@ def _transcription(
         ) from None
     prompt = given.get("prompt")
     return {"language": language, "model": model, "prompt": prompt or None}
+
+
+def _noise_reduction(given: Any) -> NoiseReduction | None:
+    if given is None:
+        return None
+    kind = given.get("type") if isinstance(given, dict) else None
+    if kind not in NOISE_REDUCTIONS:
+        raise ProtocolError(
+            "noise_reduction must be null or of type near_field or far_field",
+            param="noise_reduction.type",
+        )
+    return cast("NoiseReduction", kind)
 
 
 def _turn_detection(given: Any) -> TurnDetection | None:
@@ -203,6 +220,7 @@ def session_event(
         "prompt": config.prompt,
     }
     detection = _detection_json(config.turn_detection)
+    noise = {"type": config.noise_reduction} if config.noise_reduction else None
     if beta:
         session: dict[str, Any] = {
             "id": session_id,
@@ -210,7 +228,7 @@ def session_event(
             "input_audio_format": "pcm16",
             "input_audio_transcription": transcription,
             "turn_detection": detection,
-            "input_audio_noise_reduction": None,
+            "input_audio_noise_reduction": noise,
         }
         kind = "transcription_session." + kind
     else:
@@ -223,8 +241,7 @@ def session_event(
                     "format": {"type": "audio/pcm", "rate": INPUT_RATE},
                     "transcription": transcription,
                     "turn_detection": detection,
-                    # Not applied here: said so by leaving it off.
-                    "noise_reduction": None,
+                    "noise_reduction": noise,
                 }
             },
         }

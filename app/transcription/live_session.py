@@ -33,6 +33,7 @@ from app.transcription.live_audio import (
     VoiceDetector,
     VoiceEvent,
 )
+from app.transcription.live_noise import NoiseFilter, NoiseReduction
 from app.transcription.types import Segment, TranscribeOptions, Word
 
 __all__ = [
@@ -77,6 +78,7 @@ class LiveConfig:
     prompt: str | None = None
     turn_detection: TurnDetection | None = field(default_factory=TurnDetection)
     input_rate: int = 24000
+    noise_reduction: NoiseReduction | None = None
     pass_interval_s: float = 1.0
     trim_after_s: float = 20.0
 
@@ -264,6 +266,7 @@ class LiveSession:
         self.completed: list[TurnRecord] = []
         self.config = config
         self._detector: VoiceDetector | None = None
+        self._denoiser: NoiseFilter | None = None
         self.configure(config)
 
     @property
@@ -279,6 +282,10 @@ class LiveSession:
     def configure(self, config: LiveConfig) -> None:
         """New settings; the detector's take effect at once, the rest from the next pass."""
         self.config = config
+        if config.noise_reduction is None:
+            self._denoiser = None
+        elif self._denoiser is None or self._denoiser.kind != config.noise_reduction:
+            self._denoiser = NoiseFilter(config.noise_reduction)
         detection = config.turn_detection
         if detection is None or self._scorer is None:
             self._detector = None
@@ -290,6 +297,8 @@ class LiveSession:
     async def append(self, pcm: bytes) -> None:
         """A chunk of PCM16 from the client."""
         samples = self._resampler.push(pcm)
+        if self._denoiser is not None:
+            samples = self._denoiser.push(samples)
         if not len(samples):
             return
         self._received += len(samples)

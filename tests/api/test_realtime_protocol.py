@@ -133,3 +133,35 @@ def test_error_events_have_openais_shape() -> None:
         "param": "audio",
         "event_id": "evt_1",
     }
+
+
+def _noise_update(value: object, *, beta: bool = False) -> dict[str, object]:
+    if beta:
+        return {
+            "type": "transcription_session.update",
+            "session": {"input_audio_noise_reduction": value},
+        }
+    return {
+        "type": "session.update",
+        "session": {"type": "transcription", "audio": {"input": {"noise_reduction": value}}},
+    }
+
+
+def test_noise_reduction_is_chosen_reported_and_switched_off(models: ModelManager) -> None:
+    """near_field/far_field (GA or beta field) are applied and echoed; null turns it off."""
+    far = updated_config(_noise_update({"type": "far_field"}), LiveConfig(), models, ())
+    assert far.noise_reduction == "far_field"
+    shown = session_event("updated", "sess_1", far, "tiny.en", beta=False)
+    assert shown["session"]["audio"]["input"]["noise_reduction"] == {"type": "far_field"}
+    near = updated_config(_noise_update({"type": "near_field"}, beta=True), far, models, ())
+    assert near.noise_reduction == "near_field"
+    beta_shown = session_event("updated", "sess_1", near, "tiny.en", beta=True)
+    assert beta_shown["session"]["input_audio_noise_reduction"] == {"type": "near_field"}
+    assert updated_config(_noise_update(None), near, models, ()).noise_reduction is None
+
+
+def test_an_unknown_noise_reduction_is_a_protocol_error(models: ModelManager) -> None:
+    """Only OpenAI's two microphone kinds are accepted."""
+    with pytest.raises(ProtocolError) as refused:
+        updated_config(_noise_update({"type": "studio"}), LiveConfig(), models, ())
+    assert refused.value.param == "noise_reduction.type"
