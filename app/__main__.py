@@ -70,6 +70,11 @@ def _add_live_parser(commands: Any) -> None:
     live.add_argument("--language", help="spoken language (en, de, ...); omit to detect it")
     live.add_argument("--model", help="a model the server offers; omit for its live model")
     live.add_argument(
+        "--keep",
+        action="store_true",
+        help="when the stream ends (end of --file, or Ctrl-C), keep the transcript as a task",
+    )
+    live.add_argument(
         "--api-key", default=defaults["api_key"], help="API key (default: $WHISPER_API_KEY)"
     )
 
@@ -275,6 +280,7 @@ def live(args: argparse.Namespace) -> int:
         input_format=args.input_format,
         language=args.language,
         model=args.model,
+        keep=args.keep,
     )
     try:
         return asyncio.run(run_live(request))

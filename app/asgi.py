@@ -21,7 +21,13 @@ from app.api.errors import ErrorRenderer, error_handler
 from app.api.headers import add_response_headers
 from app.api.openai_audio import OpenAIController, openai_error
 from app.api.realtime import RealtimeRoute, realtime_route
-from app.api.security import PUBLIC_OPT_KEY, cors_config, security_middleware
+from app.api.security import (
+    PUBLIC_OPT_KEY,
+    ConnectionRateLimit,
+    cors_config,
+    rate_limit_config,
+    security_middleware,
+)
 from app.api.system import SystemController
 from app.api.tasks import TaskController
 from app.clock import Clock, SystemClock
@@ -124,6 +130,12 @@ def find_web_dir(settings: Settings) -> Path | None:
     return None
 
 
+def _live_rate_limit(settings: Settings) -> ConnectionRateLimit | None:
+    """RATE_LIMIT for live sessions too (Litestar's limiter sees HTTP only)."""
+    config = rate_limit_config(settings)
+    return ConnectionRateLimit(config) if config is not None else None
+
+
 def create_app(
     settings: Settings,
     *,
@@ -160,7 +172,13 @@ def create_app(
     # OpenAI's Realtime API, transcription only (checks API keys itself: see app/api/realtime.py).
     route_handlers.append(
         realtime_route(
-            RealtimeRoute(live, service, api_keys=settings.api_keys, clock=service.clock)
+            RealtimeRoute(
+                live,
+                service,
+                api_keys=settings.api_keys,
+                clock=service.clock,
+                rate_limit=_live_rate_limit(settings),
+            )
         )
     )
     web_dir = find_web_dir(settings)

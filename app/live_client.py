@@ -2,14 +2,18 @@
 
 The microphone is read with PyAV's FFmpeg input devices (ALSA on Linux: `--device
 default`), already a dependency, so no audio library is added. Committed words are
-printed as they arrive; each completed turn ends its line.
+printed as they arrive; each completed turn ends its line. The first Ctrl-C ends the
+stream cleanly (the turn being spoken is still transcribed); with `--keep` the
+server then keeps the session's turns as a task, whose id is printed on stderr.
 """
 
 from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import json
+import signal
 import sys
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
@@ -41,6 +45,8 @@ class LiveRequest:
     input_format: str = "alsa"
     language: str | None = None
     model: str | None = None
+    # Ask the server to keep the session's turns as a task once the stream has ended.
+    keep: bool = False
 
 
 def realtime_url(server: str) -> str:
@@ -120,6 +126,7 @@ class _Printer:
         self.out = out
         self.started = self.completed = self.updates = 0
         self.error: str | None = None
+        self.kept_task: str | None = None
 
     def handle(self, event: dict[str, Any]) -> None:
         kind = event.get("type")
@@ -134,8 +141,12 @@ class _Printer:
             self.started += 1
         elif kind == "session.updated":
             self.updates += 1
+        elif kind == "x.whisper_api.task.created":
+            self.kept_task = str(event.get("task_id"))
         elif kind == "error":
-            self.error = str(event.get("error", {}).get("message", "unknown error"))
+            error = event.get("error", {})
+            if error.get("code") != "input_audio_buffer_commit_empty":  # nothing was open
+                self.error = str(error.get("message", "unknown error"))
 
     @property
     def all_done(self) -> bool:
@@ -164,12 +175,18 @@ async def run_live(
         ) as socket:
             await socket.send(json.dumps(_session(request)))
 
+            stop = _stop_on_first_interrupt()
+
             async def send_audio() -> None:
                 async for chunk in source:
                     audio = base64.b64encode(chunk).decode()
                     await socket.send(
                         json.dumps({"type": "input_audio_buffer.append", "audio": audio})
                     )
+                    if stop.is_set():
+                        # Ctrl-C: the turn being spoken is committed and still transcribed.
+                        await socket.send(json.dumps({"type": "input_audio_buffer.commit"}))
+                        break
                 await socket.send(json.dumps({"type": "session.update", "session": {}}))
 
             sender = asyncio.create_task(send_audio())
@@ -178,6 +195,12 @@ async def run_live(
                     printer.handle(json.loads(message))
                     if printer.error is not None or printer.all_done:
                         break
+                if request.keep and printer.error is None:
+                    await socket.send(json.dumps({"type": "x.whisper_api.session.keep"}))
+                    async for message in socket:
+                        printer.handle(json.loads(message))
+                        if printer.error is not None or printer.kept_task is not None:
+                            break
             finally:
                 sender.cancel()
     except InvalidStatus as exc:
@@ -189,4 +212,21 @@ async def run_live(
     if printer.error is not None:
         print(f"whisper-api live: {printer.error}", file=sys.stderr)
         return 1
+    if printer.kept_task is not None:
+        url = f"{request.server.rstrip('/')}/api/v1/tasks/{printer.kept_task}"
+        print(f"whisper-api live: kept as task {printer.kept_task} ({url})", file=sys.stderr)
     return 0
+
+
+def _stop_on_first_interrupt() -> asyncio.Event:
+    """An event the first Ctrl-C sets (the stream ends cleanly); a second one interrupts."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+
+    def first() -> None:
+        stop.set()
+        loop.remove_signal_handler(signal.SIGINT)
+
+    with contextlib.suppress(NotImplementedError, RuntimeError):  # not on the main thread
+        loop.add_signal_handler(signal.SIGINT, first)
+    return stop

@@ -1,11 +1,13 @@
 """`GET /v1/realtime?intent=transcription`: live transcription over OpenAI's Realtime protocol.
 
-Before the upgrade the route checks, in this order, the API key (the HTTP
+Before the upgrade the route checks, in this order, RATE_LIMIT (shared with the
+client's HTTP requests), the API key (the HTTP
 middleware does not see websockets: `Authorization: Bearer`, or the
 `openai-insecure-api-key.<key>` subprotocol browsers must use), that live
 transcription is on, that the server is not shutting down, and that a session
-slot is free (MAX_LIVE_SESSIONS); a refusal is a plain HTTP answer (401, 403,
-503, 429 with Retry-After) in OpenAI's error shape. After it, client events feed
+slot is free (MAX_LIVE_SESSIONS); a refusal is a plain HTTP answer in OpenAI's
+error shape (429 with Retry-After past the rate limit, 401, 403, 503, and 429 with
+Retry-After when every slot is taken). After it, client events feed
 a `LiveSession` and its events go back as server events. The session ends when
 the client leaves, after LIVE_IDLE_TIMEOUT_S without a client event, or after
 LIVE_MAX_SESSION_S. Audio and text live only in this connection's memory.
@@ -36,7 +38,7 @@ from app.api.realtime_protocol import (
     task_created_event,
     updated_config,
 )
-from app.api.security import KeyRing
+from app.api.security import ConnectionRateLimit, KeyRing
 from app.clock import Clock
 from app.live_service import OPENAI_LIVE_MODELS, LiveService
 from app.service import JobSpec, TranscriptionService
@@ -74,11 +76,23 @@ class RealtimeRoute:
         *,
         api_keys: tuple[str, ...],
         clock: Clock,
+        rate_limit: ConnectionRateLimit | None = None,
     ) -> None:
         self.live = live
         self.service = service
         self.keys = KeyRing(api_keys) if api_keys else None
         self.clock = clock
+        self.rate_limit = rate_limit
+
+    async def within_rate_limit(self, socket: WebSocket[Any, Any, Any]) -> None:
+        """Count this connection against RATE_LIMIT; _RefusedError (429) past it."""
+        if self.rate_limit is None:
+            return
+        wait_s = await self.rate_limit.retry_after(socket.scope)
+        if wait_s is not None:
+            raise _RefusedError(
+                429, "rate_limit_exceeded", "too many requests from this address", wait_s
+            )
 
     def check(self, socket: WebSocket[Any, Any, Any]) -> str | None:
         """Take a session slot and return the key's owner id (None without API keys).
@@ -319,6 +333,7 @@ def realtime_route(route: RealtimeRoute) -> Any:
     @websocket("/v1/realtime")
     async def realtime(socket: WebSocket[Any, Any, Any]) -> None:
         try:
+            await route.within_rate_limit(socket)
             owner = route.check(socket)
         except _RefusedError as refusal:
             log.info("live_session_refused", status=refusal.status, reason=refusal.code)

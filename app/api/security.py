@@ -21,6 +21,7 @@ before anybody uploads).
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
 import ipaddress
@@ -43,6 +44,7 @@ __all__ = [
     "OWNER_STATE_KEY",
     "PUBLIC_OPT_KEY",
     "ApiKeyMiddleware",
+    "ConnectionRateLimit",
     "ForwardedHeadersMiddleware",
     "KeyRing",
     "Peer",
@@ -51,6 +53,7 @@ __all__ = [
     "is_public",
     "owner_of",
     "peer_of",
+    "rate_limit_config",
     "security_middleware",
 ]
 
@@ -269,6 +272,39 @@ def _client_address(request: Request[Any, Any, Any]) -> str:
 
 def _should_throttle(request: Request[Any, Any, Any]) -> bool:
     return not is_public(request.scope)
+
+
+class ConnectionRateLimit:
+    """RATE_LIMIT for the live websocket, which Litestar's HTTP middleware never sees.
+
+    Uses the middleware's own bookkeeping (same store, same key per client), so a
+    client's HTTP requests and live sessions draw on one budget.
+    """
+
+    def __init__(self, config: RateLimitConfig) -> None:
+        self._config = config
+        self._limiter = _RateLimitMiddleware(app=_never_called, config=config)
+        self._lock = asyncio.Lock()
+
+    async def retry_after(self, scope: Scope) -> int | None:
+        """None when this connection is within the limit (it is counted); else seconds to wait."""
+        app = scope["litestar_app"]
+        request = app.request_class(scope)
+        if not await self._limiter.should_check_request(request):
+            return None
+        store = self._config.get_store_from_app(app)
+        key = self._limiter.cache_key_from_request(request)
+        async with self._lock:
+            history = await self._limiter.retrieve_cached_history(key, store)
+            if len(history.history) >= self._limiter.max_requests:
+                headers = self._limiter.create_response_headers(history)
+                return int(headers.get("Retry-After", "1"))
+            await self._limiter.set_cached_history(key, history, store)
+        return None
+
+
+async def _never_called(scope: Scope, receive: Receive, send: Send) -> None:
+    raise AssertionError("ConnectionRateLimit only keeps the books")
 
 
 def rate_limit_config(settings: Settings) -> RateLimitConfig | None:

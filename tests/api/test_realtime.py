@@ -282,6 +282,23 @@ def test_the_live_cli_prints_a_files_words_as_they_are_committed(server: Server)
     assert done.stdout.endswith("\n")
 
 
+def test_the_live_cli_keeps_the_transcript_as_a_task_when_asked(server: Server) -> None:
+    """`whisper-api live --keep`: after the stream, the task's text is what was printed."""
+    name = "en_ljspeech_LJ001-0002.wav"
+    command = [
+        *(sys.executable, "-m", "app", "live", "--file", str(shared_clip(name))),
+        *("--server", server.url, "--api-key", KEY, "--language", "en", "--keep"),
+    ]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=240, check=False)
+    assert done.returncode == 0, done.stderr
+    task_id = done.stderr.split("kept as task ", 1)[1].split()[0]
+    headers = {"Authorization": f"Bearer {KEY}"}
+    text = httpx.get(
+        f"{server.url}/api/v1/tasks/{task_id}/result?format=txt", headers=headers, timeout=10
+    ).text
+    assert " ".join(text.split()) == " ".join(done.stdout.split())
+
+
 def test_the_live_cli_says_when_the_key_is_refused(server: Server) -> None:
     """A wrong key ends the CLI with status 1 and the HTTP status on stderr."""
     command = [

@@ -258,3 +258,19 @@ def test_keeping_before_any_turn_is_an_error_event(client: TestClient[Any]) -> N
         error = next_of(socket, "error")["error"]
         assert (error["code"], error["event_id"]) == ("nothing_to_keep", "evt_1")
         assert talk_and_commit(socket)["transcript"] == "hello world"
+
+
+def test_rate_limit_counts_live_sessions_with_the_clients_http_requests() -> None:
+    """RATE_LIMIT covers the websocket too: one budget per client for requests and sessions."""
+    with client_for(rate_limit="3/minute", max_live_sessions=5) as test_client:
+        assert test_client.get("/api/v1/decoder_status").status_code == 200
+        for _ in range(2):
+            with test_client.websocket_connect(ROUTE) as socket:
+                assert socket.receive_json()["type"] == "session.created"
+        with (
+            pytest.raises(WebSocketDisconnect) as refused,
+            test_client.websocket_connect(ROUTE) as socket,
+        ):
+            socket.receive_json()
+        assert refused.value.code == 1008
+        assert test_client.get("/api/v1/decoder_status").status_code == 429
