@@ -96,7 +96,7 @@ def _run_clip(model: Any, audio: Any, *, translate: bool) -> ClipRun:
 def _run_policy(model: Any, policy: Any, audios: dict[str, Any], *, with_long: bool) -> PolicyRun:
     from faster_whisper import BatchedInferencePipeline
 
-    from app.transcription.encoder_context import AdaptiveBatchedPipeline
+    from app.transcription.long_form import AdaptiveBatchedPipeline
 
     model.encoder_context = policy
     model.windows_redone = 0

@@ -32,14 +32,13 @@ from typing import Any, Literal
 import numpy as np
 import numpy.typing as npt
 import structlog
-from faster_whisper import BatchedInferencePipeline, WhisperModel
+from faster_whisper import WhisperModel
 from faster_whisper.transcribe import get_compression_ratio
 
 __all__ = [
     "DEFAULT_POLICY",
     "FULL_CONTEXT_FRAMES",
     "FULL_POLICY",
-    "AdaptiveBatchedPipeline",
     "AdaptiveContextWhisperModel",
     "ContextPolicy",
     "Decoding",
@@ -233,6 +232,9 @@ class AdaptiveContextWhisperModel(WhisperModel):  # type: ignore[misc]
 
     def encode(self, features: np.ndarray) -> Any:
         """Encode on `frames_for(content)` frames where the features end in padding."""
+        given = getattr(self._windows, "given", None)
+        if given is not None and given[0] is features:
+            return given[1]  # encoded already, by the caller of `reuse_encoding`
         if features.shape[-1] != FULL_CONTEXT_FRAMES or getattr(self._windows, "force_full", False):
             return self._encode(features)
         content = content_frames(features)
@@ -242,6 +244,15 @@ class AdaptiveContextWhisperModel(WhisperModel):  # type: ignore[misc]
         output = self._encode(features[..., :frames])
         self._windows.shortened = _Shortened(output, features, content)
         return output
+
+    @contextlib.contextmanager
+    def reuse_encoding(self, features: np.ndarray, encoder_output: Any) -> Iterator[None]:
+        """Within this block, encoding these very features returns `encoder_output`."""
+        self._windows.given = (features, encoder_output)
+        try:
+            yield
+        finally:
+            self._windows.given = None
 
     @contextlib.contextmanager
     def full_context(self) -> Iterator[None]:
@@ -305,51 +316,3 @@ class AdaptiveContextWhisperModel(WhisperModel):  # type: ignore[misc]
         if redone is not None and redone[0] is encoder_output:
             encoder_output = redone[1]
         return super().add_word_timestamps(segments, tokenizer, encoder_output, *args, **kwargs)
-
-
-class AdaptiveBatchedPipeline(BatchedInferencePipeline):  # type: ignore[misc]
-    """faster-whisper's batched long-form pipeline, padded to its longest chunk's context.
-
-    The pipeline decodes each VAD chunk once at the first temperature; a chunk whose
-    shortened decoding shows a failure sign is decoded again on the full context,
-    which is what the pipeline would have produced without this class.
-    """
-
-    def generate_segment_batched(
-        self, features: np.ndarray, tokenizer: Any, options: Any
-    ) -> tuple[Any, list[dict[str, Any]]]:
-        """Decode the batch on the shared shorter context; redo the chunks that failed."""
-        model = self.model
-        encoder_output, outputs = super().generate_segment_batched(features, tokenizer, options)
-        if not isinstance(model, AdaptiveContextWhisperModel) or not model.is_shortened(
-            encoder_output
-        ):
-            return encoder_output, outputs
-        thresholds = FailureThresholds.of(options)
-        failing = [
-            index
-            for index, (output, content) in enumerate(
-                zip(outputs, row_content_frames(features), strict=True)
-            )
-            if shows_failure(
-                Decoding(
-                    tokens=output["tokens"],
-                    text=tokenizer.decode(output["tokens"]).strip(),
-                    avg_logprob=float(output["avg_logprob"]),
-                    no_speech_prob=float(output["no_speech_prob"]),
-                ),
-                content_s=content / FRAMES_PER_SECOND,
-                timestamp_begin=tokenizer.timestamp_begin,
-                time_precision=model.time_precision,
-                thresholds=thresholds,
-            )
-        ]
-        model.windows_redone += len(failing)
-        if failing and model.redo_failures:
-            log.info("encoder_context_redo", count=len(failing), batched=True)
-            with model.full_context():
-                _, redone = super().generate_segment_batched(features[failing], tokenizer, options)
-            for index, output in zip(failing, redone, strict=True):
-                outputs[index] = output
-        # Word alignment keeps the shared shorter output: every chunk's audio lies within it.
-        return encoder_output, outputs

@@ -196,7 +196,7 @@ class FasterWhisperTranscriber:
             common["max_new_tokens"] = options.max_new_tokens
         batched = options.long_form_batch_size > 0
         if batched:
-            from app.transcription.encoder_context import AdaptiveBatchedPipeline
+            from app.transcription.long_form import AdaptiveBatchedPipeline
 
             # Pads each batch of VAD chunks only to its longest chunk's encoder context.
             pipeline = AdaptiveBatchedPipeline(self.model)

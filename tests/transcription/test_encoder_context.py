@@ -15,7 +15,6 @@ from app.transcription.encoder_context import (
     DEFAULT_POLICY,
     FULL_CONTEXT_FRAMES,
     FULL_POLICY,
-    AdaptiveBatchedPipeline,
     ContextPolicy,
     Decoding,
     FailureThresholds,
@@ -23,6 +22,7 @@ from app.transcription.encoder_context import (
     row_content_frames,
     shows_failure,
 )
+from app.transcription.long_form import AdaptiveBatchedPipeline
 from app.transcription.models import ModelSources
 from app.transcription.single_pass import SinglePassWhisperModel
 from tests.conftest import make_settings, shared_clip

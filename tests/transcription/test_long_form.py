@@ -1,0 +1,78 @@
+"""Batched long-form: the language is read from the first batch's own encoder pass."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from faster_whisper import BatchedInferencePipeline
+
+from app.transcription.audio import decode_audio
+from app.transcription.encoder_context import DEFAULT_POLICY
+from app.transcription.long_form import AdaptiveBatchedPipeline
+from app.transcription.models import ModelSources
+from app.transcription.single_pass import SinglePassWhisperModel
+from tests.conftest import make_settings, shared_clip
+
+pytestmark = pytest.mark.real_model
+
+
+@pytest.fixture(scope="module")
+def model() -> SinglePassWhisperModel:
+    """The service's model class on the bundled multilingual base, int8, adaptive context."""
+    settings = make_settings()
+    path = ModelSources(None, settings.model_cache_dir, allow_download=False).locate("base")
+    loaded = SinglePassWhisperModel(str(path), device="cpu", compute_type="int8")
+    loaded.encoder_context = DEFAULT_POLICY
+    return loaded
+
+
+def encoder_calls(model: Any, monkeypatch: pytest.MonkeyPatch) -> list[tuple[int, ...]]:
+    """The shapes of every encoder pass the model makes from now on."""
+    calls: list[tuple[int, ...]] = []
+    encode = model._encode
+
+    def counted(features: Any) -> Any:
+        calls.append(tuple(features.shape))
+        return encode(features)
+
+    monkeypatch.setattr(model, "_encode", counted)
+    return calls
+
+
+def german_minute() -> Any:
+    """About a minute of German speech: the Picovoice clip, repeated."""
+    clip = decode_audio(Path(shared_clip("de_picovoice_test_de.wav")).read_bytes())
+    return np.concatenate([clip] * 12)
+
+
+def test_detection_reads_the_first_batch_and_decodes_as_the_stock_pipeline(
+    model: SinglePassWhisperModel, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Auto language: one encoder pass per batch, none of its own; same language and text."""
+    audio = german_minute()
+    stock_segments, stock_info = BatchedInferencePipeline(model).transcribe(audio, batch_size=4)
+    stock_texts = [s.text for s in stock_segments]
+    calls = encoder_calls(model, monkeypatch)
+    segments, info = AdaptiveBatchedPipeline(model).transcribe(audio, batch_size=4)
+    texts = [s.text for s in segments]
+    assert (info.language, stock_info.language) == ("de", "de")
+    assert info.language_probability > 0.9
+    assert info.all_language_probs is not None and info.all_language_probs[0][0] == "de"
+    assert texts == stock_texts
+    assert all(len(shape) == 3 for shape in calls), calls  # every pass is a batch of chunks
+
+
+def test_a_given_language_needs_no_detection(
+    model: SinglePassWhisperModel, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With the language given, the pipeline decodes as asked and reports that language."""
+    calls = encoder_calls(model, monkeypatch)
+    segments, info = AdaptiveBatchedPipeline(model).transcribe(
+        german_minute(), batch_size=4, language="de"
+    )
+    assert list(segments)
+    assert (info.language, info.language_probability) == ("de", 1)
+    assert all(len(shape) == 3 for shape in calls), calls
