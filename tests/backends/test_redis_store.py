@@ -15,7 +15,7 @@ from app.backends.redis_queue import RedisWorkQueue, ensure_groups
 from app.backends.redis_store import RedisBackend
 from app.transcription.jobs import Job, JobNotifier, JobStatus
 from app.transcription.queue import QueueFullError
-from app.transcription.types import TranscribeOptions
+from app.transcription.types import TranscribeOptions, Transcript
 from app.transcription.worker import batch_key
 from tests.backends.cluster_rig import RedisProcess
 from tests.transcription.rig import FakeClock
@@ -115,6 +115,26 @@ async def test_positions_and_records_are_shared(nodes: tuple[Node, Node]) -> Non
     assert await second.backend.position(seen) == 1
     assert await first.backend.position(newer) == 2
     assert await first.backend.get(older.id, owner="someone else") is None
+
+
+async def test_a_kept_live_session_is_a_final_record_with_the_result_ttl(
+    nodes: tuple[Node, Node], redis_proc: RedisProcess
+) -> None:
+    """keep() stores a finished job any node can read (its owner only), expiring like results."""
+    first, second = nodes
+    job = make_job()
+    job.owner = "key-0123"
+    job.finish(
+        Transcript(text="hi", language="en", language_probability=1.0, duration=1.0, segments=[]),
+        datetime.now(UTC),
+    )
+    await first.backend.keep(job)
+    seen = await second.backend.get(job.id, owner="key-0123")
+    assert seen is not None and seen.status is JobStatus.FINISHED
+    assert seen.transcript is not None and seen.transcript.text == "hi"
+    assert await second.backend.get(job.id, owner=None) is None
+    assert 0 < redis_proc.client.ttl(f"whisper:job:{job.id}") <= 60
+    assert redis_proc.client.zcard("whisper:waiting") == 0  # nothing was queued
 
 
 async def test_cancelling_a_waiting_job_frees_its_place_and_upload(

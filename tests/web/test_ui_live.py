@@ -101,3 +101,50 @@ def test_live_words_appear_before_the_clip_ends_and_stop_keeps_the_transcript(
     expect(page.locator("#segments li").first).to_be_visible()
     lines = page.locator("#segments").inner_text().lower()
     assert all(word in lines for word in text.lower().split()[:3]), lines
+
+
+# Drives LiveMode's event handling in the page with a stand-in socket (no microphone).
+LIVE_EVENTS_SCRIPT = """
+async () => {
+  const { LiveMode } = await import("./js/live.js");
+  const make = (tag) => document.createElement(tag);
+  const keep = make("input");
+  keep.type = "checkbox";
+  keep.checked = true;
+  const parts = {
+    panel: make("section"), text: make("div"), status: make("p"), stop: make("button"),
+    copy: make("button"), download: make("button"), keep,
+  };
+  const errors = [];
+  const sent = [];
+  let closed = false;
+  const live = new LiveMode(parts, {
+    announce() {}, language: () => "", onError: (text) => errors.push(text), onKept() {},
+  });
+  live.socket = { readyState: WebSocket.OPEN, send: (data) => sent.push(JSON.parse(data).type),
+    close: () => { closed = true; } };
+  live.stopping = true;
+  const received = (event) => live.received(event);
+  received({ type: "conversation.item.input_audio_transcription.delta", item_id: "a",
+    delta: "hi" });
+  received({ type: "conversation.item.input_audio_transcription.failed", item_id: "b",
+    error: { message: "boom" } });
+  const beforeLastTurn = [...sent];
+  received({ type: "conversation.item.input_audio_transcription.completed", item_id: "a",
+    transcript: "hi" });
+  received({ type: "error", error: { code: "nothing_to_keep" } });
+  return { errors, beforeLastTurn, sent, closed };
+}
+"""
+
+
+def test_a_failed_turn_ends_the_wait_and_keep_is_asked_once(
+    ui_server: Server, open_ui: UIFactory
+) -> None:
+    """After Stop, a failed turn counts as done (its error shown) and keep is sent only once."""
+    page = open_ui(ui_server).open()
+    outcome = page.evaluate(LIVE_EVENTS_SCRIPT)
+    assert outcome["errors"] == ["boom"]
+    assert outcome["beforeLastTurn"] == []  # turn "a" was still open: nothing to keep yet
+    assert outcome["sent"] == ["x.whisper_api.session.keep"]
+    assert outcome["closed"] is True

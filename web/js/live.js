@@ -71,6 +71,7 @@ export class LiveMode {
     this.turns.clear();
     this.kept = false;
     this.keeping = false;
+    this.keepAsked = false;
     this.parts.panel.hidden = false;
     this.parts.stop.disabled = false;
     this.setStatus("Connecting…");
@@ -143,6 +144,14 @@ export class LiveMode {
         this.finishIfDone();
         break;
       }
+      case "conversation.item.input_audio_transcription.failed": {
+        const turn = this.turn(event.item_id);
+        turn.tail.textContent = "";
+        turn.paragraph.dataset.done = "yes";
+        this.hooks.onError(event.error?.message || "A part of the live transcription failed.");
+        this.finishIfDone();
+        break;
+      }
       case "x.whisper_api.task.created":
         this.keeping = false;
         this.kept = true;
@@ -177,7 +186,8 @@ export class LiveMode {
     if (!this.stopping || this.keeping) return;
     const open = [...this.turns.values()].some((turn) => turn.paragraph.dataset.done !== "yes");
     if (open) return;
-    if (this.parts.keep.checked && !this.kept && this.text()) {
+    if (this.parts.keep.checked && !this.keepAsked && this.text()) {
+      this.keepAsked = true;
       this.keeping = true;
       this.setStatus("Keeping the transcript as a task…");
       this.send({ type: "x.whisper_api.session.keep" });
