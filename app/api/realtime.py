@@ -99,9 +99,10 @@ class RealtimeRoute:
 
         Raises _RefusedError when this connection may not open a session.
         """
-        owner = self.keys.identify(_presented_key(socket)) if self.keys is not None else None
+        presented = _presented_key(socket)
+        owner = self.keys.identify(presented) if self.keys is not None else None
         if self.keys is not None and owner is None:
-            given = _presented_key(socket) is not None
+            given = presented is not None
             message = "the API key is not valid" if given else "this server requires an API key"
             raise _RefusedError(401, "invalid_api_key", message)
         if not self.live.enabled:

@@ -22,7 +22,7 @@ import numpy.typing as npt
 from app.transcription.audio import SAMPLE_RATE
 from app.transcription.types import Word
 
-__all__ = ["LivePass", "LiveTurn", "PassResult", "agreed_prefix", "normalise_word"]
+__all__ = ["LivePass", "LiveTurn", "PassResult", "agreed_prefix", "normalise_word", "shifted"]
 
 Samples = npt.NDArray[np.float32]
 # Without a text match: a word starting this close before the last committed word's end
@@ -83,7 +83,8 @@ def _after_text_match(kept: list[Word], words: list[Word]) -> int | None:
     return None
 
 
-def _shift(words: list[Word], offset_s: float) -> list[Word]:
+def shifted(words: list[Word], offset_s: float) -> list[Word]:
+    """The words with their times moved by `offset_s` seconds."""
     return [Word(w.start + offset_s, w.end + offset_s, w.word, w.probability) for w in words]
 
 
@@ -160,7 +161,7 @@ class LiveTurn:
         pass commits every new word. Times are moved onto the turn's own clock.
         """
         self.language = result.language or self.language
-        fresh = self._unseen(_shift(result.words, self.offset_s))
+        fresh = self._unseen(shifted(result.words, self.offset_s))
         if final:
             newly, self._hypothesis = fresh, []
         else:

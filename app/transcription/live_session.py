@@ -25,7 +25,7 @@ import numpy.typing as npt
 from app.clock import Clock
 from app.transcription.audio import SAMPLE_RATE
 from app.transcription.engine import Transcriber
-from app.transcription.live import LiveTurn, PassResult, normalise_word
+from app.transcription.live import LiveTurn, PassResult, normalise_word, shifted
 from app.transcription.live_audio import (
     PcmResampler,
     SpeechScorer,
@@ -201,7 +201,7 @@ def whisper_pass(transcriber: Transcriber, language: str | None) -> Callable[...
 
 def _record(turn: LiveTurn, language: str | None) -> TurnRecord:
     base_s = turn.start_sample / SAMPLE_RATE
-    words = [Word(base_s + w.start, base_s + w.end, w.word, w.probability) for w in turn.committed]
+    words = shifted(turn.committed, base_s)
     return TurnRecord(
         item_id=turn.item_id,
         start_s=words[0].start if words else base_s,
@@ -420,8 +420,7 @@ class LiveSession:
 
     async def _deliver(self, turn: LiveTurn, words: list[Word], *, first: bool) -> None:
         text = "".join(word.word for word in words)
-        base_s = turn.start_sample / SAMPLE_RATE
-        timed = [Word(base_s + w.start, base_s + w.end, w.word, w.probability) for w in words]
+        timed = shifted(words, turn.start_sample / SAMPLE_RATE)
         now = self._clock.monotonic()
         if self._observer is not None:
             for word in timed:
