@@ -53,7 +53,12 @@ def test_sigterm_drains_finishes_the_running_job_and_exits_0(tmp_path: Path) -> 
         refused = upload(server.url, "/api/v1/transcribe", shared_clip("en_jfk.flac"))
         assert refused.status_code == 503
         assert int(refused.headers["retry-after"]) >= 1
+        # Uploads are refused from the signal on; the queue is drained at the server's
+        # next tick (uvicorn's 0.1 s loop), so the waiting job fails a moment later.
         lost = poll_status(server.url, waiting["task_id"])
+        while lost["status"] == "pending" and time.monotonic() - signalled < 5:
+            time.sleep(0.05)
+            lost = poll_status(server.url, waiting["task_id"])
         assert lost["status"] == "failed"
         assert "upload it again" in str(lost["error"])
         assert poll_status(server.url, running["task_id"])["status"] == "processing"
