@@ -99,6 +99,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     upload_timeout_s: PositiveFloat = 300.0
     web_dir: str | None = None
     cpu_threads: NonNegativeInt = 0
+    # Model replicas sharing those cores and one copy of the weights (0 = auto).
+    cpu_replicas: NonNegativeInt = 0
     batch_size: PositiveInt = 4
     batched_inference: Literal["auto", "on", "off"] = "auto"
     # Encode windows shorter than 30 s on their own length (encoder_context.py).
@@ -235,6 +237,8 @@ def _allowed(field: msgspec.structs.FieldInfo) -> str:
         "'[{asctime}] [{levelname}] {message}'",
         "log_rotation_when": "one of S, M, H, D, midnight, W0-W6",
         "cpu_threads": "an integer of at least 0 (0 = every core)",
+        "cpu_replicas": "an integer of at least 0 (0 = auto: one per core up to 3 cores, "
+        "one per two cores beyond; never more than BATCH_SIZE)",
         "batch_size": "an integer of at least 1 (1 = no batching)",
         "batched_inference": "one of auto, on, off",
         "encoder_context": "one of adaptive, full",

@@ -77,6 +77,8 @@ class LiveService:
             loader=functools.partial(
                 load_faster_whisper,
                 cpu_threads=threads,
+                # A live pass is one window: split replicas would leave threads idle.
+                cpu_replicas=1,
                 encoder_context=settings.encoder_context,
                 redo_failures=True,
             ),

@@ -8,13 +8,16 @@ with a prompt per job (its own language and task). A job's batched result is kep
 only when faster-whisper's sequential path would have produced the same thing from
 that single window: the quality thresholds pass at temperature 0 and the decoding
 reached the end of the audio. Any other job returns None and is decoded on its own
-with the full temperature fallback, so batching never lowers quality.
+with the full temperature fallback, so batching never lowers quality. On a CPU
+model with several replicas (models/loading.py) a context group is split into one
+part per replica, and the parts are decoded at once.
 
 Built from faster-whisper 1.2.1's building blocks (pinned in pyproject.toml).
 """
 
 from __future__ import annotations
 
+import concurrent.futures
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -130,7 +133,11 @@ def _languages(
 
 
 def decode_short_batch(
-    model: Any, audios: list[npt.NDArray[np.float32]], options: list[TranscribeOptions]
+    model: Any,
+    audios: list[npt.NDArray[np.float32]],
+    options: list[TranscribeOptions],
+    *,
+    parallel: int = 1,
 ) -> list[Transcript | None]:
     """Decode short clips together; None marks a job that needs the sequential path.
 
@@ -141,11 +148,29 @@ def decode_short_batch(
     """
     windows = [_first_window(model, audio) for audio in audios]
     results: list[Transcript | None] = [None] * len(windows)
-    for group in _same_context_groups(model, windows):
-        decoded = _decode_group(model, [windows[i] for i in group], [options[i] for i in group])
-        for index, result in zip(group, decoded, strict=True):
+    parts = [
+        part for group in _same_context_groups(model, windows) for part in _split(group, parallel)
+    ]
+
+    def decode(part: list[int]) -> list[Transcript | None]:
+        return _decode_group(model, [windows[i] for i in part], [options[i] for i in part])
+
+    if len(parts) == 1 or parallel < 2:
+        decoded = [decode(part) for part in parts]
+    else:
+        # One thread per part: CTranslate2 hands each call to a free replica.
+        with concurrent.futures.ThreadPoolExecutor(min(parallel, len(parts))) as threads:
+            decoded = list(threads.map(decode, parts))
+    for part, part_results in zip(parts, decoded, strict=True):
+        for index, result in zip(part, part_results, strict=True):
             results[index] = result
     return results
+
+
+def _split(group: list[int], parallel: int) -> list[list[int]]:
+    """A context group in up to `parallel` nearly equal parts, one per model replica."""
+    count = max(1, min(parallel, len(group)))
+    return [group[index::count] for index in range(count)]
 
 
 def _same_context_groups(model: Any, windows: list[_Window]) -> list[list[int]]:

@@ -170,9 +170,11 @@ def return_freed_memory() -> None:
 class FasterWhisperTranscriber:
     """Runs a loaded `faster_whisper.WhisperModel` on one job at a time."""
 
-    def __init__(self, model: Any, *, compute_type: str | None = None) -> None:
+    def __init__(self, model: Any, *, compute_type: str | None = None, parallel: int = 1) -> None:
         self.model = model
         self.compute_type = compute_type
+        # The model's replicas (CPU): a batch is split into this many parts decoded at once.
+        self.parallel = parallel
 
     def transcribe(
         self,
@@ -199,7 +201,7 @@ class FasterWhisperTranscriber:
             from app.transcription.long_form import AdaptiveBatchedPipeline
 
             # Pads each batch of VAD chunks only to its longest chunk's encoder context.
-            pipeline = AdaptiveBatchedPipeline(self.model)
+            pipeline = AdaptiveBatchedPipeline(self.model, parallel=self.parallel)
             # Word timings are cheap here and let 30 s chunks be cut into readable segments.
             common["word_timestamps"] = True
             raw_segments, info = pipeline.transcribe(
@@ -240,7 +242,7 @@ class FasterWhisperTranscriber:
         self, audios: list[AudioArray], options: list[TranscribeOptions]
     ) -> list[Transcript | None]:
         """Decode several short clips in one pass; None where one needs `transcribe`."""
-        results = decode_short_batch(self.model, audios, options)
+        results = decode_short_batch(self.model, audios, options, parallel=self.parallel)
         return_freed_memory()
         return results
 

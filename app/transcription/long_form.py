@@ -14,6 +14,11 @@ two changes:
   it is encoded once, the language is read from its first chunk's encoder output
   (the first VAD chunk: up to 30 s of speech from the start, as the stock pipeline
   looks at), the tokenizer is told, and that same output is decoded.
+- **A batch is split across the model's CPU replicas** (`parallel`, see
+  models/loading.py): each part is encoded and decoded on its own replica at once,
+  the language of a first batch being read from its first part. Segmentation and
+  word alignment then run part after part in order, as for one batch, because word
+  timing carries the last speech timestamp from one chunk to the next.
 
 Relies on faster-whisper 1.2.1 internals (pinned in pyproject.toml): `transcribe()`
 calls `self.model.detect_language(features=...)` before building the tokenizer and
@@ -23,7 +28,9 @@ builds its prompts from the tokenizer's `sot_sequence`.
 
 from __future__ import annotations
 
+import concurrent.futures
 import contextlib
+import threading
 from collections.abc import Iterator
 from typing import Any
 
@@ -70,12 +77,15 @@ class _DeferredDetection:
 class AdaptiveBatchedPipeline(BatchedInferencePipeline):  # type: ignore[misc]
     """faster-whisper's batched pipeline with the adaptive context and shared detection."""
 
-    def __init__(self, model: Any, **kwargs: Any) -> None:
+    def __init__(self, model: Any, *, parallel: int = 1, **kwargs: Any) -> None:
         super().__init__(model, **kwargs)
         self.whisper = model
         self.model = _DeferredDetection(model, self)
+        self.parallel = max(1, parallel)
         self.detection_pending = False
         self.detected: tuple[str, float, list[tuple[str, float]]] | None = None
+        # Per part of a split batch: its decoding, made on a replica's own thread.
+        self._decoded: dict[int, tuple[Any, list[dict[str, Any]]]] = {}
 
     def transcribe(self, audio: Any, *args: Any, **kwargs: Any) -> tuple[Iterator[Any], Any]:
         """The stock `transcribe()`; the info reports the language the first batch showed."""
@@ -94,14 +104,68 @@ class AdaptiveBatchedPipeline(BatchedInferencePipeline):  # type: ignore[misc]
         if self.detected is not None:
             info.language, info.language_probability, info.all_language_probs = self.detected
 
+    def forward(
+        self, features: np.ndarray, tokenizer: Any, chunks_metadata: list[Any], options: Any
+    ) -> list[Any]:
+        """The stock step for one batch; split across the replicas where there are several."""
+        bounds = _part_bounds(len(features), self.parallel)
+        if len(bounds) < 2:
+            whole: list[Any] = super().forward(features, tokenizer, chunks_metadata, options)
+            return whole
+        parts = [features[start:end] for start, end in bounds]
+        decoded = self._decode_parts(parts, tokenizer, options)
+        results: list[Any] = []
+        for part, decoding, (start, end) in zip(parts, decoded, bounds, strict=True):
+            # The stock step on a part whose decoding is ready: it segments and aligns.
+            self._decoded[id(part)] = decoding
+            try:
+                results += super().forward(part, tokenizer, chunks_metadata[start:end], options)
+            finally:
+                del self._decoded[id(part)]
+        return results
+
+    def _decode_parts(
+        self, parts: list[np.ndarray], tokenizer: Any, options: Any
+    ) -> list[tuple[Any, list[dict[str, Any]]]]:
+        """Encode and decode every part at once, each on a thread (and replica) of its own."""
+        detecting, self.detection_pending = self.detection_pending, False
+        language_known = threading.Event()
+        if not detecting:
+            language_known.set()
+
+        def decode(index: int, part: np.ndarray) -> tuple[Any, list[dict[str, Any]]]:
+            try:
+                encoder_output = self.whisper.encode(part)
+                if index == 0 and detecting:
+                    self._detect(encoder_output, tokenizer)
+            finally:
+                if index == 0:
+                    language_known.set()  # also on failure: no part may wait forever
+            language_known.wait()
+            with _reusing(self.whisper, part, encoder_output):
+                return self._decode(part, tokenizer, options)
+
+        with concurrent.futures.ThreadPoolExecutor(len(parts)) as threads:
+            futures = [threads.submit(decode, i, part) for i, part in enumerate(parts)]
+            return [future.result() for future in futures]
+
     def generate_segment_batched(
         self, features: np.ndarray, tokenizer: Any, options: Any
     ) -> tuple[Any, list[dict[str, Any]]]:
         """Detect the language from the first batch's own encoding, then decode it."""
+        ready = self._decoded.get(id(features))
+        if ready is not None:
+            return ready
         if not self.detection_pending:
             return self._decode(features, tokenizer, options)
         self.detection_pending = False
         encoder_output = self.whisper.encode(features)
+        self._detect(encoder_output, tokenizer)
+        with _reusing(self.whisper, features, encoder_output):
+            return self._decode(features, tokenizer, options)
+
+    def _detect(self, encoder_output: Any, tokenizer: Any) -> None:
+        """Read the language from the first chunk's encoder output and tell the tokenizer."""
         first_chunk = self.whisper.model.detect_language(encoder_output)[0]
         probabilities = [(token[2:-2], float(probability)) for token, probability in first_chunk]
         language, probability = probabilities[0]
@@ -109,8 +173,6 @@ class AdaptiveBatchedPipeline(BatchedInferencePipeline):  # type: ignore[misc]
         tokenizer.language = tokenizer.tokenizer.token_to_id(f"<|{language}|>")
         tokenizer.language_code = language
         log.debug("long_form_language_detected", probability=round(probability, 2))
-        with _reusing(self.whisper, features, encoder_output):
-            return self._decode(features, tokenizer, options)
 
     def _decode(
         self, features: np.ndarray, tokenizer: Any, options: Any
@@ -150,6 +212,19 @@ class AdaptiveBatchedPipeline(BatchedInferencePipeline):  # type: ignore[misc]
                 outputs[index] = output
         # Word alignment keeps the shared shorter output: every chunk's audio lies within it.
         return encoder_output, outputs
+
+
+def _part_bounds(rows: int, parts: int) -> list[tuple[int, int]]:
+    """[start, end) of up to `parts` consecutive, nearly equal parts of `rows` rows."""
+    count = max(1, min(parts, rows))
+    size, extra = divmod(rows, count)
+    bounds: list[tuple[int, int]] = []
+    start = 0
+    for index in range(count):
+        end = start + size + (1 if index < extra else 0)
+        bounds.append((start, end))
+        start = end
+    return bounds
 
 
 def _reusing(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -183,7 +184,7 @@ def test_batch_is_encoded_once_per_context_and_equals_sequential(
 
     monkeypatch.setattr(model, "encode", recording)
     options = [TranscribeOptions(language="en")] * 3
-    batched = decode_short_batch(model, audios, options)
+    batched = decode_short_batch(model, audios, options, parallel=1)
     monkeypatch.undo()
     contexts = [model.encoder_context.frames_for(len(a) // 160) for a in audios]
     assert contexts[0] == contexts[2] != contexts[1]
@@ -191,3 +192,39 @@ def test_batch_is_encoded_once_per_context_and_equals_sequential(
     for name, audio, option, result in zip(names, audios, options, batched, strict=True):
         assert result is not None, name
         assert result.text == _sequential(base_transcriber, audio, option).text, name
+
+
+@pytest.mark.real_model
+def test_batch_split_over_replicas_decodes_parts_at_once_with_the_same_results(
+    base_transcriber: FasterWhisperTranscriber, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """parallel=2: each context group is halved, the halves run on two threads, nothing changes."""
+    names = [
+        "en_ljspeech_LJ001-0002.wav",
+        "en_ls-test-clean_1089-134691-0000.flac",
+        "en_ljspeech_LJ001-0004.wav",
+        "de_picovoice_test_de.wav",
+    ]
+    audios = [decode_audio(shared_clip(name).read_bytes()) for name in names]
+    options = [TranscribeOptions() for _ in audios]
+    model = base_transcriber.model
+    together = decode_short_batch(model, audios, options, parallel=1)
+    calls: list[tuple[int, int]] = []  # (thread, rows) of every encoder pass
+    encode = model.encode
+
+    def recording(features: np.ndarray) -> object:
+        calls.append((threading.get_ident(), features.shape[0]))
+        return encode(features)
+
+    monkeypatch.setattr(model, "encode", recording)
+    split = decode_short_batch(model, audios, options, parallel=2)
+    monkeypatch.undo()
+    assert sum(rows for _, rows in calls) == len(audios)  # each clip encoded once
+    assert len(calls) > len({model.encoder_context.frames_for(len(a) // 160) for a in audios})
+    assert len({thread for thread, _ in calls}) == 2
+    for name, one, other in zip(names, together, split, strict=True):
+        assert one is not None and other is not None, name
+        assert (other.language, other.text) == (one.language, one.text), name
+        assert [(s.start, s.end) for s in other.segments] == [
+            (s.start, s.end) for s in one.segments
+        ], name

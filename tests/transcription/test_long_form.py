@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -76,3 +77,39 @@ def test_a_given_language_needs_no_detection(
     assert list(segments)
     assert (info.language, info.language_probability) == ("de", 1)
     assert all(len(shape) == 3 for shape in calls), calls
+
+
+def test_a_batch_split_over_replicas_gives_the_same_transcript(
+    model: SinglePassWhisperModel, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """parallel=2: parts encoded once each on two threads; language and text kept, times close.
+
+    A part is encoded on its own longest chunk's context, which may be shorter than the
+    whole batch's: word times may then move by a frame or two, never the words.
+    """
+    audio = german_minute()
+    whole, whole_info = AdaptiveBatchedPipeline(model).transcribe(
+        audio, batch_size=4, word_timestamps=True
+    )
+    expected = [(s.text, [(w.start, w.end) for w in s.words or []]) for s in whole]
+    assert len(expected) >= 2  # more than one chunk: there is a batch to split
+    threads: set[int] = set()
+    calls = encoder_calls(model, monkeypatch)
+    encode = model._encode
+
+    def noting_thread(features: Any) -> Any:
+        threads.add(threading.get_ident())
+        return encode(features)
+
+    monkeypatch.setattr(model, "_encode", noting_thread)
+    segments, info = AdaptiveBatchedPipeline(model, parallel=2).transcribe(
+        audio, batch_size=4, word_timestamps=True
+    )
+    got = [(s.text, [(w.start, w.end) for w in s.words or []]) for s in segments]
+    assert (info.language, whole_info.language) == ("de", "de")
+    assert [text for text, _ in got] == [text for text, _ in expected]
+    for (_, times), (_, expected_times) in zip(got, expected, strict=True):
+        assert len(times) == len(expected_times)
+        assert np.allclose(times, expected_times, atol=0.1)
+    assert len(threads) == 2
+    assert all(len(shape) == 3 for shape in calls), calls  # no pass of detection's own

@@ -51,6 +51,10 @@ class ModelManagerSettings(ModelChoiceSettings, Protocol):
     @property
     def cpu_threads(self) -> int: ...
     @property
+    def cpu_replicas(self) -> int: ...
+    @property
+    def batch_size(self) -> int: ...
+    @property
     def encoder_context(self) -> Literal["adaptive", "full"]: ...
     @property
     def unload_model_after_s(self) -> float | None: ...
@@ -123,6 +127,8 @@ class ModelManager:
         self._loader = loader or functools.partial(
             load_faster_whisper,
             cpu_threads=settings.cpu_threads,
+            cpu_replicas=settings.cpu_replicas,
+            batch_size=settings.batch_size,
             encoder_context=settings.encoder_context,
         )
         # Without downloads a missing model stays missing; with them, ModelSources

@@ -11,7 +11,11 @@ from typing import Any
 import pytest
 
 from app.transcription.engine import FasterWhisperTranscriber
-from app.transcription.models.loading import load_faster_whisper
+from app.transcription.models.loading import (
+    cpu_layout,
+    limit_blas_threads,
+    load_faster_whisper,
+)
 from app.transcription.models.placement import Placement
 from app.transcription.models.sources import InMemoryModel, ModelUnavailableError
 
@@ -29,6 +33,7 @@ class FakeWhisperModel:
         device: str,
         compute_type: str,
         cpu_threads: int,
+        num_workers: int = 1,
         files: dict[str, bytes] | None = None,
     ) -> None:
         type(self).tried.append((device, compute_type))
@@ -40,6 +45,7 @@ class FakeWhisperModel:
             files.pop("tokenizer.json", None)  # as faster-whisper does
         self.device = device
         self.compute_type = compute_type
+        self.layout = (num_workers, cpu_threads)
 
 
 @pytest.fixture
@@ -117,3 +123,65 @@ def test_loader_turns_out_of_memory_into_unavailable(
     monkeypatch.setattr(fake_whisper, "__init__", out_of_memory)
     with pytest.raises(ModelUnavailableError):
         load_faster_whisper(Path("/models/large-v3"), Placement("cuda", "float16"))
+
+
+@pytest.mark.parametrize(
+    ("cores", "asked", "batch_size", "layout"),
+    [
+        (1, 0, 4, (1, 1)),
+        (2, 0, 4, (2, 1)),
+        (3, 0, 4, (3, 1)),
+        (4, 0, 4, (2, 2)),
+        (16, 0, 8, (8, 2)),
+        (16, 0, 4, (4, 4)),
+        (2, 1, 4, (1, 2)),
+        (8, 4, 4, (4, 2)),
+        (2, 5, 4, (2, 1)),
+        (2, 0, 1, (1, 2)),
+        (8, 8, 2, (2, 4)),
+    ],
+)
+def test_cpu_layout_splits_cores_into_replicas(
+    cores: int, asked: int, batch_size: int, layout: tuple[int, int]
+) -> None:
+    """Auto: a replica per core up to 3 cores, per two beyond; never more than cores or batch."""
+    assert cpu_layout(cores, asked, batch_size) == layout
+
+
+def test_cpu_model_is_loaded_as_replicas_and_splits_batches(
+    fake_whisper: type[FakeWhisperModel],
+) -> None:
+    """On a CPU the replicas share the cores, and the transcriber splits batches over them."""
+    transcriber = load_faster_whisper(
+        Path("/m"), Placement("cpu", "int8"), cpu_threads=4, batch_size=4
+    )
+    assert isinstance(transcriber, FasterWhisperTranscriber)
+    assert transcriber.model.layout == (2, 2)
+    assert transcriber.parallel == 2
+    single = load_faster_whisper(Path("/m"), Placement("cpu", "int8"), 2, cpu_replicas=1)
+    assert isinstance(single, FasterWhisperTranscriber)
+    assert (single.model.layout, single.parallel) == ((1, 2), 1)
+    unbatched = load_faster_whisper(Path("/m"), Placement("cpu", "int8"), 2, batch_size=1)
+    assert isinstance(unbatched, FasterWhisperTranscriber)
+    assert (unbatched.model.layout, unbatched.parallel) == ((1, 2), 1)
+
+
+def test_cuda_model_has_one_replica(fake_whisper: type[FakeWhisperModel]) -> None:
+    """A GPU model is one replica whatever CPU_REPLICAS says."""
+    transcriber = load_faster_whisper(
+        Path("/m"), Placement("cuda", "float16"), cpu_threads=4, cpu_replicas=4, batch_size=4
+    )
+    assert isinstance(transcriber, FasterWhisperTranscriber)
+    assert transcriber.model.layout[0] == 1 and transcriber.parallel == 1
+
+
+def test_numpy_blas_runs_on_one_thread_once_limited() -> None:
+    """After the limit, numpy's BLAS libraries report a single thread."""
+    import numpy as np
+    from threadpoolctl import threadpool_info
+
+    np.ones((64, 64)) @ np.ones((64, 64))  # BLAS is loaded and initialised
+    limit_blas_threads()
+    blas = [pool for pool in threadpool_info() if pool["user_api"] == "blas"]
+    assert blas, "numpy's BLAS was not found"
+    assert all(pool["num_threads"] == 1 for pool in blas)
