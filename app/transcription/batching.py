@@ -17,7 +17,6 @@ Built from faster-whisper 1.2.1's building blocks (pinned in pyproject.toml).
 
 from __future__ import annotations
 
-import concurrent.futures
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -36,6 +35,7 @@ from app.transcription.encoder_context import (
     ContextPolicy,
     timestamp_overrun,
 )
+from app.transcription.replicas import at_once, part_bounds
 from app.transcription.timing import clamp_to_duration
 from app.transcription.types import Segment, TranscribeOptions, Transcript
 
@@ -149,28 +149,18 @@ def decode_short_batch(
     windows = [_first_window(model, audio) for audio in audios]
     results: list[Transcript | None] = [None] * len(windows)
     parts = [
-        part for group in _same_context_groups(model, windows) for part in _split(group, parallel)
+        group[start:end]
+        for group in _same_context_groups(model, windows)
+        for start, end in part_bounds(len(group), parallel)
     ]
 
     def decode(part: list[int]) -> list[Transcript | None]:
         return _decode_group(model, [windows[i] for i in part], [options[i] for i in part])
 
-    if len(parts) == 1 or parallel < 2:
-        decoded = [decode(part) for part in parts]
-    else:
-        # One thread per part: CTranslate2 hands each call to a free replica.
-        with concurrent.futures.ThreadPoolExecutor(min(parallel, len(parts))) as threads:
-            decoded = list(threads.map(decode, parts))
-    for part, part_results in zip(parts, decoded, strict=True):
+    for part, part_results in zip(parts, at_once(decode, parts, parallel), strict=True):
         for index, result in zip(part, part_results, strict=True):
             results[index] = result
     return results
-
-
-def _split(group: list[int], parallel: int) -> list[list[int]]:
-    """A context group in up to `parallel` nearly equal parts, one per model replica."""
-    count = max(1, min(parallel, len(group)))
-    return [group[index::count] for index in range(count)]
 
 
 def _same_context_groups(model: Any, windows: list[_Window]) -> list[list[int]]:

@@ -28,7 +28,6 @@ builds its prompts from the tokenizer's `sot_sequence`.
 
 from __future__ import annotations
 
-import concurrent.futures
 import contextlib
 import threading
 from collections.abc import Iterator
@@ -46,6 +45,7 @@ from app.transcription.encoder_context import (
     row_content_frames,
     shows_failure,
 )
+from app.transcription.replicas import at_once, part_bounds
 
 __all__ = ["AdaptiveBatchedPipeline"]
 
@@ -108,7 +108,7 @@ class AdaptiveBatchedPipeline(BatchedInferencePipeline):  # type: ignore[misc]
         self, features: np.ndarray, tokenizer: Any, chunks_metadata: list[Any], options: Any
     ) -> list[Any]:
         """The stock step for one batch; split across the replicas where there are several."""
-        bounds = _part_bounds(len(features), self.parallel)
+        bounds = part_bounds(len(features), self.parallel)
         if len(bounds) < 2:
             whole: list[Any] = super().forward(features, tokenizer, chunks_metadata, options)
             return whole
@@ -145,9 +145,7 @@ class AdaptiveBatchedPipeline(BatchedInferencePipeline):  # type: ignore[misc]
             with _reusing(self.whisper, part, encoder_output):
                 return self._decode(part, tokenizer, options)
 
-        with concurrent.futures.ThreadPoolExecutor(len(parts)) as threads:
-            futures = [threads.submit(decode, i, part) for i, part in enumerate(parts)]
-            return [future.result() for future in futures]
+        return at_once(lambda indexed: decode(*indexed), list(enumerate(parts)), len(parts))
 
     def generate_segment_batched(
         self, features: np.ndarray, tokenizer: Any, options: Any
@@ -212,19 +210,6 @@ class AdaptiveBatchedPipeline(BatchedInferencePipeline):  # type: ignore[misc]
                 outputs[index] = output
         # Word alignment keeps the shared shorter output: every chunk's audio lies within it.
         return encoder_output, outputs
-
-
-def _part_bounds(rows: int, parts: int) -> list[tuple[int, int]]:
-    """[start, end) of up to `parts` consecutive, nearly equal parts of `rows` rows."""
-    count = max(1, min(parts, rows))
-    size, extra = divmod(rows, count)
-    bounds: list[tuple[int, int]] = []
-    start = 0
-    for index in range(count):
-        end = start + size + (1 if index < extra else 0)
-        bounds.append((start, end))
-        start = end
-    return bounds
 
 
 def _reusing(
