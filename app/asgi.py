@@ -7,6 +7,7 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
+import msgspec
 from litestar import Litestar
 from litestar.di import Provide
 from litestar.exceptions import HTTPException
@@ -20,7 +21,7 @@ from app.api.docs import docs_assets_handler, swagger_plugin
 from app.api.errors import ErrorRenderer, error_handler
 from app.api.headers import add_response_headers
 from app.api.openai_audio import OpenAIController, openai_error
-from app.api.realtime import RealtimeRoute, realtime_route
+from app.api.realtime.route import RealtimeRoute, realtime_route
 from app.api.security import (
     PUBLIC_OPT_KEY,
     ConnectionRateLimit,
@@ -30,22 +31,25 @@ from app.api.security import (
 )
 from app.api.system import SystemController
 from app.api.tasks import TaskController
+from app.backends.local.queue import MemoryJobQueue
+from app.backends.local.store import MemoryTaskStore
+from app.backends.redis.conn import connect
+from app.backends.redis.keys import Keys
+from app.backends.redis.store import RedisBackend
 from app.clock import Clock, SystemClock
 from app.config import Settings
-from app.errors import ERROR_KINDS
-from app.live_service import LiveService
-from app.logging import litestar_logging_config
-from app.metrics import LiveMetrics
+from app.observability.logging import litestar_logging_config
+from app.observability.metrics import LiveMetrics
 from app.service import TranscriptionService
-from app.store import MemoryTaskStore
+from app.service.errors import ERROR_KINDS
+from app.service.live import LiveService
+from app.service.uploads import UploadGate
 from app.transcription.jobs import JobNotifier
 from app.transcription.models import ModelManager
-from app.transcription.queue import MemoryJobQueue
-from app.transcription.speaker_stage import SpeakerStage
+from app.transcription.speakers.stage import SpeakerStage
 from app.transcription.worker import Worker, WorkerLimits
-from app.uploads import UploadGate
 
-__all__ = ["build_service", "create_app", "find_web_dir", "worker_limits"]
+__all__ = ["build_api_node", "build_service", "create_app", "find_web_dir", "worker_limits"]
 
 MIB = 1024 * 1024
 
@@ -74,12 +78,10 @@ def build_service(
     """The in-memory deployment: one process holds the queue, the store and the worker.
 
     With QUEUE_BACKEND=redis this process is an API node of a cluster instead
-    (`app.backends.cluster`): no model and no worker here.
+    (`build_api_node`): no model and no worker here.
     """
     clock = clock or SystemClock()
     if settings.queue_backend == "redis":
-        from app.backends.cluster import build_api_node
-
         return build_api_node(settings, models, clock=clock)
     notifier = JobNotifier()
     queue = MemoryJobQueue(
@@ -118,6 +120,45 @@ def build_service(
     )
     worker.on_job_done = service.job_done
     return service
+
+
+def build_api_node(
+    settings: Settings, models: ModelManager, *, clock: Clock, keys: Keys | None = None
+) -> TranscriptionService:
+    """An API node: every job and task in Redis, no model and no worker in this process.
+
+    The models are still known here (to refuse a job no allowed model can do with
+    400), never loaded. The node's own queue and store stay empty: on shutdown it
+    has no waiting job to fail, and the cluster's jobs outlive it in Redis.
+    """
+    settings = msgspec.structs.replace(settings, load_model_on_startup=False)
+    notifier = JobNotifier()
+    backend = RedisBackend(
+        connect(settings),
+        keys=keys or Keys(),
+        notifier=notifier,
+        clock=clock,
+        max_jobs=settings.max_task_queue_size,
+        max_bytes=settings.max_queued_mb * MIB,
+        ttl_s=settings.delete_results_after_m * 60,
+        refresh_on_read=settings.refresh_expiration_time_on_usage,
+    )
+    local_queue = MemoryJobQueue(
+        max_waiting=settings.max_task_queue_size,
+        max_waiting_bytes=settings.max_queued_mb * MIB,
+        notifier=notifier,
+        clock=clock,
+    )
+    return TranscriptionService(
+        settings,
+        models,
+        queue=local_queue,
+        store=MemoryTaskStore(ttl_s=1, refresh_on_read=False, clock=clock),
+        notifier=notifier,
+        clock=clock,
+        worker=None,
+        backend=backend,
+    )
 
 
 def find_web_dir(settings: Settings) -> Path | None:
@@ -169,7 +210,7 @@ def create_app(
     route_handlers: list[Any] = [TaskController, SystemController]
     # Compatibility surfaces: OpenAI's audio API and whisper-asr-webservice (Bazarr, subgen).
     route_handlers += [OpenAIController, AsrController]
-    # OpenAI's Realtime API, transcription only (checks API keys itself: see app/api/realtime.py).
+    # OpenAI's Realtime API, transcription only (it checks API keys itself: app/api/realtime).
     route_handlers.append(
         realtime_route(
             RealtimeRoute(
@@ -194,7 +235,7 @@ def create_app(
                 opt={PUBLIC_OPT_KEY: True},  # the UI's files need no API key
             )
         )
-    # One handler for every error: domain errors by the table in app.errors, Litestar's
+    # One handler for every error: domain errors by the table in app.service.errors, Litestar's
     # own by their status. Listed per class so the request logger knows them as answered.
     handle = error_handler(service, ERROR_SHAPES)
     exception_handlers: dict[int | type[Exception], Any] = {

@@ -128,7 +128,7 @@ python3Packages.buildPythonApplication {
     cp -r web $out/${share}/web
     PYTHONPATH=$out/${python3Packages.python.sitePackages}:$PYTHONPATH \
       HOME=$TMPDIR MODEL_CACHE_DIR=$out/${share}/models \
-      ${python3Packages.python.interpreter} -m app.prepare_models
+      ${python3Packages.python.interpreter} -m app.cli.prepare_models
   '';
 
   makeWrapperArgs = [

@@ -10,7 +10,7 @@ from collections.abc import Iterable, Sequence
 
 import numpy as np
 
-from app.conversations import Conversation, build_conversation
+from app.bench.conversations import Conversation, build_conversation
 from tests.conftest import SHARED_AUDIO, shared_clip
 
 

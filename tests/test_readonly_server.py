@@ -12,7 +12,7 @@ import httpx
 import numpy as np
 import pytest
 
-from app.bench import word_error_rate
+from app.bench.runner import word_error_rate
 from app.transcription.audio import decode_audio
 from tests.conftest import REPO_ROOT, reference_text, shared_clip
 from tests.server_process import start_server, upload, wait_final

@@ -9,7 +9,7 @@ from typing import Any
 import httpx
 import pytest
 
-from app.bench import word_error_rate
+from app.bench.runner import word_error_rate
 from tests.conftest import reference_text, shared_clip
 from tests.server_process import start_server, upload, wait_final
 

@@ -12,7 +12,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from app.bench import word_error_rate
+from app.bench.runner import word_error_rate
 from tests.attack_clients import SlowUpload
 from tests.conftest import reference_text, shared_clip
 from tests.server_process import start_server, upload

@@ -9,7 +9,7 @@ from collections.abc import Iterator
 import openai
 import pytest
 
-from app.conversations import load_voice
+from app.bench.conversations import load_voice
 from tests.conftest import SHARED_AUDIO
 from tests.server_process import Server, served
 from tests.speaker_helpers import conversation, speech_on_right_label, wav

@@ -21,8 +21,8 @@ from app.api.forms import WhisperForm, upload_operation
 from app.api.intake import Intake, answer_when_done, receive_upload
 from app.api.schemas import error_responses
 from app.api.tasks import content_disposition
-from app.errors import ErrorView, InvalidInputError, JobFailedError
 from app.service import JobSpec, TranscriptionService
+from app.service.errors import ErrorView, InvalidInputError, JobFailedError
 from app.transcription import formats
 from app.transcription.jobs import Job
 from app.transcription.languages import language_name

@@ -2,7 +2,7 @@
 
 Every error, whether a handler, a middleware (API keys, rate limit) or the router
 raised it, ends here. Domain errors get their status, code and message from the
-table in `app.errors`; Litestar's own HTTP errors keep theirs. An upload that is
+table in `app.service.errors`; Litestar's own HTTP errors keep theirs. An upload that is
 refused is counted in /metrics under its reason, once. Each surface registers a
 renderer for its path prefix; everything else answers in the task API's shape.
 """
@@ -16,9 +16,9 @@ from typing import Any
 from litestar import Request, Response
 from litestar.exceptions import HTTPException
 
-from app.errors import ErrorView, describe
-from app.metrics import RejectReason
+from app.observability.metrics import RejectReason
 from app.service import TranscriptionService
+from app.service.errors import ErrorView, describe
 
 __all__ = ["ErrorRenderer", "error_handler", "task_api_error"]
 

@@ -6,7 +6,7 @@ surface turns it into its own error shape (task API, OpenAI, /asr).
 
 from __future__ import annotations
 
-from app.errors import InvalidInputError
+from app.service.errors import InvalidInputError
 from app.transcription.catalogue import UnknownModelError
 from app.transcription.languages import normalise_language
 from app.transcription.models import ModelAboveCapError, ModelManager

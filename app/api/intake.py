@@ -21,8 +21,13 @@ from litestar import Request
 
 from app.api.forms import read_fields
 from app.api.multipart import content_length, read_multipart
-from app.errors import ClientGoneError, InvalidInputError, JobFailedError, UploadTooLargeError
 from app.service import JobSpec, TranscriptionService
+from app.service.errors import (
+    ClientGoneError,
+    InvalidInputError,
+    JobFailedError,
+    UploadTooLargeError,
+)
 from app.transcription.jobs import Job, JobStatus
 
 __all__ = ["Intake", "answer_when_done", "await_result", "receive_upload"]

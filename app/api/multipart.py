@@ -19,7 +19,7 @@ from multipart import (  # type: ignore[import-untyped]
     PushMultipartParser,
 )
 
-from app.errors import InvalidInputError, UploadTooLargeError
+from app.service.errors import InvalidInputError, UploadTooLargeError
 
 __all__ = ["FilePart", "MultipartForm", "content_length", "read_multipart"]
 

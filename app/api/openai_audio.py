@@ -33,8 +33,8 @@ from app.api.forms import ShapedForm, upload_operation
 from app.api.intake import Intake, answer_when_done, cancel_abandoned, receive_upload
 from app.api.schemas import error_responses
 from app.api.speaker_options import parse_speaker_options, with_speakers
-from app.errors import ErrorView, InvalidInputError
 from app.service import JobSpec, TranscriptionService
+from app.service.errors import ErrorView, InvalidInputError
 from app.transcription import formats
 from app.transcription.jobs import Job, JobStatus
 from app.transcription.types import TaskType, TranscribeOptions, Transcript

@@ -38,7 +38,7 @@ from litestar.types import ASGIApp, Receive, Scope, Send
 
 from app.api.forwarded import forwarded_request
 from app.config import Settings, parse_rate_limit
-from app.errors import UnauthorizedError
+from app.service.errors import UnauthorizedError
 
 __all__ = [
     "OWNER_STATE_KEY",

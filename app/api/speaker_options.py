@@ -15,7 +15,7 @@ from collections.abc import Callable, Sequence
 import msgspec
 
 from app.api.form_options import parse_bool
-from app.errors import InvalidInputError
+from app.service.errors import InvalidInputError
 from app.transcription.types import SpeakerOptions, TranscribeOptions
 
 __all__ = [

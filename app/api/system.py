@@ -20,7 +20,7 @@ from app import __version__
 from app.api.dependencies import Service
 from app.api.schemas import UserInfo, VersionInfo, error_responses
 from app.api.security import is_local_client, peer_of
-from app.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
+from app.observability.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 
 __all__ = ["SystemController", "safe_redirect_target"]
 

@@ -31,8 +31,8 @@ from app.api.schemas import (
     progress_stage,
     task_response,
 )
-from app.errors import InvalidInputError, TaskNotFoundError, TaskNotReadyError
 from app.service import JobSpec, TranscriptionService
+from app.service.errors import InvalidInputError, TaskNotFoundError, TaskNotReadyError
 from app.transcription import formats
 from app.transcription.jobs import Job, JobStatus
 from app.transcription.types import SubtitleShape, TaskType

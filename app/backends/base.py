@@ -9,12 +9,17 @@ store to it.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Literal, Protocol
 
-from app.transcription.jobs import Job
-from app.transcription.queue import Payload
+from app.transcription.jobs import Job, Payload
 
-__all__ = ["BackendUnavailableError", "FleetWorker", "QueueCounts", "TaskBackend"]
+__all__ = [
+    "BackendUnavailableError",
+    "FleetWorker",
+    "QueueCounts",
+    "QueueFullError",
+    "TaskBackend",
+]
 
 
 class BackendUnavailableError(Exception):
@@ -22,6 +27,20 @@ class BackendUnavailableError(Exception):
 
     def __init__(self, message: str, retry_after_s: int = 5) -> None:
         super().__init__(message)
+        self.retry_after_s = retry_after_s
+
+
+class QueueFullError(Exception):
+    """No room: MAX_TASK_QUEUE_SIZE waiting jobs, or MAX_QUEUED_MB of waiting uploads."""
+
+    def __init__(
+        self,
+        limit: Literal["jobs", "bytes"] = "jobs",
+        message: str | None = None,
+        retry_after_s: int | None = None,
+    ) -> None:
+        super().__init__(message or f"the queue is full ({limit})")
+        self.limit = limit
         self.retry_after_s = retry_after_s
 
 

@@ -13,7 +13,10 @@ import asyncio
 import contextlib
 import enum
 import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import datetime
+from typing import Protocol
 
 import msgspec
 
@@ -26,7 +29,17 @@ from app.transcription.types import (
     Transcript,
 )
 
-__all__ = ["FINAL_STATES", "Job", "JobNotifier", "JobStage", "JobStatus", "new_job_id"]
+__all__ = [
+    "FINAL_STATES",
+    "Job",
+    "JobNotifier",
+    "JobSource",
+    "JobStage",
+    "JobStatus",
+    "Payload",
+    "QueuedJob",
+    "new_job_id",
+]
 
 
 class JobStatus(enum.StrEnum):
@@ -180,3 +193,36 @@ class JobNotifier:
             if job.is_final:
                 return
             await token.wait()
+
+
+Payload = bytes | bytearray
+"""An upload exactly as it arrived (a file, or raw 16 kHz s16le PCM)."""
+
+
+@dataclass(eq=False, slots=True)
+class QueuedJob:
+    """A job as the worker takes it: the record and its upload, until decoded."""
+
+    job: Job
+    payload: Payload | None
+
+
+class JobSource(Protocol):
+    """What the worker needs of a queue (a Redis stream consumer is one too)."""
+
+    @property
+    def running(self) -> list[Job]:
+        """Jobs a worker has taken and not finished."""
+        ...
+
+    async def next_batch(self, max_size: int, key: Callable[[Job], object]) -> list[QueuedJob]:
+        """Wait for the oldest job; add later waiting jobs with its (non-None) key."""
+        ...
+
+    def top_up(self, batch: list[QueuedJob], max_size: int, key: Callable[[Job], object]) -> None:
+        """Move more waiting jobs with the batch head's key into `batch`."""
+        ...
+
+    def done(self, job: Job) -> None:
+        """The worker has finished with `job`."""
+        ...

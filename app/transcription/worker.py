@@ -28,7 +28,7 @@ from app.transcription.audio import AudioDecodeError, decode_upload, duration_se
 from app.transcription.batching import is_batchable
 from app.transcription.engine import JobCancelledError
 from app.transcription.inference import InferenceExecutor
-from app.transcription.jobs import Job, JobNotifier, JobStage, JobStatus
+from app.transcription.jobs import Job, JobNotifier, JobSource, JobStage, JobStatus, QueuedJob
 from app.transcription.limits import (
     WorkerLimits,
     is_digital_silence,
@@ -36,7 +36,6 @@ from app.transcription.limits import (
     time_out,
 )
 from app.transcription.models import ModelLease, ModelUnavailableError, NoModelAllowedError
-from app.transcription.queue import JobSource, QueuedJob
 from app.transcription.speakers.embedders import SpeakerModelError
 from app.transcription.types import LanguageDetection, Segment, SpeakerOptions, Transcript
 
@@ -46,7 +45,7 @@ log = structlog.get_logger(__name__)
 
 Audio = npt.NDArray[np.float32]
 STOPPED_REASON = "the server shut down while this job ran; please upload it again"
-# The speaker stage (app.transcription.speaker_stage.SpeakerStage): blocking, run in the
+# The speaker stage (app.transcription.speakers.stage.SpeakerStage): blocking, run in the
 # inference thread after the transcription of jobs whose options ask for speakers.
 SpeakerStageCall = Callable[[Audio, Transcript, SpeakerOptions], Transcript]
 
@@ -85,7 +84,7 @@ class Worker:
         uploads_in_flight: Callable[[], int] = lambda: 0,
     ) -> None:
         self._queue = queue
-        # Bodies still arriving (app.uploads): the batching linger waits for them briefly.
+        # Bodies still arriving (app.service.uploads): the batching linger waits for them briefly.
         self._uploads_in_flight = uploads_in_flight
         self._models = models
         self._notifier = notifier

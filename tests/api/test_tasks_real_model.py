@@ -11,7 +11,7 @@ from litestar import Litestar
 from litestar.testing import AsyncTestClient
 
 from app.asgi import create_app
-from app.bench import word_error_rate
+from app.bench.runner import word_error_rate
 from tests.conftest import make_settings, reference_text, shared_clip
 
 pytestmark = pytest.mark.real_model

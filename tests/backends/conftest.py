@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.backends.cluster_rig import (
+from tests.backends.redis.cluster_rig import (
     RedisProcess,
     WorkerProcess,
     redis_server,

@@ -79,7 +79,7 @@ def test_containerfile_runs_the_service_as_required(name: str) -> None:
         assert setting in env
     assert "MODEL_CACHE_DIR=/opt/whisper-api/models" in env
     runs = " ".join(args for keyword, args in steps if keyword == "RUN")
-    assert "MODEL_CACHE_DIR=/opt/whisper-api/models" in runs and "app.prepare_models" in runs
+    assert "MODEL_CACHE_DIR=/opt/whisper-api/models" in runs and "app.cli.prepare_models" in runs
     health = [args for keyword, args in steps if keyword == "HEALTHCHECK"]
     assert len(health) == 1 and "/readyz" in health[0]
     assert ("COPY", "web /opt/whisper-api/web") in steps

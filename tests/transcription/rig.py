@@ -12,9 +12,9 @@ from typing import Any
 import numpy as np
 import pytest
 
+from app.backends.local.queue import MemoryJobQueue
 from app.transcription.engine import ProgressCallback, SegmentCallback, StopCheck
 from app.transcription.jobs import Job, JobNotifier
-from app.transcription.queue import MemoryJobQueue
 from app.transcription.types import TaskType, TranscribeOptions, Transcript
 from app.transcription.worker import Worker, WorkerLimits
 from tests.conftest import FakeTranscriber, fake_manager, make_settings

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from app.bench import word_error_rate
+from app.bench.runner import word_error_rate
 from app.transcription.audio import decode_audio
 from app.transcription.batching import decode_short_batch, is_batchable, pick_companions
 from app.transcription.encoder_context import FULL_POLICY

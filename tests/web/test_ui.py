@@ -13,7 +13,7 @@ import srt
 import webvtt
 from playwright.sync_api import FilePayload, Page, Request, expect
 
-from app.bench import word_error_rate
+from app.bench.runner import word_error_rate
 from tests.conftest import reference_text, shared_clip
 from tests.server_process import Server
 from tests.web.conftest import (

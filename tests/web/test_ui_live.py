@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import Browser, Playwright, expect
 
-from app.bench import word_error_rate
+from app.bench.runner import word_error_rate
 from tests.conftest import reference_text, shared_clip
 from tests.server_process import Server
 from tests.web.conftest import CHROMIUM, CHROMIUM_ARGS, UIFactory

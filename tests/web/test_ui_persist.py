@@ -9,7 +9,7 @@ import httpx
 import pytest
 from playwright.sync_api import expect
 
-from app.bench import word_error_rate
+from app.bench.runner import word_error_rate
 from tests.conftest import reference_text, shared_clip
 from tests.server_process import Server, upload
 from tests.web.conftest import UIFactory

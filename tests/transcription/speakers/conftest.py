@@ -7,7 +7,7 @@ from collections.abc import Callable, Sequence
 
 import pytest
 
-from app.conversations import Conversation, build_conversation
+from app.bench.conversations import Conversation, build_conversation
 from app.transcription.speakers import SpeakerEmbedder, load_embedder
 from tests.conftest import SHARED_AUDIO, shared_clip
 

@@ -8,7 +8,7 @@ from collections.abc import Callable
 import numpy as np
 import pytest
 
-from app.conversations import Conversation, load_voice
+from app.bench.conversations import Conversation, load_voice
 from app.transcription.speakers import (
     KnownSpeaker,
     SpeakerCount,

@@ -1,0 +1,358 @@
+"""`GET /v1/realtime?intent=transcription`: live transcription over OpenAI's Realtime protocol.
+
+Before the upgrade the route checks, in this order, RATE_LIMIT (shared with the
+client's HTTP requests), the API key (the HTTP
+middleware does not see websockets: `Authorization: Bearer`, or the
+`openai-insecure-api-key.<key>` subprotocol browsers must use), that live
+transcription is on, that the server is not shutting down, and that a session
+slot is free (MAX_LIVE_SESSIONS); a refusal is a plain HTTP answer in OpenAI's
+error shape (429 with Retry-After past the rate limit, 401, 403, 503, and 429 with
+Retry-After when every slot is taken). After it, client events feed
+a `LiveSession` and its events go back as server events. The session ends when
+the client leaves, after LIVE_IDLE_TIMEOUT_S without a client event, or after
+LIVE_MAX_SESSION_S. Audio and text live only in this connection's memory.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import contextlib
+import secrets
+from typing import Any
+
+import msgspec
+import structlog
+from litestar import WebSocket, websocket
+from litestar.exceptions import WebSocketDisconnect
+
+from app.api.realtime.protocol import (
+    BETA_UPDATE,
+    GA_UPDATE,
+    KEEP_EVENT,
+    ProtocolError,
+    error_event,
+    render,
+    session_event,
+    task_created_event,
+    updated_config,
+)
+from app.api.security import ConnectionRateLimit, KeyRing
+from app.clock import Clock
+from app.service import JobSpec, TranscriptionService
+from app.service.live import OPENAI_LIVE_MODELS, LiveService
+from app.transcription.catalogue import spec
+from app.transcription.live.audio import SpeechScorer
+from app.transcription.live.session import LiveConfig, LiveEvent, LiveSession
+from app.transcription.live.transcript import transcript_of
+from app.transcription.types import TranscribeOptions
+
+__all__ = ["RealtimeRoute", "realtime_route"]
+
+log = structlog.get_logger(__name__)
+
+KEY_SUBPROTOCOL = "openai-insecure-api-key."
+# One append may carry at most this much base64 (OpenAI allows 15 MiB).
+MAX_APPEND_CHARS = 15 * 1024 * 1024
+NOTHING = "nothing_to_keep"
+_decoder = msgspec.json.Decoder()
+_encoder = msgspec.json.Encoder()
+
+
+class _RefusedError(Exception):
+    def __init__(self, status: int, code: str, message: str, retry_after: int | None = None):
+        super().__init__(message)
+        self.status, self.code, self.message, self.retry_after = status, code, message, retry_after
+
+
+class RealtimeRoute:
+    """The route's collaborators: the live service, the batch service, keys and the clock."""
+
+    def __init__(
+        self,
+        live: LiveService,
+        service: TranscriptionService,
+        *,
+        api_keys: tuple[str, ...],
+        clock: Clock,
+        rate_limit: ConnectionRateLimit | None = None,
+    ) -> None:
+        self.live = live
+        self.service = service
+        self.keys = KeyRing(api_keys) if api_keys else None
+        self.clock = clock
+        self.rate_limit = rate_limit
+
+    async def within_rate_limit(self, socket: WebSocket[Any, Any, Any]) -> None:
+        """Count this connection against RATE_LIMIT; _RefusedError (429) past it."""
+        if self.rate_limit is None:
+            return
+        wait_s = await self.rate_limit.retry_after(socket.scope)
+        if wait_s is not None:
+            raise _RefusedError(
+                429, "rate_limit_exceeded", "too many requests from this address", wait_s
+            )
+
+    def check(self, socket: WebSocket[Any, Any, Any]) -> str | None:
+        """Take a session slot and return the key's owner id (None without API keys).
+
+        Raises _RefusedError when this connection may not open a session.
+        """
+        presented = _presented_key(socket)
+        owner = self.keys.identify(presented) if self.keys is not None else None
+        if self.keys is not None and owner is None:
+            given = presented is not None
+            message = "the API key is not valid" if given else "this server requires an API key"
+            raise _RefusedError(401, "invalid_api_key", message)
+        if not self.live.enabled:
+            raise _RefusedError(403, "live_disabled", "live transcription is off on this server")
+        if self.service.is_draining:
+            raise _RefusedError(503, "shutting_down", "the server is shutting down", 5)
+        if not self.live.try_open():
+            raise _RefusedError(
+                429,
+                "too_many_sessions",
+                f"this server runs at most {self.live.max_sessions} live session(s); "
+                "try again later",
+                30,
+            )
+        return owner
+
+
+def _presented_key(socket: WebSocket[Any, Any, Any]) -> str | None:
+    scheme, _, token = socket.headers.get("authorization", "").strip().partition(" ")
+    if scheme.lower() == "bearer" and token.strip():
+        return token.strip()
+    for protocol in _subprotocols(socket):
+        if protocol.startswith(KEY_SUBPROTOCOL):
+            return protocol[len(KEY_SUBPROTOCOL) :]
+    return None
+
+
+def _subprotocols(socket: WebSocket[Any, Any, Any]) -> list[str]:
+    return [str(p) for p in socket.scope.get("subprotocols", [])]
+
+
+async def _refuse(socket: WebSocket[Any, Any, Any], refusal: _RefusedError) -> None:
+    """Answer the upgrade request with a plain HTTP error (or a close, where not supported)."""
+    await socket.receive()  # websocket.connect
+    if "websocket.http.response" not in (socket.scope.get("extensions") or {}):
+        await socket.close(code=1008, reason=refusal.message[:120])
+        return
+    body = _encoder.encode(
+        {
+            "error": {
+                "message": refusal.message,
+                "type": "invalid_request_error",
+                "code": refusal.code,
+                "param": None,
+            }
+        }
+    )
+    headers = [(b"content-type", b"application/json")]
+    if refusal.retry_after is not None:
+        headers.append((b"retry-after", str(refusal.retry_after).encode()))
+    await socket.send(
+        {"type": "websocket.http.response.start", "status": refusal.status, "headers": headers}
+    )
+    await socket.send({"type": "websocket.http.response.body", "body": body, "more_body": False})
+
+
+class _Connection:
+    """One accepted session: the receive loop, the pass runner and one sender."""
+
+    def __init__(
+        self,
+        route: RealtimeRoute,
+        socket: WebSocket[Any, Any, Any],
+        scorer: SpeechScorer,
+        *,
+        owner: str | None,
+    ) -> None:
+        self.route = route
+        self.socket = socket
+        self.owner = owner
+        self.beta = socket.headers.get("openai-beta", "").startswith("realtime")
+        self.session_id = "sess_" + secrets.token_hex(10)
+        self._send_lock = asyncio.Lock()
+        self._last_event = route.clock.monotonic()
+        self.session = LiveSession(
+            LiveConfig(),
+            run_pass=route.live.run_pass,
+            emit=self.emit,
+            clock=route.clock,
+            scorer=scorer,
+            observer=route.live.metrics,
+        )
+
+    async def send(self, payload: dict[str, Any]) -> None:
+        async with self._send_lock:
+            await self.socket.send_data(_encoder.encode(payload).decode(), mode="text")
+
+    async def emit(self, event: LiveEvent) -> None:
+        for payload in render(event):
+            await self.send(payload)
+
+    async def serve(self) -> str:
+        """Run the session; the outcome for /metrics."""
+        live = self.route.live
+        config = self.session.config
+        await self.send(session_event("created", self.session_id, config, live.model, beta=False))
+        runner = asyncio.create_task(self.session.run(), name="live-passes")
+        receiver = asyncio.create_task(self._receive_loop(), name="live-receive")
+        watchdog = asyncio.create_task(self._watch(), name="live-deadlines")
+        try:
+            done, _ = await asyncio.wait({receiver, watchdog}, return_when=asyncio.FIRST_COMPLETED)
+            return (receiver if receiver in done else watchdog).result()
+        finally:
+            for task in (runner, receiver, watchdog):
+                task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await asyncio.gather(runner, receiver, watchdog)
+
+    async def _receive_loop(self) -> str:
+        while True:
+            try:
+                text = await self.socket.receive_data(mode="text")
+            except WebSocketDisconnect:
+                return "closed"
+            self._last_event = self.route.clock.monotonic()
+            await self._handle(text)
+
+    async def _watch(self) -> str:
+        """End the session at LIVE_MAX_SESSION_S, or after LIVE_IDLE_TIMEOUT_S without an event.
+
+        Reads the route's clock, so tests move time instead of waiting for it. A
+        session whose turns are still being transcribed is not idle: its client waits.
+        """
+        settings, clock = self.route.live.settings, self.route.clock
+        ends_at = clock.monotonic() + settings.live_max_session_s
+        idle_s = settings.live_idle_timeout_s
+        while True:
+            now = clock.monotonic()
+            if now >= ends_at:
+                message = "this session reached the server's maximum length"
+                await self.send(error_event(message, code="session_expired"))
+                return "expired"
+            idle_at = self._last_event + idle_s
+            if now >= idle_at:
+                if not self.session.busy:
+                    message = f"no client event for {idle_s:g} s"
+                    await self.send(error_event(message, code="idle_timeout"))
+                    return "idle"
+                self._last_event = now  # wait another idle period for the turns to finish
+                idle_at = now + idle_s
+            await clock.sleep(min(ends_at, idle_at) - now)
+
+    async def _handle(self, text: str | bytes) -> None:
+        try:
+            event = _decoder.decode(text)
+        except msgspec.DecodeError:
+            await self.send(error_event("the message is not JSON", code="invalid_json"))
+            return
+        if not isinstance(event, dict):
+            await self.send(error_event("an event must be a JSON object", code="invalid_json"))
+            return
+        client_event = event.get("event_id") if isinstance(event.get("event_id"), str) else None
+        try:
+            await self._dispatch(event)
+        except ProtocolError as exc:
+            await self.send(
+                error_event(exc.message, code=exc.code, param=exc.param, client_event=client_event)
+            )
+
+    async def _dispatch(self, event: dict[str, Any]) -> None:
+        kind = event.get("type")
+        if kind == "input_audio_buffer.append":
+            await self.session.append(_audio_of(event))
+        elif kind in (GA_UPDATE, BETA_UPDATE):
+            await self._update(event, beta=kind == BETA_UPDATE)
+        elif kind == "input_audio_buffer.commit":
+            if not await self.session.commit():
+                raise ProtocolError(
+                    "the input audio buffer holds less than 100 ms of audio",
+                    code="input_audio_buffer_commit_empty",
+                )
+        elif kind == "input_audio_buffer.clear":
+            await self.session.clear()
+        elif kind == KEEP_EVENT:
+            await self._keep()
+        else:
+            raise ProtocolError(
+                f"unknown or unsupported event type {kind!r} (this server only transcribes)",
+                code="unknown_event",
+                param="type",
+            )
+
+    async def _keep(self) -> None:
+        """Store the completed turns as a finished task of this key; tell the client its id.
+
+        Turns already committed are waited for; audio still arriving is not part of it.
+        """
+        turns = await self.session.settled()
+        if not turns:
+            raise ProtocolError("no turn has been transcribed yet: nothing to keep", code=NOTHING)
+        config, live = self.session.config, self.route.live
+        model = config.model or live.model
+        language = config.language or ("en" if not spec(model).multilingual else None)
+        transcript = transcript_of(
+            turns, duration_s=self.session.audio_seconds, fallback_language=language or "en"
+        )
+        options = TranscribeOptions(
+            model=model, language=language, word_timestamps=True, beam_size=1, temperature=0.0
+        )
+        job = await self.route.service.keep_finished(
+            JobSpec(task_type="transcribe", options=options, surface="live", owner=self.owner),
+            transcript,
+            model=model,
+        )
+        await self.send(task_created_event(job.id, len(turns)))
+
+    async def _update(self, event: dict[str, Any], *, beta: bool) -> None:
+        live = self.route.live
+        config = updated_config(event, self.session.config, live.models, OPENAI_LIVE_MODELS)
+        self.session.configure(config)
+        await self.send(
+            session_event("updated", self.session_id, config, live.model, beta=beta or self.beta)
+        )
+
+
+def _audio_of(event: dict[str, Any]) -> bytes:
+    audio = event.get("audio")
+    if not isinstance(audio, str) or len(audio) > MAX_APPEND_CHARS:
+        raise ProtocolError("audio must be base64 PCM16 of at most 15 MiB", param="audio")
+    try:
+        return base64.b64decode(audio, validate=True)
+    except (binascii.Error, ValueError):
+        raise ProtocolError("audio is not valid base64", param="audio") from None
+
+
+def realtime_route(route: RealtimeRoute) -> Any:
+    """The Litestar websocket handler for `route`."""
+
+    @websocket("/v1/realtime")
+    async def realtime(socket: WebSocket[Any, Any, Any]) -> None:
+        try:
+            await route.within_rate_limit(socket)
+            owner = route.check(socket)
+        except _RefusedError as refusal:
+            log.info("live_session_refused", status=refusal.status, reason=refusal.code)
+            await _refuse(socket, refusal)
+            return
+        outcome = "failed"
+        try:
+            offered = _subprotocols(socket)
+            await socket.accept(subprotocols="realtime" if "realtime" in offered else None)
+            log.info("live_session_started")
+            route.live.warm_up()
+            scorer = await route.live.scorer()
+            outcome = await _Connection(route, socket, scorer, owner=owner).serve()
+        except WebSocketDisconnect:
+            outcome = "closed"
+        finally:
+            route.live.close(outcome)
+            with contextlib.suppress(Exception):
+                await socket.close()
+
+    return realtime

@@ -1,0 +1,6 @@
+"""The one-process backend: the in-memory queue and task store behind the service's seam."""
+
+from app.backends.local.backend import LocalBackend
+from app.backends.local.store import MemoryTaskStore, TaskStore
+
+__all__ = ["LocalBackend", "MemoryTaskStore", "TaskStore"]

@@ -1,0 +1,277 @@
+"""The worker's side of the Redis queue: a consumer of the job streams, with takeover.
+
+Workers read the job streams in the consumer group `workers`, so the oldest
+waiting job always goes to the next free worker (FIFO across the fleet). Jobs
+that ask for no particular model are in `whisper:jobs`; a job that names its
+model is in that model's stream, which only workers offering the model read.
+A worker that can batch looks at the entries behind the one it took and reads
+as many as share its batch key, in order, so short jobs still share a pass.
+
+An entry stays pending until its job's final record is written; while the job
+runs its worker claims it again every third of JOB_CLAIM_TIMEOUT_S (the
+heartbeat, `redis_fleet`), so a long job is never stolen. A worker that dies
+stops heartbeating: after JOB_CLAIM_TIMEOUT_S another worker takes the entry
+over with XAUTOCLAIM, at most JOB_MAX_ATTEMPTS starts in all, then the job
+fails with a reason.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import contextlib
+from collections.abc import Callable, Iterable
+from typing import Any, NamedTuple
+
+import redis.asyncio as aioredis
+import redis.exceptions
+import structlog
+
+from app.backends.redis.conn import OUTAGE_ERRORS
+from app.backends.redis.keys import GROUP, TAKE, Keys
+from app.backends.redis.notify import PublishingNotifier, decode_job
+from app.clock import Clock
+from app.transcription.jobs import Job, JobStage, JobStatus, QueuedJob
+
+__all__ = ["Entry", "RedisWorkQueue", "ensure_groups"]
+
+log = structlog.get_logger(__name__)
+
+READ_BLOCK_S = 1.0
+
+
+class Entry(NamedTuple):
+    """One stream entry: which stream, its id, and the task it queues."""
+
+    stream: str
+    entry_id: str
+    task_id: str
+
+
+async def ensure_groups(client: aioredis.Redis, streams: Iterable[str]) -> None:
+    """Create the streams and their consumer group once (another process may have)."""
+    for stream in streams:
+        try:
+            await client.xgroup_create(stream, GROUP, id="0", mkstream=True)
+        except redis.exceptions.ResponseError as exc:
+            if "BUSYGROUP" not in str(exc):
+                raise
+
+
+class RedisWorkQueue:
+    """What the `Worker` takes jobs from in a cluster: the streams of the models it offers."""
+
+    def __init__(
+        self,
+        client: aioredis.Redis,
+        *,
+        keys: Keys,
+        notifier: PublishingNotifier,
+        clock: Clock,
+        name: str,
+        models: Iterable[str],
+        claim_timeout_s: float,
+        max_attempts: int,
+    ) -> None:
+        self._client = client
+        self._keys = keys
+        self._notifier = notifier
+        self._clock = clock
+        self.name = name
+        self.streams = [keys.stream, *(keys.model_stream(model) for model in models)]
+        self.claim_timeout_ms = max(1, round(claim_timeout_s * 1000))
+        self._max_attempts = max_attempts
+        self._take = client.register_script(TAKE)
+        self._running: dict[str, tuple[Job, Entry]] = {}
+        # Entries read but not started (another worker read the ones that fitted a batch
+        # first, or one read came with others): this worker's next jobs, in order.
+        self._held: collections.deque[Entry] = collections.deque()
+        self._closed = False
+
+    @property
+    def running(self) -> list[Job]:
+        """The jobs this worker has taken and not finished."""
+        return [job for job, _ in self._running.values()]
+
+    def running_job(self, task_id: str) -> Job | None:
+        """The job of `task_id` if this worker runs it now."""
+        taken = self._running.get(task_id)
+        return taken[0] if taken is not None else None
+
+    def pending_entries(self) -> list[Entry]:
+        """Entries this worker holds (running or read): the heartbeat claims them again."""
+        return [entry for _, entry in self._running.values()] + list(self._held)
+
+    async def close(self) -> None:
+        """Take no more jobs (SIGTERM); hand entries read but not started to the others."""
+        self._closed = True
+        held, self._held = list(self._held), collections.deque()
+        for stream in {entry.stream for entry in held}:
+            ids: list[Any] = [entry.entry_id for entry in held if entry.stream == stream]
+            # Claimed again as long idle: any worker's XAUTOCLAIM takes them at once.
+            with contextlib.suppress(*OUTAGE_ERRORS):
+                async with asyncio.timeout(3):
+                    await self._client.xclaim(
+                        stream, GROUP, self.name, 0, ids,
+                        idle=self.claim_timeout_ms, justid=True,
+                    )  # fmt: skip
+        if held:
+            log.info("jobs_handed_back", count=len(held))
+
+    async def next_batch(self, max_size: int, key: Callable[[Job], object]) -> list[QueuedJob]:
+        """The next jobs for this worker: an abandoned one first, else the oldest new one,
+        plus the entries right behind it that share its batch key (up to `max_size`)."""
+        while True:
+            if self._closed:
+                await asyncio.Event().wait()  # until the worker is stopped
+            try:
+                entry = await self._next_entry()
+                taken = await self._start(entry) if entry is not None else None
+                if entry is not None and taken is not None:
+                    batch = [taken]
+                    if max_size > 1 and key(taken.job) is not None:
+                        await self._gather(batch, entry.stream, max_size, key)
+                    return batch
+            except OUTAGE_ERRORS as exc:
+                log.warning("redis_unavailable", operation="next_job", error=type(exc).__name__)
+                await self._clock.sleep(1.0)
+
+    def top_up(self, batch: list[QueuedJob], max_size: int, key: Callable[[Job], object]) -> None:
+        """Nothing to add later: the batch was gathered when it was read (see `_gather`)."""
+
+    def done(self, job: Job) -> None:
+        """The job has ended: ack its entry once its final record is written."""
+        taken = self._running.pop(job.id, None)
+        if taken is not None:
+            self._notifier.finish(job, taken[1].stream, taken[1].entry_id)
+
+    # -- reading
+
+    async def _next_entry(self) -> Entry | None:
+        if self._held:
+            return self._held.popleft()
+        abandoned = await self._claim_abandoned()
+        if abandoned is not None:
+            return abandoned
+        read = await self._read({stream: ">" for stream in self.streams}, 1, READ_BLOCK_S)
+        if not read:
+            return None
+        self._held.extend(read[1:])  # one per stream at most; the others come next
+        return read[0]
+
+    async def _read(
+        self, streams: dict[Any, Any], count: int, block_s: float | None
+    ) -> list[Entry]:
+        block = None if block_s is None else int(block_s * 1000)
+        async with asyncio.timeout((block_s or 0) + 3):
+            answer = await self._client.xreadgroup(
+                GROUP, self.name, streams, count=count, block=block
+            )
+        found: list[Any] = answer or []  # type: ignore[assignment]
+        return [
+            Entry(_text(stream), _text(entry_id), _text(fields[b"id"]))
+            for stream, entries in found
+            for entry_id, fields in entries
+        ]
+
+    async def _claim_abandoned(self) -> Entry | None:
+        for stream in self.streams:
+            async with asyncio.timeout(3):
+                answer = await self._client.xautoclaim(
+                    stream, GROUP, self.name,
+                    min_idle_time=self.claim_timeout_ms, start_id="0-0", count=1,
+                )  # fmt: skip
+            for entry_id, fields in answer[1]:
+                if not fields:  # trimmed away meanwhile
+                    await self._client.xack(stream, GROUP, entry_id)
+                    continue
+                entry = Entry(stream, _text(entry_id), _text(fields[b"id"]))
+                log.warning("job_taken_over", task_id=entry.task_id)
+                return entry
+        return None
+
+    async def _gather(
+        self, batch: list[QueuedJob], stream: str, max_size: int, key: Callable[[Job], object]
+    ) -> None:
+        """Read the entries behind the head that share its key; keep any that do not fit."""
+        if self._held:
+            return  # those come first, in order
+        head_key = key(batch[0].job)
+        fitting = await self._fitting_entries(stream, max_size - len(batch), key, head_key)
+        if not fitting:
+            return
+        for entry in await self._read({stream: ">"}, len(fitting), None):
+            if entry.entry_id not in fitting:  # another worker read the fitting one first
+                self._held.append(entry)
+                continue
+            # A waiting job's record does not change: its key is still the peeked one.
+            taken = await self._start(entry)
+            if taken is not None:
+                batch.append(taken)
+
+    async def _fitting_entries(
+        self, stream: str, count: int, key: Callable[[Job], object], head_key: object
+    ) -> set[str]:
+        """The undelivered entries at the stream's head that share `head_key` (a leading run)."""
+        async with asyncio.timeout(3):
+            groups = await self._client.xinfo_groups(stream)
+            last = next((g["last-delivered-id"] for g in groups if _text(g["name"]) == GROUP), None)
+            if last is None:
+                return set()
+            upcoming = await self._client.xrange(stream, min=f"({_text(last)}", count=count)
+            if not upcoming:
+                return set()
+            ids = [_text((fields or {})[b"id"]) for _, fields in upcoming]
+            records = await self._client.mget([self._keys.job(task_id) for task_id in ids])
+        fitting: set[str] = set()
+        for (entry_id, _), record in zip(upcoming, records, strict=True):
+            if record is None or key(decode_job(record)) != head_key:
+                break  # FIFO: never skip a job that cannot join
+            fitting.add(_text(entry_id))
+        return fitting
+
+    # -- starting
+
+    async def _start(self, entry: Entry) -> QueuedJob | None:
+        """Take the job's record and upload; None when it is gone or ended (acked now)."""
+        keys, task_id = self._keys, entry.task_id
+        async with asyncio.timeout(3):
+            answer = await self._take(
+                keys=[keys.waiting, keys.waiting_bytes, keys.job(task_id), keys.audio(task_id),
+                      keys.running, keys.attempts, keys.cancel(task_id)],
+                args=[task_id, self.name],
+            )  # fmt: skip
+        if not answer:
+            await self._client.xack(entry.stream, GROUP, entry.entry_id)
+            return None
+        record, upload, attempts, reason = answer
+        job = decode_job(record)
+        self._running[job.id] = (job, entry)
+        if int(attempts) > self._max_attempts:
+            log.error("job_failed", reason="attempts_exhausted", attempts=int(attempts) - 1)
+            job.fail(
+                f"the job was started {int(attempts) - 1} times and each time its worker "
+                "stopped; please upload it again",
+                self._clock.now(),
+            )
+            self._notifier.notify(job)
+            self.done(job)
+            # Acked before the next read, or XAUTOCLAIM would hand this entry out again.
+            await self._notifier.flush(timeout_s=5)
+            return None
+        _restart(job)
+        if reason:
+            job.cancel_reason = _text(reason)
+        return QueuedJob(job, upload)
+
+
+def _restart(job: Job) -> None:
+    """A job taken over starts afresh: nothing of an earlier attempt's progress remains."""
+    job.status = JobStatus.PENDING
+    job.stage = JobStage.QUEUED
+    job.progress = 0.0
+    job.partial_segments = []
+
+
+def _text(value: object) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)

@@ -1,0 +1,173 @@
+"""Live transcription beside the batch worker: session slots, a live executor and model.
+
+Framework-free. Live passes run in their own threads (`live` executor, one per
+allowed session) on their own model instance, loaded with LIVE_CPU_THREADS
+threads by a second `ModelManager`, so a live pass never waits behind a batch job
+in the worker's inference thread and the cores are split between the two.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import functools
+import os
+from collections.abc import Callable
+
+import msgspec
+import numpy as np
+import numpy.typing as npt
+import structlog
+
+from app.config import Settings
+from app.observability.metrics import LiveMetrics
+from app.transcription.catalogue import spec
+from app.transcription.live.audio import SpeechScorer, silero_scorer
+from app.transcription.live.session import LiveConfig, whisper_pass
+from app.transcription.live.turn import PassResult
+from app.transcription.models import ModelManager
+from app.transcription.models.loading import load_faster_whisper
+
+__all__ = ["LiveService", "default_live_model"]
+
+log = structlog.get_logger(__name__)
+
+# Model names of OpenAI's realtime transcription that mean "the server's live model".
+OPENAI_LIVE_MODELS = (
+    "whisper-1",
+    "gpt-transcribe",
+    "gpt-live-transcribe",
+    "gpt-4o-transcribe",
+    "gpt-4o-mini-transcribe",
+    "gpt-4o-mini-transcribe-2025-12-15",
+    "gpt-4o-transcribe-diarize",
+    "gpt-realtime-whisper",
+)
+# A refused session may retry about this much later: live sessions last minutes.
+RETRY_AFTER_S = 30
+
+
+def default_live_model(models: ModelManager) -> str:
+    """tiny.en where this server has it (English keeps real-time pace on 2 cores), else base."""
+    return "tiny.en" if "tiny.en" in models.allowed_models() else "base"
+
+
+class LiveService:
+    """Slots for live sessions, their model and the threads their passes run in."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        metrics: LiveMetrics,
+        *,
+        models: ModelManager | None = None,
+        scorer_factory: Callable[[], SpeechScorer] = silero_scorer,
+    ) -> None:
+        self.settings = settings
+        self.metrics = metrics
+        self.max_sessions = settings.max_live_sessions
+        threads = settings.live_cpu_threads or max(1, (os.cpu_count() or 2) // 2)
+        # Loaded with the first session, unloaded LIVE_UNLOAD_AFTER_S after the last pass:
+        # an idle server holds only the batch model.
+        live_settings = msgspec.structs.replace(
+            settings, cpu_threads=threads, unload_model_after_s=settings.live_unload_after_s
+        )
+        self.models = models or ModelManager(
+            live_settings,
+            loader=functools.partial(
+                load_faster_whisper,
+                cpu_threads=threads,
+                # A live pass is one window: split replicas would leave threads idle.
+                cpu_replicas=1,
+                encoder_context=settings.encoder_context,
+                redo_failures=True,
+            ),
+        )
+        self.model = settings.live_model or default_live_model(self.models)
+        self._scorer_factory = scorer_factory
+        self._scorer: SpeechScorer | None = None
+        self._scorer_lock = asyncio.Lock()
+        self._executor: concurrent.futures.ThreadPoolExecutor | None = None
+        self._preload: asyncio.Task[None] | None = None
+        self.active = 0
+
+    @property
+    def enabled(self) -> bool:
+        """Whether live sessions are allowed at all (MAX_LIVE_SESSIONS > 0)."""
+        return self.max_sessions > 0
+
+    def start(self) -> None:
+        """Start the live threads; the model loads when the first session opens."""
+        if not self.enabled:
+            return
+        self._executor = concurrent.futures.ThreadPoolExecutor(
+            max_workers=self.max_sessions, thread_name_prefix="live"
+        )
+
+    async def stop(self) -> None:
+        """Drop the threads and the model (open sessions end with the server)."""
+        if self._preload is not None:
+            self._preload.cancel()
+        if self._executor is not None:
+            self._executor.shutdown(wait=False, cancel_futures=True)
+        await self.models.close()
+
+    def warm_up(self) -> None:
+        """Begin loading the live model and the voice detector for a session just opened.
+
+        In the background: the session's first pass waits for the load instead of
+        the client's first events; a failure is reported by that pass.
+        """
+        if self._preload is None or self._preload.done():
+            self._preload = asyncio.get_running_loop().create_task(self._warm_up())
+
+    async def _warm_up(self) -> None:
+        try:
+            async with self.models.acquire(
+                needs_multilingual=spec(self.model).multilingual, model=self.model
+            ):
+                pass
+            await self.scorer()
+        except Exception as exc:  # a session tries again (and reports) on its own
+            log.error("live_preload_failed", error=type(exc).__name__)
+
+    # -- slots
+
+    def try_open(self) -> bool:
+        """Take a session slot; False when MAX_LIVE_SESSIONS are open."""
+        if self.active >= self.max_sessions:
+            self.metrics.refused.labels(reason="too_many_sessions").inc()
+            return False
+        self.active += 1
+        self.metrics.active.inc()
+        return True
+
+    def close(self, outcome: str) -> None:
+        """Give a slot back; `outcome` says how the session ended (for /metrics)."""
+        self.active -= 1
+        self.metrics.active.dec()
+        self.metrics.sessions.labels(outcome=outcome).inc()
+        log.info("live_session_ended", outcome=outcome)
+
+    # -- the model
+
+    async def scorer(self) -> SpeechScorer:
+        """The voice detector's model, loaded once (in a thread)."""
+        async with self._scorer_lock:
+            if self._scorer is None:
+                self._scorer = await asyncio.to_thread(self._scorer_factory)
+            return self._scorer
+
+    async def run_pass(
+        self, audio: npt.NDArray[np.float32], prompt: str | None, config: LiveConfig
+    ) -> PassResult:
+        """One pass with the session's model and language, in a live thread."""
+        if self._executor is None:
+            raise RuntimeError("live transcription has not been started")
+        model = config.model or self.model
+        async with self.models.acquire(
+            needs_multilingual=config.language != "en", model=model
+        ) as lease:
+            blocking = whisper_pass(lease.transcriber, config.language)
+            loop = asyncio.get_running_loop()
+            return await loop.run_in_executor(self._executor, blocking, audio, prompt)

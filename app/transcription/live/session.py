@@ -1,0 +1,466 @@
+"""One live transcription session: audio in, turns and committed words out.
+
+Framework-free. The protocol layer (`app.api.realtime.route`) feeds `LiveSession` PCM
+chunks, commits and clears, and turns the `LiveEvent`s it emits into the wire
+format. Turns come from the voice detector (server VAD) or from explicit commits
+(`turn_detection: null`). A single runner task re-transcribes the oldest unfinished
+turn whenever a second of new audio has arrived, and runs each closed turn's
+final pass, so passes of one session never overlap and turns complete in order.
+Audio lives only in memory and only until its turn is complete.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import bisect
+import secrets
+from collections import deque
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Protocol
+
+import numpy as np
+import numpy.typing as npt
+
+from app.clock import Clock
+from app.transcription.audio import SAMPLE_RATE
+from app.transcription.engine import Transcriber
+from app.transcription.live.audio import (
+    PcmResampler,
+    SpeechScorer,
+    TurnDetection,
+    VoiceDetector,
+    VoiceEvent,
+)
+from app.transcription.live.noise import NoiseFilter, NoiseReduction
+from app.transcription.live.turn import LiveTurn, PassResult, normalise_word, shifted
+from app.transcription.types import Segment, TranscribeOptions, Word
+
+__all__ = [
+    "Cleared",
+    "Committed",
+    "Completed",
+    "Delta",
+    "LiveConfig",
+    "LiveEvent",
+    "LiveObserver",
+    "LiveSession",
+    "SpeechStarted",
+    "SpeechStopped",
+    "TurnFailed",
+    "TurnRecord",
+    "whisper_pass",
+]
+
+Samples = npt.NDArray[np.float32]
+AsyncPass = Callable[[Samples, str | None, "LiveConfig"], Awaitable[PassResult]]
+"""Run one pass (audio, prompt, the session's settings) off the event loop."""
+# Audio kept before speech starts: the prefix padding of any sensible setting, and more.
+RECENT_S = 3.0
+# Whisper's threshold: text that compresses better than this is a repetition loop.
+MAX_COMPRESSION_RATIO = 2.4
+# A segment this likely to be silence, decoded with low confidence, is left out.
+DOUBTFUL_NO_SPEECH = 0.3
+# Tokens one window of a pass may generate: ~22 s of fast speech with its timestamps
+# needs about 110; a decoding stuck in a loop stops here instead of at 448.
+MAX_PASS_TOKENS = 160
+# A turn shorter than this has nothing Whisper could hear.
+MIN_TURN_S = 0.1
+
+
+@dataclass(frozen=True, slots=True)
+class LiveConfig:
+    """What the client chose for its session (`session.update`)."""
+
+    language: str | None = None
+    # A catalogue model, or None for the server's live model (LIVE_MODEL).
+    model: str | None = None
+    prompt: str | None = None
+    turn_detection: TurnDetection | None = field(default_factory=TurnDetection)
+    input_rate: int = 24000
+    noise_reduction: NoiseReduction | None = None
+    pass_interval_s: float = 1.0
+    trim_after_s: float = 20.0
+
+
+# -- the events a session emits
+
+
+@dataclass(frozen=True, slots=True)
+class SpeechStarted:
+    """The detector heard speech; `audio_start_ms` includes the prefix padding."""
+
+    item_id: str
+    audio_start_ms: int
+
+
+@dataclass(frozen=True, slots=True)
+class SpeechStopped:
+    """The detector heard the silence that ends a turn."""
+
+    item_id: str
+    audio_end_ms: int
+
+
+@dataclass(frozen=True, slots=True)
+class Committed:
+    """A turn's audio is complete (by the detector or by the client)."""
+
+    item_id: str
+    previous_item_id: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class Cleared:
+    """The uncommitted audio was dropped."""
+
+
+@dataclass(frozen=True, slots=True)
+class Delta:
+    """Newly committed words of a turn; `words` carry times in ms of the session's audio."""
+
+    item_id: str
+    text: str
+    words: list[Word]
+    tail: str
+
+
+@dataclass(frozen=True, slots=True)
+class Completed:
+    """A turn's whole transcript."""
+
+    item_id: str
+    transcript: str
+    audio_seconds: float
+
+
+@dataclass(frozen=True, slots=True)
+class TurnRecord:
+    """A completed turn as a task keeps it: times in seconds of the session's audio."""
+
+    item_id: str
+    start_s: float
+    end_s: float
+    text: str
+    words: list[Word]
+    language: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class TurnFailed:
+    """A turn could not be transcribed."""
+
+    item_id: str
+    message: str
+
+
+LiveEvent = SpeechStarted | SpeechStopped | Committed | Cleared | Delta | Completed | TurnFailed
+
+
+class LiveObserver(Protocol):
+    """Where a session reports its timings (the metrics); never any text."""
+
+    def pass_done(self, seconds: float) -> None:
+        """One transcription pass took `seconds`."""
+        ...
+
+    def word_committed(self, delay_s: float) -> None:
+        """A word was committed `delay_s` after its audio arrived."""
+        ...
+
+    def turn_completed(self, audio_s: float) -> None:
+        """A turn of `audio_s` seconds was completed."""
+        ...
+
+
+def whisper_pass(transcriber: Transcriber, language: str | None) -> Callable[..., PassResult]:
+    """A blocking pass over a turn with the live settings: words, temperature 0, beam 1."""
+
+    def run(audio: Samples, prompt: str | None) -> PassResult:
+        # Temperature 0 only: the fallback ladder could make one pass take many seconds.
+        asked = TranscribeOptions(
+            language=language,
+            initial_prompt=prompt,
+            word_timestamps=True,
+            beam_size=1,
+            temperature=0.0,
+            max_new_tokens=MAX_PASS_TOKENS,
+        )
+        transcript = transcriber.transcribe(audio, asked, _ignore, _never)
+        # Without the fallback ladder, Whisper's own guard against a decoding stuck in a
+        # loop (". . . ." or one phrase again and again) is ours to apply.
+        kept = [s for s in transcript.segments if _heard(s)]
+        return PassResult(
+            words=[w for s in kept for w in s.words or () if normalise_word(w.word)],
+            segment_ends=[s.end for s in kept],
+            language=transcript.language,
+        )
+
+    return run
+
+
+def _record(turn: LiveTurn, language: str | None) -> TurnRecord:
+    base_s = turn.start_sample / SAMPLE_RATE
+    words = shifted(turn.committed, base_s)
+    return TurnRecord(
+        item_id=turn.item_id,
+        start_s=words[0].start if words else base_s,
+        end_s=base_s + turn.total_samples / SAMPLE_RATE,
+        text=turn.text,
+        words=words,
+        language=turn.language or language,
+    )
+
+
+def _heard(segment: Segment) -> bool:
+    """Whether a pass's segment is speech worth committing.
+
+    A repetition loop is not. Nor is a doubtful segment the model thinks may be
+    silence: Whisper calls a window silent at no_speech_prob > 0.6 with
+    avg_logprob < -1 and retries other doubtful ones at higher temperatures; a live
+    pass has no such retry, so it drops them at a lower no-speech bar (a breath or a
+    cough between turns otherwise comes out as "Thank you.").
+    """
+    if segment.compression_ratio > MAX_COMPRESSION_RATIO:
+        return False
+    return not (segment.no_speech_prob > DOUBTFUL_NO_SPEECH and segment.avg_logprob < -1.0)
+
+
+def _ignore(_: float) -> None:
+    return None
+
+
+def _never() -> bool:
+    return False
+
+
+class LiveSession:
+    """Audio in, turns out; see the module docstring."""
+
+    def __init__(
+        self,
+        config: LiveConfig,
+        *,
+        run_pass: AsyncPass,
+        emit: Callable[[LiveEvent], Awaitable[None]],
+        clock: Clock,
+        scorer: SpeechScorer | None,
+        observer: LiveObserver | None = None,
+    ) -> None:
+        self._run_pass = run_pass
+        self._emit = emit
+        self._clock = clock
+        self._scorer = scorer
+        self._observer = observer
+        self._resampler = PcmResampler(config.input_rate)
+        self._received = 0  # 16 kHz samples received so far
+        self._recent: Samples = np.zeros(0, dtype=np.float32)
+        self._arrivals: list[tuple[int, float]] = []  # (samples received, when)
+        self._turns: deque[LiveTurn] = deque()
+        self._open: LiveTurn | None = None
+        self._last_item: str | None = None
+        self._context = ""  # the text of completed turns, to prompt the next ones
+        self._wake = asyncio.Event()
+        self._turn_ended = asyncio.Condition()
+        # Completed turns, in this connection's memory only, for a client that asks to keep them.
+        self.completed: list[TurnRecord] = []
+        self.config = config
+        self._detector: VoiceDetector | None = None
+        self._denoiser: NoiseFilter | None = None
+        self.configure(config)
+
+    @property
+    def audio_seconds(self) -> float:
+        """Seconds of audio received so far."""
+        return self._received / SAMPLE_RATE
+
+    @property
+    def busy(self) -> bool:
+        """Whether some committed turn still waits for its transcript (an open one does not)."""
+        return any(turn.closed for turn in self._turns)
+
+    def configure(self, config: LiveConfig) -> None:
+        """New settings; the detector's take effect at once, the rest from the next pass."""
+        self.config = config
+        if config.noise_reduction is None:
+            self._denoiser = None
+        elif self._denoiser is None or self._denoiser.kind != config.noise_reduction:
+            self._denoiser = NoiseFilter(config.noise_reduction)
+        detection = config.turn_detection
+        if detection is None or self._scorer is None:
+            self._detector = None
+        elif self._detector is None or self._detector.detection != detection:
+            self._detector = VoiceDetector(detection, self._scorer)
+
+    # -- input
+
+    async def append(self, pcm: bytes) -> None:
+        """A chunk of PCM16 from the client."""
+        samples = self._resampler.push(pcm)
+        if self._denoiser is not None:
+            samples = self._denoiser.push(samples)
+        if not len(samples):
+            return
+        self._received += len(samples)
+        self._arrivals.append((self._received, self._clock.monotonic()))
+        self._recent = np.concatenate([self._recent, samples])[-int(RECENT_S * SAMPLE_RATE) :]
+        if self._detector is None:
+            if self._open is None:
+                self._open_turn(self._received - len(samples), samples)
+            else:
+                self._open.append(samples)
+        else:
+            if self._open is not None:
+                self._open.append(samples)
+            # The detector runs a small ONNX model: off the event loop, like every model.
+            for event in await asyncio.to_thread(self._detector.push, samples):
+                await self._voice(event)
+        self._wake.set()
+
+    async def commit(self) -> bool:
+        """Close the open turn by hand; False when there is too little audio to commit."""
+        turn = self._open
+        if turn is None or turn.total_samples < MIN_TURN_S * SAMPLE_RATE:
+            return False
+        await self._close(turn)
+        if self._detector is not None:
+            self._detector.reset()
+        return True
+
+    async def clear(self) -> None:
+        """Drop the audio not committed yet."""
+        if self._open is not None:
+            self._turns.remove(self._open)
+            self._open = None
+        self._recent = np.zeros(0, dtype=np.float32)
+        if self._detector is not None:
+            self._detector.reset()
+        await self._emit(Cleared())
+
+    async def _voice(self, event: VoiceEvent) -> None:
+        if event.kind == "started" and self._open is None:
+            detection = self.config.turn_detection or TurnDetection()
+            start = max(
+                self._received - len(self._recent),
+                event.sample - detection.prefix_padding_ms * SAMPLE_RATE // 1000,
+            )
+            turn = self._open_turn(start, self._recent[start - self._received :])
+            await self._emit(SpeechStarted(turn.item_id, start * 1000 // SAMPLE_RATE))
+        elif event.kind == "stopped" and self._open is not None:
+            turn = self._open
+            keep = event.sample - turn.start_sample - round(turn.offset_s * SAMPLE_RATE)
+            turn.audio = turn.audio[: max(0, keep)]
+            await self._emit(SpeechStopped(turn.item_id, event.ms))
+            await self._close(turn)
+
+    def _open_turn(self, start_sample: int, samples: Samples) -> LiveTurn:
+        turn = LiveTurn(
+            "item_" + secrets.token_hex(10),
+            start_sample=start_sample,
+            trim_after_s=self.config.trim_after_s,
+        )
+        turn.append(samples)
+        self._open = turn
+        self._turns.append(turn)
+        return turn
+
+    async def _close(self, turn: LiveTurn) -> None:
+        turn.close()
+        self._open = None
+        await self._emit(Committed(turn.item_id, self._last_item))
+        self._last_item = turn.item_id
+        self._wake.set()
+
+    # -- the passes
+
+    async def run(self) -> None:
+        """Run passes until cancelled (one at a time, oldest turn first)."""
+        while True:
+            turn = self._due()
+            if turn is None:
+                await self._wake.wait()
+                self._wake.clear()
+                continue
+            await self._pass(turn)
+
+    def _due(self) -> LiveTurn | None:
+        if not self._turns:
+            return None
+        turn = self._turns[0]
+        if turn.closed or turn.new_audio_s() >= self.config.pass_interval_s:
+            return turn
+        return None
+
+    async def _pass(self, turn: LiveTurn) -> None:
+        final = turn.closed
+        if final and turn.total_samples < MIN_TURN_S * SAMPLE_RATE:
+            await self._complete(turn)
+            return
+        audio = turn.begin_pass()
+        prompt = turn.prompt(" ".join(p for p in (self.config.prompt, self._context) if p))
+        began = self._clock.monotonic()
+        try:
+            result = await self._run_pass(audio, prompt, self.config)
+        except Exception as exc:  # the model failed: this turn fails, the session goes on
+            self._turns.popleft()
+            if self._open is turn:
+                self._open = None
+            reason = f"transcription failed: {type(exc).__name__}"
+            await self._emit(TurnFailed(turn.item_id, reason))
+            await self._announce_turn_end()
+            return
+        if self._observer is not None:
+            self._observer.pass_done(self._clock.monotonic() - began)
+        first = not turn.committed
+        newly = turn.apply(result, final=final)
+        if newly:
+            await self._deliver(turn, newly, first=first)
+        if final:
+            await self._complete(turn)
+
+    async def _deliver(self, turn: LiveTurn, words: list[Word], *, first: bool) -> None:
+        text = "".join(word.word for word in words)
+        timed = shifted(words, turn.start_sample / SAMPLE_RATE)
+        now = self._clock.monotonic()
+        if self._observer is not None:
+            for word in timed:
+                self._observer.word_committed(max(0.0, now - self._arrival(word.end)))
+        await self._emit(Delta(turn.item_id, text.lstrip() if first else text, timed, turn.tail))
+
+    def _arrival(self, at_s: float) -> float:
+        """When the audio up to `at_s` seconds of the session had arrived."""
+        sample = round(at_s * SAMPLE_RATE)
+        index = bisect.bisect_left(self._arrivals, (sample, float("-inf")))
+        index = min(index, len(self._arrivals) - 1)
+        return self._arrivals[index][1]
+
+    async def _complete(self, turn: LiveTurn) -> None:
+        self._turns.popleft()
+        self._context = (self._context + " " + turn.text).strip()[-400:]
+        audio_s = turn.total_samples / SAMPLE_RATE
+        if self._observer is not None:
+            self._observer.turn_completed(audio_s)
+        if turn.text:
+            self.completed.append(_record(turn, self.config.language))
+        await self._emit(Completed(turn.item_id, turn.text, audio_s))
+        self._forget_arrivals()
+        await self._announce_turn_end()
+
+    async def _announce_turn_end(self) -> None:
+        async with self._turn_ended:
+            self._turn_ended.notify_all()
+
+    async def settled(self) -> list[TurnRecord]:
+        """The completed turns, once every committed turn has its transcript (or failed).
+
+        The open turn (audio still arriving) is not waited for.
+        """
+        async with self._turn_ended:
+            await self._turn_ended.wait_for(lambda: not self.busy)
+        return list(self.completed)
+
+    def _forget_arrivals(self) -> None:
+        """Keep arrival times only for audio a turn may still commit words from."""
+        oldest = self._turns[0].start_sample if self._turns else self._received
+        keep = bisect.bisect_left(self._arrivals, (oldest, float("-inf")))
+        del self._arrivals[: max(0, keep - 1)]

@@ -1,0 +1,41 @@
+"""A live session's completed turns as a `Transcript`, for a client that keeps them as a task.
+
+Each turn becomes one or more segments: a long turn is cut at sentence ends and
+pauses by its word timings (`split_on_words`, as the batched long-form path does),
+so the task's subtitles are as readable as an upload's.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+
+from app.transcription.engine import split_on_words
+from app.transcription.live.session import TurnRecord
+from app.transcription.types import Segment, Transcript
+
+__all__ = ["transcript_of"]
+
+
+def transcript_of(
+    turns: list[TurnRecord], *, duration_s: float, fallback_language: str
+) -> Transcript:
+    """The turns in order as one transcript of `duration_s` seconds of session audio."""
+    segments: list[Segment] = []
+    for turn in turns:
+        whole = Segment(
+            id=len(segments),
+            start=turn.start_s,
+            end=max(turn.end_s, turn.words[-1].end if turn.words else turn.end_s),
+            text=" " + turn.text,
+            words=turn.words or None,
+        )
+        segments.extend(split_on_words(whole, len(segments), keep_words=True))
+    heard = Counter(turn.language for turn in turns if turn.language)
+    language = heard.most_common(1)[0][0] if heard else fallback_language
+    return Transcript(
+        text=" ".join(turn.text for turn in turns).strip(),
+        language=language,
+        language_probability=1.0 if heard else 0.0,
+        duration=duration_s,
+        segments=segments,
+    )

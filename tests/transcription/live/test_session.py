@@ -1,0 +1,255 @@
+"""A live session with a scripted model: turns, deltas, commits, clears and failures."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+from typing import Any
+
+import numpy as np
+import pytest
+
+from app.transcription.live.session import (
+    MAX_PASS_TOKENS,
+    Cleared,
+    Committed,
+    Completed,
+    Delta,
+    LiveConfig,
+    LiveEvent,
+    LiveSession,
+    TurnFailed,
+    whisper_pass,
+)
+from app.transcription.live.turn import PassResult
+from app.transcription.types import Segment, Transcript, Word
+from tests.transcription.rig import FakeClock
+
+Samples = np.ndarray
+
+
+class ScriptedModel:
+    """Every pass hears the same words (or fails), and each pass is recorded."""
+
+    def __init__(self, text: str, *, fail: bool = False) -> None:
+        self.text, self.fail = text, fail
+        self.passes: list[tuple[int, str | None]] = []
+
+    async def run(self, audio: Samples, prompt: str | None, config: LiveConfig) -> PassResult:
+        """One pass over `audio`."""
+        self.passes.append((len(audio), prompt))
+        if self.fail:
+            raise RuntimeError("model broke")
+        said = [
+            Word(i * 0.3, (i + 1) * 0.3, " " + word, 0.9)
+            for i, word in enumerate(self.text.split())
+        ]
+        return PassResult(words=said, segment_ends=[said[-1].end] if said else [])
+
+
+def pcm(seconds: float) -> bytes:
+    """Silence as 24 kHz PCM16."""
+    return b"\0\0" * round(seconds * 24000)
+
+
+@pytest.fixture
+def events() -> Iterator[list[LiveEvent]]:
+    """What the session emitted."""
+    yield []
+
+
+def manual_session(model: ScriptedModel, emitted: list[LiveEvent]) -> LiveSession:
+    """A session with turn_detection null: turns end only by commit."""
+
+    async def emit(event: LiveEvent) -> None:
+        emitted.append(event)
+
+    return LiveSession(
+        LiveConfig(language="en", turn_detection=None, prompt="Names: Ada."),
+        run_pass=model.run,
+        emit=emit,
+        clock=FakeClock(),
+        scorer=None,
+    )
+
+
+async def settle(session: LiveSession) -> None:
+    """Let the runner finish every turn."""
+    for _ in range(200):
+        if not session.busy:
+            return
+        await asyncio.sleep(0)
+    raise AssertionError("the session never finished its turns")
+
+
+async def test_a_committed_turn_gets_deltas_that_add_up_to_its_completed_transcript(
+    events: list[LiveEvent],
+) -> None:
+    """Commit → committed, deltas of committed words only, then one completed."""
+    model = ScriptedModel("ask not what your country can do")
+    session = manual_session(model, events)
+    runner = asyncio.create_task(session.run())
+    for _ in range(25):
+        await session.append(pcm(0.1))
+        await asyncio.sleep(0)
+    assert await session.commit()
+    await settle(session)
+    runner.cancel()
+    kinds = [type(e) for e in events]
+    assert kinds.count(Committed) == 1
+    assert kinds.count(Completed) == 1
+    assert kinds.index(Committed) < kinds.index(Completed) == len(kinds) - 1
+    completed = events[-1]
+    assert isinstance(completed, Completed)
+    assert completed.transcript == "ask not what your country can do"
+    deltas = [e.text for e in events if isinstance(e, Delta)]
+    assert "".join(deltas) == completed.transcript
+    assert completed.audio_seconds == pytest.approx(2.5, abs=0.05)
+    assert all(prompt == "Names: Ada." for _, prompt in model.passes)
+
+
+async def test_committing_without_audio_is_refused(events: list[LiveEvent]) -> None:
+    """Less than 100 ms of audio cannot be committed."""
+    session = manual_session(ScriptedModel("x"), events)
+    assert not await session.commit()
+    await session.append(pcm(0.05))
+    assert not await session.commit()
+    assert events == []
+
+
+async def test_clear_drops_the_open_turn(events: list[LiveEvent]) -> None:
+    """After clear nothing is left to transcribe, and the client is told."""
+    model = ScriptedModel("hello")
+    session = manual_session(model, events)
+    await session.append(pcm(0.5))
+    await session.clear()
+    assert events == [Cleared()]
+    assert not session.busy
+    assert not await session.commit()
+
+
+async def test_a_failing_model_fails_the_turn_and_the_session_goes_on(
+    events: list[LiveEvent],
+) -> None:
+    """A pass that raises becomes a failed event for that turn only."""
+    model = ScriptedModel("hello", fail=True)
+    session = manual_session(model, events)
+    runner = asyncio.create_task(session.run())
+    await session.append(pcm(0.5))
+    assert await session.commit()
+    await settle(session)
+    assert any(isinstance(e, TurnFailed) for e in events)
+    model.fail = False
+    await session.append(pcm(0.5))
+    assert await session.commit()
+    await settle(session)
+    runner.cancel()
+    assert isinstance(events[-1], Completed)
+    assert events[-1].transcript == "hello"
+
+
+def loudness_scorer(samples: Samples) -> list[float]:
+    """Speech wherever a 32 ms frame is not silent."""
+    frames = samples[: len(samples) // 512 * 512].reshape(-1, 512)
+    return [0.9 if float(np.abs(frame).max()) > 0.01 else 0.0 for frame in frames]
+
+
+def tone(seconds: float) -> bytes:
+    """A loud 24 kHz PCM16 tone."""
+    t = np.arange(round(seconds * 24000)) / 24000
+    return (np.sin(2 * np.pi * 300 * t) * 10000).astype("<i2").tobytes()
+
+
+async def test_server_vad_makes_a_turn_from_speech_to_the_silence_after_it(
+    events: list[LiveEvent],
+) -> None:
+    """Silence, speech, silence: started (with prefix padding), stopped, committed, completed."""
+    from app.transcription.live.audio import TurnDetection
+    from app.transcription.live.session import SpeechStarted, SpeechStopped
+
+    async def emit(event: LiveEvent) -> None:
+        events.append(event)
+
+    model = ScriptedModel("one turn")
+    session = LiveSession(
+        LiveConfig(language="en", turn_detection=TurnDetection(silence_duration_ms=300)),
+        run_pass=model.run,
+        emit=emit,
+        clock=FakeClock(),
+        scorer=loudness_scorer,
+    )
+    runner = asyncio.create_task(session.run())
+    for chunk in (pcm(1.0), tone(1.0), pcm(1.0)):
+        await session.append(chunk)
+    await settle(session)
+    runner.cancel()
+    kinds = [type(e) for e in events]
+    assert kinds[:3] == [SpeechStarted, SpeechStopped, Committed]
+    assert kinds[-1] is Completed
+    started, stopped = events[0], events[1]
+    assert isinstance(started, SpeechStarted) and isinstance(stopped, SpeechStopped)
+    assert 650 <= started.audio_start_ms <= 750  # 1 s of silence less 300 ms of padding
+    assert 1950 <= stopped.audio_end_ms <= 2100
+    completed = events[-1]
+    assert isinstance(completed, Completed)
+    assert completed.audio_seconds == pytest.approx(1.3, abs=0.1)
+
+
+class LoopingTranscriber:
+    """A model that says one good segment and then gets stuck in a loop of dots."""
+
+    def transcribe(self, audio: Samples, options: Any, *_: Any) -> Transcript:
+        """Two segments: real words, then '. . . .' (highly compressible)."""
+        good = Segment(
+            id=0,
+            start=0.0,
+            end=1.0,
+            text=" hello there",
+            compression_ratio=1.1,
+            words=[Word(0.0, 0.5, " hello", 0.9), Word(0.5, 1.0, " there.", 0.9)],
+        )
+        stuck = Segment(
+            id=1,
+            start=1.0,
+            end=2.0,
+            text=" . . . .",
+            compression_ratio=9.0,
+            words=[Word(1.0 + i / 8, 1.1 + i / 8, " .", 0.5) for i in range(8)],
+        )
+        lone_dot = Segment(
+            id=2,
+            start=2.0,
+            end=2.5,
+            text=" .",
+            compression_ratio=1.0,
+            words=[Word(2.0, 2.5, " .", 0.5)],
+        )
+        # A breath decoded with low confidence and a fair chance of being silence.
+        doubtful = Segment(
+            id=3,
+            start=2.5,
+            end=3.0,
+            text=" Thank you.",
+            compression_ratio=0.6,
+            no_speech_prob=0.43,
+            avg_logprob=-1.13,
+            words=[Word(2.5, 2.7, " Thank", 0.3), Word(2.7, 3.0, " you.", 0.3)],
+        )
+        self.options = options
+        return Transcript(
+            text="", language="en", language_probability=1.0, duration=3.0,
+            segments=[good, stuck, lone_dot, doubtful],
+        )  # fmt: skip
+
+
+def test_a_pass_drops_loops_doubtful_silence_and_words_without_letters() -> None:
+    """Looping segments, likely-silent doubtful ones and bare punctuation never reach a turn."""
+    model = LoopingTranscriber()
+    run = whisper_pass(model, "en")  # type: ignore[arg-type]
+    result = run(np.zeros(16000, dtype=np.float32), None)
+    assert [w.word for w in result.words] == [" hello", " there."]
+    assert result.segment_ends == [1.0, 2.5]
+    assert result.language == "en"
+    # A pass never waits for a decoding stuck in a loop: its tokens are capped.
+    assert model.options.max_new_tokens == MAX_PASS_TOKENS
+    assert (model.options.temperature, model.options.beam_size) == (0.0, 1)

@@ -1,0 +1,115 @@
+"""The live policy: LocalAgreement-2 commits, final passes, trimming and prompts."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from app.transcription.audio import SAMPLE_RATE
+from app.transcription.live.turn import LiveTurn, PassResult, agreed_prefix, normalise_word
+from app.transcription.types import Word
+
+
+def words(text: str, *, start: float = 0.0, step: float = 0.5) -> list[Word]:
+    """Evenly timed words, each `step` seconds long, from `start`."""
+    return [
+        Word(start + i * step, start + (i + 1) * step, " " + word, 0.9)
+        for i, word in enumerate(text.split())
+    ]
+
+
+def turn_with(seconds: float, *, trim_after_s: float = 15.0) -> LiveTurn:
+    """A turn holding `seconds` of (silent) audio."""
+    turn = LiveTurn("item_1", start_sample=0, trim_after_s=trim_after_s)
+    turn.append(np.zeros(round(seconds * SAMPLE_RATE), dtype=np.float32))
+    return turn
+
+
+def test_words_compare_without_case_punctuation_or_spaces() -> None:
+    """'Dinner,' and ' dinner' are the same word to the agreement."""
+    assert normalise_word(" Dinner,") == normalise_word("dinner")
+    assert agreed_prefix(words("a b c"), words("A b, x")) == 2
+
+
+def test_only_words_two_passes_agree_on_are_committed() -> None:
+    """The first pass commits nothing; the second commits the prefix both passes share."""
+    turn = turn_with(3)
+    turn.begin_pass()
+    assert turn.apply(PassResult(words("he hoped there")), final=False) == []
+    turn.begin_pass()
+    newly = turn.apply(PassResult(words("he hoped their would")), final=False)
+    assert [w.word for w in newly] == [" he", " hoped"]
+    assert turn.text == "he hoped"
+    assert turn.tail == "their would"
+
+
+def test_committed_words_are_not_repeated_when_their_times_shift() -> None:
+    """A later pass that re-reads committed words with earlier times only adds what follows."""
+    turn = turn_with(4)
+    for _ in range(2):
+        turn.begin_pass()
+        turn.apply(PassResult(words("he hoped there would")), final=False)
+    assert turn.text == "he hoped there would"
+    turn.begin_pass()
+    shifted = words("he hoped there would be stew", step=0.45)
+    turn.apply(PassResult(shifted), final=False)
+    turn.begin_pass()
+    newly = turn.apply(PassResult(shifted), final=False)
+    assert [w.word for w in newly] == [" be", " stew"]
+
+
+def test_the_final_pass_commits_every_remaining_word() -> None:
+    """A closed turn's last pass commits the whole rest, agreed or not."""
+    turn = turn_with(2)
+    turn.begin_pass()
+    turn.apply(PassResult(words("ask not")), final=False)
+    turn.close()
+    turn.begin_pass()
+    newly = turn.apply(PassResult(words("ask not what your country")), final=True)
+    assert turn.text == "ask not what your country"
+    assert len(newly) == 5
+    assert turn.tail == ""
+
+
+def test_closed_turns_take_no_more_audio() -> None:
+    """Audio after the turn closed belongs to the next turn."""
+    turn = turn_with(1)
+    turn.close()
+    turn.append(np.ones(SAMPLE_RATE, dtype=np.float32))
+    assert turn.total_samples == SAMPLE_RATE
+
+
+def test_long_audio_is_trimmed_at_a_committed_segment_end_and_prompts_with_what_went() -> None:
+    """Past trim_after_s the kept audio starts after a fully committed segment."""
+    turn = turn_with(16, trim_after_s=15)
+    said = words(" ".join(f"w{i}" for i in range(20)), step=0.5)  # ends at 10 s
+    for _ in range(2):
+        turn.begin_pass()
+        turn.apply(PassResult(said, segment_ends=[5.0, 10.0]), final=False)
+    assert turn.offset_s == 10.0
+    assert turn.total_samples == 16 * SAMPLE_RATE
+    assert len(turn.audio) == 6 * SAMPLE_RATE
+    prompt = turn.prompt("earlier turn")
+    assert prompt is not None
+    assert prompt.startswith("earlier turn w0")
+    assert prompt.endswith("w19")
+
+
+def test_the_prompt_leaves_out_committed_words_still_in_the_audio() -> None:
+    """Whisper skips audio whose words the prompt holds: kept words stay out of it."""
+    turn = turn_with(3)
+    for _ in range(2):
+        turn.begin_pass()
+        turn.apply(PassResult(words("he hoped")), final=False)
+    assert turn.text == "he hoped"
+    assert turn.prompt("before") == "before"
+    assert turn.prompt() is None
+
+
+def test_new_audio_is_measured_from_the_start_of_the_last_pass() -> None:
+    """A pass is due once enough audio came in after the previous one began."""
+    turn = turn_with(1)
+    assert turn.new_audio_s() == 1.0
+    turn.begin_pass()
+    assert turn.new_audio_s() == 0.0
+    turn.append(np.zeros(SAMPLE_RATE // 2, dtype=np.float32))
+    assert turn.new_audio_s() == 0.5
