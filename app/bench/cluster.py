@@ -19,7 +19,8 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
-from app.bench.runner import REPO_ROOT, SHORT, Row, ServerProcess, _clients_at_once, _free_port
+from app.bench.measure import REPO_ROOT, SHORT, Row
+from app.bench.servers import ServerProcess, clients_at_once, free_port
 
 __all__ = ["bench_cluster"]
 
@@ -29,7 +30,7 @@ def _redis() -> Iterator[str]:
     binary = shutil.which("redis-server")
     if binary is None:
         raise SystemExit("bench: the cluster scenario needs redis-server (make redis)")
-    port = _free_port()
+    port = free_port()
     process = subprocess.Popen(
         [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
         stdout=subprocess.DEVNULL,
@@ -67,8 +68,8 @@ def _run(workers: int, threads: int, env: dict[str, str]) -> Row:
         node = ServerProcess(**cluster)
         try:
             node.wait_ready()
-            _clients_at_once(node.url, None, system="warm-up")  # every worker loads its model
-            row = _clients_at_once(node.url, None, system=f"cluster, {workers} worker(s)")
+            clients_at_once(node.url, None, system="warm-up")  # every worker loads its model
+            row = clients_at_once(node.url, None, system=f"cluster, {workers} worker(s)")
         finally:
             node.stop()
             for process in started:

@@ -33,6 +33,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from app.bench.measure import AUDIO_DIR, LONG, base_model_path, word_error_rate
+
 __all__ = ["main"]
 
 CANDIDATES: tuple[tuple[int, int], ...] = (
@@ -44,7 +46,6 @@ CANDIDATES: tuple[tuple[int, int], ...] = (
     (1000, 300),
     (1500, 200),
 )
-LONG = "en_longform_tedlium_120s.flac"
 WER_TOLERANCE = 0.003
 TRANSLATION_TOLERANCE = 0.05
 
@@ -161,16 +162,12 @@ def _mean_ms(shifts: list[float | None]) -> float:
 
 
 def _mean_wer(references: dict[str, str], run: PolicyRun, names: list[str]) -> float:
-    from app.bench.runner import word_error_rate
-
     if not names:
         return 0.0
     return statistics.fmean(word_error_rate(references[n], run.clips[n].text) for n in names)
 
 
 def _summarise(run: PolicyRun, full: PolicyRun, references: dict[str, str]) -> Summary:
-    from app.bench.runner import word_error_rate
-
     english = [n for n in run.clips if n.startswith("en_")]
     other = [n for n in run.clips if not n.startswith("en_")]
     seg = [_shift(run.clips[n].segments, full.clips[n].segments) for n in run.clips]
@@ -237,7 +234,6 @@ def _table(rows: list[Summary], full: Summary) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     """Run the study and print its table."""
-    from app.bench.runner import AUDIO_DIR, _base_model_path
     from app.transcription.audio import decode_audio
     from app.transcription.encoder_context import FULL_POLICY, ContextPolicy
     from app.transcription.single_pass import SinglePassWhisperModel
@@ -253,7 +249,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     model = SinglePassWhisperModel(
-        _base_model_path(), device="cpu", compute_type="int8", cpu_threads=args.threads
+        base_model_path(), device="cpu", compute_type="int8", cpu_threads=args.threads
     )
     model.redo_failures = not args.no_redo
     clips = _clips(AUDIO_DIR)

@@ -24,7 +24,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-__all__ = ["LiveRun", "bench_live"]
+from app.bench.measure import (
+    Row,
+    clip_path,
+    clip_reference,
+    cpu_seconds,
+    duration,
+    word_error_rate,
+)
+from app.bench.servers import running_server, transcribe_via_http
+
+__all__ = ["LiveRun", "bench_live", "live_rows", "offline_wer"]
 
 CHUNK_S = 0.1
 RATE = 24000
@@ -53,11 +63,6 @@ def _pcm24(path: Path) -> bytes:
     for piece in resampler.resample(None):
         out += piece.to_ndarray().astype("<i2").tobytes()
     return bytes(out)
-
-
-def _cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text(encoding="ascii").rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 async def _stream(url: str, pcm: bytes, language: str) -> LiveRun:
@@ -115,7 +120,6 @@ async def _stream(url: str, pcm: bytes, language: str) -> LiveRun:
 
 def _offline_wer(path: Path, model_name: str, language: str, reference: str) -> float:
     """The same model on the whole clip at once (beam 1, temperature 0), for comparison."""
-    from app.bench.runner import word_error_rate
     from app.config import load_settings
     from app.transcription.audio import decode_audio
     from app.transcription.models.loading import load_faster_whisper
@@ -146,8 +150,6 @@ def bench_live(
     language: str = "en",
 ) -> list[dict[str, Any]]:
     """One session alone and one beside a batch upload; one result dict per run."""
-    from app.bench.runner import word_error_rate
-
     pcm = _pcm24(clip)
     results: list[dict[str, Any]] = []
     with start_server(MAX_LIVE_SESSIONS="1", LOAD_MODEL_ON_STARTUP="1") as (url, pid, _):
@@ -156,9 +158,9 @@ def bench_live(
             worker = threading.Thread(target=_timed_upload, args=(upload, url, batch_clip, batch))
             if beside:
                 worker.start()
-            cpu_before, wall_before = _cpu_seconds(pid), time.monotonic()
+            cpu_before, wall_before = cpu_seconds(pid), time.monotonic()
             run = asyncio.run(_stream(url, pcm, language))
-            cpu = _cpu_seconds(pid) - cpu_before
+            cpu = cpu_seconds(pid) - cpu_before
             run.cpu_share = cpu / (time.monotonic() - wall_before) / (os.cpu_count() or 1)
             if beside:
                 worker.join()
@@ -190,3 +192,44 @@ def _timed_upload(
 def offline_wer(clip: Path, reference: str, model_name: str = "tiny.en") -> float:
     """WER of the live model on the whole clip at once (the live WER's yardstick)."""
     return _offline_wer(clip, model_name, "en", reference)
+
+
+def live_rows(clip_name: str) -> list[Row]:
+    """The live scenario on a fresh server (CPU fallback model base) as table rows."""
+    path, text = clip_path(clip_name), clip_reference(clip_name)
+    results = bench_live(
+        path,
+        text,
+        start_server=lambda **env: running_server(None, CPU_FALLBACK_MODEL="base", **env),
+        upload=transcribe_via_http,
+        batch_clip=clip_name,
+    )
+    yardstick = offline_wer(path, text)
+    rows = []
+    for result in results:
+        extra = {
+            "words": result["words"],
+            "mean_delay_s": _rounded(result["mean_s"]),
+            "cpu_share": round(result["cpu_share"], 2),
+            "offline_wer": round(yardstick, 3),
+        }
+        if result["batch_wall_s"] is not None:
+            extra["batch_wall_s"] = round(result["batch_wall_s"], 1)
+        rows.append(
+            Row(
+                scenario="live",
+                system="live + batch beside" if result["beside_batch"] else "live alone",
+                audio_s=duration(clip_name),
+                wall_s=result["wall_s"],
+                p50_s=None,
+                p95_s=result["p95_s"],
+                max_s=result["max_s"],
+                wer=result["wer"],
+                extra=extra,
+            )
+        )
+    return rows
+
+
+def _rounded(value: float | None) -> float | None:
+    return None if value is None else round(value, 2)
