@@ -23,7 +23,8 @@ from app.config import Settings
 from app.observability.metrics import LiveMetrics
 from app.transcription.catalogue import spec
 from app.transcription.live.audio import SpeechScorer, silero_scorer
-from app.transcription.live.session import LiveConfig, whisper_pass
+from app.transcription.live.passes import whisper_pass
+from app.transcription.live.session import LiveConfig
 from app.transcription.live.turn import PassResult
 from app.transcription.models import ModelManager
 from app.transcription.models.loading import load_faster_whisper

@@ -44,7 +44,8 @@ from app.service import JobSpec, TranscriptionService
 from app.service.live import OPENAI_LIVE_MODELS, LiveService
 from app.transcription.catalogue import spec
 from app.transcription.live.audio import SpeechScorer
-from app.transcription.live.session import LiveConfig, LiveEvent, LiveSession
+from app.transcription.live.events import LiveEvent
+from app.transcription.live.session import LiveConfig, LiveSession
 from app.transcription.live.transcript import transcript_of
 from app.transcription.types import TranscribeOptions
 
