@@ -38,7 +38,7 @@ from app.api.realtime.protocol import (
     task_created_event,
     updated_config,
 )
-from app.api.security import ConnectionRateLimit, KeyRing
+from app.api.security import ConnectionRateLimit, KeyRing, presented_key
 from app.clock import Clock
 from app.service import JobSpec, TranscriptionService
 from app.service.live import OPENAI_LIVE_MODELS, LiveService
@@ -53,7 +53,6 @@ __all__ = ["RealtimeRoute", "realtime_route"]
 
 log = structlog.get_logger(__name__)
 
-KEY_SUBPROTOCOL = "openai-insecure-api-key."
 # One append may carry at most this much base64 (OpenAI allows 15 MiB).
 MAX_APPEND_CHARS = 15 * 1024 * 1024
 NOTHING = "nothing_to_keep"
@@ -100,7 +99,7 @@ class RealtimeRoute:
 
         Raises _RefusedError when this connection may not open a session.
         """
-        presented = _presented_key(socket)
+        presented = presented_key(socket.scope)
         owner = self.keys.identify(presented) if self.keys is not None else None
         if self.keys is not None and owner is None:
             given = presented is not None
@@ -119,16 +118,6 @@ class RealtimeRoute:
                 30,
             )
         return owner
-
-
-def _presented_key(socket: WebSocket[Any, Any, Any]) -> str | None:
-    scheme, _, token = socket.headers.get("authorization", "").strip().partition(" ")
-    if scheme.lower() == "bearer" and token.strip():
-        return token.strip()
-    for protocol in _subprotocols(socket):
-        if protocol.startswith(KEY_SUBPROTOCOL):
-            return protocol[len(KEY_SUBPROTOCOL) :]
-    return None
 
 
 def _subprotocols(socket: WebSocket[Any, Any, Any]) -> list[str]:
