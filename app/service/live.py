@@ -4,6 +4,9 @@ Framework-free. Live passes run in their own threads (`live` executor, one per
 allowed session) on their own model instance, loaded with LIVE_CPU_THREADS
 threads by a second `ModelManager`, so a live pass never waits behind a batch job
 in the worker's inference thread and the cores are split between the two.
+
+Whether a session may open (`open_session`) is decided here; a transport only
+renders the domain error that refuses it.
 """
 
 from __future__ import annotations
@@ -21,6 +24,8 @@ import structlog
 
 from app.config import Settings
 from app.observability.metrics import LiveMetrics
+from app.service.core import TranscriptionService
+from app.service.errors import LiveDisabledError, NoLiveSlotError
 from app.transcription.catalogue import spec
 from app.transcription.live.audio import SpeechScorer, silero_scorer
 from app.transcription.live.passes import whisper_pass
@@ -29,7 +34,12 @@ from app.transcription.live.turn import PassResult
 from app.transcription.models import ModelManager
 from app.transcription.models.loading import load_faster_whisper
 
-__all__ = ["LiveService", "default_live_model"]
+__all__ = [
+    "OPENAI_LIVE_MODELS",
+    "SESSION_RETRY_AFTER_S",
+    "LiveService",
+    "default_live_model",
+]
 
 log = structlog.get_logger(__name__)
 
@@ -44,8 +54,8 @@ OPENAI_LIVE_MODELS = (
     "gpt-4o-transcribe-diarize",
     "gpt-realtime-whisper",
 )
-# A refused session may retry about this much later: live sessions last minutes.
-RETRY_AFTER_S = 30
+# Retry-After for a session refused because every slot is taken: live sessions last minutes.
+SESSION_RETRY_AFTER_S = 30
 
 
 def default_live_model(models: ModelManager) -> str:
@@ -134,14 +144,20 @@ class LiveService:
 
     # -- slots
 
-    def try_open(self) -> bool:
-        """Take a session slot; False when MAX_LIVE_SESSIONS are open."""
+    def open_session(self, service: TranscriptionService) -> None:
+        """Take a session slot.
+
+        Raises LiveDisabledError when live transcription is off, ShuttingDownError
+        while `service` shuts down, and NoLiveSlotError when MAX_LIVE_SESSIONS are open.
+        """
+        if not self.enabled:
+            raise LiveDisabledError()
+        if service.is_draining:
+            raise service.shutting_down_error("the server is shutting down")
         if self.active >= self.max_sessions:
-            self.metrics.refused.labels(reason="too_many_sessions").inc()
-            return False
+            raise NoLiveSlotError(self.max_sessions, SESSION_RETRY_AFTER_S)
         self.active += 1
         self.metrics.active.inc()
-        return True
 
     def close(self, outcome: str) -> None:
         """Give a slot back; `outcome` says how the session ended (for /metrics)."""
