@@ -43,15 +43,12 @@ from app.api.realtime.protocol import (
 )
 from app.api.security import ConnectionRateLimit, KeyRing, presented_key
 from app.clock import Clock
-from app.service import JobSpec, TranscriptionService
+from app.service import TranscriptionService
 from app.service.errors import ErrorView, RateLimitedError, UnauthorizedError, describe
 from app.service.live import OPENAI_LIVE_MODELS, LiveService
-from app.transcription.catalogue import spec
 from app.transcription.live.audio import SpeechScorer
 from app.transcription.live.events import LiveEvent
 from app.transcription.live.session import LiveConfig, LiveSession
-from app.transcription.live.transcript import transcript_of
-from app.transcription.types import TranscribeOptions
 
 __all__ = ["RealtimeRoute", "realtime_route"]
 
@@ -273,28 +270,12 @@ class _Connection:
             )
 
     async def _keep(self) -> None:
-        """Store the completed turns as a finished task of this key; tell the client its id.
-
-        Turns already committed are waited for; audio still arriving is not part of it.
-        """
-        turns = await self.session.settled()
-        if not turns:
+        """Keep the session's completed turns as a task of this key; tell the client its id."""
+        route = self.route
+        kept = await route.live.keep(route.service, self.session, owner=self.owner)
+        if kept is None:
             raise ProtocolError("no turn has been transcribed yet: nothing to keep", code=NOTHING)
-        config, live = self.session.config, self.route.live
-        model = config.model or live.model
-        language = config.language or ("en" if not spec(model).multilingual else None)
-        transcript = transcript_of(
-            turns, duration_s=self.session.audio_seconds, fallback_language=language or "en"
-        )
-        options = TranscribeOptions(
-            model=model, language=language, word_timestamps=True, beam_size=1, temperature=0.0
-        )
-        job = await self.route.service.keep_finished(
-            JobSpec(task_type="transcribe", options=options, surface="live", owner=self.owner),
-            transcript,
-            model=model,
-        )
-        await self.send(task_created_event(job.id, len(turns)))
+        await self.send(task_created_event(kept.task_id, kept.turns))
 
     async def _update(self, event: dict[str, Any], *, beta: bool) -> None:
         live = self.route.live
