@@ -2,9 +2,11 @@
 
 Every error, whether a handler, a middleware (API keys, rate limit) or the router
 raised it, ends here. Domain errors get their status, code and message from the
-table in `app.service.errors`; Litestar's own HTTP errors keep theirs. An upload that is
-refused is counted in /metrics under its reason, once. Each surface registers a
-renderer for its path prefix; everything else answers in the task API's shape.
+table in `app.service.errors`; Litestar's own HTTP errors keep theirs. A refused
+upload is counted in /metrics under its reason, once, by `count_refusal`, which the
+live WebSocket's refusals (answered before its upgrade, never here) go through too.
+Each surface registers a renderer for its path prefix; everything else answers in
+the task API's shape.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from app.observability.metrics import RejectReason
 from app.service import TranscriptionService
 from app.service.errors import ErrorView, describe
 
-__all__ = ["ErrorRenderer", "error_handler", "task_api_error"]
+__all__ = ["ErrorRenderer", "count_refusal", "error_handler", "task_api_error"]
 
 ErrorRenderer = Callable[[ErrorView], Response[Any]]
 
@@ -50,6 +52,12 @@ def task_api_error(view: ErrorView) -> Response[Any]:
         headers=view.headers,
         media_type="application/json",
     )
+
+
+def count_refusal(service: TranscriptionService, view: ErrorView) -> None:
+    """Count a refused upload or live session in /metrics under its reason (if it has one)."""
+    if view.reason is not None:
+        service.metrics.upload_rejected(view.reason)
 
 
 def _name_too_long(exc: BaseException) -> bool:
@@ -85,8 +93,8 @@ def error_handler(
 
     def handle(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
         view = _view_of(exc)
-        if view.reason is not None and request.method == "POST":
-            service.metrics.upload_rejected(view.reason)
+        if request.method == "POST":
+            count_refusal(service, view)
         path = request.scope.get("path", "")
         for prefix, render in by_length:
             if path.startswith(prefix):

@@ -35,12 +35,14 @@ from litestar.enums import ScopeType
 from litestar.middleware import ASGIMiddleware
 from litestar.middleware.rate_limit import RateLimitConfig, RateLimitMiddleware
 from litestar.types import ASGIApp, Receive, Scope, Send
+from litestar.types.asgi_types import RawHeaders
 
 from app.api.forwarded import forwarded_request
 from app.config import Settings, parse_rate_limit
 from app.service.errors import UnauthorizedError
 
 __all__ = [
+    "KEY_SUBPROTOCOL",
     "OWNER_STATE_KEY",
     "PUBLIC_OPT_KEY",
     "ApiKeyMiddleware",
@@ -53,11 +55,14 @@ __all__ = [
     "is_public",
     "owner_of",
     "peer_of",
+    "presented_key",
     "rate_limit_config",
     "security_middleware",
 ]
 
 PUBLIC_OPT_KEY = "public"
+# A browser's WebSocket cannot set headers: it sends the key as this subprotocol's suffix.
+KEY_SUBPROTOCOL = "openai-insecure-api-key."
 PUBLIC_PATHS = frozenset({"/healthz", "/readyz", "/metrics", "/api/v1/login", "/api/v1/privacy"})
 PUBLIC_PREFIXES = ("/docs",)
 PEER_STATE_KEY = "whisper_api.peer"
@@ -212,8 +217,25 @@ def _owner_id(key: str) -> str:
     return "key-" + hashlib.sha256(b"whisper-api task owner\0" + key.encode()).hexdigest()[:16]
 
 
-def _bearer_token(scope: Scope) -> str | None:
-    for name, value in scope["headers"]:
+def presented_key(scope: Scope) -> str | None:
+    """The API key a request or a websocket presents, or None when it presents none.
+
+    `Authorization: Bearer <key>` on both; on a websocket also the
+    `openai-insecure-api-key.<key>` subprotocol, the only way a browser's
+    WebSocket can send a key (it cannot set headers).
+    """
+    token = _bearer_token(scope["headers"])
+    if token is not None or scope["type"] != ScopeType.WEBSOCKET:
+        return token
+    for protocol in scope.get("subprotocols", ()):
+        if protocol.startswith(KEY_SUBPROTOCOL):
+            return protocol[len(KEY_SUBPROTOCOL) :]
+    return None
+
+
+def _bearer_token(headers: RawHeaders) -> str | None:
+    """The token of the first Authorization header, where it is a non-empty Bearer one."""
+    for name, value in headers:
         if name == b"authorization":
             scheme, _, token = value.decode("latin-1").strip().partition(" ")
             if scheme.lower() == "bearer" and token.strip():
@@ -230,7 +252,7 @@ class ApiKeyMiddleware(ASGIMiddleware):
     which the app's one error handler renders in the shape of the surface asked.
     """
 
-    # Only HTTP: there is no websocket route; one added later must check keys itself.
+    # Only HTTP: the live websocket checks keys itself, before its upgrade (app.api.realtime).
     scopes = (ScopeType.HTTP,)
 
     def __init__(self, keys: Sequence[str]) -> None:
@@ -241,7 +263,7 @@ class ApiKeyMiddleware(ASGIMiddleware):
         if is_public(scope):
             await next_app(scope, receive, send)
             return
-        token = _bearer_token(scope)
+        token = presented_key(scope)
         owner = self._ring.identify(token)
         if owner is None:
             # Rendered in the surface's own shape, and counted, by the app's error handler.

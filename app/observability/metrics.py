@@ -47,6 +47,8 @@ RejectReason = Literal[
     "backend_unavailable",
     "too_many_uploads",
     "upload_timeout",
+    "live_disabled",
+    "too_many_sessions",
 ]
 
 # Seconds of work per job: from a short clip on a GPU to a long recording on a CPU.
@@ -254,6 +256,10 @@ class LiveMetrics:
             buckets=LIVE_DELAY_BUCKETS,
             registry=registry,
         )
+
+    def session_refused(self, reason: RejectReason) -> None:
+        """A live session was refused before the upgrade, for `reason`."""
+        self.refused.labels(reason=reason).inc()
 
     def pass_done(self, seconds: float) -> None:
         """One transcription pass took `seconds`."""

@@ -1,8 +1,9 @@
 """Domain errors and the one table that gives each its HTTP status, code and metrics reason.
 
-Framework-free: the service and the transcription core raise these; each HTTP
-surface only renders `describe(exc)` in its own shape (task API, OpenAI, /asr),
-and the rejection is counted once, by that reason, where it is rendered.
+Framework-free: the service and the transcription core raise these; each surface
+only renders `describe(exc)` in its own shape (task API, OpenAI, /asr, the live
+WebSocket's refusal), and the rejection is counted once, by that reason, where it
+is rendered.
 """
 
 from __future__ import annotations
@@ -21,6 +22,9 @@ __all__ = [
     "ErrorView",
     "InvalidInputError",
     "JobFailedError",
+    "LiveDisabledError",
+    "NoLiveSlotError",
+    "RateLimitedError",
     "RejectReason",
     "ShuttingDownError",
     "TaskNotFoundError",
@@ -69,6 +73,31 @@ class UnauthorizedError(Exception):
         )
 
 
+class RateLimitedError(Exception):
+    """The client has used up its RATE_LIMIT budget; `retry_after_s` says when it refills."""
+
+    def __init__(self, retry_after_s: int) -> None:
+        super().__init__("too many requests from this address")
+        self.retry_after_s = retry_after_s
+
+
+class LiveDisabledError(Exception):
+    """Live transcription is off on this server (MAX_LIVE_SESSIONS=0)."""
+
+    def __init__(self) -> None:
+        super().__init__("live transcription is off on this server")
+
+
+class NoLiveSlotError(Exception):
+    """Every live session slot (MAX_LIVE_SESSIONS) is taken; `retry_after_s` says when to retry."""
+
+    def __init__(self, max_sessions: int, retry_after_s: int) -> None:
+        super().__init__(
+            f"this server runs at most {max_sessions} live session(s); try again later"
+        )
+        self.retry_after_s = retry_after_s
+
+
 class TaskNotFoundError(Exception):
     """No such task for this caller: unknown id, expired, or another key's task."""
 
@@ -114,6 +143,9 @@ ERROR_KINDS: dict[type[Exception], ErrorKind] = {
     TooManyUploadsError: ErrorKind(429, "too_many_uploads", "too_many_uploads"),
     UploadTimeoutError: ErrorKind(408, "upload_timeout", "upload_timeout", "file"),
     UnauthorizedError: ErrorKind(401, "invalid_api_key", "unauthorized"),
+    RateLimitedError: ErrorKind(429, "rate_limit_exceeded", "rate_limited"),
+    LiveDisabledError: ErrorKind(403, "live_disabled", "live_disabled"),
+    NoLiveSlotError: ErrorKind(429, "too_many_sessions", "too_many_sessions"),
     TaskNotFoundError: ErrorKind(404, "not_found"),
     TaskNotReadyError: ErrorKind(409, "task_not_finished"),
     JobFailedError: ErrorKind(500, "job_failed"),

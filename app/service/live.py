@@ -4,6 +4,10 @@ Framework-free. Live passes run in their own threads (`live` executor, one per
 allowed session) on their own model instance, loaded with LIVE_CPU_THREADS
 threads by a second `ModelManager`, so a live pass never waits behind a batch job
 in the worker's inference thread and the cores are split between the two.
+
+Whether a session may open (`open_session`) and what a kept session becomes
+(`keep`: the task's options and transcript) are decided here; a transport only
+passes on what its client asked and renders the answers or the domain errors.
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ import concurrent.futures
 import functools
 import os
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import msgspec
 import numpy as np
@@ -21,14 +26,25 @@ import structlog
 
 from app.config import Settings
 from app.observability.metrics import LiveMetrics
+from app.service.core import JobSpec, TranscriptionService
+from app.service.errors import LiveDisabledError, NoLiveSlotError
 from app.transcription.catalogue import spec
 from app.transcription.live.audio import SpeechScorer, silero_scorer
-from app.transcription.live.session import LiveConfig, whisper_pass
+from app.transcription.live.passes import whisper_pass
+from app.transcription.live.session import LiveConfig, LiveSession
+from app.transcription.live.transcript import transcript_of
 from app.transcription.live.turn import PassResult
 from app.transcription.models import ModelManager
 from app.transcription.models.loading import load_faster_whisper
+from app.transcription.types import TranscribeOptions
 
-__all__ = ["LiveService", "default_live_model"]
+__all__ = [
+    "OPENAI_LIVE_MODELS",
+    "SESSION_RETRY_AFTER_S",
+    "KeptSession",
+    "LiveService",
+    "default_live_model",
+]
 
 log = structlog.get_logger(__name__)
 
@@ -43,8 +59,16 @@ OPENAI_LIVE_MODELS = (
     "gpt-4o-transcribe-diarize",
     "gpt-realtime-whisper",
 )
-# A refused session may retry about this much later: live sessions last minutes.
-RETRY_AFTER_S = 30
+# Retry-After for a session refused because every slot is taken: live sessions last minutes.
+SESSION_RETRY_AFTER_S = 30
+
+
+@dataclass(frozen=True, slots=True)
+class KeptSession:
+    """A live session stored as a finished task: the task's id and how many turns it holds."""
+
+    task_id: str
+    turns: int
 
 
 def default_live_model(models: ModelManager) -> str:
@@ -133,14 +157,20 @@ class LiveService:
 
     # -- slots
 
-    def try_open(self) -> bool:
-        """Take a session slot; False when MAX_LIVE_SESSIONS are open."""
+    def open_session(self, service: TranscriptionService) -> None:
+        """Take a session slot.
+
+        Raises LiveDisabledError when live transcription is off, ShuttingDownError
+        while `service` shuts down, and NoLiveSlotError when MAX_LIVE_SESSIONS are open.
+        """
+        if not self.enabled:
+            raise LiveDisabledError()
+        if service.is_draining:
+            raise service.shutting_down_error("the server is shutting down")
         if self.active >= self.max_sessions:
-            self.metrics.refused.labels(reason="too_many_sessions").inc()
-            return False
+            raise NoLiveSlotError(self.max_sessions, SESSION_RETRY_AFTER_S)
         self.active += 1
         self.metrics.active.inc()
-        return True
 
     def close(self, outcome: str) -> None:
         """Give a slot back; `outcome` says how the session ended (for /metrics)."""
@@ -171,3 +201,34 @@ class LiveService:
             blocking = whisper_pass(lease.transcriber, config.language)
             loop = asyncio.get_running_loop()
             return await loop.run_in_executor(self._executor, blocking, audio, prompt)
+
+    # -- keeping a session
+
+    async def keep(
+        self, service: TranscriptionService, session: LiveSession, *, owner: str | None
+    ) -> KeptSession | None:
+        """Store the session's completed turns as a finished task of `owner`; None if none.
+
+        Turns already committed are waited for; audio still arriving is not part of
+        it. The task records how its text was made: the session's model and
+        language (English for an English-only model), word timings, beam 1,
+        temperature 0.
+        """
+        turns = await session.settled()
+        if not turns:
+            return None
+        config = session.config
+        model = config.model or self.model
+        language = config.language or (None if spec(model).multilingual else "en")
+        transcript = transcript_of(
+            turns, duration_s=session.audio_seconds, fallback_language=language or "en"
+        )
+        options = TranscribeOptions(
+            model=model, language=language, word_timestamps=True, beam_size=1, temperature=0.0
+        )
+        job = await service.keep_finished(
+            JobSpec(task_type="transcribe", options=options, surface="live", owner=owner),
+            transcript,
+            model=model,
+        )
+        return KeptSession(task_id=job.id, turns=len(turns))

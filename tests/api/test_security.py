@@ -14,6 +14,7 @@ from litestar.testing import AsyncTestClient
 from app.api.security import (
     KeyRing,
     cors_config,
+    presented_key,
     security_middleware,
 )
 from app.config import load_settings
@@ -342,6 +343,37 @@ async def test_malformed_authorization_is_refused(
     async with AsyncTestClient(app=build_app(api_keys=(KEY_A,))) as client:
         response = await client.get("/api/v1/version", headers={"Authorization": authorization})
     assert response.status_code == 401
+
+
+def scope_of(kind: str, authorization: str | None = None, *protocols: str) -> Any:
+    """A bare ASGI scope of `kind` with an Authorization header and subprotocols where given."""
+    headers = [(b"authorization", authorization.encode())] if authorization is not None else []
+    scope: dict[str, Any] = {"type": kind, "headers": [(b"host", b"testserver"), *headers]}
+    if kind == "websocket":
+        scope["subprotocols"] = list(protocols)
+    return scope
+
+
+@pytest.mark.parametrize(
+    ("scope", "expected"),
+    [
+        (scope_of("http", f"Bearer {KEY_A}"), KEY_A),
+        (scope_of("http", f"bearer   {KEY_A} "), KEY_A),
+        (scope_of("http", f"Basic {KEY_A}"), None),
+        (scope_of("http", "Bearer "), None),
+        (scope_of("http"), None),
+        (scope_of("websocket", f"Bearer {KEY_A}", "realtime"), KEY_A),
+        (scope_of("websocket", None, "realtime", f"openai-insecure-api-key.{KEY_A}"), KEY_A),
+        (scope_of("websocket", "Bearer ", f"openai-insecure-api-key.{KEY_B}"), KEY_B),
+        (scope_of("websocket", f"Bearer {KEY_A}", f"openai-insecure-api-key.{KEY_B}"), KEY_A),
+        (scope_of("websocket", None, "realtime"), None),
+    ],
+)
+def test_one_function_reads_the_key_of_requests_and_websockets(
+    scope: Any, expected: str | None
+) -> None:
+    """A Bearer header on both; on a websocket, failing that, the browser's key subprotocol."""
+    assert presented_key(scope) == expected
 
 
 def test_key_ring_identifies_each_key_and_nothing_else() -> None:

@@ -18,19 +18,19 @@ from typing import Any, cast
 
 from app.api import form_options as opts
 from app.service.errors import InvalidInputError
-from app.transcription.live.audio import TurnDetection
-from app.transcription.live.noise import NOISE_REDUCTIONS, NoiseReduction
-from app.transcription.live.session import (
+from app.transcription.live.audio import INPUT_RATE, TurnDetection
+from app.transcription.live.events import (
     Cleared,
     Committed,
     Completed,
     Delta,
-    LiveConfig,
     LiveEvent,
     SpeechStarted,
     SpeechStopped,
     TurnFailed,
 )
+from app.transcription.live.noise import NOISE_REDUCTIONS, NoiseReduction
+from app.transcription.live.session import LiveConfig
 from app.transcription.models import ModelManager
 
 __all__ = [
@@ -50,7 +50,6 @@ GA_UPDATE = "session.update"
 BETA_UPDATE = "transcription_session.update"
 # This server's own client event: keep the session's completed turns as a finished task.
 KEEP_EVENT = "x.whisper_api.session.keep"
-INPUT_RATE = 24000
 
 
 class ProtocolError(Exception):

@@ -1,16 +1,17 @@
 """`GET /v1/realtime?intent=transcription`: live transcription over OpenAI's Realtime protocol.
 
-Before the upgrade the route checks, in this order, RATE_LIMIT (shared with the
-client's HTTP requests), the API key (the HTTP
-middleware does not see websockets: `Authorization: Bearer`, or the
-`openai-insecure-api-key.<key>` subprotocol browsers must use), that live
-transcription is on, that the server is not shutting down, and that a session
-slot is free (MAX_LIVE_SESSIONS); a refusal is a plain HTTP answer in OpenAI's
-error shape (429 with Retry-After past the rate limit, 401, 403, 503, and 429 with
-Retry-After when every slot is taken). After it, client events feed
-a `LiveSession` and its events go back as server events. The session ends when
-the client leaves, after LIVE_IDLE_TIMEOUT_S without a client event, or after
-LIVE_MAX_SESSION_S. Audio and text live only in this connection's memory.
+Before the upgrade the route admits the connection, checking in this order
+RATE_LIMIT (shared with the client's HTTP requests), the API key (the HTTP
+middleware does not see websockets; `presented_key` reads `Authorization: Bearer`
+or the `openai-insecure-api-key.<key>` subprotocol browsers must use), then the live
+service's own checks: live transcription is on, the server is not shutting down,
+a session slot is free (MAX_LIVE_SESSIONS). A refusal is a domain error: counted in
+/metrics like a refused upload, and answered as a plain HTTP response in OpenAI's
+error shape with the status, code, message and Retry-After `app.service.errors`
+gives it. After the upgrade, client events feed a `LiveSession` and its events go
+back as server events. The session ends when the client leaves, after
+LIVE_IDLE_TIMEOUT_S without a client event, or after LIVE_MAX_SESSION_S. Audio
+and text live only in this connection's memory.
 """
 
 from __future__ import annotations
@@ -27,6 +28,8 @@ import structlog
 from litestar import WebSocket, websocket
 from litestar.exceptions import WebSocketDisconnect
 
+from app.api.compat_schemas import OpenAIError, OpenAIErrorBody
+from app.api.errors import count_refusal
 from app.api.realtime.protocol import (
     BETA_UPDATE,
     GA_UPDATE,
@@ -38,32 +41,24 @@ from app.api.realtime.protocol import (
     task_created_event,
     updated_config,
 )
-from app.api.security import ConnectionRateLimit, KeyRing
+from app.api.security import ConnectionRateLimit, KeyRing, presented_key
 from app.clock import Clock
-from app.service import JobSpec, TranscriptionService
+from app.service import TranscriptionService
+from app.service.errors import ErrorView, RateLimitedError, UnauthorizedError, describe
 from app.service.live import OPENAI_LIVE_MODELS, LiveService
-from app.transcription.catalogue import spec
 from app.transcription.live.audio import SpeechScorer
-from app.transcription.live.session import LiveConfig, LiveEvent, LiveSession
-from app.transcription.live.transcript import transcript_of
-from app.transcription.types import TranscribeOptions
+from app.transcription.live.events import LiveEvent
+from app.transcription.live.session import LiveConfig, LiveSession
 
 __all__ = ["RealtimeRoute", "realtime_route"]
 
 log = structlog.get_logger(__name__)
 
-KEY_SUBPROTOCOL = "openai-insecure-api-key."
 # One append may carry at most this much base64 (OpenAI allows 15 MiB).
 MAX_APPEND_CHARS = 15 * 1024 * 1024
 NOTHING = "nothing_to_keep"
 _decoder = msgspec.json.Decoder()
 _encoder = msgspec.json.Encoder()
-
-
-class _RefusedError(Exception):
-    def __init__(self, status: int, code: str, message: str, retry_after: int | None = None):
-        super().__init__(message)
-        self.status, self.code, self.message, self.retry_after = status, code, message, retry_after
 
 
 class RealtimeRoute:
@@ -84,75 +79,64 @@ class RealtimeRoute:
         self.clock = clock
         self.rate_limit = rate_limit
 
-    async def within_rate_limit(self, socket: WebSocket[Any, Any, Any]) -> None:
-        """Count this connection against RATE_LIMIT; _RefusedError (429) past it."""
-        if self.rate_limit is None:
-            return
-        wait_s = await self.rate_limit.retry_after(socket.scope)
-        if wait_s is not None:
-            raise _RefusedError(
-                429, "rate_limit_exceeded", "too many requests from this address", wait_s
-            )
+    async def admit(self, socket: WebSocket[Any, Any, Any]) -> str | None:
+        """Take a session slot for this connection; the key's owner id (None without API keys).
 
-    def check(self, socket: WebSocket[Any, Any, Any]) -> str | None:
-        """Take a session slot and return the key's owner id (None without API keys).
-
-        Raises _RefusedError when this connection may not open a session.
+        Raises the domain error that refuses it: RateLimitedError, UnauthorizedError,
+        or whatever `LiveService.open_session` raises.
         """
-        presented = _presented_key(socket)
-        owner = self.keys.identify(presented) if self.keys is not None else None
-        if self.keys is not None and owner is None:
-            given = presented is not None
-            message = "the API key is not valid" if given else "this server requires an API key"
-            raise _RefusedError(401, "invalid_api_key", message)
-        if not self.live.enabled:
-            raise _RefusedError(403, "live_disabled", "live transcription is off on this server")
-        if self.service.is_draining:
-            raise _RefusedError(503, "shutting_down", "the server is shutting down", 5)
-        if not self.live.try_open():
-            raise _RefusedError(
-                429,
-                "too_many_sessions",
-                f"this server runs at most {self.live.max_sessions} live session(s); "
-                "try again later",
-                30,
-            )
+        if self.rate_limit is not None:
+            wait_s = await self.rate_limit.retry_after(socket.scope)
+            if wait_s is not None:
+                raise RateLimitedError(wait_s)
+        owner = self._owner(socket)
+        self.live.open_session(self.service)
         return owner
 
+    def _owner(self, socket: WebSocket[Any, Any, Any]) -> str | None:
+        if self.keys is None:
+            return None
+        presented = presented_key(socket.scope)
+        owner = self.keys.identify(presented)
+        if owner is None:
+            raise UnauthorizedError(key_given=presented is not None)
+        return owner
 
-def _presented_key(socket: WebSocket[Any, Any, Any]) -> str | None:
-    scheme, _, token = socket.headers.get("authorization", "").strip().partition(" ")
-    if scheme.lower() == "bearer" and token.strip():
-        return token.strip()
-    for protocol in _subprotocols(socket):
-        if protocol.startswith(KEY_SUBPROTOCOL):
-            return protocol[len(KEY_SUBPROTOCOL) :]
-    return None
+    async def refuse(self, socket: WebSocket[Any, Any, Any], refusal: ErrorView) -> None:
+        """Count a refused session like any refused upload and answer it before the upgrade."""
+        log.info("live_session_refused", status=refusal.status, reason=refusal.code)
+        count_refusal(self.service, refusal)
+        if refusal.reason is not None:
+            self.live.metrics.session_refused(refusal.reason)
+        await _refuse(socket, refusal)
 
 
 def _subprotocols(socket: WebSocket[Any, Any, Any]) -> list[str]:
     return [str(p) for p in socket.scope.get("subprotocols", [])]
 
 
-async def _refuse(socket: WebSocket[Any, Any, Any], refusal: _RefusedError) -> None:
-    """Answer the upgrade request with a plain HTTP error (or a close, where not supported)."""
+async def _refuse(socket: WebSocket[Any, Any, Any], refusal: ErrorView) -> None:
+    """Answer the upgrade request with a plain HTTP error in OpenAI's shape.
+
+    Where the server cannot send an HTTP answer to a websocket request, the
+    connection is closed with 1008 (policy violation) and the message as reason.
+    """
     await socket.receive()  # websocket.connect
     if "websocket.http.response" not in (socket.scope.get("extensions") or {}):
         await socket.close(code=1008, reason=refusal.message[:120])
         return
-    body = _encoder.encode(
-        {
-            "error": {
-                "message": refusal.message,
-                "type": "invalid_request_error",
-                "code": refusal.code,
-                "param": None,
-            }
-        }
+    error = OpenAIError(
+        message=refusal.message,
+        type="invalid_request_error",
+        code=refusal.code,
+        param=refusal.param,
     )
+    body = _encoder.encode(OpenAIErrorBody(error=error))
     headers = [(b"content-type", b"application/json")]
-    if refusal.retry_after is not None:
-        headers.append((b"retry-after", str(refusal.retry_after).encode()))
+    headers += [
+        (name.lower().encode("latin-1"), value.encode("latin-1"))
+        for name, value in (refusal.headers or {}).items()
+    ]
     await socket.send(
         {"type": "websocket.http.response.start", "status": refusal.status, "headers": headers}
     )
@@ -286,28 +270,12 @@ class _Connection:
             )
 
     async def _keep(self) -> None:
-        """Store the completed turns as a finished task of this key; tell the client its id.
-
-        Turns already committed are waited for; audio still arriving is not part of it.
-        """
-        turns = await self.session.settled()
-        if not turns:
+        """Keep the session's completed turns as a task of this key; tell the client its id."""
+        route = self.route
+        kept = await route.live.keep(route.service, self.session, owner=self.owner)
+        if kept is None:
             raise ProtocolError("no turn has been transcribed yet: nothing to keep", code=NOTHING)
-        config, live = self.session.config, self.route.live
-        model = config.model or live.model
-        language = config.language or ("en" if not spec(model).multilingual else None)
-        transcript = transcript_of(
-            turns, duration_s=self.session.audio_seconds, fallback_language=language or "en"
-        )
-        options = TranscribeOptions(
-            model=model, language=language, word_timestamps=True, beam_size=1, temperature=0.0
-        )
-        job = await self.route.service.keep_finished(
-            JobSpec(task_type="transcribe", options=options, surface="live", owner=self.owner),
-            transcript,
-            model=model,
-        )
-        await self.send(task_created_event(job.id, len(turns)))
+        await self.send(task_created_event(kept.task_id, kept.turns))
 
     async def _update(self, event: dict[str, Any], *, beta: bool) -> None:
         live = self.route.live
@@ -334,11 +302,12 @@ def realtime_route(route: RealtimeRoute) -> Any:
     @websocket("/v1/realtime")
     async def realtime(socket: WebSocket[Any, Any, Any]) -> None:
         try:
-            await route.within_rate_limit(socket)
-            owner = route.check(socket)
-        except _RefusedError as refusal:
-            log.info("live_session_refused", status=refusal.status, reason=refusal.code)
-            await _refuse(socket, refusal)
+            owner = await route.admit(socket)
+        except Exception as exc:
+            refusal = describe(exc)
+            if refusal is None:
+                raise
+            await route.refuse(socket, refusal)
             return
         outcome = "failed"
         try:

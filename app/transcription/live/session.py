@@ -1,12 +1,14 @@
 """One live transcription session: audio in, turns and committed words out.
 
-Framework-free. The protocol layer (`app.api.realtime.route`) feeds `LiveSession` PCM
-chunks, commits and clears, and turns the `LiveEvent`s it emits into the wire
-format. Turns come from the voice detector (server VAD) or from explicit commits
-(`turn_detection: null`). A single runner task re-transcribes the oldest unfinished
-turn whenever a second of new audio has arrived, and runs each closed turn's
-final pass, so passes of one session never overlap and turns complete in order.
-Audio lives only in memory and only until its turn is complete.
+Framework-free. A transport (`app.api.realtime`) feeds `LiveSession` PCM chunks,
+commits and clears, and turns the events it emits (`app.transcription.live.events`)
+into its wire format. Turns come from the voice detector (server VAD) or from
+explicit commits (`turn_detection: null`). A single runner task re-transcribes the
+oldest unfinished turn whenever a second of new audio has arrived, and runs each
+closed turn's final pass, so passes of one session never overlap and turns
+complete in order; the pass itself is injected (`AsyncPass`; Whisper's is
+`app.transcription.live.passes`). Audio lives only in memory and only until its
+turn is complete.
 """
 
 from __future__ import annotations
@@ -17,53 +19,43 @@ import secrets
 from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Protocol
 
 import numpy as np
 import numpy.typing as npt
 
 from app.clock import Clock
 from app.transcription.audio import SAMPLE_RATE
-from app.transcription.engine import Transcriber
 from app.transcription.live.audio import (
+    INPUT_RATE,
     PcmResampler,
     SpeechScorer,
     TurnDetection,
     VoiceDetector,
     VoiceEvent,
 )
+from app.transcription.live.events import (
+    Cleared,
+    Committed,
+    Completed,
+    Delta,
+    LiveEvent,
+    LiveObserver,
+    SpeechStarted,
+    SpeechStopped,
+    TurnFailed,
+    TurnRecord,
+)
 from app.transcription.live.noise import NoiseFilter, NoiseReduction
-from app.transcription.live.turn import LiveTurn, PassResult, normalise_word, shifted
-from app.transcription.types import Segment, TranscribeOptions, Word
+from app.transcription.live.turn import LiveTurn, PassResult, shifted
+from app.transcription.types import Word
 
-__all__ = [
-    "Cleared",
-    "Committed",
-    "Completed",
-    "Delta",
-    "LiveConfig",
-    "LiveEvent",
-    "LiveObserver",
-    "LiveSession",
-    "SpeechStarted",
-    "SpeechStopped",
-    "TurnFailed",
-    "TurnRecord",
-    "whisper_pass",
-]
+__all__ = ["AsyncPass", "LiveConfig", "LiveSession"]
 
 Samples = npt.NDArray[np.float32]
 AsyncPass = Callable[[Samples, str | None, "LiveConfig"], Awaitable[PassResult]]
 """Run one pass (audio, prompt, the session's settings) off the event loop."""
 # Audio kept before speech starts: the prefix padding of any sensible setting, and more.
 RECENT_S = 3.0
-# Whisper's threshold: text that compresses better than this is a repetition loop.
-MAX_COMPRESSION_RATIO = 2.4
-# A segment this likely to be silence, decoded with low confidence, is left out.
-DOUBTFUL_NO_SPEECH = 0.3
-# Tokens one window of a pass may generate: ~22 s of fast speech with its timestamps
-# needs about 110; a decoding stuck in a loop stops here instead of at 448.
-MAX_PASS_TOKENS = 160
 # A turn shorter than this has nothing Whisper could hear.
 MIN_TURN_S = 0.1
 
@@ -77,129 +69,14 @@ class LiveConfig:
     model: str | None = None
     prompt: str | None = None
     turn_detection: TurnDetection | None = field(default_factory=TurnDetection)
-    input_rate: int = 24000
+    input_rate: int = INPUT_RATE
     noise_reduction: NoiseReduction | None = None
     pass_interval_s: float = 1.0
     trim_after_s: float = 20.0
 
 
-# -- the events a session emits
-
-
-@dataclass(frozen=True, slots=True)
-class SpeechStarted:
-    """The detector heard speech; `audio_start_ms` includes the prefix padding."""
-
-    item_id: str
-    audio_start_ms: int
-
-
-@dataclass(frozen=True, slots=True)
-class SpeechStopped:
-    """The detector heard the silence that ends a turn."""
-
-    item_id: str
-    audio_end_ms: int
-
-
-@dataclass(frozen=True, slots=True)
-class Committed:
-    """A turn's audio is complete (by the detector or by the client)."""
-
-    item_id: str
-    previous_item_id: str | None
-
-
-@dataclass(frozen=True, slots=True)
-class Cleared:
-    """The uncommitted audio was dropped."""
-
-
-@dataclass(frozen=True, slots=True)
-class Delta:
-    """Newly committed words of a turn; `words` carry times in ms of the session's audio."""
-
-    item_id: str
-    text: str
-    words: list[Word]
-    tail: str
-
-
-@dataclass(frozen=True, slots=True)
-class Completed:
-    """A turn's whole transcript."""
-
-    item_id: str
-    transcript: str
-    audio_seconds: float
-
-
-@dataclass(frozen=True, slots=True)
-class TurnRecord:
-    """A completed turn as a task keeps it: times in seconds of the session's audio."""
-
-    item_id: str
-    start_s: float
-    end_s: float
-    text: str
-    words: list[Word]
-    language: str | None
-
-
-@dataclass(frozen=True, slots=True)
-class TurnFailed:
-    """A turn could not be transcribed."""
-
-    item_id: str
-    message: str
-
-
-LiveEvent = SpeechStarted | SpeechStopped | Committed | Cleared | Delta | Completed | TurnFailed
-
-
-class LiveObserver(Protocol):
-    """Where a session reports its timings (the metrics); never any text."""
-
-    def pass_done(self, seconds: float) -> None:
-        """One transcription pass took `seconds`."""
-        ...
-
-    def word_committed(self, delay_s: float) -> None:
-        """A word was committed `delay_s` after its audio arrived."""
-        ...
-
-    def turn_completed(self, audio_s: float) -> None:
-        """A turn of `audio_s` seconds was completed."""
-        ...
-
-
-def whisper_pass(transcriber: Transcriber, language: str | None) -> Callable[..., PassResult]:
-    """A blocking pass over a turn with the live settings: words, temperature 0, beam 1."""
-
-    def run(audio: Samples, prompt: str | None) -> PassResult:
-        # Temperature 0 only: the fallback ladder could make one pass take many seconds.
-        asked = TranscribeOptions(
-            language=language,
-            initial_prompt=prompt,
-            word_timestamps=True,
-            beam_size=1,
-            temperature=0.0,
-            max_new_tokens=MAX_PASS_TOKENS,
-        )
-        transcript = transcriber.transcribe(audio, asked, _ignore, _never)
-        # Without the fallback ladder, Whisper's own guard against a decoding stuck in a
-        # loop (". . . ." or one phrase again and again) is ours to apply.
-        kept = [s for s in transcript.segments if _heard(s)]
-        return PassResult(
-            words=[w for s in kept for w in s.words or () if normalise_word(w.word)],
-            segment_ends=[s.end for s in kept],
-            language=transcript.language,
-        )
-
-    return run
-
-
 def _record(turn: LiveTurn, language: str | None) -> TurnRecord:
+    """What a task keeps of a completed turn: times on the session's timeline."""
     base_s = turn.start_sample / SAMPLE_RATE
     words = shifted(turn.committed, base_s)
     return TurnRecord(
@@ -212,30 +89,8 @@ def _record(turn: LiveTurn, language: str | None) -> TurnRecord:
     )
 
 
-def _heard(segment: Segment) -> bool:
-    """Whether a pass's segment is speech worth committing.
-
-    A repetition loop is not. Nor is a doubtful segment the model thinks may be
-    silence: Whisper calls a window silent at no_speech_prob > 0.6 with
-    avg_logprob < -1 and retries other doubtful ones at higher temperatures; a live
-    pass has no such retry, so it drops them at a lower no-speech bar (a breath or a
-    cough between turns otherwise comes out as "Thank you.").
-    """
-    if segment.compression_ratio > MAX_COMPRESSION_RATIO:
-        return False
-    return not (segment.no_speech_prob > DOUBTFUL_NO_SPEECH and segment.avg_logprob < -1.0)
-
-
-def _ignore(_: float) -> None:
-    return None
-
-
-def _never() -> bool:
-    return False
-
-
 class LiveSession:
-    """Audio in, turns out; see the module docstring."""
+    """One session's audio, its turns and the runner of their passes (see the module docstring)."""
 
     def __init__(
         self,

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections import Counter
 
 from app.transcription.engine import split_on_words
-from app.transcription.live.session import TurnRecord
+from app.transcription.live.events import TurnRecord
 from app.transcription.types import Segment, Transcript
 
 __all__ = ["transcript_of"]

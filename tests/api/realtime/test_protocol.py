@@ -13,7 +13,8 @@ from app.api.realtime.protocol import (
 )
 from app.service.live import OPENAI_LIVE_MODELS
 from app.transcription.live.audio import TurnDetection
-from app.transcription.live.session import Completed, Delta, LiveConfig
+from app.transcription.live.events import Completed, Delta
+from app.transcription.live.session import LiveConfig
 from app.transcription.models import ModelManager
 from app.transcription.types import Word
 from tests.conftest import FakeTranscriber, fake_manager, make_settings

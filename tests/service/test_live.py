@@ -1,0 +1,123 @@
+"""LiveService's decisions: who may open a session, and what a kept session's task records."""
+
+from __future__ import annotations
+
+import asyncio
+from types import SimpleNamespace
+from typing import Any
+
+import numpy as np
+import pytest
+from prometheus_client import CollectorRegistry
+
+from app.observability.metrics import LiveMetrics
+from app.service import JobSpec, TranscriptionService
+from app.service.errors import LiveDisabledError, NoLiveSlotError, ShuttingDownError
+from app.service.live import SESSION_RETRY_AFTER_S, LiveService
+from app.transcription.live.events import LiveEvent
+from app.transcription.live.session import LiveConfig, LiveSession
+from app.transcription.live.turn import PassResult
+from app.transcription.types import Transcript, Word
+from tests.conftest import FakeTranscriber, fake_manager, make_settings
+from tests.transcription.rig import FakeClock
+
+
+class KeepingService:
+    """The part of TranscriptionService a live session uses: draining, and keeping a task."""
+
+    def __init__(self, *, draining: bool = False) -> None:
+        self.is_draining = draining
+        self.kept: list[tuple[JobSpec, Transcript, str]] = []
+
+    def shutting_down_error(self, reason: str | None = None) -> ShuttingDownError:
+        """What the real service answers while it drains."""
+        return ShuttingDownError(reason or "shutting down", 7)
+
+    async def keep_finished(self, spec: JobSpec, transcript: Transcript, *, model: str) -> Any:
+        """Record what would be stored; a job-like answer with an id."""
+        self.kept.append((spec, transcript, model))
+        return SimpleNamespace(id="task-1")
+
+
+def live_service(**overrides: Any) -> LiveService:
+    """A LiveService on a fake model manager (nothing is loaded by these tests)."""
+    settings = make_settings(**{"max_live_sessions": 1, **overrides})
+    manager = fake_manager(settings, FakeTranscriber())
+    return LiveService(settings, LiveMetrics(CollectorRegistry()), models=manager)
+
+
+def as_service(fake: KeepingService) -> TranscriptionService:
+    """The fake where the service is expected (it has the attributes LiveService uses)."""
+    return fake  # type: ignore[return-value]
+
+
+async def said(audio: Any, prompt: str | None, config: LiveConfig) -> PassResult:
+    """Every pass hears 'hello world'."""
+    words = [Word(0.0, 0.4, " hello", 0.9), Word(0.4, 0.8, " world", 0.9)]
+    return PassResult(words=words, segment_ends=[0.8], language="en")
+
+
+async def one_turn(config: LiveConfig) -> LiveSession:
+    """A manual session with one committed, transcribed turn."""
+
+    async def emit(_: LiveEvent) -> None:
+        return None
+
+    session = LiveSession(config, run_pass=said, emit=emit, clock=FakeClock(), scorer=None)
+    runner = asyncio.create_task(session.run())
+    await session.append(np.zeros(24000, dtype="<i2").tobytes())
+    assert await session.commit()
+    await session.settled()
+    runner.cancel()
+    return session
+
+
+def test_open_session_refuses_with_the_domain_error_of_each_reason() -> None:
+    """Live off, draining, no free slot: each its own error; a free slot is taken."""
+    with pytest.raises(LiveDisabledError):
+        live_service(max_live_sessions=0).open_session(as_service(KeepingService()))
+    live = live_service()
+    with pytest.raises(ShuttingDownError):
+        live.open_session(as_service(KeepingService(draining=True)))
+    live.open_session(as_service(KeepingService()))
+    assert live.active == 1
+    with pytest.raises(NoLiveSlotError) as full:
+        live.open_session(as_service(KeepingService()))
+    assert full.value.retry_after_s == SESSION_RETRY_AFTER_S
+    assert live.active == 1
+
+
+@pytest.mark.parametrize(
+    ("config", "model", "language"),
+    [
+        (LiveConfig(turn_detection=None), "tiny.en", "en"),
+        (LiveConfig(turn_detection=None, model="base"), "base", None),
+        (LiveConfig(turn_detection=None, model="base", language="de"), "base", "de"),
+    ],
+)
+async def test_a_kept_session_records_the_model_and_language_it_ran_with(
+    config: LiveConfig, model: str, language: str | None
+) -> None:
+    """The task's options: the session's model and language (English for an English-only model)."""
+    live, service = live_service(live_model="tiny.en"), KeepingService()
+    kept = await live.keep(as_service(service), await one_turn(config), owner="key-1")
+    assert kept is not None and (kept.task_id, kept.turns) == ("task-1", 1)
+    [(spec, transcript, used)] = service.kept
+    assert (spec.owner, spec.surface, used) == ("key-1", "live", model)
+    assert (spec.options.model, spec.options.language) == (model, language)
+    assert spec.options.word_timestamps and spec.options.beam_size == 1
+    assert transcript.text == "hello world"
+
+
+async def test_nothing_is_kept_before_a_turn_is_complete() -> None:
+    """A session without a completed turn keeps nothing and stores no task."""
+
+    async def emit(_: LiveEvent) -> None:
+        return None
+
+    session = LiveSession(
+        LiveConfig(turn_detection=None), run_pass=said, emit=emit, clock=FakeClock(), scorer=None
+    )
+    service = KeepingService()
+    assert await live_service().keep(as_service(service), session, owner=None) is None
+    assert service.kept == []
