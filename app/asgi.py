@@ -31,8 +31,7 @@ from app.api.security import (
 )
 from app.api.system import SystemController
 from app.api.tasks import TaskController
-from app.backends.local.queue import MemoryJobQueue
-from app.backends.local.store import MemoryTaskStore
+from app.backends.local import LocalBackend, MemoryJobQueue, MemoryTaskStore
 from app.backends.redis.conn import connect
 from app.backends.redis.keys import Keys
 from app.backends.redis.store import RedisBackend
@@ -111,8 +110,7 @@ def build_service(
     service = TranscriptionService(
         settings,
         models,
-        queue=queue,
-        store=store,
+        backend=LocalBackend(queue, store),
         notifier=notifier,
         clock=clock,
         worker=worker,
@@ -128,8 +126,7 @@ def build_api_node(
     """An API node: every job and task in Redis, no model and no worker in this process.
 
     The models are still known here (to refuse a job no allowed model can do with
-    400), never loaded. The node's own queue and store stay empty: on shutdown it
-    has no waiting job to fail, and the cluster's jobs outlive it in Redis.
+    400), never loaded.
     """
     settings = msgspec.structs.replace(settings, load_model_on_startup=False)
     notifier = JobNotifier()
@@ -143,21 +140,8 @@ def build_api_node(
         ttl_s=settings.delete_results_after_m * 60,
         refresh_on_read=settings.refresh_expiration_time_on_usage,
     )
-    local_queue = MemoryJobQueue(
-        max_waiting=settings.max_task_queue_size,
-        max_waiting_bytes=settings.max_queued_mb * MIB,
-        notifier=notifier,
-        clock=clock,
-    )
     return TranscriptionService(
-        settings,
-        models,
-        queue=local_queue,
-        store=MemoryTaskStore(ttl_s=1, refresh_on_read=False, clock=clock),
-        notifier=notifier,
-        clock=clock,
-        worker=None,
-        backend=backend,
+        settings, models, backend=backend, notifier=notifier, clock=clock, worker=None
     )
 
 

@@ -13,70 +13,13 @@ from __future__ import annotations
 import asyncio
 import collections
 from collections.abc import Callable
-from typing import Protocol
 
 from app.backends.base import QueueFullError
 from app.clock import Clock
 from app.transcription.batching import pick_companions
 from app.transcription.jobs import Job, JobNotifier, Payload, QueuedJob
 
-__all__ = ["JobQueue", "MemoryJobQueue"]
-
-
-class JobQueue(Protocol):
-    """What the service and the worker need of a queue."""
-
-    @property
-    def max_waiting(self) -> int:
-        """The bound on waiting jobs."""
-        ...
-
-    @property
-    def waiting(self) -> int:
-        """Jobs not yet started."""
-        ...
-
-    @property
-    def waiting_bytes(self) -> int:
-        """Bytes of upload held by waiting jobs."""
-        ...
-
-    @property
-    def running(self) -> list[Job]:
-        """Jobs a worker has taken and not finished."""
-        ...
-
-    def has_room(self, expected_bytes: int = 0) -> bool:
-        """Whether an upload of about `expected_bytes` would be accepted now."""
-        ...
-
-    def submit(self, job: Job, payload: Payload) -> None:
-        """Queue `job`; QueueFullError when its place or its bytes do not fit."""
-        ...
-
-    def position(self, job: Job) -> int | None:
-        """0 while running, 1.. while waiting, None once it has left the queue."""
-        ...
-
-    async def next_batch(self, max_size: int, key: Callable[[Job], object]) -> list[QueuedJob]:
-        """Wait for the oldest job; add later waiting jobs with its (non-None) key."""
-        ...
-
-    def top_up(self, batch: list[QueuedJob], max_size: int, key: Callable[[Job], object]) -> None:
-        """Move more waiting jobs with the batch head's key into `batch`."""
-        ...
-
-    def done(self, job: Job) -> None:
-        """The worker has finished with `job`."""
-        ...
-
-    def cancel(self, job: Job, reason: str) -> bool:
-        """Fail a waiting job at once, or ask a running one to stop; False if already over."""
-        ...
-
-    def drain(self, reason: str) -> int:
-        """Fail every waiting job (shutdown); returns how many."""
-        ...
+__all__ = ["MemoryJobQueue"]
 
 
 class MemoryJobQueue:

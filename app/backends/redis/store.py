@@ -90,6 +90,21 @@ class RedisBackend:
                 await task
         await self._client.aclose()
 
+    # -- this node
+
+    @property
+    def max_waiting(self) -> int:
+        """The cluster's bound on waiting jobs."""
+        return self._max_jobs
+
+    def running_here(self) -> list[Job]:
+        """None: an API node runs no jobs, the workers do."""
+        return []
+
+    async def fail_waiting_here(self, reason: str) -> int:
+        """None: the waiting jobs are in Redis and outlive this node; returns 0."""
+        return 0
+
     # -- the intake
 
     async def reserve(self, expected_bytes: int) -> str:
@@ -221,8 +236,8 @@ class RedisBackend:
         job.erase_content()
         return job
 
-    async def mark_final(self, job: Job) -> None:
-        """The worker that ended the job set its TTL."""
+    def mark_final(self, job: Job) -> None:
+        """Nothing to do: the worker that ended the job set its record's TTL."""
 
     async def sweep(self) -> int:
         """Redis expires records by their TTL: nothing to sweep."""

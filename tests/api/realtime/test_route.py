@@ -17,6 +17,7 @@ from app.observability.metrics import LiveMetrics
 from app.service import TranscriptionService
 from app.service.live import LiveService
 from app.transcription.live.audio import VAD_FRAME_SAMPLES
+from tests.asgi_helpers import local_store
 from tests.conftest import FakeTranscriber, fake_manager, make_settings
 from tests.transcription.rig import FakeClock
 
@@ -247,7 +248,7 @@ def test_a_session_is_not_kept_unless_asked() -> None:
         with test_client.websocket_connect(ROUTE) as socket:
             socket.receive_json()
             talk_and_commit(socket)
-        assert len(service.store) == 0
+        assert len(local_store(service)) == 0
 
 
 def test_keeping_before_any_turn_is_an_error_event(client: TestClient[Any]) -> None:
