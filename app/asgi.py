@@ -83,19 +83,21 @@ def build_service(
     if settings.queue_backend == "redis":
         return build_api_node(settings, models, clock=clock)
     notifier = JobNotifier()
+    uploads = UploadGate(
+        limit=settings.max_uploads_in_flight, timeout_s=settings.upload_timeout_s, clock=clock
+    )
     queue = MemoryJobQueue(
         max_waiting=settings.max_task_queue_size,
         max_waiting_bytes=settings.max_queued_mb * MIB,
         notifier=notifier,
         clock=clock,
+        # Bodies still arriving: a batch lingers briefly so they can join it.
+        uploads_in_flight=lambda: uploads.in_flight,
     )
     store = MemoryTaskStore(
         ttl_s=settings.delete_results_after_m * 60,
         refresh_on_read=settings.refresh_expiration_time_on_usage,
         clock=clock,
-    )
-    uploads = UploadGate(
-        limit=settings.max_uploads_in_flight, timeout_s=settings.upload_timeout_s, clock=clock
     )
     worker = Worker(
         queue,
@@ -104,8 +106,6 @@ def build_service(
         clock=clock,
         limits=worker_limits(settings),
         speaker_stage=SpeakerStage(settings.speaker_model),
-        # Bodies still arriving: the worker lingers briefly so they can join its batch.
-        uploads_in_flight=lambda: uploads.in_flight,
     )
     service = TranscriptionService(
         settings,

@@ -136,9 +136,6 @@ class RedisWorkQueue:
                 log.warning("redis_unavailable", operation="next_job", error=type(exc).__name__)
                 await self._clock.sleep(1.0)
 
-    def top_up(self, batch: list[QueuedJob], max_size: int, key: Callable[[Job], object]) -> None:
-        """Nothing to add later: the batch was gathered when it was read (see `_gather`)."""
-
     def done(self, job: Job) -> None:
         """The job has ended: ack its entry once its final record is written."""
         taken = self._running.pop(job.id, None)
