@@ -4,7 +4,7 @@ Framework-free. Every HTTP surface (task API, OpenAI, /asr, UI) hands uploads to
 `TranscriptionService.upload_place`, `receive_body` and `accept`, so they share
 one queue, one model manager, one store and the same rules for bad input. Where
 jobs live is the `TaskBackend` it is given (`app.backends.base`): this process's
-memory, or a cluster's Redis. The composition root (`app.asgi`) builds
+memory, or a cluster's Redis. The composition root (`app.composition`) builds
 the backend, the notifier, the worker, the upload gate and the clock.
 """
 

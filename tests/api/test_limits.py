@@ -11,7 +11,8 @@ from litestar.enums import RequestEncodingType
 from litestar.handlers import HTTPRouteHandler
 from litestar.testing import AsyncTestClient
 
-from app.asgi import build_service, create_app
+from app.asgi import create_app
+from app.composition import build_service
 from tests.conftest import AppFactory, FakeTranscriber, fake_manager, make_settings, wav_bytes
 
 BOUNDARY = "xyzzy"

@@ -11,8 +11,9 @@ from litestar.exceptions import WebSocketDisconnect
 from litestar.testing import TestClient
 from litestar.testing.websocket_test_session import WebSocketTestSession
 
-from app.asgi import build_service, create_app
+from app.asgi import create_app
 from app.clock import Clock
+from app.composition import build_service
 from app.observability.metrics import LiveMetrics
 from app.service import TranscriptionService
 from app.service.live import LiveService
