@@ -6,7 +6,7 @@ import asyncio
 
 from app.backends.local import LocalBackend
 from app.backends.redis.store import RedisBackend
-from app.composition import build_service
+from app.composition import build_service, worker_limits
 from tests.conftest import FakeTranscriber, fake_manager, make_settings
 from tests.transcription.rig import make_job, pcm
 
@@ -51,3 +51,9 @@ async def test_an_api_nodes_drain_has_nothing_of_its_own_to_wait_for() -> None:
     assert service.is_draining
     await service.backend.close()
 
+
+def test_the_job_time_limit_grows_with_the_audio() -> None:
+    """JOB_TIMEOUT_MIN_S plus JOB_TIMEOUT_FACTOR seconds per second of audio (defaults 120, 10)."""
+    limits = worker_limits(make_settings())
+    assert limits.time_limit_s(60) == 120 + 10 * 60
+    assert worker_limits(make_settings(job_timeout_factor=0)).time_limit_s(600) == 120

@@ -173,11 +173,6 @@ class JobNotifier:
         if event is not None:
             event.set()
 
-    @property
-    def watched(self) -> int:
-        """Jobs somebody is waiting on now."""
-        return len(self._events)
-
     @staticmethod
     async def wait(token: asyncio.Event, max_wait_s: float | None = None) -> bool:
         """Wait until `token` is set: True, or False when `max_wait_s` passed first."""

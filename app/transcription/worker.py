@@ -1,13 +1,13 @@
-"""The worker: takes jobs from the queue, decodes their uploads, runs the model.
+"""The worker: takes batches of jobs from a `JobSource`, decodes their uploads, runs the model.
 
 Decoding happens here, when a job's turn comes, so waiting jobs hold only the
 bytes that were uploaded. Inference runs in a dedicated thread, never on the
 event loop; decoding in another, so the loop stays free for HTTP. One failing
 job never stops the worker.
 
-It is a little over 400 lines on purpose: one job's whole life on the worker
-(decode, model, batch, time limit, speaker stage, final state) reads in one
-place; the pure rules it applies live in `limits.py` and `speaker_stage.py`.
+One job's whole life on the worker (decode, model, batch, time limit, speaker
+stage, final state) reads in this module; the pure rules it applies are in
+`limits.py`, the speaker stage in `speakers/stage.py`.
 """
 
 from __future__ import annotations

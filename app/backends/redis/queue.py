@@ -9,7 +9,7 @@ as many as share its batch key, in order, so short jobs still share a pass.
 
 An entry stays pending until its job's final record is written; while the job
 runs its worker claims it again every third of JOB_CLAIM_TIMEOUT_S (the
-heartbeat, `redis_fleet`), so a long job is never stolen. A worker that dies
+heartbeat, `fleet`), so a long job is never stolen. A worker that dies
 stops heartbeating: after JOB_CLAIM_TIMEOUT_S another worker takes the entry
 over with XAUTOCLAIM, at most JOB_MAX_ATTEMPTS starts in all, then the job
 fails with a reason.

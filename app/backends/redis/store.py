@@ -1,6 +1,6 @@
 """The API node's backend: the cluster's queue and task store, kept in Redis.
 
-Uploads and records are written by atomic scripts (`redis_keys`), so the bounds
+Uploads and records are written by atomic scripts (`keys`), so the bounds
 (MAX_TASK_QUEUE_SIZE, MAX_QUEUED_MB) hold across every API node. Results expire
 by Redis TTL, refreshed on the owner's read. Records returned to callers are this
 process's live objects (`LiveJobs`): the workers' changes reach them and wake
