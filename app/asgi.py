@@ -1,4 +1,7 @@
-"""The composition root: `create_app(settings)` wires routes, errors, services and lifespan."""
+"""The web application: `create_app(settings)` wires routes, errors, the service and lifespan.
+
+The service itself is built in `app.composition`.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +10,6 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
-import msgspec
 from litestar import Litestar
 from litestar.di import Provide
 from litestar.exceptions import HTTPException
@@ -31,27 +33,17 @@ from app.api.security import (
 )
 from app.api.system import SystemController
 from app.api.tasks import TaskController
-from app.backends.local.queue import MemoryJobQueue
-from app.backends.local.store import MemoryTaskStore
-from app.backends.redis.conn import connect
-from app.backends.redis.keys import Keys
-from app.backends.redis.store import RedisBackend
-from app.clock import Clock, SystemClock
+from app.clock import Clock
+from app.composition import build_service
 from app.config import Settings
 from app.observability.logging import litestar_logging_config
 from app.observability.metrics import LiveMetrics
 from app.service import TranscriptionService
 from app.service.errors import ERROR_KINDS
 from app.service.live import LiveService
-from app.service.uploads import UploadGate
-from app.transcription.jobs import JobNotifier
 from app.transcription.models import ModelManager
-from app.transcription.speakers.stage import SpeakerStage
-from app.transcription.worker import Worker, WorkerLimits
 
-__all__ = ["build_api_node", "build_service", "create_app", "find_web_dir", "worker_limits"]
-
-MIB = 1024 * 1024
+__all__ = ["create_app", "find_web_dir"]
 
 # Each surface answers errors in its own shape; everything else in the task API's.
 ERROR_SHAPES: dict[str, ErrorRenderer] = {
@@ -59,106 +51,6 @@ ERROR_SHAPES: dict[str, ErrorRenderer] = {
     "/asr": asr_error,
     "/detect-language": asr_error,
 }
-
-
-def worker_limits(settings: Settings) -> WorkerLimits:
-    """The worker's limits from the settings (one process, or a cluster worker)."""
-    return WorkerLimits(
-        batch_size=settings.batch_size,
-        batched_inference=settings.batched_inference,
-        max_audio_s=settings.max_audio_duration_s,
-        time_limit_floor_s=settings.job_timeout_min_s,
-        time_limit_factor=settings.job_timeout_factor,
-    )
-
-
-def build_service(
-    settings: Settings, models: ModelManager, *, clock: Clock | None = None
-) -> TranscriptionService:
-    """The in-memory deployment: one process holds the queue, the store and the worker.
-
-    With QUEUE_BACKEND=redis this process is an API node of a cluster instead
-    (`build_api_node`): no model and no worker here.
-    """
-    clock = clock or SystemClock()
-    if settings.queue_backend == "redis":
-        return build_api_node(settings, models, clock=clock)
-    notifier = JobNotifier()
-    queue = MemoryJobQueue(
-        max_waiting=settings.max_task_queue_size,
-        max_waiting_bytes=settings.max_queued_mb * MIB,
-        notifier=notifier,
-        clock=clock,
-    )
-    store = MemoryTaskStore(
-        ttl_s=settings.delete_results_after_m * 60,
-        refresh_on_read=settings.refresh_expiration_time_on_usage,
-        clock=clock,
-    )
-    uploads = UploadGate(
-        limit=settings.max_uploads_in_flight, timeout_s=settings.upload_timeout_s, clock=clock
-    )
-    worker = Worker(
-        queue,
-        models,
-        notifier=notifier,
-        clock=clock,
-        limits=worker_limits(settings),
-        speaker_stage=SpeakerStage(settings.speaker_model),
-        # Bodies still arriving: the worker lingers briefly so they can join its batch.
-        uploads_in_flight=lambda: uploads.in_flight,
-    )
-    service = TranscriptionService(
-        settings,
-        models,
-        queue=queue,
-        store=store,
-        notifier=notifier,
-        clock=clock,
-        worker=worker,
-        uploads=uploads,
-    )
-    worker.on_job_done = service.job_done
-    return service
-
-
-def build_api_node(
-    settings: Settings, models: ModelManager, *, clock: Clock, keys: Keys | None = None
-) -> TranscriptionService:
-    """An API node: every job and task in Redis, no model and no worker in this process.
-
-    The models are still known here (to refuse a job no allowed model can do with
-    400), never loaded. The node's own queue and store stay empty: on shutdown it
-    has no waiting job to fail, and the cluster's jobs outlive it in Redis.
-    """
-    settings = msgspec.structs.replace(settings, load_model_on_startup=False)
-    notifier = JobNotifier()
-    backend = RedisBackend(
-        connect(settings),
-        keys=keys or Keys(),
-        notifier=notifier,
-        clock=clock,
-        max_jobs=settings.max_task_queue_size,
-        max_bytes=settings.max_queued_mb * MIB,
-        ttl_s=settings.delete_results_after_m * 60,
-        refresh_on_read=settings.refresh_expiration_time_on_usage,
-    )
-    local_queue = MemoryJobQueue(
-        max_waiting=settings.max_task_queue_size,
-        max_waiting_bytes=settings.max_queued_mb * MIB,
-        notifier=notifier,
-        clock=clock,
-    )
-    return TranscriptionService(
-        settings,
-        models,
-        queue=local_queue,
-        store=MemoryTaskStore(ttl_s=1, refresh_on_read=False, clock=clock),
-        notifier=notifier,
-        clock=clock,
-        worker=None,
-        backend=backend,
-    )
 
 
 def find_web_dir(settings: Settings) -> Path | None:
@@ -187,8 +79,8 @@ def create_app(
 ) -> Litestar:
     """Build the application for `settings`; tests pass a service with a fake model.
 
-    Without a service, the in-memory deployment is built here: queue, store,
-    notifier and worker in this process (`build_service`).
+    Without a service, `app.composition.build_service` builds the one `settings`
+    ask for (this process's queue, store and worker, or a cluster's API node).
     """
     service = service or build_service(settings, models or ModelManager(settings), clock=clock)
     # Live transcription: its own slots, threads and model beside the batch worker.

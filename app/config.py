@@ -144,10 +144,6 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
         )
         return f"Settings({shown})"
 
-    def job_time_limit_s(self, audio_s: float) -> float:
-        """How long one job may decode: a floor plus a multiple of its audio's length."""
-        return self.job_timeout_min_s + self.job_timeout_factor * audio_s
-
     @property
     def log_format_style(self) -> LogFormatStyle:
         """Whether LOG_FORMAT uses `%(name)s` fields or the seed README's `{name}` fields."""

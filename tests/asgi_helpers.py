@@ -11,6 +11,7 @@ import httpx
 import pytest
 from litestar import Litestar
 
+from app.backends.local import LocalBackend, MemoryTaskStore
 from app.service import TranscriptionService
 
 
@@ -18,6 +19,13 @@ def service_of(app: Litestar) -> TranscriptionService:
     """The service behind an app built by `build_app`."""
     service: TranscriptionService = app.dependencies["service"].dependency()
     return service
+
+
+def local_store(service: TranscriptionService) -> MemoryTaskStore:
+    """The task store of a service of the memory deployment."""
+    backend = service.backend
+    assert isinstance(backend, LocalBackend)
+    return backend.store
 
 
 @contextlib.asynccontextmanager

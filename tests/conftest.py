@@ -14,8 +14,9 @@ import pytest
 from litestar import Litestar
 from litestar.testing import AsyncTestClient
 
-from app.asgi import build_service, create_app
+from app.asgi import create_app
 from app.clock import Clock
+from app.composition import build_service
 from app.config import Settings, load_settings
 from app.transcription.engine import (
     JobCancelledError,

@@ -354,7 +354,7 @@ def test_access_control_defaults_are_closed_and_quiet() -> None:
     assert settings.rate_limit is None
     assert settings.log_allow_localhost is True
     assert settings.max_audio_duration_s == 14400
-    assert settings.job_time_limit_s(60) == 120 + 10 * 60
+    assert (settings.job_timeout_min_s, settings.job_timeout_factor) == (120, 10)
 
 
 def test_access_control_values_are_normalised() -> None:

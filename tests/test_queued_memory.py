@@ -62,8 +62,8 @@ async def test_six_long_uploads_queued_behind_a_running_job_stay_small(long_flac
                 assert queued.status_code == 200, queued.text
                 assert queued.json()["audio_duration"] == pytest.approx(MINUTES * 60)
             grown = rss_bytes() - before
-            assert service.queue.waiting == 6
-            assert service.queue.waiting_bytes == 6 * len(long_flac)
+            assert service.backend.counts().waiting == 6
+            assert service.backend.counts().waiting_bytes == 6 * len(long_flac)
             gate.set()
     finally:
         gate.set()
@@ -86,6 +86,6 @@ async def test_max_queued_mb_refuses_with_429_when_uploads_fill_it(long_flac: by
             assert refused.status_code == 429
             assert int(refused.headers["retry-after"]) >= 1
             assert "1 MB of uploads" in refused.json()["detail"]
-            assert service.queue.waiting == fits
+            assert service.backend.counts().waiting == fits
     finally:
         gate.set()

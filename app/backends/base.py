@@ -2,8 +2,8 @@
 
 In one process the queue and the store answer at once; in a cluster every step
 is a round trip to Redis. The service therefore awaits each step through this
-Protocol, and `app.backends.local` adapts the synchronous in-memory queue and
-store to it.
+Protocol. `app.backends.local` implements it over the in-memory queue and store
+of this process, `app.backends.redis` over the cluster's Redis.
 """
 
 from __future__ import annotations
@@ -68,6 +68,19 @@ class QueueCounts:
 class TaskBackend(Protocol):
     """What the service needs of the queue and the task store, each step awaited."""
 
+    @property
+    def max_waiting(self) -> int:
+        """The bound on waiting jobs (MAX_TASK_QUEUE_SIZE), for status and refusals."""
+        ...
+
+    def running_here(self) -> list[Job]:
+        """The jobs a worker of this process is running now."""
+        ...
+
+    async def fail_waiting_here(self, reason: str) -> int:
+        """Fail the waiting jobs that end with this process (shutdown); returns how many."""
+        ...
+
     async def reserve(self, expected_bytes: int) -> str:
         """Hold a queue place before an upload's body is read; QueueFullError when none.
 
@@ -103,8 +116,8 @@ class TaskBackend(Protocol):
         """Forget a task now (its content erased); returns it if it was there."""
         ...
 
-    async def mark_final(self, job: Job) -> None:
-        """Start the expiry clock of a job that has just ended."""
+    def mark_final(self, job: Job) -> None:
+        """Start the expiry clock of a job that a worker of this process has just ended."""
         ...
 
     async def sweep(self) -> int:

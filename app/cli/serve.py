@@ -28,7 +28,8 @@ def serve(port: int | None = None, listen: str | None = None) -> int:
 
     import uvicorn
 
-    from app.asgi import build_service, create_app
+    from app.asgi import create_app
+    from app.composition import build_service
     from app.observability.logging import configure_logging, uvicorn_log_config
     from app.transcription.models import ModelManager
 

@@ -21,6 +21,7 @@ from app.backends.redis.keys import Keys
 from app.backends.redis.notify import PublishingNotifier
 from app.backends.redis.queue import RedisWorkQueue, ensure_groups
 from app.clock import Clock, SystemClock
+from app.composition import worker_limits
 from app.config import Settings, SettingsError, load_settings
 from app.transcription.jobs import Job
 from app.transcription.models import ModelManager
@@ -37,8 +38,6 @@ class ClusterWorker:
     def __init__(
         self, settings: Settings, *, keys: Keys | None = None, clock: Clock | None = None
     ) -> None:
-        from app.asgi import worker_limits  # the composition root owns the limits
-
         self.settings = settings
         self.clock = clock or SystemClock()
         self.keys = keys or Keys()

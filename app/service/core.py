@@ -2,10 +2,10 @@
 
 Framework-free. Every HTTP surface (task API, OpenAI, /asr, UI) hands uploads to
 `TranscriptionService.upload_place`, `receive_body` and `accept`, so they share
-one queue, one model manager, one store and the same rules for bad input. The
-queue, the store, the notifier, the worker, the upload gate and the clock are
-built by the composition root (`app.asgi.build_service`) and passed in: a
-Redis-backed queue and store plug in here without touching a controller.
+one queue, one model manager, one store and the same rules for bad input. Where
+jobs live is the `TaskBackend` it is given (`app.backends.base`): this process's
+memory, or a cluster's Redis. The composition root (`app.composition`) builds
+the backend, the notifier, the worker, the upload gate and the clock.
 """
 
 from __future__ import annotations
@@ -22,14 +22,11 @@ import msgspec
 import structlog
 
 from app.backends.base import QueueFullError, TaskBackend
-from app.backends.local import LocalBackend
-from app.backends.local.queue import JobQueue
-from app.backends.local.store import TaskStore
 from app.clock import Clock
 from app.config import Settings
 from app.observability.metrics import ServiceMetrics, StateSnapshot
 from app.service.accounting import JobAccounting
-from app.service.draining import RESULT_PICKUP_S, Shutdown
+from app.service.draining import Shutdown
 from app.service.errors import ShuttingDownError
 from app.service.reservation import Reservation, ServiceStatus
 from app.service.uploads import UploadAbandonedError, UploadGate
@@ -67,30 +64,25 @@ class JobSpec(msgspec.Struct, frozen=True, kw_only=True):
 
 
 class TranscriptionService:
-    """The intake, the task lookups and the lifecycle around an injected queue and store."""
+    """The intake, the task lookups and the lifecycle around an injected `TaskBackend`."""
 
     def __init__(
         self,
         settings: Settings,
         models: ModelManager,
         *,
-        queue: JobQueue,
-        store: TaskStore,
+        backend: TaskBackend,
         notifier: JobNotifier,
         clock: Clock,
         worker: Worker | None,
-        backend: TaskBackend | None = None,
         uploads: UploadGate | None = None,
     ) -> None:
         self.settings = settings
         self.models = models
-        self.queue = queue
-        self.store = store
+        self.backend = backend
         self.notifier = notifier
         self.clock = clock
         self.worker = worker
-        # One process: the queue and store above. A cluster: Redis (app.backends.redis.store).
-        self.backend = backend or LocalBackend(queue, store)
         self.uploads = uploads or UploadGate(
             limit=settings.max_uploads_in_flight,
             timeout_s=settings.upload_timeout_s,
@@ -102,10 +94,11 @@ class TranscriptionService:
         self.accounting = JobAccounting(self.metrics)
         self.shutdown = Shutdown(
             grace_s=settings.shutdown_grace_s,
-            queue=queue,
+            backend=backend,
             notifier=notifier,
             clock=clock,
             accounting=self.accounting,
+            stop_running=worker.stop if worker is not None else None,
         )
 
     # -- lifecycle
@@ -169,31 +162,20 @@ class TranscriptionService:
     async def drain(self, *, pickup: bool = False) -> None:
         """Refuse uploads, fail waiting jobs, let running ones finish within the grace.
 
-        Jobs still running when the grace is over are stopped here and fail with
-        the reason (their clients get that answer; with `pickup`, pollers get a
-        moment to read it). Bodies still arriving are abandoned at once: their
-        clients get 503 with Retry-After now, not an error when the server closes
-        their connection.
+        Jobs still running when the grace is over are stopped and fail with the
+        reason (their clients get that answer; with `pickup`, pollers get a
+        moment to read it; see `Shutdown.drain`). Bodies still arriving are
+        abandoned at once: their clients get 503 with Retry-After now, not an
+        error when the server closes their connection.
         """
         self.uploads.close()
         await self.shutdown.drain(pickup=pickup)
-        overdue = [job for job in self.queue.running if not job.is_final]
-        if overdue and self.worker is not None:
-            # The grace is over: stop them now, while event streams, pollers and
-            # synchronous requests are still connected to hear that they failed.
-            await self.worker.stop()
-            if pickup:
-                until = self.clock.monotonic() + RESULT_PICKUP_S
-                await self.shutdown.wait_for_pickup(overdue, until)
 
     # -- the intake
 
     def retry_after_s(self) -> int:
         """A fair guess of when a place frees up, for 429's Retry-After."""
         return self.accounting.retry_after_s()
-
-    def _shutting_down(self) -> ShuttingDownError:
-        return self.shutting_down_error()
 
     def shutting_down_error(self, reason: str | None = None) -> ShuttingDownError:
         """503 + Retry-After: the server is shutting down (`reason`: what became of a job)."""
@@ -206,7 +188,7 @@ class TranscriptionService:
         if refused.limit == "bytes":
             what = f"the queue holds its limit of {self.settings.max_queued_mb} MB of uploads"
         else:
-            what = f"the queue is full ({self.queue.max_waiting} waiting jobs)"
+            what = f"the queue is full ({self.backend.max_waiting} waiting jobs)"
         return QueueFullError(
             refused.limit, f"{what}; try again in about {retry_after} s", retry_after
         )
@@ -222,7 +204,7 @@ class TranscriptionService:
         cluster's backend holds one across its nodes while the body arrives.
         """
         if self.shutdown.draining:
-            raise self._shutting_down()
+            raise self.shutting_down_error()
         try:
             place = await self.backend.reserve(expected_bytes)
         except QueueFullError as refused:
@@ -243,7 +225,7 @@ class TranscriptionService:
         try:
             return await self.uploads.receive(body)
         except UploadAbandonedError:
-            raise self._shutting_down() from None
+            raise self.shutting_down_error() from None
 
     def check_options(self, options: TranscribeOptions) -> None:
         """Raise NoModelAllowedError when no allowed model can do what is asked."""
@@ -280,7 +262,7 @@ class TranscriptionService:
             if spec.options.speakers is not None:
                 await asyncio.to_thread(check_references, spec.options.speakers)
         if self.shutdown.draining:  # probing took a while: shutdown may have begun meanwhile
-            raise self._shutting_down()
+            raise self.shutting_down_error()
         job = Job(
             task_type=spec.task_type,
             options=spec.options,
@@ -394,14 +376,14 @@ class TranscriptionService:
             compute_type=self.models.placement.compute_type,
             waiting_jobs=self.backend.counts().waiting,
             running_jobs=self.backend.counts().running,
-            max_queue_size=self.queue.max_waiting,
+            max_queue_size=self.backend.max_waiting,
             draining=self.shutdown.draining,
             workers=self.backend.counts().workers,
         )
 
     def job_done(self, job: Job) -> None:
-        """The worker has finished with `job`: start its expiry clock and count it."""
-        self.store.mark_final(job)
+        """The worker of this process has finished with `job`: start its expiry clock, count it."""
+        self.backend.mark_final(job)
         self.accounting.settle(job)
 
     # -- metrics

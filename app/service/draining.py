@@ -1,20 +1,22 @@
 """Shutting down without losing an answer: refuse uploads, fail waiting jobs, finish running ones.
 
-Waiting jobs live in RAM only, by design: on shutdown they fail at once with a
-reason that asks to upload again, so their clients learn it now rather than at
-the end of the grace period. Running jobs get SHUTDOWN_GRACE_S to finish; the
-service then stops any still running (they fail with a reason) while the server
-still answers, so every client of a job hears how it ended.
+Waiting jobs that end with this process (the memory backend keeps them in RAM
+only) fail at once with a reason that asks to upload again, so their clients
+learn it now rather than at the end of the grace period; a cluster's waiting
+jobs stay in Redis for the other nodes. Jobs running here get SHUTDOWN_GRACE_S
+to finish; those still running then are stopped (they fail with a reason) while
+the server still answers, so every client of a job hears how it ended.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import Awaitable, Callable
 
 import structlog
 
-from app.backends.local.queue import JobQueue
+from app.backends.base import TaskBackend
 from app.clock import Clock
 from app.service.accounting import JobAccounting
 from app.transcription.jobs import Job, JobNotifier, JobStatus
@@ -35,19 +37,25 @@ GRACE_TICK_S = 0.1
 
 
 class Shutdown:
-    """The service's shutdown state and the drain that runs it."""
+    """The service's shutdown state and the drain that runs it.
+
+    `stop_running` stops the jobs still running here once the grace is over
+    (the worker's stop); None where this process runs no worker.
+    """
 
     def __init__(
         self,
         *,
         grace_s: float,
-        queue: JobQueue,
+        backend: TaskBackend,
         notifier: JobNotifier,
         clock: Clock,
         accounting: JobAccounting,
+        stop_running: Callable[[], Awaitable[None]] | None,
     ) -> None:
         self._grace_s = grace_s
-        self._queue = queue
+        self._backend = backend
+        self._stop_running = stop_running
         self._notifier = notifier
         self._clock = clock
         self._accounting = accounting
@@ -75,16 +83,18 @@ class Shutdown:
         self._read_while_draining.add(job.id)
 
     async def drain(self, *, pickup: bool = False) -> None:
-        """Refuse uploads, fail waiting jobs, and let running jobs finish within the grace.
+        """Refuse uploads, fail waiting jobs, let running jobs finish within the grace.
 
-        With `pickup` (the server still listens), a job that finished meanwhile
-        waits a little for its client to fetch it. Safe to call more than once.
+        Jobs still running when the grace is over are stopped here and fail with
+        the reason. With `pickup` (the server still listens), a job that ended
+        meanwhile waits a little for its client to fetch it. Safe to call more
+        than once.
         """
         first, self._started = not self._started, True
         self.begin()
-        failed = self._queue.drain(SHUTDOWN_REASON)
+        failed = await self._backend.fail_waiting_here(SHUTDOWN_REASON)
         self._accounting.settle_all()
-        running = [job for job in self._queue.running if not job.is_final]
+        running = [job for job in self._backend.running_here() if not job.is_final]
         if first or failed:
             # A warning only when the shutdown touches jobs; an idle stop is routine.
             (log.warning if failed or running else log.info)(
@@ -96,7 +106,14 @@ class Shutdown:
         if not running:
             return
         await self._wait_for_running(running)
-        if pickup:
+        overdue = [job for job in running if not job.is_final]
+        if overdue and self._stop_running is not None:
+            # The grace is over: stop them now, while event streams, pollers and
+            # synchronous requests are still connected to hear that they failed.
+            await self._stop_running()
+            if pickup:
+                await self.wait_for_pickup(overdue, self._clock.monotonic() + RESULT_PICKUP_S)
+        elif pickup:
             until = self._clock.monotonic() + min(RESULT_PICKUP_S, self._grace_left_s())
             await self.wait_for_pickup([j for j in running if j.is_final], until)
 

@@ -173,11 +173,6 @@ class JobNotifier:
         if event is not None:
             event.set()
 
-    @property
-    def watched(self) -> int:
-        """Jobs somebody is waiting on now."""
-        return len(self._events)
-
     @staticmethod
     async def wait(token: asyncio.Event, max_wait_s: float | None = None) -> bool:
         """Wait until `token` is set: True, or False when `max_wait_s` passed first."""
@@ -208,7 +203,7 @@ class QueuedJob:
 
 
 class JobSource(Protocol):
-    """What the worker needs of a queue (a Redis stream consumer is one too)."""
+    """What the worker takes jobs from: this process's queue, or a cluster's Redis streams."""
 
     @property
     def running(self) -> list[Job]:
@@ -216,11 +211,11 @@ class JobSource(Protocol):
         ...
 
     async def next_batch(self, max_size: int, key: Callable[[Job], object]) -> list[QueuedJob]:
-        """Wait for the oldest job; add later waiting jobs with its (non-None) key."""
-        ...
+        """Wait for the oldest job; add waiting jobs that share its (non-None) key.
 
-    def top_up(self, batch: list[QueuedJob], max_size: int, key: Callable[[Job], object]) -> None:
-        """Move more waiting jobs with the batch head's key into `batch`."""
+        The batch holds at most `max_size` jobs; how long it waits for companions
+        is the source's business.
+        """
         ...
 
     def done(self, job: Job) -> None:

@@ -32,7 +32,6 @@ class WorkerLimits(msgspec.Struct, frozen=True, kw_only=True):
     max_audio_s: float | None = None
     time_limit_floor_s: float | None = None  # None: no time limit
     time_limit_factor: float = 0.0
-    max_linger_s: float = 0.5
     watchdog_grace_s: float = WATCHDOG_GRACE_S
 
     def time_limit_s(self, audio_s: float) -> float | None:

@@ -1,13 +1,13 @@
-"""The worker: takes jobs from the queue, decodes their uploads, runs the model.
+"""The worker: takes batches of jobs from a `JobSource`, decodes their uploads, runs the model.
 
 Decoding happens here, when a job's turn comes, so waiting jobs hold only the
 bytes that were uploaded. Inference runs in a dedicated thread, never on the
 event loop; decoding in another, so the loop stays free for HTTP. One failing
 job never stops the worker.
 
-It is a little over 400 lines on purpose: one job's whole life on the worker
-(decode, model, batch, time limit, speaker stage, final state) reads in one
-place; the pure rules it applies live in `limits.py` and `speaker_stage.py`.
+One job's whole life on the worker (decode, model, batch, time limit, speaker
+stage, final state) reads in this module; the pure rules it applies are in
+`limits.py`, the speaker stage in `speakers/stage.py`.
 """
 
 from __future__ import annotations
@@ -81,11 +81,8 @@ class Worker:
         limits: WorkerLimits | None = None,
         on_job_done: Callable[[Job], None] | None = None,
         speaker_stage: SpeakerStageCall | None = None,
-        uploads_in_flight: Callable[[], int] = lambda: 0,
     ) -> None:
         self._queue = queue
-        # Bodies still arriving (app.service.uploads): the batching linger waits for them briefly.
-        self._uploads_in_flight = uploads_in_flight
         self._models = models
         self._notifier = notifier
         self._clock = clock
@@ -133,7 +130,6 @@ class Worker:
     async def _run(self) -> None:
         while True:
             batch = await self._queue.next_batch(self._limits.batch_size, batch_key)
-            await self._gather_arrivals(batch)
             try:
                 await self.process_batch(batch)
             finally:
@@ -142,22 +138,6 @@ class Worker:
                     self._queue.done(entry.job)
                     if self.on_job_done is not None:
                         self.on_job_done(entry.job)
-
-    async def _gather_arrivals(self, batch: list[QueuedJob]) -> None:
-        """While uploads are still being received, wait briefly so they can join the batch.
-
-        Clients that send at the same moment land a few milliseconds apart; without
-        this the first one would run alone. A lone request never waits.
-        """
-        size = self._limits.batch_size
-        if size < 2 or batch_key(batch[0].job) is None:
-            return
-        deadline = self._clock.monotonic() + self._limits.max_linger_s
-        while len(batch) < size and self._uploads_in_flight() > 0:
-            if self._clock.monotonic() >= deadline:
-                return
-            await self._clock.sleep(0.01)
-            self._queue.top_up(batch, size, batch_key)
 
     # -- one batch
 

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import srt
 
-from tests.asgi_helpers import eventually, serve, service_of
+from tests.asgi_helpers import eventually, local_store, serve, service_of
 from tests.conftest import AppFactory, FakeTranscriber, wav_bytes
 
 
@@ -142,7 +142,7 @@ async def test_detect_language_answers_the_webservice_fields(
         response = await post_asr(
             client, "/detect-language", params={"encode": "false"}, data=pcm_bytes(2.0)
         )
-        assert len(service_of(app).store) == 0
+        assert len(local_store(service_of(app))) == 0
     assert response.status_code == 200
     assert response.headers["asr-engine"] == "faster_whisper"
     body = response.json()
@@ -220,9 +220,9 @@ async def test_queue_full_is_429_detail_with_retry_after(
     async with serve(app) as client:
         service = service_of(app)
         running = asyncio.create_task(post_asr(client))
-        await eventually(lambda: service.queue.running)
+        await eventually(lambda: service.backend.running_here())
         waiting = asyncio.create_task(post_asr(client, "/detect-language"))
-        await eventually(lambda: service.queue.waiting == 1)
+        await eventually(lambda: service.backend.counts().waiting == 1)
         refused = await post_asr(client)
         assert "queue is full" in assert_asr_error(refused, 429)
         assert int(refused.headers["retry-after"]) >= 1

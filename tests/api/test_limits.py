@@ -11,7 +11,8 @@ from litestar.enums import RequestEncodingType
 from litestar.handlers import HTTPRouteHandler
 from litestar.testing import AsyncTestClient
 
-from app.asgi import build_service, create_app
+from app.asgi import create_app
+from app.composition import build_service
 from tests.conftest import AppFactory, FakeTranscriber, fake_manager, make_settings, wav_bytes
 
 BOUNDARY = "xyzzy"
@@ -112,7 +113,7 @@ async def test_full_queue_gets_429_before_the_body_is_read() -> None:
         async with AsyncTestClient(app=app) as client:
             files = {"file": ("a.wav", wav_bytes())}
             running = await client.post("/api/v1/transcribe", files=files)
-            while service.queue.waiting:  # wait until the worker has taken it
+            while service.backend.counts().waiting:  # wait until the worker has taken it
                 await client.get("/healthz")
             waiting = await client.post("/api/v1/transcribe", files=files)
             exchange = AsgiExchange(chunks=[multipart_head(), wav_bytes(10.0)])

@@ -13,7 +13,7 @@ import pytest
 import srt
 import webvtt
 
-from tests.asgi_helpers import eventually, serve, service_of
+from tests.asgi_helpers import eventually, local_store, serve, service_of
 from tests.conftest import AppFactory, FakeTranscriber, wav_bytes
 
 TRANSCRIBE = "/v1/audio/transcriptions"
@@ -163,7 +163,7 @@ async def test_synchronous_jobs_are_not_kept(build_app: AppFactory) -> None:
     app = build_app()
     async with serve(app) as client:
         assert (await post_audio(client)).status_code == 200
-        assert len(service_of(app).store) == 0
+        assert len(local_store(service_of(app))) == 0
 
 
 async def test_stream_sends_deltas_then_done_with_full_text(
@@ -287,9 +287,9 @@ async def test_queue_full_is_429_with_retry_after(
     async with serve(app) as client:
         service = service_of(app)
         running = asyncio.create_task(post_audio(client))
-        await eventually(lambda: service.queue.running)
+        await eventually(lambda: service.backend.running_here())
         waiting = asyncio.create_task(post_audio(client))
-        await eventually(lambda: service.queue.waiting == 1)
+        await eventually(lambda: service.backend.counts().waiting == 1)
         refused = await post_audio(client)
         error = assert_openai_error(refused, 429)
         assert error["type"] == "rate_limit_error"
@@ -370,9 +370,9 @@ async def test_client_disconnect_cancels_the_job(
             "server": ("127.0.0.1", 80),
         }
         call = asyncio.create_task(app(scope, receive, send))  # type: ignore[arg-type]
-        await eventually(lambda: service.queue.running)
+        await eventually(lambda: service.backend.running_here())
         hang_up.set()
         await asyncio.wait_for(call, 5)
-        await eventually(lambda: not service.queue.running)
-        assert len(service.store) == 0
+        await eventually(lambda: not service.backend.running_here())
+        assert len(local_store(service)) == 0
         assert not gate.is_set()  # the job stopped on cancellation, not because it was let go

@@ -14,7 +14,8 @@ from litestar import Litestar
 from litestar.testing import AsyncTestClient
 from prometheus_client.parser import text_string_to_metric_families
 
-from app.asgi import build_service, create_app
+from app.asgi import create_app
+from app.composition import build_service
 from app.service import TranscriptionService
 from app.transcription.models import ModelManager, Placement
 from tests.api.test_tasks import upload, wait_final

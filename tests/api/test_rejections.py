@@ -124,13 +124,13 @@ async def test_queued_bytes_past_max_queued_mb_are_queue_full(
         assert (await upload(client, params={"language": "en"})).status_code == 200  # runs
         big = wav_bytes(25.0)  # 800 KB waiting
         assert (await upload(client, big, params={"language": "en"})).status_code == 200
-        assert service.queue.waiting_bytes == len(big)
+        assert service.backend.counts().waiting_bytes == len(big)
         refused = await post(client, surface, wav_bytes(10.0))  # 320 KB more: over 1 MB
         assert_shape(surface, refused, 429)
         assert "MB of uploads" in refused.text
         assert int(refused.headers["retry-after"]) >= 1
         assert await rejected(client, "queue_full") == 1
-        assert service.queue.waiting == 1
+        assert service.backend.counts().waiting == 1
 
 
 @pytest.mark.parametrize("surface", SURFACES)

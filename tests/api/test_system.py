@@ -24,7 +24,8 @@ async def test_healthz_answers(client: AsyncTestClient[Litestar]) -> None:
 
 async def test_readyz_is_503_when_no_model_exists(build_app: AppFactory) -> None:
     """/readyz says 503 with the reason when no model can be had."""
-    from app.asgi import build_service, create_app
+    from app.asgi import create_app
+    from app.composition import build_service
     from tests.conftest import FakeTranscriber, fake_manager, make_settings
 
     settings = make_settings()

@@ -12,7 +12,7 @@ from litestar import Litestar
 from litestar.testing import AsyncTestClient
 
 from app.api.tasks import content_disposition
-from tests.asgi_helpers import eventually, serve, service_of
+from tests.asgi_helpers import eventually, local_store, serve, service_of
 from tests.conftest import AppFactory, FakeTranscriber, wav_bytes
 from tests.transcription.rig import FakeClock
 
@@ -203,14 +203,14 @@ async def test_sweeper_removes_unread_results(build_app: AppFactory) -> None:
             "/api/v1/transcribe", files={"file": ("a.wav", wav_bytes(), "audio/wav")}
         )
         task_id = response.json()["task_id"]
-        job = service.store.get(task_id, owner=None)
+        job = local_store(service).get(task_id, owner=None)
         assert job is not None
         await service.wait_until_final(job)
         clock.advance(120)  # expired, but nobody reads it and the sweep is not due
         await asyncio.sleep(0)
-        assert len(service.store) == 1
+        assert len(local_store(service)) == 1
         clock.advance(180)  # the sweep is due (every 5 minutes)
-        await eventually(lambda: len(service.store) == 0)
+        await eventually(lambda: len(local_store(service)) == 0)
 
 
 async def test_queue_full_is_429_with_retry_after(

@@ -84,14 +84,18 @@ def make_job(
 
 
 def new_queue(
-    max_waiting: int = 8, max_waiting_bytes: int = 1 << 30, clock: FakeClock | None = None
+    max_waiting: int = 8,
+    max_waiting_bytes: int = 1 << 30,
+    clock: FakeClock | None = None,
+    **linger: Any,
 ) -> MemoryJobQueue:
-    """A queue with its own notifier."""
+    """A queue with its own notifier (`linger`: uploads_in_flight, max_linger_s)."""
     return MemoryJobQueue(
         max_waiting=max_waiting,
         max_waiting_bytes=max_waiting_bytes,
         notifier=JobNotifier(),
         clock=clock or FakeClock(),
+        **linger,
     )
 
 
@@ -157,7 +161,6 @@ def start_rig(
     available: set[str] | None = None,
     settings: Any = None,
     clock: Any = None,
-    uploads_in_flight: Callable[[], int] = lambda: 0,
     **limits: Any,
 ) -> Rig:
     """A started worker on a fresh queue (the caller stops it)."""
@@ -171,7 +174,6 @@ def start_rig(
         clock=clock or FakeClock(),
         limits=WorkerLimits(**limits),
         on_job_done=done.append,
-        uploads_in_flight=uploads_in_flight,
     )
     worker.start()
     return Rig(queue, worker, transcriber, gate or threading.Event(), done)

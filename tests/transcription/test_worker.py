@@ -241,36 +241,6 @@ async def test_worker_batches_waiting_jobs_and_decodes_leftovers_alone() -> None
     assert len(fake.calls) == 4  # three answered inside the batch, then the 2 s job alone
 
 
-async def test_worker_waits_for_uploads_in_flight_to_join_the_batch() -> None:
-    """Jobs landing while other uploads are still being received join the first batch."""
-    fake = BatchingFake()
-    clock = FakeClock()
-    arriving = [3]  # three uploads in flight
-    started = start_rig(fake, batch_size=4, clock=clock, uploads_in_flight=lambda: arriving[0])
-    jobs = [make_job() for _ in range(4)]
-    try:
-        enqueue(started.queue, jobs[0])
-        for job in jobs[1:]:
-            await asyncio.sleep(0)
-            started.queue.submit(job, pcm())
-            arriving[0] -= 1
-        for job in jobs:
-            await started.final(job)
-    finally:
-        await started.worker.stop()
-    assert fake.batches == [4]
-
-
-async def test_lone_job_does_not_wait_without_uploads_in_flight() -> None:
-    """With nothing arriving, a single job starts at once (no linger, the clock never moves)."""
-    fake = BatchingFake()
-    clock = FakeClock()
-    job = make_job()
-    await run_jobs(fake, [job], batch_size=4, max_linger_s=5.0, clock=clock)
-    assert clock.time == 1000.0
-    assert fake.batches == []
-
-
 @dataclass
 class UntilStopped(FakeTranscriber):
     """Decodes "segments" forever, asking should_stop between them as the engine does."""

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from app.backends.base import QueueCounts, QueueFullError
-from app.backends.local.queue import JobQueue
-from app.backends.local.store import TaskStore
+from app.backends.local.queue import MemoryJobQueue
+from app.backends.local.store import MemoryTaskStore
 from app.transcription.jobs import Job, Payload
 
 __all__ = ["LocalBackend"]
@@ -14,11 +14,28 @@ _PLACE = "local"
 
 
 class LocalBackend:
-    """`TaskBackend` over a `JobQueue` and a `TaskStore` of this process; every step is instant."""
+    """`TaskBackend` over this process's queue and task store; every step is instant.
 
-    def __init__(self, queue: JobQueue, store: TaskStore) -> None:
-        self._queue = queue
-        self._store = store
+    `queue` is also the worker's `JobSource`; both parts are public for the
+    composition root and for tests that look inside.
+    """
+
+    def __init__(self, queue: MemoryJobQueue, store: MemoryTaskStore) -> None:
+        self.queue = queue
+        self.store = store
+
+    @property
+    def max_waiting(self) -> int:
+        """The queue's bound on waiting jobs."""
+        return self.queue.max_waiting
+
+    def running_here(self) -> list[Job]:
+        """Every running job: the worker runs in this process."""
+        return self.queue.running
+
+    async def fail_waiting_here(self, reason: str) -> int:
+        """Every waiting job: they are kept in this process's memory only."""
+        return self.queue.drain(reason)
 
     async def reserve(self, expected_bytes: int) -> str:
         """Check the local queue has room now; the place is taken by `submit`.
@@ -26,8 +43,8 @@ class LocalBackend:
         In one process a body still arriving holds an upload place (MAX_UPLOADS_IN_FLIGHT),
         not a queue place, so slow clients cannot make the queue look full.
         """
-        if not self._queue.has_room(expected_bytes):
-            full = self._queue.waiting >= self._queue.max_waiting
+        if not self.queue.has_room(expected_bytes):
+            full = self.queue.waiting >= self.queue.max_waiting
             raise QueueFullError("jobs" if full else "bytes")
         return _PLACE
 
@@ -36,44 +53,44 @@ class LocalBackend:
 
     async def submit(self, place: str, job: Job, payload: Payload) -> None:
         """Queue the job, then keep its record."""
-        self._queue.submit(job, payload)
-        self._store.add(job)
+        self.queue.submit(job, payload)
+        self.store.add(job)
 
     async def keep(self, job: Job) -> None:
         """Keep the record and start its expiry clock."""
-        self._store.add(job)
-        self._store.mark_final(job)
+        self.store.add(job)
+        self.store.mark_final(job)
 
     async def get(self, task_id: str, *, owner: str | None) -> Job | None:
         """The store's answer."""
-        return self._store.get(task_id, owner=owner)
+        return self.store.get(task_id, owner=owner)
 
     async def position(self, job: Job) -> int | None:
         """The queue's answer."""
-        return self._queue.position(job)
+        return self.queue.position(job)
 
     async def cancel(self, job: Job, reason: str) -> bool:
         """The queue fails or stops the job."""
-        return self._queue.cancel(job, reason)
+        return self.queue.cancel(job, reason)
 
     async def delete(self, task_id: str) -> Job | None:
         """The store forgets the task."""
-        return self._store.delete(task_id)
+        return self.store.delete(task_id)
 
-    async def mark_final(self, job: Job) -> None:
+    def mark_final(self, job: Job) -> None:
         """The store starts the expiry clock."""
-        self._store.mark_final(job)
+        self.store.mark_final(job)
 
     async def sweep(self) -> int:
         """The store removes expired tasks."""
-        return self._store.sweep()
+        return self.store.sweep()
 
     def counts(self) -> QueueCounts:
         """Counted from the local queue."""
         return QueueCounts(
-            waiting=self._queue.waiting,
-            running=len(self._queue.running),
-            waiting_bytes=self._queue.waiting_bytes,
+            waiting=self.queue.waiting,
+            running=len(self.queue.running),
+            waiting_bytes=self.queue.waiting_bytes,
         )
 
     async def check(self) -> str | None:

@@ -4,8 +4,9 @@ Waiting jobs hold the bytes that were uploaded, never decoded audio, and the
 queue is bounded twice: by the number of waiting jobs (MAX_TASK_QUEUE_SIZE) and
 by the bytes they hold (MAX_QUEUED_MB). Only uploads that have fully arrived
 and been probed take a place: bodies still arriving are counted apart
-(`app.service.uploads.UploadGate`). The worker takes "the next jobs" from it
-through `JobSource`, so a batching worker can ask for several.
+(`app.service.uploads.UploadGate`). It is the worker's `JobSource` in one
+process: `next_batch` hands out the oldest job with the waiting jobs that can
+share its pass, lingering briefly while uploads are still arriving.
 """
 
 from __future__ import annotations
@@ -13,70 +14,18 @@ from __future__ import annotations
 import asyncio
 import collections
 from collections.abc import Callable
-from typing import Protocol
 
 from app.backends.base import QueueFullError
 from app.clock import Clock
 from app.transcription.batching import pick_companions
 from app.transcription.jobs import Job, JobNotifier, Payload, QueuedJob
 
-__all__ = ["JobQueue", "MemoryJobQueue"]
+__all__ = ["MAX_LINGER_S", "MemoryJobQueue"]
 
-
-class JobQueue(Protocol):
-    """What the service and the worker need of a queue."""
-
-    @property
-    def max_waiting(self) -> int:
-        """The bound on waiting jobs."""
-        ...
-
-    @property
-    def waiting(self) -> int:
-        """Jobs not yet started."""
-        ...
-
-    @property
-    def waiting_bytes(self) -> int:
-        """Bytes of upload held by waiting jobs."""
-        ...
-
-    @property
-    def running(self) -> list[Job]:
-        """Jobs a worker has taken and not finished."""
-        ...
-
-    def has_room(self, expected_bytes: int = 0) -> bool:
-        """Whether an upload of about `expected_bytes` would be accepted now."""
-        ...
-
-    def submit(self, job: Job, payload: Payload) -> None:
-        """Queue `job`; QueueFullError when its place or its bytes do not fit."""
-        ...
-
-    def position(self, job: Job) -> int | None:
-        """0 while running, 1.. while waiting, None once it has left the queue."""
-        ...
-
-    async def next_batch(self, max_size: int, key: Callable[[Job], object]) -> list[QueuedJob]:
-        """Wait for the oldest job; add later waiting jobs with its (non-None) key."""
-        ...
-
-    def top_up(self, batch: list[QueuedJob], max_size: int, key: Callable[[Job], object]) -> None:
-        """Move more waiting jobs with the batch head's key into `batch`."""
-        ...
-
-    def done(self, job: Job) -> None:
-        """The worker has finished with `job`."""
-        ...
-
-    def cancel(self, job: Job, reason: str) -> bool:
-        """Fail a waiting job at once, or ask a running one to stop; False if already over."""
-        ...
-
-    def drain(self, reason: str) -> int:
-        """Fail every waiting job (shutdown); returns how many."""
-        ...
+# How long a batch that has room waits for uploads still arriving: clients that send
+# at the same moment land a few milliseconds apart.
+MAX_LINGER_S = 0.5
+LINGER_TICK_S = 0.01
 
 
 class MemoryJobQueue:
@@ -89,11 +38,16 @@ class MemoryJobQueue:
         max_waiting_bytes: int,
         notifier: JobNotifier,
         clock: Clock,
+        uploads_in_flight: Callable[[], int] = lambda: 0,
+        max_linger_s: float = MAX_LINGER_S,
     ) -> None:
         self._max_waiting = max_waiting
         self._max_waiting_bytes = max_waiting_bytes
         self._notifier = notifier
         self._clock = clock
+        # Bodies still arriving (app.service.uploads): a batch with room lingers for them.
+        self._uploads_in_flight = uploads_in_flight
+        self._max_linger_s = max_linger_s
         self._waiting: collections.deque[QueuedJob] = collections.deque()
         self._waiting_bytes = 0
         self._running: list[Job] = []
@@ -153,17 +107,32 @@ class MemoryJobQueue:
         """Wait for the oldest job, then add later waiting jobs with the same non-None key.
 
         The oldest job always goes first, so no job waits behind more than one
-        batch of later arrivals; jobs that cannot join keep their place.
+        batch of later arrivals; jobs that cannot join keep their place. While
+        uploads are still arriving and the batch has room, it waits up to
+        `max_linger_s` for them to join; a lone request never waits.
         """
         while not self._waiting:
             self._available.clear()
             await self._available.wait()
         batch = [self._take(self._waiting.popleft())]
-        self.top_up(batch, max_size, key)
+        self._top_up(batch, max_size, key)
         self._notify_waiting()  # everyone behind moved up
+        if max_size > 1 and key(batch[0].job) is not None:
+            await self._linger(batch, max_size, key)
         return batch
 
-    def top_up(self, batch: list[QueuedJob], max_size: int, key: Callable[[Job], object]) -> None:
+    async def _linger(
+        self, batch: list[QueuedJob], max_size: int, key: Callable[[Job], object]
+    ) -> None:
+        """Let uploads still arriving join `batch`, until it is full or the linger is over."""
+        deadline = self._clock.monotonic() + self._max_linger_s
+        while len(batch) < max_size and self._uploads_in_flight() > 0:
+            if self._clock.monotonic() >= deadline:
+                return
+            await self._clock.sleep(LINGER_TICK_S)
+            self._top_up(batch, max_size, key)
+
+    def _top_up(self, batch: list[QueuedJob], max_size: int, key: Callable[[Job], object]) -> None:
         """Move waiting jobs with the batch head's key into `batch`, up to `max_size`.
 
         Of those, the ones whose audio is closest in length to the head's join first

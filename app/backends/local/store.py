@@ -1,4 +1,4 @@
-"""Where tasks live until they expire: the `TaskStore` Protocol and its in-memory implementation.
+"""Where the tasks of one process live until they expire: a dict with deadlines on a clock.
 
 A finished or failed task expires DELETE_RESULTS_AFTER_M minutes after it ended,
 or after its owner last read it when REFRESH_EXPIRATION_TIME_ON_USAGE is on. A
@@ -9,51 +9,18 @@ as unknown, and its content is erased from memory.
 
 from __future__ import annotations
 
-from typing import Protocol
-
 import structlog
 
 from app.clock import Clock
 from app.transcription.jobs import Job
 
-__all__ = ["MemoryTaskStore", "TaskStore"]
+__all__ = ["MemoryTaskStore"]
 
 log = structlog.get_logger(__name__)
 
 
-class TaskStore(Protocol):
-    """What the service needs of a task store (a Redis-backed one can stand in)."""
-
-    def add(self, job: Job) -> None:
-        """Keep a new task."""
-        ...
-
-    def get(self, task_id: str, *, owner: str | None) -> Job | None:
-        """`owner`'s task, or None when unknown, expired or another owner's.
-
-        Only the owner's read refreshes the expiry (when configured).
-        """
-        ...
-
-    def delete(self, task_id: str) -> Job | None:
-        """Forget a task now; returns it if it was there."""
-        ...
-
-    def mark_final(self, job: Job) -> None:
-        """Start the expiry clock of a task that has just ended."""
-        ...
-
-    def sweep(self) -> int:
-        """Remove expired tasks; returns how many."""
-        ...
-
-    def __len__(self) -> int:
-        """How many tasks are kept now."""
-        ...
-
-
 class MemoryTaskStore:
-    """Tasks in a dict; expiry deadlines on the given clock."""
+    """Tasks by id, each final one with its expiry deadline on the given clock."""
 
     def __init__(self, *, ttl_s: float, refresh_on_read: bool, clock: Clock) -> None:
         self._ttl_s = ttl_s
@@ -62,6 +29,7 @@ class MemoryTaskStore:
         self._tasks: dict[str, Job] = {}
 
     def __len__(self) -> int:
+        """How many tasks are kept now."""
         return len(self._tasks)
 
     def add(self, job: Job) -> None:

@@ -9,7 +9,7 @@ as many as share its batch key, in order, so short jobs still share a pass.
 
 An entry stays pending until its job's final record is written; while the job
 runs its worker claims it again every third of JOB_CLAIM_TIMEOUT_S (the
-heartbeat, `redis_fleet`), so a long job is never stolen. A worker that dies
+heartbeat, `fleet`), so a long job is never stolen. A worker that dies
 stops heartbeating: after JOB_CLAIM_TIMEOUT_S another worker takes the entry
 over with XAUTOCLAIM, at most JOB_MAX_ATTEMPTS starts in all, then the job
 fails with a reason.
@@ -135,9 +135,6 @@ class RedisWorkQueue:
             except OUTAGE_ERRORS as exc:
                 log.warning("redis_unavailable", operation="next_job", error=type(exc).__name__)
                 await self._clock.sleep(1.0)
-
-    def top_up(self, batch: list[QueuedJob], max_size: int, key: Callable[[Job], object]) -> None:
-        """Nothing to add later: the batch was gathered when it was read (see `_gather`)."""
 
     def done(self, job: Job) -> None:
         """The job has ended: ack its entry once its final record is written."""

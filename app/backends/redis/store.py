@@ -1,6 +1,6 @@
 """The API node's backend: the cluster's queue and task store, kept in Redis.
 
-Uploads and records are written by atomic scripts (`redis_keys`), so the bounds
+Uploads and records are written by atomic scripts (`keys`), so the bounds
 (MAX_TASK_QUEUE_SIZE, MAX_QUEUED_MB) hold across every API node. Results expire
 by Redis TTL, refreshed on the owner's read. Records returned to callers are this
 process's live objects (`LiveJobs`): the workers' changes reach them and wake
@@ -89,6 +89,21 @@ class RedisBackend:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
         await self._client.aclose()
+
+    # -- this node
+
+    @property
+    def max_waiting(self) -> int:
+        """The cluster's bound on waiting jobs."""
+        return self._max_jobs
+
+    def running_here(self) -> list[Job]:
+        """None: an API node runs no jobs, the workers do."""
+        return []
+
+    async def fail_waiting_here(self, reason: str) -> int:
+        """None: the waiting jobs are in Redis and outlive this node; returns 0."""
+        return 0
 
     # -- the intake
 
@@ -221,8 +236,8 @@ class RedisBackend:
         job.erase_content()
         return job
 
-    async def mark_final(self, job: Job) -> None:
-        """The worker that ended the job set its TTL."""
+    def mark_final(self, job: Job) -> None:
+        """Nothing to do: the worker that ended the job set its record's TTL."""
 
     async def sweep(self) -> int:
         """Redis expires records by their TTL: nothing to sweep."""

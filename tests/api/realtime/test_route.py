@@ -11,12 +11,14 @@ from litestar.exceptions import WebSocketDisconnect
 from litestar.testing import TestClient
 from litestar.testing.websocket_test_session import WebSocketTestSession
 
-from app.asgi import build_service, create_app
+from app.asgi import create_app
 from app.clock import Clock
+from app.composition import build_service
 from app.observability.metrics import LiveMetrics
 from app.service import TranscriptionService
 from app.service.live import LiveService
 from app.transcription.live.audio import VAD_FRAME_SAMPLES
+from tests.asgi_helpers import local_store
 from tests.conftest import FakeTranscriber, fake_manager, make_settings
 from tests.transcription.rig import FakeClock
 
@@ -247,7 +249,7 @@ def test_a_session_is_not_kept_unless_asked() -> None:
         with test_client.websocket_connect(ROUTE) as socket:
             socket.receive_json()
             talk_and_commit(socket)
-        assert len(service.store) == 0
+        assert len(local_store(service)) == 0
 
 
 def test_keeping_before_any_turn_is_an_error_event(client: TestClient[Any]) -> None:

@@ -1,4 +1,4 @@
-"""Tests for the bounded FIFO of waiting jobs (app.backends.local.queue)."""
+"""Tests for the bounded FIFO of waiting jobs and its batching linger (app.backends.local.queue)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import pytest
 from app.backends.base import QueueFullError
 from app.transcription.jobs import JobStatus
 from app.transcription.worker import batch_key
-from tests.transcription.rig import enqueue, make_job, new_queue, notifier_of, pcm
+from tests.transcription.rig import FakeClock, enqueue, make_job, new_queue, notifier_of, pcm
 
 
 def test_a_job_beyond_the_bound_is_refused_at_once() -> None:
@@ -146,3 +146,51 @@ async def test_taking_the_head_job_wakes_everyone_behind() -> None:
     await queue.next_batch(1, batch_key)
     assert token.is_set()
     assert queue.position(behind) == 1
+
+
+async def test_a_batch_lingers_for_uploads_in_flight_to_join_it() -> None:
+    """Jobs landing while other uploads are still being received join the first batch."""
+    arriving = [3]  # three uploads in flight
+    queue = new_queue(clock=FakeClock(), uploads_in_flight=lambda: arriving[0])
+    jobs = [make_job() for _ in range(4)]
+    enqueue(queue, jobs[0])
+    taking = asyncio.create_task(queue.next_batch(4, batch_key))
+    for job in jobs[1:]:
+        await asyncio.sleep(0)
+        enqueue(queue, job)
+        arriving[0] -= 1
+    batch = await asyncio.wait_for(taking, 1)
+    assert [entry.job for entry in batch] == jobs
+
+
+async def test_a_lone_job_does_not_linger_without_uploads_in_flight() -> None:
+    """With nothing arriving, a single job is handed out at once (the clock never moves)."""
+    clock = FakeClock()
+    queue = new_queue(clock=clock, max_linger_s=5.0)
+    job = make_job()
+    enqueue(queue, job)
+    [taken] = await queue.next_batch(4, batch_key)
+    assert taken.job is job
+    assert clock.time == 1000.0
+
+
+async def test_the_linger_ends_at_its_limit() -> None:
+    """An upload that never completes holds the batch back for max_linger_s, no longer."""
+    clock = FakeClock()
+    queue = new_queue(clock=clock, uploads_in_flight=lambda: 1, max_linger_s=0.5)
+    job = make_job()
+    enqueue(queue, job)
+    [taken] = await asyncio.wait_for(queue.next_batch(4, batch_key), 1)
+    assert taken.job is job
+    assert 1000.5 <= clock.time < 1000.6
+
+
+async def test_a_job_that_decodes_alone_never_lingers() -> None:
+    """A job without a batch key (long audio) is handed out at once, uploads arriving or not."""
+    clock = FakeClock()
+    queue = new_queue(clock=clock, uploads_in_flight=lambda: 1)
+    job = make_job(seconds=45.0)
+    enqueue(queue, job, pcm(0.1))
+    [taken] = await queue.next_batch(4, batch_key)
+    assert taken.job is job
+    assert clock.time == 1000.0

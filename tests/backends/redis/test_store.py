@@ -117,6 +117,22 @@ async def test_positions_and_records_are_shared(nodes: tuple[Node, Node]) -> Non
     assert await first.backend.get(older.id, owner="someone else") is None
 
 
+async def test_an_api_node_runs_nothing_and_leaves_waiting_jobs_to_the_cluster(
+    nodes: tuple[Node, Node], redis_proc: RedisProcess
+) -> None:
+    """On shutdown a node has no job running and none of its own to fail: Redis keeps them."""
+    first, second = nodes
+    job = make_job()
+    await first.queue(job)
+    assert first.backend.max_waiting == 3
+    assert first.backend.running_here() == []
+    assert await first.backend.fail_waiting_here("shutting down") == 0
+    assert job.status is JobStatus.PENDING
+    assert redis_proc.client.zcard("whisper:waiting") == 1
+    seen = await second.backend.get(job.id, owner=None)
+    assert seen is not None and await second.backend.position(seen) == 1
+
+
 async def test_a_kept_live_session_is_a_final_record_with_the_result_ttl(
     nodes: tuple[Node, Node], redis_proc: RedisProcess
 ) -> None:
