@@ -118,8 +118,20 @@ class MemoryJobQueue:
         self._top_up(batch, max_size, key)
         self._notify_waiting()  # everyone behind moved up
         if max_size > 1 and key(batch[0].job) is not None:
-            await self._linger(batch, max_size, key)
+            try:
+                await self._linger(batch, max_size, key)
+            except asyncio.CancelledError:
+                self._put_back(batch)  # the worker stops: these jobs have not started
+                raise
         return batch
+
+    def _put_back(self, batch: list[QueuedJob]) -> None:
+        """Return a batch that never started to the head of the queue, in its order."""
+        for entry in reversed(batch):
+            self._running.remove(entry.job)
+            self._waiting.appendleft(entry)
+            self._waiting_bytes += len(entry.payload or b"")
+        self._notify_waiting()
 
     async def _linger(
         self, batch: list[QueuedJob], max_size: int, key: Callable[[Job], object]

@@ -194,3 +194,23 @@ async def test_a_job_that_decodes_alone_never_lingers() -> None:
     [taken] = await queue.next_batch(4, batch_key)
     assert taken.job is job
     assert clock.time == 1000.0
+
+
+async def test_a_batch_cancelled_while_lingering_goes_back_to_the_head_of_the_queue() -> None:
+    """A worker stopped during the linger leaves its untouched jobs waiting, in order."""
+    clock = FakeClock(autoadvance=False)
+    queue = new_queue(clock=clock, uploads_in_flight=lambda: 1, max_linger_s=5.0)
+    first, second, later = make_job(), make_job(), make_job(seconds=45.0)
+    enqueue(queue, first)
+    enqueue(queue, second)
+    enqueue(queue, later, pcm(0.1))
+    waiting_bytes = queue.waiting_bytes
+    taking = asyncio.create_task(queue.next_batch(4, batch_key))
+    while queue.waiting == 3:  # the batch is taken, the linger sleeps on the clock
+        await asyncio.sleep(0)
+    taking.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await taking
+    assert queue.running == []
+    assert [queue.position(job) for job in (first, second, later)] == [1, 2, 3]
+    assert queue.waiting_bytes == waiting_bytes
