@@ -1,7 +1,8 @@
-"""Reading transcription options from form fields and query strings, the same on every surface.
+"""The option values a field's type cannot check: language names and models within the cap.
 
-Each helper raises `InvalidInputError`, which names the offending parameter; every
-surface turns it into its own error shape (task API, OpenAI, /asr).
+Shared by every upload surface and the realtime session. Each helper raises
+`InvalidInputError`, which names the offending parameter; every surface turns it
+into its own error shape (task API, OpenAI, /asr).
 """
 
 from __future__ import annotations
@@ -10,61 +11,8 @@ from app.service.errors import InvalidInputError
 from app.transcription.catalogue import UnknownModelError
 from app.transcription.languages import normalise_language
 from app.transcription.models import ModelAboveCapError, ModelManager
-from app.transcription.types import SubtitleShape
 
-__all__ = [
-    "SHAPE_FIELDS",
-    "InvalidInputError",
-    "parse_bool",
-    "parse_language",
-    "parse_model",
-    "parse_positive_int",
-    "parse_subtitle_shape",
-]
-
-_TRUE = frozenset({"1", "true", "yes", "on"})
-_FALSE = frozenset({"0", "false", "no", "off"})
-SHAPE_FIELDS = ("max_line_width", "max_line_count", "max_words_per_cue")
-# Far beyond any screen: a guard against absurd values, not a style rule.
-_MAX_SHAPE_VALUE = 10_000
-
-
-def parse_bool(raw: str | None, name: str, *, default: bool = False) -> bool:
-    """1/0/true/false/yes/no/on/off (any case); empty or missing means `default`."""
-    if raw is None or not raw.strip():
-        return default
-    value = raw.strip().lower()
-    if value in _TRUE:
-        return True
-    if value in _FALSE:
-        return False
-    raise InvalidInputError(f"{name} must be true or false, not {raw!r}", param=name)
-
-
-def parse_positive_int(raw: str | int | None, name: str) -> int | None:
-    """A whole number of at least 1, or None when missing or empty."""
-    if raw is None or (isinstance(raw, str) and not raw.strip()):
-        return None
-    try:
-        value = int(raw)
-    except ValueError:
-        raise InvalidInputError(
-            f"{name} must be a whole number of at least 1, not {raw!r}", param=name
-        ) from None
-    if not 1 <= value <= _MAX_SHAPE_VALUE:
-        raise InvalidInputError(
-            f"{name} must be a whole number from 1 to {_MAX_SHAPE_VALUE}, not {value}", param=name
-        )
-    return value
-
-
-def parse_subtitle_shape(values: dict[str, str | int | None]) -> SubtitleShape:
-    """max_line_width, max_line_count and max_words_per_cue from raw values (None = no limit)."""
-    return SubtitleShape(
-        max_line_width=parse_positive_int(values.get("max_line_width"), "max_line_width"),
-        max_line_count=parse_positive_int(values.get("max_line_count"), "max_line_count"),
-        max_words_per_cue=parse_positive_int(values.get("max_words_per_cue"), "max_words_per_cue"),
-    )
+__all__ = ["parse_language", "parse_model"]
 
 
 def parse_language(raw: str | None, name: str = "language") -> str | None:

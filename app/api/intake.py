@@ -5,21 +5,24 @@ For every surface: check the queue has room and hold an upload place
 MAX_UPLOAD_MB and UPLOAD_TIMEOUT_S, read the surface's form Struct, let the surface turn it
 into a `JobSpec`, hand the upload to the service (probe, queue), and either
 return the job (task API) or await it (OpenAI, /asr: a client that goes away
-cancels its job).
+cancels its job). Each surface's `Intake` also declares its upload routes, so
+their OpenAPI documentation comes from the same form.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Callable
-from typing import Any, TypeVar
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any, Generic, Literal, TypeVar
 
 import msgspec
 import structlog
-from litestar import Request
+from litestar import Request, post
+from litestar.openapi.datastructures import ResponseSpec
 
-from app.api.forms import read_fields
+from app.api.forms import read_fields, upload_operation
 from app.api.multipart import content_length, read_multipart
 from app.service import JobSpec, TranscriptionService
 from app.service.errors import (
@@ -30,28 +33,59 @@ from app.service.errors import (
 )
 from app.transcription.jobs import Job, JobStatus
 
-__all__ = ["Intake", "answer_when_done", "await_result", "receive_upload"]
+__all__ = ["AnyRequest", "Intake", "answer_when_done", "await_result", "receive_upload"]
 
 log = structlog.get_logger(__name__)
 
 FormT = TypeVar("FormT", bound=msgspec.Struct)
 AnswerT = TypeVar("AnswerT")
+# An HTTP request whatever its user, auth and state types: upload routes use none of them.
+AnyRequest = Request[Any, Any, Any]
 
 
-class Intake(msgspec.Struct, frozen=True, kw_only=True):
-    """How one surface receives uploads: its file field and where its options come from."""
+@dataclass(frozen=True, kw_only=True)
+class Intake(Generic[FormT]):
+    """How one surface receives uploads and declares its upload routes.
+
+    It names the form the surface reads, where the file and the options come from,
+    and the error answers its routes document.
+    """
 
     surface: str
-    file_field: str
+    form: type[FormT]
+    errors: Mapping[int, ResponseSpec]
+    file_field: str = "file"
+    file_description: str = "the audio or video file (wav, flac, mp3, ogg, m4a, webm, mp4, ...)"
     # Options also (or, for whisper-asr-webservice, only) in the query string.
     query_options: bool = True
+    options_documented_in: Literal["body", "query"] = "body"
+
+    def route(self, path: str, summary: str) -> post:
+        """The decorator of an upload route of this surface: POST `path`, answered with 200."""
+        in_query = self.options_documented_in == "query"
+        description = f"multipart/form-data with the audio in the `{self.file_field}` field"
+        if self.query_options and not in_query:
+            description += "; every text field may also be given in the query string"
+        operation = upload_operation(
+            self.form,
+            file_field=self.file_field,
+            file_description=self.file_description,
+            description=description,
+            fields_in_query=in_query,
+        )
+        return post(
+            path,
+            summary=summary,
+            operation_class=operation,
+            status_code=200,
+            responses=self.errors,
+        )
 
 
 async def receive_upload(
-    request: Request[Any, Any, Any],
+    request: AnyRequest,
     service: TranscriptionService,
-    intake: Intake,
-    form_type: type[FormT],
+    intake: Intake[FormT],
     to_spec: Callable[[FormT], JobSpec],
 ) -> tuple[Job, FormT]:
     """Take one upload from `request` into the queue; the job and the form it came with."""
@@ -64,9 +98,8 @@ async def receive_upload(
     # UPLOAD_TIMEOUT_S and frees its upload place.
     async with service.upload_place(expected_bytes=declared or 0) as reservation:
         form = await service.receive_body(read_multipart(request, max_bytes=max_bytes))
-        fields = read_fields(
-            form_type, form, request.query_params if intake.query_options else None
-        )
+        query = request.query_params if intake.query_options else None
+        fields = read_fields(intake.form, form, query)
         spec = to_spec(fields)
         upload = form.file(intake.file_field)
         if upload is None:
@@ -78,7 +111,7 @@ async def receive_upload(
     return job, fields
 
 
-async def _disconnected(request: Request[Any, Any, Any]) -> None:
+async def _disconnected(request: AnyRequest) -> None:
     """Return when the ASGI server reports that the client has gone.
 
     Called only after the whole body has been read, so `receive()` has nothing else
@@ -90,9 +123,7 @@ async def _disconnected(request: Request[Any, Any, Any]) -> None:
             return
 
 
-async def await_result(
-    request: Request[Any, Any, Any], service: TranscriptionService, job: Job
-) -> Job:
+async def await_result(request: AnyRequest, service: TranscriptionService, job: Job) -> Job:
     """Wait until `job` is final and return it finished.
 
     Raises ClientGoneError when the client disconnects first (the job is cancelled
@@ -119,7 +150,7 @@ async def await_result(
 
 
 async def answer_when_done(
-    request: Request[Any, Any, Any],
+    request: AnyRequest,
     service: TranscriptionService,
     job: Job,
     render: Callable[[Job], AnswerT],

@@ -10,14 +10,13 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import AsyncIterator
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import msgspec
-from litestar import Controller, Request, Response, get, post
+from litestar import Controller, Response, get
 from litestar.params import PathParameter
 from litestar.response import ServerSentEvent, ServerSentEventMessage
 
-from app.api import form_options as opts
 from app.api.compat_schemas import (
     OpenAIError,
     OpenAIErrorBody,
@@ -29,8 +28,9 @@ from app.api.compat_schemas import (
     TextDoneEvent,
 )
 from app.api.dependencies import Owner, Service
-from app.api.forms import ShapedForm, upload_operation
-from app.api.intake import Intake, answer_when_done, cancel_abandoned, receive_upload
+from app.api.form_options import parse_language, parse_model
+from app.api.forms import Language, ShapedForm
+from app.api.intake import AnyRequest, Intake, answer_when_done, cancel_abandoned, receive_upload
 from app.api.schemas import error_responses
 from app.api.speaker_options import parse_speaker_options, with_speakers
 from app.service import JobSpec, TranscriptionService
@@ -39,18 +39,21 @@ from app.transcription import formats
 from app.transcription.jobs import Job, JobStatus
 from app.transcription.types import TaskType, TranscribeOptions, Transcript
 
-__all__ = ["OPENAI_DEFAULT_MODEL", "OPENAI_FORMATS", "OpenAIController", "openai_error"]
+__all__ = ["OPENAI_DEFAULT_MODEL", "OpenAIController", "openai_error"]
 
 OPENAI_DEFAULT_MODEL = "whisper-1"
 # OpenAI's speaker-label model: here the server's Whisper model plus the speaker stage.
 OPENAI_DIARIZE_MODEL = "gpt-4o-transcribe-diarize"
-OPENAI_FORMATS = ("json", "text", "srt", "verbose_json", "vtt", "diarized_json")
-GRANULARITIES = ("segment", "word")
+OpenAIFormat = Literal["json", "text", "srt", "verbose_json", "vtt", "diarized_json"]
+Granularity = Literal["segment", "word"]
+Temperature = Annotated[float, msgspec.Meta(ge=0.0, le=1.0)]
 # Whisper's own fallback ladder: temperature 0 means "start greedy, raise it on failure".
 AUTOMATIC_TEMPERATURES = (0.0, 0.2, 0.4, 0.6, 0.8, 1.0)
 SSE_KEEPALIVE_S = 15.0
 _STARTED = int(time.time())
 
+# What an upload route answers: the body in the asked format, or a stream of events.
+Answer = Response[Any] | ServerSentEvent
 ModelIdPath = Annotated[str, PathParameter(description="a model id from GET /v1/models")]
 
 
@@ -61,39 +64,35 @@ class OpenAIForm(ShapedForm, kw_only=True):
         str | None,
         msgspec.Meta(
             description=f"{OPENAI_DEFAULT_MODEL} (the server's choice) or a model name "
-            "from GET /v1/models"
+            "from GET /v1/models",
+            examples=[OPENAI_DEFAULT_MODEL],
         ),
     ] = None
-    language: Annotated[
-        str | None,
-        msgspec.Meta(description="ISO-639-1 code of the spoken language; omit to detect it"),
-    ] = None
+    language: Language = None
     prompt: Annotated[
         str | None,
-        msgspec.Meta(description="text to guide the style or continue a previous segment"),
+        msgspec.Meta(
+            description="text to guide the style or continue a previous segment", examples=[""]
+        ),
     ] = None
-    response_format: Annotated[
-        str | None,
-        msgspec.Meta(description="output format", extra_json_schema={"enum": list(OPENAI_FORMATS)}),
-    ] = None
+    response_format: Annotated[OpenAIFormat, msgspec.Meta(description="output format")] = "json"
     temperature: Annotated[
-        str | None,
-        msgspec.Meta(description="0 to 1; 0 raises the temperature automatically on failure"),
+        Temperature | None,
+        msgspec.Meta(
+            description="0 to 1; 0 raises the temperature automatically on failure", examples=[0]
+        ),
     ] = None
     timestamp_granularities: Annotated[
-        list[str],
-        msgspec.Meta(
-            description="segment and/or word (word needs response_format=verbose_json)",
-            extra_json_schema={"items": {"type": "string", "enum": list(GRANULARITIES)}},
-        ),
+        list[Granularity],
+        msgspec.Meta(description="segment and/or word (word needs response_format=verbose_json)"),
     ] = msgspec.field(default_factory=list, name="timestamp_granularities[]")
     stream: Annotated[
-        str | None,
+        bool,
         msgspec.Meta(
             description="true: server-sent transcript.text.delta events (diarized_json: then "
             "one transcript.text.segment per segment), then .done"
         ),
-    ] = None
+    ] = False
     known_speaker_names: Annotated[
         list[str], msgspec.Meta(description="diarized_json: names of up to 4 known speakers")
     ] = msgspec.field(default_factory=list, name="known_speaker_names[]")
@@ -106,61 +105,52 @@ class OpenAIForm(ShapedForm, kw_only=True):
     ] = msgspec.field(default_factory=list, name="known_speaker_references[]")
     chunking_strategy: Annotated[
         str | None,
-        msgspec.Meta(description="accepted for compatibility; the server cuts audio by VAD"),
+        msgspec.Meta(description="accepted; the server cuts audio by VAD", examples=["auto"]),
     ] = None
 
     @property
-    def format(self) -> str:
-        """The asked response_format (json when not given)."""
-        return (self.response_format or "json").strip()
-
-    @property
-    def granularities(self) -> tuple[str, ...]:
+    def granularities(self) -> tuple[Granularity, ...]:
         """The asked timestamp granularities, each once."""
         return tuple(dict.fromkeys(self.timestamp_granularities))
 
     @property
     def diarized(self) -> bool:
         """Whether speaker labels are asked for (response_format=diarized_json)."""
-        return self.format == "diarized_json"
-
-    @property
-    def wants_stream(self) -> bool:
-        """Whether the answer is a stream of server-sent events."""
-        return opts.parse_bool(self.stream, "stream")
+        return self.response_format == "diarized_json"
 
     def to_spec(self, service: TranscriptionService, task: TaskType, owner: str | None) -> JobSpec:
-        """Check every field; raise InvalidInputError naming the bad one."""
-        if self.format not in OPENAI_FORMATS:
+        """The job these fields ask for (InvalidInputError naming a bad one).
+
+        Their types are checked already; left are the rules between fields, the
+        language, the model and the known speakers.
+        """
+        if self.timestamp_granularities and self.response_format != "verbose_json":
             raise InvalidInputError(
-                f"response_format must be one of {', '.join(OPENAI_FORMATS)}, "
-                f"not {self.response_format!r}",
-                param="response_format",
+                "timestamp_granularities needs response_format=verbose_json",
+                param="timestamp_granularities",
             )
-        self._check_granularities()
-        self.wants_stream  # noqa: B018 - refuse a bad value before the job is queued
         if self.diarized and task == "translate":
             raise InvalidInputError(
                 "diarized_json is for transcriptions only", param="response_format"
             )
+        words = "word" in self.granularities
         options = TranscribeOptions(
             task=task,
-            language=opts.parse_language(self.language),
+            language=parse_language(self.language),
             initial_prompt=self.prompt or None,
-            word_timestamps="word" in self.granularities,
-            temperature=_temperature(self.temperature),
-            model=opts.parse_model(
+            word_timestamps=words,
+            temperature=_temperatures(self.temperature),
+            model=parse_model(
                 self.model,
                 service.models,
                 default_aliases=(OPENAI_DEFAULT_MODEL, OPENAI_DIARIZE_MODEL),
             ),
         )
         speakers = parse_speaker_options(
-            lambda _: None,
+            diarize=self.diarized,
             names=self.known_speaker_names,
             references=self.known_speaker_references,
-            forced=self.diarized,
-            keep_words="word" in self.granularities,
+            keep_words=words,
         )
         return JobSpec(
             task_type=task,
@@ -170,27 +160,18 @@ class OpenAIForm(ShapedForm, kw_only=True):
             surface="openai",
         )
 
-    def _check_granularities(self) -> None:
-        for value in self.timestamp_granularities:
-            if value not in GRANULARITIES:
-                raise InvalidInputError(
-                    f"timestamp_granularities may hold segment and word, not {value!r}",
-                    param="timestamp_granularities",
-                )
-        if self.timestamp_granularities and self.format != "verbose_json":
-            raise InvalidInputError(
-                "timestamp_granularities needs response_format=verbose_json",
-                param="timestamp_granularities",
-            )
 
-
-OPENAI_INTAKE = Intake(surface="openai", file_field="file", query_options=False)
-_UPLOAD_OPERATION = upload_operation(
-    OpenAIForm,
-    file_field="file",
-    file_description="the audio or video file (flac, mp3, mp4, m4a, ogg, wav, webm, ...)",
-    description="multipart/form-data, as OpenAI's SDKs send it",
+OPENAI_INTAKE = Intake(
+    surface="openai",
+    form=OpenAIForm,
+    errors=error_responses(400, 413, 500, 503, shape=OpenAIErrorBody),
+    query_options=False,
 )
+
+
+def _temperatures(value: float | None) -> float | tuple[float, ...]:
+    """One sampling temperature, or Whisper's fallback ladder for none or 0."""
+    return AUTOMATIC_TEMPERATURES if not value else (value,)
 
 
 # ---------------------------------------------------------------- errors
@@ -212,20 +193,6 @@ def openai_error(view: ErrorView) -> Response[OpenAIErrorBody]:
     return Response(OpenAIErrorBody(error=error), status_code=view.status, headers=view.headers)
 
 
-def _temperature(raw: str | None) -> float | tuple[float, ...]:
-    if raw is None or not raw.strip():
-        return AUTOMATIC_TEMPERATURES
-    try:
-        value = float(raw)
-    except ValueError:
-        value = math.nan
-    if not 0.0 <= value <= 1.0:
-        raise InvalidInputError(
-            f"temperature must be a number from 0 to 1, not {raw!r}", param="temperature"
-        )
-    return AUTOMATIC_TEMPERATURES if value == 0.0 else (value,)
-
-
 # ---------------------------------------------------------------- responses
 
 
@@ -237,7 +204,7 @@ def render_openai(job: Job, request: OpenAIForm) -> Response[Any]:
     """The finished job in the asked response_format, with OpenAI's content types."""
     transcript = job.transcript
     assert transcript is not None
-    fmt = request.format
+    fmt = request.response_format
     if fmt == "json":
         return Response(OpenAITranscription(text=transcript.text, usage=_usage(transcript)))
     if fmt == "text":
@@ -305,6 +272,18 @@ async def stream_transcript(
             await cancel_abandoned(service, job)
 
 
+async def _answer(
+    request: AnyRequest, service: TranscriptionService, owner: str | None, task: TaskType
+) -> Answer:
+    """Queue the upload of `request`, then answer in its response_format or stream it."""
+    job, form = await receive_upload(
+        request, service, OPENAI_INTAKE, lambda form: form.to_spec(service, task, owner)
+    )
+    if form.stream:
+        return ServerSentEvent(stream_transcript(service, job, diarized=form.diarized))
+    return await answer_when_done(request, service, job, lambda done: render_openai(done, form))
+
+
 # ---------------------------------------------------------------- controller
 
 
@@ -313,46 +292,6 @@ class OpenAIController(Controller):
 
     path = "/v1"
     tags = ["openai"]
-
-    async def _run(
-        self, request: Request[Any, Any, Any], service: Service, owner: str | None, task: TaskType
-    ) -> Response[Any] | ServerSentEvent:
-        job, form = await receive_upload(
-            request,
-            service,
-            OPENAI_INTAKE,
-            OpenAIForm,
-            lambda form: form.to_spec(service, task, owner),
-        )
-        if form.wants_stream:
-            return ServerSentEvent(stream_transcript(service, job, diarized=form.diarized))
-        return await answer_when_done(request, service, job, lambda done: render_openai(done, form))
-
-    @post(
-        "/audio/transcriptions",
-        responses=error_responses(400, 413, 500, 503, shape=OpenAIErrorBody),
-        summary="Transcribe audio (OpenAI-compatible)",
-        operation_class=_UPLOAD_OPERATION,
-        status_code=200,
-    )
-    async def transcriptions(
-        self, request: Request[Any, Any, Any], service: Service, owner: Owner
-    ) -> Response[Any] | ServerSentEvent:
-        """Transcribe an upload in its own language, as OpenAI's audio API does."""
-        return await self._run(request, service, owner, "transcribe")
-
-    @post(
-        "/audio/translations",
-        responses=error_responses(400, 413, 500, 503, shape=OpenAIErrorBody),
-        summary="Translate audio into English text (OpenAI-compatible)",
-        operation_class=_UPLOAD_OPERATION,
-        status_code=200,
-    )
-    async def translations(
-        self, request: Request[Any, Any, Any], service: Service, owner: Owner
-    ) -> Response[Any] | ServerSentEvent:
-        """Translate an upload into English text, as OpenAI's audio API does."""
-        return await self._run(request, service, owner, "translate")
 
     @get(
         "/models",
@@ -380,6 +319,18 @@ class OpenAIController(Controller):
                 )
             )
         return Response(_model(model_id))
+
+    @OPENAI_INTAKE.route("/audio/transcriptions", "Transcribe audio (OpenAI-compatible)")
+    async def transcriptions(self, request: AnyRequest, service: Service, owner: Owner) -> Answer:
+        """Transcribe an upload in its own language, as OpenAI's audio API does."""
+        return await _answer(request, service, owner, "transcribe")
+
+    @OPENAI_INTAKE.route(
+        "/audio/translations", "Translate audio into English text (OpenAI-compatible)"
+    )
+    async def translations(self, request: AnyRequest, service: Service, owner: Owner) -> Answer:
+        """Translate an upload into English text, as OpenAI's audio API does."""
+        return await _answer(request, service, owner, "translate")
 
 
 def _model_ids(service: TranscriptionService) -> list[str]:

@@ -27,7 +27,7 @@ __all__ = [
 
 
 class TaskResponse(msgspec.Struct, kw_only=True):
-    """A task as the seed's API reported it, plus progress, duration, error and expiry."""
+    """A task: its state, queue place, model, transcript, progress, error and expiry."""
 
     task_id: str
     task_type: str
@@ -116,7 +116,7 @@ class TaskDeleted(msgspec.Struct):
 
 
 class DecoderStatus(msgspec.Struct, kw_only=True):
-    """The seed's decoder status, extended with the queue and model choice."""
+    """The model and queue state: loaded and target models, device, queue fill, workers."""
 
     is_model_loaded: bool
     loaded_models: list[str]

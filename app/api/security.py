@@ -67,8 +67,6 @@ PUBLIC_PATHS = frozenset({"/healthz", "/readyz", "/metrics", "/api/v1/login", "/
 PUBLIC_PREFIXES = ("/docs",)
 PEER_STATE_KEY = "whisper_api.peer"
 OWNER_STATE_KEY = "whisper_api.owner"
-# OpenAI's surface answers errors in OpenAI's shape; everything else in Litestar's.
-OPENAI_PATH_PREFIX = "/v1/"
 
 
 # ---------------------------------------------------------------- who is asking

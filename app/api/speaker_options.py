@@ -1,50 +1,38 @@
-"""Reading the speaker-label options (diarize) the same way on every surface.
+"""The speaker-label options (diarize), checked the same way on every surface.
 
-Task API and /asr: ``diarize`` with ``num_speakers`` / ``min_speakers`` / ``max_speakers``.
-OpenAI: ``known_speaker_names[]`` and ``known_speaker_references[]`` (audio as data URLs),
-up to four. Every helper raises ``InvalidInputError`` naming the field; the service proves
-the reference clips are audio (off the event loop) before the job is queued.
+Task API and /asr: ``diarize`` with ``num_speakers`` / ``min_speakers`` / ``max_speakers``
+(typed form fields, each a `SpeakerCount`). OpenAI: ``known_speaker_names[]`` and
+``known_speaker_references[]`` (audio as data URLs), up to four. What a field's type
+cannot say (min above max, names, data URLs) is checked here, with an
+``InvalidInputError`` naming the field; the service proves the reference clips are
+audio (off the event loop) before the job is queued.
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
+from typing import Annotated
 
 import msgspec
 
-from app.api.form_options import parse_bool
 from app.service.errors import InvalidInputError
 from app.transcription.types import SpeakerOptions, TranscribeOptions
 
 __all__ = [
     "MAX_KNOWN_SPEAKERS",
-    "SPEAKER_FIELDS",
+    "SpeakerCount",
     "parse_speaker_options",
     "with_speakers",
 ]
 
-SPEAKER_FIELDS = ("diarize", "num_speakers", "min_speakers", "max_speakers")
 MAX_KNOWN_SPEAKERS = 4
 # A guard against absurd hints, far above any meeting.
 MAX_SPEAKERS = 32
+SpeakerCount = Annotated[int, msgspec.Meta(ge=1, le=MAX_SPEAKERS)]
 _NAME_CHARS = 64
 _REFERENCES = "known_speaker_references[]"
-
-
-def _count(raw: str | None, name: str) -> int | None:
-    if raw is None or not raw.strip():
-        return None
-    try:
-        value = int(raw)
-    except ValueError:
-        value = 0
-    if not 1 <= value <= MAX_SPEAKERS:
-        raise InvalidInputError(
-            f"{name} must be a whole number from 1 to {MAX_SPEAKERS}, not {raw!r}", param=name
-        )
-    return value
 
 
 def _data_url(value: str, index: int) -> bytes:
@@ -89,31 +77,28 @@ def _known(
 
 
 def parse_speaker_options(
-    raw: Callable[[str], str | None],
     *,
+    diarize: bool,
+    num_speakers: int | None = None,
+    min_speakers: int | None = None,
+    max_speakers: int | None = None,
     names: Sequence[str] = (),
     references: Sequence[str] = (),
-    forced: bool = False,
     keep_words: bool = False,
 ) -> SpeakerOptions | None:
-    """The speaker options from raw field values, or None when labels are not asked for.
-
-    ``forced`` asks for labels whatever ``diarize`` says (OpenAI's diarized_json).
-    """
-    if not (forced or parse_bool(raw("diarize"), "diarize")):
+    """The speaker options from typed field values, or None when labels are not asked for."""
+    if not diarize:
         return None
-    num = _count(raw("num_speakers"), "num_speakers")
-    low = _count(raw("min_speakers"), "min_speakers")
-    high = _count(raw("max_speakers"), "max_speakers")
-    if low is not None and high is not None and low > high:
+    if min_speakers is not None and max_speakers is not None and min_speakers > max_speakers:
         raise InvalidInputError(
-            f"min_speakers ({low}) is above max_speakers ({high})", param="min_speakers"
+            f"min_speakers ({min_speakers}) is above max_speakers ({max_speakers})",
+            param="min_speakers",
         )
     known_names, clips = _known(names, references)
     return SpeakerOptions(
-        num_speakers=num,
-        min_speakers=low,
-        max_speakers=high,
+        num_speakers=num_speakers,
+        min_speakers=min_speakers,
+        max_speakers=max_speakers,
         known_speaker_names=known_names,
         known_speaker_references=clips,
         keep_words=keep_words,

@@ -1,25 +1,19 @@
-"""The task API (/api/v1): the seed's routes with their field names, plus the new task routes."""
+"""The task API (/api/v1): upload audio, then poll, follow, fetch and delete its task."""
 
 from __future__ import annotations
 
-import re
-import unicodedata
 from collections.abc import AsyncIterator
-from pathlib import PurePath
-from typing import Annotated, Any
-from urllib.parse import quote
+from typing import Annotated
 
 import msgspec
-from litestar import Controller, Request, Response, delete, get, post
+from litestar import Controller, Response, delete, get
 from litestar.params import PathParameter, QueryParameter
 from litestar.response import ServerSentEvent, ServerSentEventMessage
 
 from app.api.dependencies import Owner, Service
-from app.api.form_options import (
-    SHAPE_FIELDS,
-)
-from app.api.forms import WhisperForm, upload_operation
-from app.api.intake import Intake, receive_upload
+from app.api.forms import MAX_SHAPE_VALUE, WhisperForm
+from app.api.intake import AnyRequest, Intake, receive_upload
+from app.api.results import transcript_download
 from app.api.schemas import (
     DecoderStatus,
     FleetWorkerView,
@@ -35,9 +29,9 @@ from app.service import JobSpec, TranscriptionService
 from app.service.errors import InvalidInputError, TaskNotFoundError, TaskNotReadyError
 from app.transcription import formats
 from app.transcription.jobs import Job, JobStatus
-from app.transcription.types import SubtitleShape, TaskType
+from app.transcription.types import TaskType
 
-__all__ = ["TaskController", "content_disposition"]
+__all__ = ["TaskController"]
 
 SSE_KEEPALIVE_S = 15.0
 FINAL_STATUSES = frozenset({str(JobStatus.FINISHED), str(JobStatus.FAILED)})
@@ -53,30 +47,10 @@ class TaskUploadForm(WhisperForm, kw_only=True):
         return self.spec(service, task_type=task_type, owner=owner, surface="tasks")
 
 
-TASK_INTAKE = Intake(surface="tasks", file_field="file")
-_UPLOAD_OPERATION = upload_operation(
-    TaskUploadForm,
-    file_field="file",
-    file_description="the audio or video file (wav, flac, mp3, ogg, m4a, webm, mp4, ...)",
-    description="multipart/form-data with the audio in the `file` field; every text field "
-    "may also be given in the query string",
-)
+TASK_INTAKE = Intake(surface="tasks", form=TaskUploadForm, errors=error_responses(400, 413))
 
 TaskIdQuery = Annotated[str, QueryParameter(name="task_id", description="the id of a task")]
 TaskIdPath = Annotated[str, PathParameter(description="the id of a task")]
-
-
-def content_disposition(file_name: str | None, extension: str) -> str:
-    """An attachment header safe for any file name (ASCII fallback plus RFC 5987 form)."""
-    stem = PurePath((file_name or "").replace("\\", "/")).stem or "transcript"
-    stem = "".join(ch for ch in stem if unicodedata.category(ch)[0] != "C")[:120] or "transcript"
-    ascii_stem = unicodedata.normalize("NFKD", stem).encode("ascii", "ignore").decode()
-    ascii_stem = re.sub(r"[^A-Za-z0-9._ -]+", "_", ascii_stem).strip(" ._") or "transcript"
-    full = f"{stem}.{extension}"
-    return (
-        f'attachment; filename="{ascii_stem}.{extension}"; '
-        f"filename*=UTF-8''{quote(full, safe='')}"
-    )
 
 
 async def _finished_job(service: Service, task_id: TaskIdPath, owner: str | None) -> Job:
@@ -97,22 +71,26 @@ async def _known_job(service: Service, task_id: TaskIdPath, owner: str | None) -
     return job
 
 
-def _render(job: Job, fmt: str, shape: SubtitleShape | None = None) -> Response[bytes]:
-    assert job.transcript is not None
-    return Response(
-        content=formats.render(
-            job.transcript, fmt, shape=shape or job.subtitle_shape, task=job.task_type
-        ),
-        media_type=formats.MEDIA_TYPES[fmt],
-        headers={
-            "Content-Disposition": content_disposition(job.file_name, formats.EXTENSIONS[fmt])
-        },
+async def _submit(
+    request: AnyRequest, service: Service, owner: str | None, task_type: TaskType
+) -> TaskResponse:
+    """Queue the upload of `request` as a job of `task_type`; the task as it stands now."""
+    job, _ = await receive_upload(
+        request, service, TASK_INTAKE, lambda form: form.to_spec(service, task_type, owner)
     )
+    return await _view(service, job)
+
+
+async def _view(service: Service, job: Job) -> TaskResponse:
+    """The public view of `job`, with its live queue position."""
+    return task_response(job, await service.position(job), service.clock)
 
 
 ShapeQuery = Annotated[
     int | None,
-    QueryParameter(ge=1, le=10_000, description="subtitles: overrides the upload's setting"),
+    QueryParameter(
+        ge=1, le=MAX_SHAPE_VALUE, description="subtitles: overrides the upload's setting"
+    ),
 ]
 
 
@@ -122,69 +100,34 @@ class TaskController(Controller):
     path = "/api/v1"
     tags = ["tasks"]
 
-    async def _submit(
-        self,
-        request: Request[Any, Any, Any],
-        service: Service,
-        owner: str | None,
-        task_type: TaskType,
-    ) -> TaskResponse:
-        job, _ = await receive_upload(
-            request,
-            service,
-            TASK_INTAKE,
-            TaskUploadForm,
-            lambda form: form.to_spec(service, task_type, owner),
-        )
-        return task_response(job, await service.position(job), service.clock)
-
-    @post(
-        "/transcribe",
-        summary="Upload audio to transcribe",
-        operation_class=_UPLOAD_OPERATION,
-        status_code=200,
-        responses=error_responses(400, 413),
-    )
-    async def transcribe(
-        self,
-        request: Request[Any, Any, Any],
-        service: Service,
-        owner: Owner,
-    ) -> TaskResponse:
+    @TASK_INTAKE.route("/transcribe", "Upload audio to transcribe")
+    async def transcribe(self, request: AnyRequest, service: Service, owner: Owner) -> TaskResponse:
         """Queue a transcription; answers at once with the task (poll it or stream its events)."""
-        return await self._submit(request, service, owner, "transcribe")
+        return await _submit(request, service, owner, "transcribe")
 
-    @post(
-        "/translate",
-        summary="Upload audio to translate into English",
-        operation_class=_UPLOAD_OPERATION,
-        status_code=200,
-        responses=error_responses(400, 413),
+    @TASK_INTAKE.route("/translate", "Upload audio to translate into English")
+    async def translate(self, request: AnyRequest, service: Service, owner: Owner) -> TaskResponse:
+        """Queue a translation into English; answers at once with the task."""
+        return await _submit(request, service, owner, "translate")
+
+    @get(
+        "/status",
+        summary="A task's state, by the task_id query parameter",
+        responses=error_responses(400, 404),
     )
-    async def translate(
-        self,
-        request: Request[Any, Any, Any],
-        service: Service,
-        owner: Owner,
-    ) -> TaskResponse:
-        """Queue a translation into English."""
-        return await self._submit(request, service, owner, "translate")
-
-    @get("/status", summary="A task's state (seed route)", responses=error_responses(400, 404))
     async def status(self, service: Service, owner: Owner, task_id: TaskIdQuery) -> TaskResponse:
         """The task with its live queue position; 404 when unknown or expired."""
-        job = await _known_job(service, task_id, owner)
-        return task_response(job, await service.position(job), service.clock)
+        return await _view(service, await _known_job(service, task_id, owner))
 
     @get(
         "/srt",
-        summary="A finished task's subtitles (seed route)",
+        summary="A finished task's SubRip subtitles, by the task_id query parameter",
         media_type="application/x-subrip",
         responses=error_responses(400, 404, 409),
     )
     async def srt(self, service: Service, owner: Owner, task_id: TaskIdQuery) -> Response[bytes]:
         """SubRip subtitles of a finished task; 409 while it is not finished."""
-        return _render(await _finished_job(service, task_id, owner), "srt")
+        return transcript_download(await _finished_job(service, task_id, owner), "srt")
 
     @get("/decoder_status", summary="Model and queue state", responses=error_responses())
     async def decoder_status(self, service: Service) -> DecoderStatus:
@@ -218,8 +161,7 @@ class TaskController(Controller):
     @get("/tasks/{task_id:str}", summary="A task's state", responses=error_responses(404))
     async def get_task(self, service: Service, owner: Owner, task_id: TaskIdPath) -> TaskResponse:
         """The task with its live queue position; 404 when unknown or expired."""
-        job = await _known_job(service, task_id, owner)
-        return task_response(job, await service.position(job), service.clock)
+        return await _view(service, await _known_job(service, task_id, owner))
 
     @delete(
         "/tasks/{task_id:str}",
@@ -259,18 +201,14 @@ class TaskController(Controller):
                 f"unknown format {fmt!r}; use one of {', '.join(formats.FORMATS)}", param="format"
             )
         job = await _finished_job(service, task_id, owner)
-        asked = (max_line_width, max_line_count, max_words_per_cue)
-        shape = None
-        if any(value is not None for value in asked):
-            shape = msgspec.structs.replace(
-                job.subtitle_shape,
-                **{
-                    name: value
-                    for name, value in zip(SHAPE_FIELDS, asked, strict=True)
-                    if value is not None
-                },
-            )
-        return _render(job, fmt, shape)
+        asked = {
+            "max_line_width": max_line_width,
+            "max_line_count": max_line_count,
+            "max_words_per_cue": max_words_per_cue,
+        }
+        overrides = {name: value for name, value in asked.items() if value is not None}
+        shape = msgspec.structs.replace(job.subtitle_shape, **overrides)
+        return transcript_download(job, fmt, shape)
 
     @get(
         "/tasks/{task_id:str}/events",

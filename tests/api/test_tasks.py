@@ -11,7 +11,7 @@ import pytest
 from litestar import Litestar
 from litestar.testing import AsyncTestClient
 
-from app.api.tasks import content_disposition
+from app.api.results import content_disposition
 from tests.asgi_helpers import eventually, local_store, serve, service_of
 from tests.conftest import AppFactory, FakeTranscriber, wav_bytes
 from tests.transcription.rig import FakeClock

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from playwright.sync_api import expect
 
+from tests.conftest import wav_bytes
 from tests.server_process import Server
 from tests.web.conftest import UIFactory, screenshot
 
@@ -32,3 +35,25 @@ def test_docs_render_offline_and_try_it_out_answers(
     status = page.locator(".live-responses-table tbody .response-col_status").first
     expect(status).to_have_text("200")
     assert all(url.startswith(ui_server.url) for url in ui.guard.seen)
+
+
+def test_try_it_out_uploads_with_the_prefilled_fields(
+    ui_server: Server, open_ui: UIFactory, tmp_path: Path
+) -> None:
+    """An upload's "Try it out" fills typed values (never the word "string") and gets a 200."""
+    clip = tmp_path / "tone.wav"
+    clip.write_bytes(wav_bytes(1.0))
+    page = open_ui(ui_server).page
+    page.goto(ui_server.url + "/docs")
+    operation = page.locator(".opblock").filter(has_text="/api/v1/transcribe").first
+    expect(operation).to_be_visible(timeout=30_000)
+    operation.locator(".opblock-summary").click()
+    operation.locator(".try-out__btn").click()
+    filled = operation.locator(".opblock-section-request-body input[type=text]")
+    expect(filled.first).to_be_visible()
+    values = filled.evaluate_all("inputs => inputs.map((input) => input.value)")
+    assert "string" not in values and "42" in values, values
+    operation.locator("input[type=file]").set_input_files(clip)
+    with page.expect_response(lambda response: response.url.endswith("/api/v1/transcribe")) as call:
+        operation.locator(".btn.execute").click()
+    assert call.value.status == 200, call.value.text()

@@ -9,6 +9,7 @@ import pytest
 from app.backends.base import QueueFullError
 from app.transcription.jobs import JobStatus
 from app.transcription.worker import batch_key
+from tests.asgi_helpers import eventually
 from tests.transcription.rig import FakeClock, enqueue, make_job, new_queue, notifier_of, pcm
 
 
@@ -206,8 +207,7 @@ async def test_a_batch_cancelled_while_lingering_goes_back_to_the_head_of_the_qu
     enqueue(queue, later, pcm(0.1))
     waiting_bytes = queue.waiting_bytes
     taking = asyncio.create_task(queue.next_batch(4, batch_key))
-    while queue.waiting == 3:  # the batch is taken, the linger sleeps on the clock
-        await asyncio.sleep(0)
+    await eventually(lambda: queue.waiting < 3)  # taken; the linger sleeps on the clock
     taking.cancel()
     with pytest.raises(asyncio.CancelledError):
         await taking

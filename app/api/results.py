@@ -1,0 +1,53 @@
+"""A finished transcript as a file download, the same on every surface that offers one."""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from collections.abc import Mapping
+from pathlib import PurePath
+from urllib.parse import quote
+
+from litestar import Response
+
+from app.transcription import formats
+from app.transcription.jobs import Job
+from app.transcription.types import SubtitleShape
+
+__all__ = ["content_disposition", "transcript_download"]
+
+
+def content_disposition(file_name: str | None, extension: str) -> str:
+    """An attachment header safe for any file name (ASCII fallback plus RFC 5987 form)."""
+    stem = PurePath((file_name or "").replace("\\", "/")).stem or "transcript"
+    stem = "".join(ch for ch in stem if unicodedata.category(ch)[0] != "C")[:120] or "transcript"
+    ascii_stem = unicodedata.normalize("NFKD", stem).encode("ascii", "ignore").decode()
+    ascii_stem = re.sub(r"[^A-Za-z0-9._ -]+", "_", ascii_stem).strip(" ._") or "transcript"
+    full = f"{stem}.{extension}"
+    return (
+        f'attachment; filename="{ascii_stem}.{extension}"; '
+        f"filename*=UTF-8''{quote(full, safe='')}"
+    )
+
+
+def transcript_download(
+    job: Job,
+    fmt: str,
+    shape: SubtitleShape | None = None,
+    *,
+    headers: Mapping[str, str] | None = None,
+) -> Response[bytes]:
+    """A finished job's transcript in `fmt`, named after the upload; cues cut as the job asked
+    unless `shape` says otherwise."""
+    assert job.transcript is not None
+    extension = formats.EXTENSIONS[fmt]
+    return Response(
+        content=formats.render(
+            job.transcript, fmt, shape=shape or job.subtitle_shape, task=job.task_type
+        ),
+        media_type=formats.MEDIA_TYPES[fmt],
+        headers={
+            **(headers or {}),
+            "Content-Disposition": content_disposition(job.file_name, extension),
+        },
+    )
