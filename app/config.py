@@ -4,8 +4,8 @@ Every variable of the seed keeps its name and default. A bad value raises
 `SettingsError` whose message is one line naming the variable, the value and
 what is allowed; `whisper-api` prints it and exits non-zero.
 
-About 400 lines on purpose: one Struct lists every setting beside the one-line
-"what is allowed" text and the parser that enforces it, so none can drift apart.
+One Struct lists every setting beside the one-line "what is allowed" text and the
+parser that enforces it, so none can drift apart.
 """
 
 from __future__ import annotations

@@ -43,11 +43,6 @@ class Window(NamedTuple):
     start_s: float
     end_s: float
 
-    @property
-    def centre_s(self) -> float:
-        """The middle of the window, in seconds."""
-        return (self.start_s + self.end_s) / 2
-
 
 def speech_regions(audio: FloatArray) -> list[tuple[int, int]]:
     """``(start, end)`` sample spans of speech, by Silero VAD (silences of 0.3 s and more
