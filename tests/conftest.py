@@ -7,7 +7,7 @@ import threading
 from collections.abc import AsyncIterator, Callable, Generator, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pytest
@@ -32,7 +32,10 @@ from app.transcription.types import (
     Transcript,
     Word,
 )
-from tests.server_process import Server, start_server
+from tests.server_process import Server, served, start_server
+
+if TYPE_CHECKING:
+    import openai
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 SHARED_AUDIO = REPO_ROOT.parent / "shared" / "audio"
@@ -302,6 +305,29 @@ def server_factory(tmp_path: Path) -> Iterator[Callable[..., Server]]:
     yield factory
     for server in servers:
         server.stop()
+
+
+@pytest.fixture(scope="module")
+def live_server_env() -> dict[str, str]:
+    """The environment of a module's `live_server`: a module overrides this to choose."""
+    return {}
+
+
+@pytest.fixture(scope="module")
+def live_server(
+    live_server_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Server]:
+    """One real server for every test of a module, started with its `live_server_env`."""
+    with served(tmp_path_factory.mktemp("live"), **live_server_env) as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+def sdk(live_server: Server) -> openai.OpenAI:
+    """The official OpenAI client pointed at `live_server` (no retries: errors must show)."""
+    import openai
+
+    return openai.OpenAI(base_url=live_server.url + "/v1", api_key="unused", max_retries=0)
 
 
 @pytest.fixture(scope="session")
