@@ -17,6 +17,7 @@ from litestar.testing import AsyncTestClient
 from app.asgi import build_service, create_app
 from app.clock import Clock
 from app.config import Settings, load_settings
+from app.service import TranscriptionService
 from app.transcription.engine import (
     JobCancelledError,
     ProgressCallback,
@@ -210,22 +211,40 @@ def fake_manager(
     *,
     available: set[str] | None = None,
     probe: DeviceProbe | None = None,
+    loader: Callable[[Path, Placement], Any] | None = None,
 ) -> ModelManager:
-    """A ModelManager whose loader hands out `transcriber` for any available model."""
+    """A ModelManager whose loader hands out `transcriber` (or calls `loader`) for any
+    available model; `manager.loads` lists the models it loaded."""
     loaded: list[str] = []
 
-    def loader(path: Path, placement: Placement) -> FakeTranscriber:
+    def load(path: Path, placement: Placement) -> Any:
         loaded.append(path.name)
-        return transcriber
+        return transcriber if loader is None else loader(path, placement)
 
     manager = ModelManager(
         settings,
         probe=probe or NoGpuProbe(),
         sources=FakeSources(available if available is not None else {"tiny.en", "base"}),  # type: ignore[arg-type]
-        loader=loader,  # type: ignore[arg-type]
+        loader=load,
     )
     manager.loads = loaded  # type: ignore[attr-defined]
     return manager
+
+
+def build_fake_app(
+    transcriber: FakeTranscriber,
+    *,
+    clock: Clock | None = None,
+    available: set[str] | None = None,
+    loader: Callable[[Path, Placement], Any] | None = None,
+    **overrides: Any,
+) -> tuple[Litestar, TranscriptionService]:
+    """An app and its service on `transcriber` (a custom loader where given), with settings
+    overrides."""
+    settings = make_settings(**overrides)
+    manager = fake_manager(settings, transcriber, available=available, loader=loader)
+    service = build_service(settings, manager, clock=clock)
+    return create_app(settings, service=service), service
 
 
 def wav_bytes(seconds: float = 1.0, rate: int = 16000) -> bytes:
@@ -277,9 +296,7 @@ def build_app(fake_transcriber: FakeTranscriber) -> AppFactory:
     """Build an app on the fake transcriber with settings overrides."""
 
     def factory(clock: Clock | None = None, **overrides: Any) -> Litestar:
-        settings = make_settings(**overrides)
-        manager = fake_manager(settings, fake_transcriber)
-        return create_app(settings, service=build_service(settings, manager, clock=clock))
+        return build_fake_app(fake_transcriber, clock=clock, **overrides)[0]
 
     return factory
 
