@@ -7,7 +7,7 @@ import threading
 from collections.abc import AsyncIterator, Callable, Generator, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pytest
@@ -18,6 +18,7 @@ from app.asgi import create_app
 from app.clock import Clock
 from app.composition import build_service
 from app.config import Settings, load_settings
+from app.service import TranscriptionService
 from app.transcription.engine import (
     JobCancelledError,
     ProgressCallback,
@@ -33,7 +34,10 @@ from app.transcription.types import (
     Transcript,
     Word,
 )
-from tests.server_process import Server, start_server
+from tests.server_process import Server, served, start_server
+
+if TYPE_CHECKING:
+    import openai
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 SHARED_AUDIO = REPO_ROOT.parent / "shared" / "audio"
@@ -208,22 +212,40 @@ def fake_manager(
     *,
     available: set[str] | None = None,
     probe: DeviceProbe | None = None,
+    loader: Callable[[Path, Placement], Any] | None = None,
 ) -> ModelManager:
-    """A ModelManager whose loader hands out `transcriber` for any available model."""
+    """A ModelManager whose loader hands out `transcriber` (or calls `loader`) for any
+    available model; `manager.loads` lists the models it loaded."""
     loaded: list[str] = []
 
-    def loader(path: Path, placement: Placement) -> FakeTranscriber:
+    def load(path: Path, placement: Placement) -> Any:
         loaded.append(path.name)
-        return transcriber
+        return transcriber if loader is None else loader(path, placement)
 
     manager = ModelManager(
         settings,
         probe=probe or NoGpuProbe(),
         sources=FakeSources(available if available is not None else {"tiny.en", "base"}),  # type: ignore[arg-type]
-        loader=loader,  # type: ignore[arg-type]
+        loader=load,
     )
     manager.loads = loaded  # type: ignore[attr-defined]
     return manager
+
+
+def build_fake_app(
+    transcriber: FakeTranscriber,
+    *,
+    clock: Clock | None = None,
+    available: set[str] | None = None,
+    loader: Callable[[Path, Placement], Any] | None = None,
+    **overrides: Any,
+) -> tuple[Litestar, TranscriptionService]:
+    """An app and its service on `transcriber` (a custom loader where given), with settings
+    overrides."""
+    settings = make_settings(**overrides)
+    manager = fake_manager(settings, transcriber, available=available, loader=loader)
+    service = build_service(settings, manager, clock=clock)
+    return create_app(settings, service=service), service
 
 
 def wav_bytes(seconds: float = 1.0, rate: int = 16000) -> bytes:
@@ -275,9 +297,7 @@ def build_app(fake_transcriber: FakeTranscriber) -> AppFactory:
     """Build an app on the fake transcriber with settings overrides."""
 
     def factory(clock: Clock | None = None, **overrides: Any) -> Litestar:
-        settings = make_settings(**overrides)
-        manager = fake_manager(settings, fake_transcriber)
-        return create_app(settings, service=build_service(settings, manager, clock=clock))
+        return build_fake_app(fake_transcriber, clock=clock, **overrides)[0]
 
     return factory
 
@@ -303,6 +323,29 @@ def server_factory(tmp_path: Path) -> Iterator[Callable[..., Server]]:
     yield factory
     for server in servers:
         server.stop()
+
+
+@pytest.fixture(scope="module")
+def live_server_env() -> dict[str, str]:
+    """The environment of a module's `live_server`: a module overrides this to choose."""
+    return {}
+
+
+@pytest.fixture(scope="module")
+def live_server(
+    live_server_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Server]:
+    """One real server for every test of a module, started with its `live_server_env`."""
+    with served(tmp_path_factory.mktemp("live"), **live_server_env) as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+def sdk(live_server: Server) -> openai.OpenAI:
+    """The official OpenAI client pointed at `live_server` (no retries: errors must show)."""
+    import openai
+
+    return openai.OpenAI(base_url=live_server.url + "/v1", api_key="unused", max_retries=0)
 
 
 @pytest.fixture(scope="session")

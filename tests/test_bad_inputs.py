@@ -12,7 +12,7 @@ import pytest
 
 from tests.bad_inputs import ACCEPTED, BOUNDARY, EMPTY, REFUSED, Case, Upload, corpus
 from tests.conftest import SHARED_AUDIO, shared_clip
-from tests.server_process import Server, start_server, wait_final
+from tests.server_process import Server, served, server_wait_final
 
 pytestmark = pytest.mark.real_model
 
@@ -74,7 +74,7 @@ class UploadRoute:
         """The accepted job's end: polled on the task API, in the answer elsewhere."""
         body = response.json()
         if self.surface == "tasks":
-            final = wait_final(url, body["task_id"])
+            final = server_wait_final(url, body["task_id"])
             return Outcome(
                 final["status"], final["transcript"], final["audio_duration"], body["task_id"]
             )
@@ -106,10 +106,8 @@ def _cases() -> list[Any]:
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     """One real server for the whole corpus: tiny.en for English, base for the rest."""
     shared_clip("en_jfk.flac")  # skip where the shared clips are missing
-    running = start_server(tmp_path_factory.mktemp("corpus"), DEVELOP_MODE="1")
-    running.wait_ready()
-    yield running
-    running.stop()
+    with served(tmp_path_factory.mktemp("corpus"), DEVELOP_MODE="1") as running:
+        yield running
     output = running.output
     assert "Traceback" not in output
     assert "request_failed" not in output

@@ -3,12 +3,9 @@ the official `openai` SDK, Bazarr/subgen-style /asr and /detect-language calls, 
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import sys
-import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +19,7 @@ import webvtt
 from app.bench.runner import word_error_rate
 from app.transcription.audio import decode_audio
 from tests.conftest import REPO_ROOT, reference_text, shared_clip
-from tests.server_process import Server, served
+from tests.server_process import Server, server_decoder_status
 
 pytestmark = pytest.mark.real_model
 
@@ -33,16 +30,9 @@ GERMAN = "de_picovoice_test_de.wav"
 
 
 @pytest.fixture(scope="module")
-def live_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+def live_server_env() -> dict[str, str]:
     """One real server (bundled `base` on the CPU) for every test of this module."""
-    with served(tmp_path_factory.mktemp("compat"), CPU_FALLBACK_MODEL="base") as server:
-        yield server
-
-
-@pytest.fixture(scope="module")
-def sdk(live_server: Server) -> openai.OpenAI:
-    """The official OpenAI client pointed at our server (no retries: errors must show)."""
-    return openai.OpenAI(base_url=live_server.url + "/v1", api_key="unused", max_retries=0)
+    return {"CPU_FALLBACK_MODEL": "base"}
 
 
 def transcribe(sdk: openai.OpenAI, clip: str, **options: Any) -> Any:
@@ -183,28 +173,10 @@ def test_stream_client_leaving_cancels_the_job(live_server: Server, sdk: openai.
         first = next(iter(stream))
         assert first.type == "transcript.text.delta"
         stream.close()
-    deadline = time.monotonic() + 60
-    events: list[str] = []
-    while time.monotonic() < deadline and "job_cancelled" not in events:
-        time.sleep(0.2)
-        events = logged_events(live_server)
-    assert "job_cancelled_client_gone" in events
-    assert "job_cancelled" in events  # the worker stopped mid-decode
-    status = httpx.get(live_server.url + "/api/v1/decoder_status", timeout=10).json()
-    assert status["tasks_running"] == 0
-
-
-def logged_events(server: Server) -> list[str]:
-    """The event names the server has logged so far (JSON lines on a non-terminal)."""
-    names = []
-    for line in server.log_path.read_text(errors="replace").splitlines():
-        try:
-            record = json.loads(line)
-        except ValueError:
-            continue
-        if isinstance(record, dict) and "event" in record:
-            names.append(str(record["event"]))
-    return names
+    # The worker stops mid-decode and says so.
+    live_server.wait_logged(lambda record: record["event"] == "job_cancelled", timeout_s=60)
+    assert "job_cancelled_client_gone" in [record["event"] for record in live_server.log_records()]
+    assert server_decoder_status(live_server.url)["tasks_running"] == 0
 
 
 def pcm(clip: str) -> bytes:
@@ -293,31 +265,33 @@ def test_detect_language_looks_past_a_silent_start(live_server: Server) -> None:
     assert response.json()["language_code"] == "fr"
 
 
+def run_cli(
+    clip: str,
+    server: Server,
+    *options: str,
+    env: dict[str, str] | None = None,
+    timeout_s: float = 60,
+) -> subprocess.CompletedProcess[str]:
+    """`whisper-api transcribe CLIP --server URL OPTIONS...`, its output captured as text."""
+    command = [sys.executable, "-m", "app", "transcribe", str(shared_clip(clip))]
+    return subprocess.run(
+        [*command, "--server", server.url, *options],
+        cwd=REPO_ROOT,
+        env={**os.environ, **(env or {})},
+        capture_output=True,
+        text=True,
+        timeout=timeout_s,
+        check=False,
+    )
+
+
 def test_cli_transcribes_the_long_clip_with_a_progress_bar(
     live_server: Server, tmp_path: Path
 ) -> None:
     """`whisper-api transcribe` shows a progress bar up to 100% and writes a valid SRT."""
     out = tmp_path / "talk.srt"
-    completed = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "app",
-            "transcribe",
-            str(shared_clip(LONG)),
-            "--server",
-            live_server.url,
-            "--format",
-            "srt",
-            "-o",
-            str(out),
-        ],
-        cwd=REPO_ROOT,
-        env={**os.environ, "COLUMNS": "100"},
-        capture_output=True,
-        text=True,
-        timeout=240,
-        check=False,
+    completed = run_cli(
+        LONG, live_server, "--format", "srt", "-o", str(out), env={"COLUMNS": "100"}, timeout_s=240
     )
     assert completed.returncode == 0, completed.stderr
     frames = completed.stderr.replace("\r", "\n").splitlines()
@@ -333,26 +307,7 @@ def test_cli_transcribes_the_long_clip_with_a_progress_bar(
 
 def test_cli_error_is_one_line_and_non_zero(live_server: Server, tmp_path: Path) -> None:
     """A bad language: exit status 1 and one line on stderr that says why; nothing written."""
-    completed = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "app",
-            "transcribe",
-            str(shared_clip(JFK)),
-            "--server",
-            live_server.url,
-            "--language",
-            "klingon",
-            "-o",
-            str(tmp_path / "x.txt"),
-        ],
-        cwd=REPO_ROOT,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    completed = run_cli(JFK, live_server, "--language", "klingon", "-o", str(tmp_path / "x.txt"))
     assert completed.returncode == 1
     lines = completed.stderr.strip().splitlines()
     assert len(lines) == 1

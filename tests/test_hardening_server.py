@@ -8,6 +8,7 @@ rows 2, 3 and 8 on every upload route.
 from __future__ import annotations
 
 import concurrent.futures
+import threading
 import time
 from collections.abc import Iterator
 
@@ -19,7 +20,7 @@ from app.transcription.audio import decode_audio
 from tests.attack_clients import raw_get
 from tests.bad_inputs import form_with_charset, silent_flac_without_length, tone, video_bomb, wav
 from tests.conftest import shared_clip
-from tests.server_process import Server, start_server, wait_final
+from tests.server_process import Server, served, server_wait_final
 
 pytestmark = pytest.mark.real_model
 
@@ -30,10 +31,10 @@ SPEECH = "en_ljspeech_LJ001-0002.wav"  # 1.9 s
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     """A CPU server without MAX_MODEL, capped by CPU_FALLBACK_MODEL=base."""
     shared_clip(SPEECH)
-    running = start_server(tmp_path_factory.mktemp("hardening"), CPU_FALLBACK_MODEL="base")
-    running.wait_ready(timeout_s=120)
-    yield running
-    running.stop()
+    with served(
+        tmp_path_factory.mktemp("hardening"), ready_timeout_s=120, CPU_FALLBACK_MODEL="base"
+    ) as running:
+        yield running
     assert "Traceback" not in running.output
 
 
@@ -47,9 +48,14 @@ def test_row_1_huge_query_strings_and_paths_do_not_freeze_the_server(server: Ser
     """100 KB of adversarial query string or path: answered at once, the server keeps answering."""
     junk = "a@" * 50_000  # the shape that made the old e-mail pattern quadratic
     targets = ["/api/v1/status?task_id=" + junk, "/api/v1/tasks/" + junk, "/" + "x" * 100_000]
+    sent = [threading.Event() for _ in targets]
     with concurrent.futures.ThreadPoolExecutor(4) as pool:
-        slow = [pool.submit(raw_get, server.url, target) for target in targets]
-        time.sleep(0.05)
+        slow = [
+            pool.submit(raw_get, server.url, target, sent=event)
+            for target, event in zip(targets, sent, strict=True)
+        ]
+        for event in sent:  # all three are on their way before /healthz is asked
+            assert event.wait(10), "a request was never sent"
         health, health_s = _timed(lambda: httpx.get(server.url + "/healthz", timeout=10))
         answers = [future.result() for future in slow]
     print(
@@ -75,7 +81,7 @@ def test_row_2_video_streams_are_never_decoded(server: Server) -> None:
         )
     )
     assert response.status_code == 200, response.text
-    body = wait_final(server.url, response.json()["task_id"])
+    body = server_wait_final(server.url, response.json()["task_id"])
     growth = server.peak_rss_mib() - before
     print(
         f"\nrow 2: {len(bomb) / 1e6:.1f} MB file accepted in {upload_s:.2f} s as a "
@@ -160,7 +166,7 @@ def test_rows_9_to_11_paths_caching_framing_and_head(server: Server) -> None:
         timeout=60,
     )
     task_id = posted.json()["task_id"]
-    wait_final(server.url, task_id)
+    server_wait_final(server.url, task_id)
     carrying = [
         posted,
         httpx.get(f"{server.url}/api/v1/tasks/{task_id}"),

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import concurrent.futures
-import json
 import struct
 import time
 from pathlib import Path
@@ -14,7 +13,14 @@ import pytest
 
 from app.transcription.audio import decode_audio
 from tests.conftest import shared_clip
-from tests.server_process import Server, start_server, upload, wait_final
+from tests.server_process import (
+    Server,
+    served,
+    server_submit,
+    server_task,
+    server_wait_final,
+    wait_until,
+)
 
 pytestmark = pytest.mark.real_model
 
@@ -73,17 +79,16 @@ def _post(server: Server, data: bytes) -> tuple[int, float, str | None, str | No
 def wait_all_final(server: Server, task_ids: list[str], timeout_s: float = 600) -> list[dict]:
     """Poll every task in turn until all are final (reads do not refresh their lifetime)."""
     finals: dict[str, dict] = {}
-    deadline = time.monotonic() + timeout_s
-    while len(finals) < len(task_ids) and time.monotonic() < deadline:
+
+    def all_final() -> bool:
         for task_id in task_ids:
-            if task_id in finals:
-                continue
-            response = httpx.get(f"{server.url}/api/v1/tasks/{task_id}", timeout=10)
-            assert response.status_code == 200, "a result expired before it was seen final"
-            if response.json()["status"] in ("finished", "failed"):
-                finals[task_id] = response.json()
-        time.sleep(0.2)
-    assert len(finals) == len(task_ids), "jobs did not finish in time"
+            if task_id not in finals:
+                body = server_task(server.url, task_id)  # fails if a result expired unseen
+                if body["status"] in ("finished", "failed"):
+                    finals[task_id] = body
+        return len(finals) == len(task_ids)
+
+    wait_until(all_final, timeout_s=timeout_s, interval_s=0.2, message="jobs did not finish")
     return [finals[task_id] for task_id in task_ids]
 
 
@@ -91,7 +96,7 @@ def wait_all_final(server: Server, task_ids: list[str], timeout_s: float = 600) 
 def test_fifty_big_uploads_from_ten_clients(tmp_path: Path) -> None:
     """Excess uploads get 429, peak RSS stays bounded, accepted jobs finish, results expire."""
     data = twenty_megabytes_of_speech()
-    server = start_server(
+    with served(
         tmp_path,
         DEVELOP_MODE="1",
         MAX_TASK_QUEUE_SIZE=str(QUEUE_SIZE),
@@ -100,11 +105,9 @@ def test_fifty_big_uploads_from_ten_clients(tmp_path: Path) -> None:
         REFRESH_EXPIRATION_TIME_ON_USAGE="0",
         RUN_RESULT_EXPIRY_CHECK_M="0.02",
         BATCH_SIZE="1",
-    )
-    try:
-        server.wait_ready()
-        warm = upload(server.url, "/api/v1/transcribe?language=en", shared_clip("en_jfk.flac"))
-        assert wait_final(server.url, warm.json()["task_id"])["status"] == "finished"
+    ) as server:
+        warm = server_submit(server.url, shared_clip("en_jfk.flac"))
+        assert server_wait_final(server.url, warm)["status"] == "finished"
         baseline_mib = server.peak_rss_mib()
 
         with concurrent.futures.ThreadPoolExecutor(max_workers=CLIENTS) as pool:
@@ -114,15 +117,21 @@ def test_fifty_big_uploads_from_ten_clients(tmp_path: Path) -> None:
         statuses = [status for status, _, _, _ in results]
         accepted = [task_id for status, _, task_id, _ in results if status == 200]
         refused = [result for result in results if result[0] in (429, 413)]
+        logged_before = len(server.log_records())
         finals = wait_all_final(server, accepted)
         peak_mib = server.peak_rss_mib()
 
-        time.sleep(RESULT_LIFETIME_M * 60 + 3)  # past every result's lifetime and a sweep
+        # Nobody reads the results any more: a sweep must remove the last of them within
+        # their lifetime and one sweep. Records from before the uploads do not count (the
+        # warm-up job's sweep may have left nothing then).
+        server.wait_logged(
+            lambda record: record["event"] == "results_expired" and record["remaining"] == 0,
+            after=logged_before,
+            timeout_s=RESULT_LIFETIME_M * 60 + 30,
+        )
         after_expiry = [
             httpx.get(f"{server.url}/api/v1/tasks/{task_id}").status_code for task_id in accepted
         ]
-    finally:
-        server.stop()
 
     print(
         f"\nload: {len(accepted)} accepted, {len(refused)} refused; "
@@ -139,9 +148,5 @@ def test_fifty_big_uploads_from_ten_clients(tmp_path: Path) -> None:
     assert all(final["audio_duration"] > 25 for final in finals)
     assert peak_mib - baseline_mib < PEAK_RSS_GROWTH_LIMIT_MIB
     assert after_expiry == [404] * len(accepted)
-    sweeps = [
-        json.loads(line)
-        for line in server.output.splitlines()
-        if line.startswith("{") and '"results_expired"' in line
-    ]
+    sweeps = [record for record in server.log_records() if record["event"] == "results_expired"]
     assert sweeps and sweeps[-1]["remaining"] == 0  # nothing outlived its expiry

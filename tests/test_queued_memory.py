@@ -12,9 +12,8 @@ import numpy as np
 import pytest
 from litestar.testing import AsyncTestClient
 
-from tests.api.test_operations import build
-from tests.api.test_tasks import upload
-from tests.conftest import FakeTranscriber
+from tests.asgi_helpers import upload
+from tests.conftest import FakeTranscriber, build_fake_app
 
 MIB = 1024 * 1024
 MINUTES = 30
@@ -48,7 +47,7 @@ def rss_bytes() -> int:
 async def test_six_long_uploads_queued_behind_a_running_job_stay_small(long_flac: bytes) -> None:
     """Six 30-minute uploads waiting behind a running job raise RSS far less than their samples."""
     gate = threading.Event()
-    app, service = build(FakeTranscriber(gate=gate), shutdown_grace_s=0)
+    app, service = build_fake_app(FakeTranscriber(gate=gate), shutdown_grace_s=0)
     decoded_each = MINUTES * 60 * 16000 * 4
     try:
         async with AsyncTestClient(app=app) as client:
@@ -74,7 +73,7 @@ async def test_six_long_uploads_queued_behind_a_running_job_stay_small(long_flac
 async def test_max_queued_mb_refuses_with_429_when_uploads_fill_it(long_flac: bytes) -> None:
     """Once waiting uploads fill MAX_QUEUED_MB, the next upload gets 429 + Retry-After."""
     gate = threading.Event()
-    app, service = build(FakeTranscriber(gate=gate), max_queued_mb=1, shutdown_grace_s=0)
+    app, service = build_fake_app(FakeTranscriber(gate=gate), max_queued_mb=1, shutdown_grace_s=0)
     fits = MIB // len(long_flac)
     try:
         async with AsyncTestClient(app=app) as client:

@@ -15,7 +15,7 @@ import pytest
 from app.bench.runner import word_error_rate
 from app.transcription.audio import decode_audio
 from tests.conftest import REPO_ROOT, reference_text, shared_clip
-from tests.server_process import start_server, upload, wait_final
+from tests.server_process import served, server_upload, server_wait_final
 
 pytestmark = pytest.mark.real_model
 
@@ -107,14 +107,12 @@ def test_five_megabyte_upload_transcribes_with_everything_read_only(tmp_path: Pa
         launcher = fallback
         tmpdir.chmod(0o555)  # root-owned: read-only for nobody
 
-    server = start_server(tmp_path, launcher=launcher, cwd=REPO_ROOT, **environment)
-    try:
-        server.wait_ready(timeout_s=120)
-        response = upload(server.url, "/api/v1/transcribe", audio_path)
+    with served(
+        tmp_path, ready_timeout_s=120, launcher=launcher, cwd=REPO_ROOT, **environment
+    ) as server:
+        response = server_upload(server.url, "/api/v1/transcribe", audio_path)
         assert response.status_code == 200, response.text
-        body = wait_final(server.url, response.json()["task_id"])
-    finally:
-        server.stop()
+        body = server_wait_final(server.url, response.json()["task_id"])
     assert body["status"] == "finished", body
     assert body["audio_duration"] == pytest.approx(29.7, abs=0.2)
     reference = " ".join(reference_text(name) for name in CLIPS)
@@ -143,9 +141,7 @@ def test_nothing_is_written_outside_the_log_dir_and_model_cache(tmp_path: Path) 
         "LOG_DIR": str(log_dir),
         "LOG_FILE": "whisper_api.log",
     }
-    server = start_server(tmp_path, DEVELOP_MODE="1", **environment)
-    try:
-        server.wait_ready(timeout_s=120)
+    with served(tmp_path, ready_timeout_s=120, DEVELOP_MODE="1", **environment) as server:
         clip = shared_clip("en_longform_tedlium_120s.flac")
         with clip.open("rb") as handle:
             response = httpx.post(
@@ -155,9 +151,7 @@ def test_nothing_is_written_outside_the_log_dir_and_model_cache(tmp_path: Path) 
                 timeout=120,
             )
         assert response.status_code == 200, response.text
-        body = wait_final(server.url, response.json()["task_id"], timeout_s=600)
-    finally:
-        server.stop()
+        body = server_wait_final(server.url, response.json()["task_id"], timeout_s=600)
     assert body["status"] == "finished", body
     written = sorted(
         str(path.relative_to(tmp_path))

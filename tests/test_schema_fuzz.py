@@ -17,7 +17,7 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 
-from tests.server_process import Server, start_server
+from tests.server_process import Server, served
 
 pytestmark = pytest.mark.real_model
 
@@ -41,17 +41,15 @@ def live_server(
 ) -> Iterator[Server]:
     """A real server with the smallest models; the fuzzer's uploads are refused before decoding."""
     log_dir: Path = tmp_path_factory.mktemp("fuzz-logs")
-    server = start_server(
+    with served(
         tmp_path_factory.mktemp("fuzz"),
         DEVELOP_MODE="1",
         LOG_DIR=str(log_dir),
         LOG_FILE="whisper_api.log",
         MAX_UPLOAD_MB="2",
         **request.param,
-    )
-    server.wait_ready()
-    yield server
-    server.stop()
+    ) as server:
+        yield server
     assert "request_failed" not in server.output  # no handler raised unexpectedly
 
 

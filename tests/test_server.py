@@ -11,7 +11,7 @@ import pytest
 
 from app.bench.runner import word_error_rate
 from tests.conftest import reference_text, shared_clip
-from tests.server_process import start_server, upload, wait_final
+from tests.server_process import read_sse, served, server_upload, server_wait_final, start_server
 
 pytestmark = pytest.mark.real_model
 
@@ -19,9 +19,9 @@ pytestmark = pytest.mark.real_model
 def test_fresh_server_transcribes_jfk_offline(server_factory: Any) -> None:
     """Default settings: the server answers on loopback and jfk comes back within 10% WER."""
     server = server_factory()
-    response = upload(server.url, "/api/v1/transcribe", shared_clip("en_jfk.flac"))
+    response = server_upload(server.url, "/api/v1/transcribe", shared_clip("en_jfk.flac"))
     assert response.status_code == 200
-    body = wait_final(server.url, response.json()["task_id"])
+    body = server_wait_final(server.url, response.json()["task_id"])
     assert body["status"] == "finished"
     assert word_error_rate(reference_text("en_jfk.flac"), body["transcript"]) <= 0.10
 
@@ -33,7 +33,7 @@ def test_six_simultaneous_uploads_with_queue_of_two(server_factory: Any) -> None
     clip = shared_clip("en_ls-test-clean_1089-134686-0001.flac")
     with concurrent.futures.ThreadPoolExecutor(max_workers=6) as pool:
         responses = list(
-            pool.map(lambda _: upload(server.url, "/api/v1/transcribe", clip), range(6))
+            pool.map(lambda _: server_upload(server.url, "/api/v1/transcribe", clip), range(6))
         )
     accepted = [r for r in responses if r.status_code == 200]
     refused = [r for r in responses if r.status_code == 429]
@@ -41,7 +41,7 @@ def test_six_simultaneous_uploads_with_queue_of_two(server_factory: Any) -> None
     assert 2 <= len(accepted) <= 3  # two waiting, plus one already running
     assert all(int(r.headers["retry-after"]) >= 1 for r in refused)
     for response in accepted:
-        assert wait_final(server.url, response.json()["task_id"])["status"] == "finished"
+        assert server_wait_final(server.url, response.json()["task_id"])["status"] == "finished"
 
 
 def test_bad_setting_exits_with_one_line(tmp_path: Path) -> None:
@@ -88,14 +88,12 @@ def _exercise_every_surface(url: str, clips: dict[str, Path]) -> tuple[list[str]
         ("/api/v1/transcribe?language=de", clips["de"], "de"),
         ("/api/v1/translate", clips["de"], None),
     ):
-        response = upload(url, route, clip, headers=auth)
+        response = server_upload(url, route, clip, headers=auth)
         assert response.status_code == 200, response.text
         task_id = response.json()["task_id"]
         task_ids.append(task_id)
-        with httpx.stream("GET", f"{url}/api/v1/tasks/{task_id}/events", headers=auth) as events:
-            assert events.status_code == 200
-            events.read()
-        body = wait_final(url, task_id, headers=auth)
+        assert read_sse(f"{url}/api/v1/tasks/{task_id}/events", headers=auth)  # streams to the end
+        body = server_wait_final(url, task_id, headers=auth)
         assert body["status"] == "finished", body
         texts.append(body["transcript"])
         assert language is None or body["source_language"] == language
@@ -185,7 +183,7 @@ def test_debug_logs_hold_no_content_or_identities_through_every_surface(tmp_path
         secret = tmp_path / f"secret-board-meeting-{language}{Path(name).suffix}"
         secret.write_bytes(shared_clip(name).read_bytes())
         clips[language] = secret
-    server = start_server(
+    with served(
         tmp_path,
         LOG_LEVEL="DEBUG",
         LOG_PRIVACY_MODE="1",
@@ -195,12 +193,8 @@ def test_debug_logs_hold_no_content_or_identities_through_every_surface(tmp_path
         TRUSTED_PROXIES="127.0.0.1",
         LOG_AUTHORIZED_MAILS=EMAIL,
         CPU_FALLBACK_MODEL="base",
-    )
-    try:
-        server.wait_ready()
+    ) as server:
         task_ids, texts = _exercise_every_surface(server.url, clips)
-    finally:
-        server.stop()
     records = server.output
     log_file = (log_dir / "whisper_api.log").read_text(errors="replace")
     assert "job_finished" in records and "job_finished" in log_file  # the logs did capture

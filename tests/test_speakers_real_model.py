@@ -4,30 +4,21 @@ parsing diarized_json, on conversations built from ../shared/audio clips."""
 from __future__ import annotations
 
 import base64
-from collections.abc import Iterator
 
 import openai
 import pytest
 
 from app.bench.conversations import load_voice
 from tests.conftest import SHARED_AUDIO
-from tests.server_process import Server, served
 from tests.speaker_helpers import conversation, speech_on_right_label, wav
 
 pytestmark = pytest.mark.real_model
 
 
 @pytest.fixture(scope="module")
-def live_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+def live_server_env() -> dict[str, str]:
     """One real server (bundled tiny.en on the CPU: every voice here speaks English)."""
-    with served(tmp_path_factory.mktemp("speakers"), CPU_FALLBACK_MODEL="tiny.en") as server:
-        yield server
-
-
-@pytest.fixture(scope="module")
-def sdk(live_server: Server) -> openai.OpenAI:
-    """The official OpenAI client pointed at our server (no retries: errors must show)."""
-    return openai.OpenAI(base_url=live_server.url + "/v1", api_key="unused", max_retries=0)
+    return {"CPU_FALLBACK_MODEL": "tiny.en"}
 
 
 def diarize(

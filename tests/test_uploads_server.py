@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 
 import httpx
 import pytest
 
-from tests.attack_clients import SlowUpload, multipart_head
+from tests.attack_clients import SlowUpload, multipart_head, trickle_until_answered
 from tests.conftest import shared_clip
-from tests.server_process import Server, wait_final
+from tests.server_process import (
+    Server,
+    server_decoder_status,
+    server_upload,
+    server_wait_final,
+)
 
 pytestmark = pytest.mark.real_model
 
@@ -33,29 +37,24 @@ def test_trickling_uploads_hold_upload_places_for_a_bounded_time(
     slow = [SlowUpload.open(server.url, path, 1_000_000) for _ in range(IN_FLIGHT - 1)]
     head = multipart_head()
     slow.append(SlowUpload.open(server.url, path, len(head) + 50, head))
-    time.sleep(0.3)
+    for client in slow:
+        client.wait_read()  # the server reads its body: it holds one of the upload places
     extra = SlowUpload.open(server.url, path, 1_000_000)
     status, answer, extra_s = extra.answer(timeout_s=2)
     extra.close()
     assert status == 429, answer
     assert b"too many uploads in progress" in answer and b"queue is full" not in answer
-    state = httpx.get(server.url + "/api/v1/decoder_status", timeout=5).json()
+    state = server_decoder_status(server.url)
     metrics = httpx.get(server.url + "/metrics", timeout=5).text
     assert state["tasks_in_queue"] == 0
     assert "whisper_api_queue_depth 0" in metrics
-    for _ in range(4):  # 1 byte every 0.5 s does not extend the limit
-        for client in slow[:-1]:
-            client.trickle()
-        time.sleep(0.5)
+    # A byte every 0.5 s, until the server answers, does not extend the limit.
+    trickle_until_answered(slow[:-1], every_s=0.5, timeout_s=UPLOAD_TIMEOUT_S + 5)
     answers = [client.answer(timeout_s=UPLOAD_TIMEOUT_S + 5) for client in slow]
     closed = [client.is_closed_by_server() for client in slow]
     for client in slow:
         client.close()
-    good = httpx.post(
-        server.url + path,
-        files={"file": ("a.flac", shared_clip("en_jfk.flac").read_bytes())},
-        timeout=60,
-    )
+    good = server_upload(server.url, path, shared_clip("en_jfk.flac"), timeout_s=60)
     print(
         f"\nrow 4: extra upload answered {status} in {extra_s:.2f} s; slow uploads answered "
         f"{[a[0] for a in answers]} after {[round(a[2], 1) for a in answers]} s "
@@ -68,4 +67,4 @@ def test_trickling_uploads_hold_upload_places_for_a_bounded_time(
     assert all(UPLOAD_TIMEOUT_S - 0.5 <= a[2] <= UPLOAD_TIMEOUT_S + 2 for a in answers)
     assert all(closed)
     assert good.status_code == 200, good.text
-    assert wait_final(server.url, good.json()["task_id"])["status"] == "finished"
+    assert server_wait_final(server.url, good.json()["task_id"])["status"] == "finished"

@@ -13,17 +13,8 @@ from litestar.testing import AsyncTestClient
 
 from app.asgi import create_app
 from app.composition import build_service
+from tests.attack_clients import BOUNDARY, multipart_head
 from tests.conftest import AppFactory, FakeTranscriber, fake_manager, make_settings, wav_bytes
-
-BOUNDARY = "xyzzy"
-
-
-def multipart_head(file_name: str = "a.wav") -> bytes:
-    """The start of a multipart body up to the file's bytes."""
-    return (
-        f'--{BOUNDARY}\r\nContent-Disposition: form-data; name="file"; filename="{file_name}"\r\n'
-        "Content-Type: application/octet-stream\r\n\r\n"
-    ).encode()
 
 
 @dataclass

@@ -8,12 +8,11 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
-import msgspec
 import pytest
 import srt
 import webvtt
 
-from tests.asgi_helpers import eventually, local_store, serve, service_of
+from tests.asgi_helpers import eventually, local_store, serve, service_of, sse_data
 from tests.conftest import AppFactory, FakeTranscriber, wav_bytes
 
 TRANSCRIBE = "/v1/audio/transcriptions"
@@ -173,11 +172,7 @@ async def test_stream_sends_deltas_then_done_with_full_text(
     response = await post_audio(client, fields={"stream": "true"})
     assert response.status_code == 200
     assert response.headers["content-type"].startswith("text/event-stream")
-    events = [
-        msgspec.json.decode(line[len("data: ") :])
-        for line in response.text.splitlines()
-        if line.startswith("data: ")
-    ]
+    events = sse_data(response.text)
     deltas = [e["delta"] for e in events if e["type"] == "transcript.text.delta"]
     done = events[-1]
     assert len(deltas) == 3
@@ -196,8 +191,7 @@ async def test_stream_of_a_failed_job_ends_with_an_error_event(
     """A job that fails mid-stream ends the stream with an OpenAI error object."""
     fake_transcriber.fail_with = RuntimeError("boom")
     response = await post_audio(client, fields={"stream": "true"})
-    last = [line for line in response.text.splitlines() if line.startswith("data: ")][-1]
-    error = msgspec.json.decode(last[len("data: ") :])["error"]
+    error = sse_data(response.text)[-1]["error"]
     assert list(error) == ERROR_KEYS
     assert "RuntimeError" in error["message"]
 

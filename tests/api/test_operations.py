@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import threading
-import time
 from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import Any
@@ -14,65 +13,20 @@ from litestar import Litestar
 from litestar.testing import AsyncTestClient
 from prometheus_client.parser import text_string_to_metric_families
 
-from app.asgi import create_app
-from app.composition import build_service
-from app.service import TranscriptionService
-from app.transcription.models import ModelManager, Placement
-from tests.api.test_tasks import upload, wait_final
-from tests.conftest import FakeSources, FakeTranscriber, NoGpuProbe, make_settings, wav_bytes
+from app.transcription.models import Placement
+from tests.asgi_helpers import (
+    eventually,
+    scrape,
+    upload,
+    value,
+    wait_final,
+    wait_processing,
+    wait_status,
+)
+from tests.conftest import FakeTranscriber, build_fake_app, wav_bytes
+from tests.server_process import wait_until
 
-Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
 ALLOWED_LABELS = {"surface", "task_type", "status", "model", "device", "reason", "le"}
-
-
-def build(
-    transcriber: FakeTranscriber,
-    *,
-    available: set[str] | None = None,
-    loader: Callable[[Path, Placement], Any] | None = None,
-    **overrides: Any,
-) -> tuple[Litestar, TranscriptionService]:
-    """An app and its service on a fake model manager (a custom loader where given)."""
-    settings = make_settings(**overrides)
-    manager = ModelManager(
-        settings,
-        probe=NoGpuProbe(),
-        sources=FakeSources(available if available is not None else {"tiny.en", "base"}),  # type: ignore[arg-type]
-        loader=loader or (lambda path, placement: transcriber),
-    )
-    service = build_service(settings, manager)
-    return create_app(settings, service=service), service
-
-
-async def scrape(client: AsyncTestClient[Litestar]) -> Samples:
-    """GET /metrics and parse it with prometheus_client's own parser."""
-    response = await client.get("/metrics")
-    assert response.status_code == 200
-    assert response.headers["content-type"].startswith("text/plain; version=0.0.4")
-    samples: Samples = {}
-    for family in text_string_to_metric_families(response.text):
-        for sample in family.samples:
-            samples[(sample.name, frozenset(sample.labels.items()))] = sample.value
-    return samples
-
-
-def value(samples: Samples, name: str, **labels: str) -> float:
-    """One sample's value; 0 when the series does not exist (yet)."""
-    return samples.get((name, frozenset(labels.items())), 0.0)
-
-
-async def eventually(check: Callable[[], Any], limit_s: float = 5.0) -> None:
-    """Wait on the event loop until `check()` is truthy (awaiting it if it is a coroutine)."""
-    deadline = time.monotonic() + limit_s
-    while True:
-        result = check()
-        if asyncio.iscoroutine(result):
-            result = await result
-        if result:
-            return
-        if time.monotonic() > deadline:
-            pytest.fail("condition not met in time")
-        await asyncio.sleep(0.01)
 
 
 async def status_of(client: AsyncTestClient[Litestar], task_id: str) -> str:
@@ -85,7 +39,7 @@ async def status_of(client: AsyncTestClient[Litestar], task_id: str) -> str:
 
 async def test_healthz_answers_without_any_model() -> None:
     """/healthz is 200 even when no model exists: the process itself is alive."""
-    app, _ = build(FakeTranscriber(), available=set())
+    app, _ = build_fake_app(FakeTranscriber(), available=set())
     async with AsyncTestClient(app=app) as client:
         response = await client.get("/healthz")
     assert response.status_code == 200
@@ -101,7 +55,7 @@ async def test_readyz_is_503_while_a_slow_model_load_runs() -> None:
         release.wait(10)
         return transcriber
 
-    app, _ = build(
+    app, _ = build_fake_app(
         transcriber, loader=slow_loader, load_model_on_startup=True, cpu_fallback_model="base"
     )
     async with AsyncTestClient(app=app) as client:
@@ -121,7 +75,7 @@ async def _readiness_is(client: AsyncTestClient[Litestar], status: int) -> bool:
 
 async def test_readyz_is_503_with_the_reason_without_any_model() -> None:
     """No model on this machine: 503 and a reason that says so."""
-    app, _ = build(FakeTranscriber(), available=set())
+    app, _ = build_fake_app(FakeTranscriber(), available=set())
     async with AsyncTestClient(app=app) as client:
         response = await client.get("/readyz")
     assert response.status_code == 503
@@ -130,7 +84,7 @@ async def test_readyz_is_503_with_the_reason_without_any_model() -> None:
 
 async def test_readyz_turns_503_at_once_when_draining() -> None:
     """The moment shutdown begins, readiness fails so a balancer stops sending work."""
-    app, service = build(FakeTranscriber())
+    app, service = build_fake_app(FakeTranscriber())
     async with AsyncTestClient(app=app) as client:
         assert (await client.get("/readyz")).status_code == 200
         service.begin_draining()
@@ -144,7 +98,7 @@ async def test_readyz_turns_503_at_once_when_draining() -> None:
 
 async def test_metrics_count_a_known_job() -> None:
     """One finished 2 s job moves jobs, audio seconds, timings and upload bytes by one job."""
-    app, _ = build(FakeTranscriber(), cpu_fallback_model="base")
+    app, _ = build_fake_app(FakeTranscriber(), cpu_fallback_model="base")
     audio = wav_bytes(2.0)
     job = {"surface": "tasks", "task_type": "transcribe"}
     model = {"model": "base", "device": "cpu"}
@@ -175,14 +129,16 @@ async def test_metrics_count_a_known_job() -> None:
 async def test_metrics_count_rejected_uploads_by_reason() -> None:
     """Each kind of refused upload is counted once under its own reason."""
     transcriber = FakeTranscriber(gate=threading.Event())
-    app, _ = build(transcriber, max_model="tiny.en", max_upload_mb=1, max_task_queue_size=1)
+    app, _ = build_fake_app(
+        transcriber, max_model="tiny.en", max_upload_mb=1, max_task_queue_size=1
+    )
     async with AsyncTestClient(app=app) as client:
         assert (await upload(client, b"", params={"language": "en"})).status_code == 400
         assert (await upload(client, b"\0" * (2 * 1024 * 1024))).status_code == 413
         assert (await upload(client, params={"language": "xx"})).status_code == 400
         assert (await upload(client, route="/api/v1/translate")).status_code == 400  # no_model
         running = (await upload(client, params={"language": "en"})).json()["task_id"]
-        await eventually(lambda: _status_is(client, running, "processing"))
+        await wait_processing(client, running)
         assert (await upload(client, params={"language": "en"})).status_code == 200
         assert (await upload(client, params={"language": "en"})).status_code == 429
         samples = await scrape(client)
@@ -195,21 +151,17 @@ async def test_metrics_count_rejected_uploads_by_reason() -> None:
     assert value(samples, "whisper_api_uploads_rejected_total", reason="shutting_down") == 0
 
 
-async def _status_is(client: AsyncTestClient[Litestar], task_id: str, status: str) -> bool:
-    return await status_of(client, task_id) == status
-
-
 async def test_metrics_tell_failed_from_cancelled_jobs() -> None:
     """An engine error counts as failed; a job its owner deleted counts as cancelled."""
     transcriber = FakeTranscriber(fail_with=RuntimeError("boom"))
-    app, _ = build(transcriber)
+    app, _ = build_fake_app(transcriber)
     async with AsyncTestClient(app=app) as client:
         failed = (await upload(client)).json()["task_id"]
         await wait_final(client, failed)
         transcriber.fail_with, transcriber.gate = None, threading.Event()
         running = (await upload(client)).json()["task_id"]
         waiting = (await upload(client)).json()["task_id"]
-        await eventually(lambda: _status_is(client, running, "processing"))
+        await wait_processing(client, running)
         assert (await client.delete(f"/api/v1/tasks/{waiting}")).status_code == 200
         assert (await client.delete(f"/api/v1/tasks/{running}")).status_code == 200
         job = {"surface": "tasks", "task_type": "transcribe"}
@@ -227,7 +179,7 @@ async def _jobs_counted(client: AsyncTestClient[Litestar], count: int, **labels:
 
 async def test_metric_labels_carry_no_identities() -> None:
     """Labels name only surface, type, status, model, device and reason: no ids, names, IPs."""
-    app, _ = build(FakeTranscriber())
+    app, _ = build_fake_app(FakeTranscriber())
     async with AsyncTestClient(app=app) as client:
         task_id = (await upload(client, name="secret-board-meeting.wav")).json()["task_id"]
         await wait_final(client, task_id)
@@ -243,8 +195,8 @@ async def test_metric_labels_carry_no_identities() -> None:
 
 async def test_each_app_has_its_own_registry() -> None:
     """Two apps in one process count their own jobs only (no global registry)."""
-    first, _ = build(FakeTranscriber())
-    second, _ = build(FakeTranscriber())
+    first, _ = build_fake_app(FakeTranscriber())
+    second, _ = build_fake_app(FakeTranscriber())
     job = {"surface": "tasks", "task_type": "transcribe", "status": "finished"}
     async with AsyncTestClient(app=first) as one, AsyncTestClient(app=second) as two:
         await wait_final(one, (await upload(one)).json()["task_id"])
@@ -258,13 +210,13 @@ async def test_each_app_has_its_own_registry() -> None:
 async def test_drain_finishes_the_running_job_and_fails_waiting_ones() -> None:
     """Draining: uploads get 503 + Retry-After, waiting jobs fail, the running one finishes."""
     gate = threading.Event()
-    app, service = build(FakeTranscriber(gate=gate), shutdown_grace_s=20)
+    app, service = build_fake_app(FakeTranscriber(gate=gate), shutdown_grace_s=20)
     async with AsyncTestClient(app=app) as client:
         running = (await upload(client)).json()["task_id"]
         waiting = (await upload(client)).json()["task_id"]
-        await eventually(lambda: _status_is(client, running, "processing"))
+        await wait_processing(client, running)
         drain = asyncio.create_task(service.drain(pickup=True))
-        await eventually(lambda: _status_is(client, waiting, "failed"))
+        await wait_status(client, waiting, "failed")
 
         refused = await upload(client)
         assert refused.status_code == 503
@@ -290,51 +242,49 @@ async def test_drain_finishes_the_running_job_and_fails_waiting_ones() -> None:
 async def test_stop_waits_for_the_running_job_within_the_grace() -> None:
     """Shutting the app down lets a running job end instead of cancelling it at once."""
     gate = threading.Event()
-    app, service = build(FakeTranscriber(gate=gate), shutdown_grace_s=20)
+    app, service = build_fake_app(FakeTranscriber(gate=gate), shutdown_grace_s=20)
     async with AsyncTestClient(app=app) as client:
         task_id = (await upload(client)).json()["task_id"]
-        await eventually(lambda: _status_is(client, task_id, "processing"))
+        await wait_processing(client, task_id)
         job = await service.get(task_id)
-        threading.Timer(0.3, gate.set).start()
+        # The job may end only once the stop (leaving this block) has begun to drain.
+        threading.Thread(target=lambda: _set_when(gate, lambda: service.is_draining)).start()
     assert job is not None
     assert job.status == "finished"
 
 
-async def test_a_job_past_the_grace_is_stopped_with_a_reason() -> None:
-    """Past SHUTDOWN_GRACE_S the drain itself stops the running job, which fails with why."""
+def _set_when(event: threading.Event, condition: Callable[[], bool]) -> None:
+    """Set `event` once `condition` holds (polled from a thread)."""
+    wait_until(condition, timeout_s=10)
+    event.set()
+
+
+@pytest.mark.parametrize("second_signal", [False, True], ids=["grace_over", "second_signal"])
+async def test_a_job_still_running_when_the_grace_ends_fails_with_a_reason(
+    second_signal: bool,
+) -> None:
+    """The grace ends (SHUTDOWN_GRACE_S passes, or a second signal calls end_grace within a
+    tick): the drain itself stops the running job, which fails with why before the server goes."""
     gate = threading.Event()
-    app, service = build(FakeTranscriber(gate=gate), shutdown_grace_s=0.2)
+    grace_s = 600 if second_signal else 0.2
+    app, service = build_fake_app(FakeTranscriber(gate=gate), shutdown_grace_s=grace_s)
     try:
         async with AsyncTestClient(app=app) as client:
             task_id = (await upload(client)).json()["task_id"]
-            await eventually(lambda: _status_is(client, task_id, "processing"))
+            await wait_processing(client, task_id)
             job = await service.get(task_id)
-            await asyncio.wait_for(on_app_loop(client, service.drain), 5)
+            drain = on_app_loop(client, service.drain)
+            if second_signal:
+                await eventually(lambda: service.is_draining)
+                assert not drain.done()  # it waits for the running job, up to 600 s
+                service.end_grace()
+            await asyncio.wait_for(drain, 2 if second_signal else 5)
             assert job is not None and job.is_final  # answered before the server goes
             seen = (await client.get(f"/api/v1/tasks/{task_id}")).json()
     finally:
         gate.set()
     assert job.status == "failed" and seen["status"] == "failed"
     assert job.error is not None and "shut down while this job ran" in job.error
-
-
-async def test_a_second_signal_ends_the_grace_and_the_job_fails_at_once() -> None:
-    """end_grace during the drain: the wait stops within a tick and the job fails with why."""
-    gate = threading.Event()
-    app, service = build(FakeTranscriber(gate=gate), shutdown_grace_s=600)
-    try:
-        async with AsyncTestClient(app=app) as client:
-            task_id = (await upload(client)).json()["task_id"]
-            await eventually(lambda: _status_is(client, task_id, "processing"))
-            drain = on_app_loop(client, service.drain)
-            await asyncio.sleep(0.2)
-            assert not drain.done()
-            service.end_grace()
-            await asyncio.wait_for(drain, 2)
-            seen = (await client.get(f"/api/v1/tasks/{task_id}")).json()
-    finally:
-        gate.set()
-    assert seen["status"] == "failed" and "shut down while this job ran" in seen["error"]
 
 
 def on_app_loop(

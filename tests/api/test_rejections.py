@@ -10,9 +10,8 @@ import pytest
 from litestar import Litestar
 from litestar.testing import AsyncTestClient
 
-from tests.api.test_operations import build, scrape, value
-from tests.api.test_tasks import upload
-from tests.conftest import FakeTranscriber, wav_bytes
+from tests.asgi_helpers import scrape, upload, value
+from tests.conftest import FakeTranscriber, build_fake_app, wav_bytes
 
 KEY = "rejections-test-key-0123456789"
 SURFACES = {
@@ -61,7 +60,7 @@ def gate() -> AsyncIterator[threading.Event]:
 @pytest.mark.parametrize("surface", SURFACES)
 async def test_missing_key_is_unauthorized(surface: str) -> None:
     """No API key: 401 in the surface's shape, counted as unauthorized."""
-    app, _ = build(FakeTranscriber(), api_keys=(KEY,))
+    app, _ = build_fake_app(FakeTranscriber(), api_keys=(KEY,))
     async with AsyncTestClient(app=app) as client:
         assert_shape(surface, await post(client, surface), 401)
         assert await rejected(client, "unauthorized") == 1
@@ -70,7 +69,7 @@ async def test_missing_key_is_unauthorized(surface: str) -> None:
 @pytest.mark.parametrize("surface", SURFACES)
 async def test_body_over_max_upload_mb_is_too_large(surface: str) -> None:
     """A body past MAX_UPLOAD_MB: 413, counted as too_large."""
-    app, _ = build(FakeTranscriber(), max_upload_mb=1)
+    app, _ = build_fake_app(FakeTranscriber(), max_upload_mb=1)
     async with AsyncTestClient(app=app) as client:
         assert_shape(surface, await post(client, surface, b"\0" * (2 * 1024 * 1024)), 413)
         assert await rejected(client, "too_large") == 1
@@ -79,7 +78,7 @@ async def test_body_over_max_upload_mb_is_too_large(surface: str) -> None:
 @pytest.mark.parametrize("surface", SURFACES)
 async def test_audio_over_the_duration_limit_is_too_long(surface: str) -> None:
     """Audio past MAX_AUDIO_DURATION_S: 413 at upload, counted as too_long, not as bad audio."""
-    app, _ = build(FakeTranscriber(), max_audio_duration_s=0.5)
+    app, _ = build_fake_app(FakeTranscriber(), max_audio_duration_s=0.5)
     async with AsyncTestClient(app=app) as client:
         assert_shape(surface, await post(client, surface, wav_bytes(2.0)), 413)
         assert await rejected(client, "too_long") == 1
@@ -89,7 +88,7 @@ async def test_audio_over_the_duration_limit_is_too_long(surface: str) -> None:
 @pytest.mark.parametrize("surface", SURFACES)
 async def test_bytes_that_are_not_audio_are_bad_audio(surface: str) -> None:
     """Text sent as audio: 400 at upload, counted as bad_audio."""
-    app, _ = build(FakeTranscriber())
+    app, _ = build_fake_app(FakeTranscriber())
     async with AsyncTestClient(app=app) as client:
         assert_shape(surface, await post(client, surface, b"just some text, no audio"), 400)
         assert await rejected(client, "bad_audio") == 1
@@ -100,7 +99,7 @@ async def test_full_queue_is_queue_full_with_retry_after(
     surface: str, gate: threading.Event
 ) -> None:
     """With the queue full, each surface answers 429 + Retry-After at once (queue_full)."""
-    app, _ = build(FakeTranscriber(gate=gate), max_task_queue_size=1, shutdown_grace_s=0)
+    app, _ = build_fake_app(FakeTranscriber(gate=gate), max_task_queue_size=1, shutdown_grace_s=0)
     async with AsyncTestClient(app=app) as client:
         running = await upload(client, params={"language": "en"})
         assert running.status_code == 200
@@ -117,7 +116,7 @@ async def test_queued_bytes_past_max_queued_mb_are_queue_full(
     surface: str, gate: threading.Event
 ) -> None:
     """Past MAX_QUEUED_MB of waiting uploads, 429 + Retry-After though places are free."""
-    app, service = build(
+    app, service = build_fake_app(
         FakeTranscriber(gate=gate), max_queued_mb=1, max_task_queue_size=50, shutdown_grace_s=0
     )
     async with AsyncTestClient(app=app) as client:
@@ -136,7 +135,7 @@ async def test_queued_bytes_past_max_queued_mb_are_queue_full(
 @pytest.mark.parametrize("surface", SURFACES)
 async def test_uploads_while_shutting_down_are_refused(surface: str) -> None:
     """While draining, uploads get 503 + Retry-After, counted as shutting_down."""
-    app, service = build(FakeTranscriber())
+    app, service = build_fake_app(FakeTranscriber())
     async with AsyncTestClient(app=app) as client:
         service.begin_draining()
         refused = await post(client, surface)
@@ -148,7 +147,7 @@ async def test_uploads_while_shutting_down_are_refused(surface: str) -> None:
 @pytest.mark.parametrize("surface", SURFACES)
 async def test_over_the_rate_limit_is_rate_limited(surface: str) -> None:
     """Past RATE_LIMIT, uploads get 429 in the surface's shape, counted as rate_limited."""
-    app, _ = build(FakeTranscriber(), rate_limit="1/minute")
+    app, _ = build_fake_app(FakeTranscriber(), rate_limit="1/minute")
     async with AsyncTestClient(app=app) as client:
         assert (await client.get("/api/v1/version")).status_code == 200
         assert_shape(surface, await post(client, surface), 429)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import base64
-import json
 from typing import Any
 
 import openai
@@ -13,6 +12,7 @@ import webvtt
 from litestar import Litestar
 from litestar.testing import AsyncTestClient
 
+from tests.asgi_helpers import sse_data
 from tests.conftest import AppFactory, FakeTranscriber, wav_bytes
 from tests.speaker_helpers import conversation, wav
 
@@ -96,11 +96,7 @@ async def test_diarized_stream_sends_segment_events(build_app: AppFactory, talk_
             response_format="diarized_json",
             stream="true",
         )
-    events = [
-        json.loads(line[len("data: ") :])
-        for line in response.text.splitlines()
-        if line.startswith("data: ")
-    ]
+    events = sse_data(response.text)
     kinds = [event["type"] for event in events]
     assert kinds[0] == "transcript.text.delta" and kinds[-1] == "transcript.text.done"
     segments = [event for event in events if event["type"] == "transcript.text.segment"]

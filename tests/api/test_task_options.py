@@ -8,7 +8,7 @@ import srt
 from litestar import Litestar
 from litestar.testing import AsyncTestClient
 
-from tests.api.test_tasks import upload, wait_final
+from tests.asgi_helpers import upload, wait_final
 from tests.conftest import AppFactory, FakeTranscriber
 
 

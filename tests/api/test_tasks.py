@@ -12,7 +12,15 @@ from litestar import Litestar
 from litestar.testing import AsyncTestClient
 
 from app.api.results import content_disposition
-from tests.asgi_helpers import eventually, local_store, serve, service_of
+from tests.asgi_helpers import (
+    eventually,
+    local_store,
+    serve,
+    service_of,
+    upload,
+    wait_final,
+    wait_processing,
+)
 from tests.conftest import AppFactory, FakeTranscriber, wav_bytes
 from tests.transcription.rig import FakeClock
 
@@ -30,41 +38,6 @@ SEED_FIELDS = {
     "used_model_size",
     "used_device",
 }
-
-
-async def upload(
-    client: AsyncTestClient[Litestar],
-    data: bytes | None = None,
-    *,
-    route: str = "/api/v1/transcribe",
-    name: str = "clip.wav",
-    params: dict[str, str] | None = None,
-    fields: dict[str, str] | None = None,
-) -> Any:
-    """POST one file as multipart to an upload route."""
-    files = {"file": (name, wav_bytes() if data is None else data, "audio/wav")}
-    return await client.post(route, files=files, params=params or {}, data=fields or {})
-
-
-async def wait_processing(client: AsyncTestClient[Litestar], task_id: str) -> None:
-    """Poll until the task is running."""
-    for _ in range(500):
-        state = (await client.get(f"/api/v1/tasks/{task_id}")).json()
-        if state["status"] == "processing":
-            return
-        await asyncio.sleep(0.01)
-    raise AssertionError("task never started")
-
-
-async def wait_final(client: AsyncTestClient[Litestar], task_id: str) -> dict[str, Any]:
-    """Poll the seed's status route until the task is finished or failed."""
-    for _ in range(500):
-        response = await client.get("/api/v1/status", params={"task_id": task_id})
-        body: dict[str, Any] = response.json()
-        if body["status"] in ("finished", "failed"):
-            return body
-        await asyncio.sleep(0.01)
-    raise AssertionError("task never reached a final state")
 
 
 async def test_transcribe_returns_seed_fields_and_finishes(
@@ -221,11 +194,7 @@ async def test_queue_full_is_429_with_retry_after(
     fake_transcriber.gate = gate
     async with AsyncTestClient(app=build_app(max_task_queue_size=2)) as client:
         first = await upload(client)
-        for _ in range(100):  # wait until the first job is running, freeing its queue slot
-            state = (await client.get(f"/api/v1/tasks/{first.json()['task_id']}")).json()
-            if state["status"] == "processing":
-                break
-            await asyncio.sleep(0.01)
+        await wait_processing(client, first.json()["task_id"])  # running frees its queue slot
         responses = await asyncio.gather(*(upload(client) for _ in range(5)))
         codes = sorted(r.status_code for r in responses)
         assert codes == [200, 200, 429, 429, 429]
@@ -354,13 +323,31 @@ async def test_events_keepalive_is_a_bare_comment(
     gate = threading.Event()
     fake_transcriber.gate = gate
     lines: list[str] = []
-    async with AsyncTestClient(app=build_app()) as client:
-        task_id = (await upload(client)).json()["task_id"]
-        # The test transport delivers the body when the stream ends, so release the job
-        # on a timer rather than after reading the comments.
-        threading.Timer(0.4, gate.set).start()
-        async with client.stream("GET", f"/api/v1/tasks/{task_id}/events") as response:
-            lines = [line async for line in response.aiter_lines()]
+    app = build_app()
+    sent: list[bytes] = []
+
+    async def watched(scope: Any, receive: Any, send: Any) -> None:
+        """The app, releasing the job once it has sent two keepalive comments: the test
+        transport delivers the body only when the stream ends."""
+
+        async def send_and_watch(message: Any) -> None:
+            if message["type"] == "http.response.body":
+                sent.append(message.get("body", b""))
+                if b"".join(sent).count(b": keepalive") >= 2:
+                    gate.set()
+            await send(message)
+
+        await app(scope, receive, send_and_watch)
+
+    deadline = threading.Timer(10, gate.set)  # without keepalives: the stream ends, test fails
+    deadline.start()
+    try:
+        async with AsyncTestClient(app=watched) as client:  # type: ignore[arg-type]
+            task_id = (await upload(client)).json()["task_id"]
+            async with client.stream("GET", f"/api/v1/tasks/{task_id}/events") as response:
+                lines = [line async for line in response.aiter_lines()]
+    finally:
+        deadline.cancel()
     assert lines.count(": keepalive") >= 2
     assert "data: " not in lines
     assert any(line.startswith("event: finished") for line in lines)

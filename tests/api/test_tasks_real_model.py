@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import re
 from typing import Any
 
@@ -12,6 +11,7 @@ from litestar.testing import AsyncTestClient
 
 from app.asgi import create_app
 from app.bench.runner import word_error_rate
+from tests.asgi_helpers import eventually, wait_final
 from tests.conftest import make_settings, reference_text, shared_clip
 
 pytestmark = pytest.mark.real_model
@@ -30,13 +30,7 @@ async def transcribe_file(
         route, files={"file": (path.name, path.read_bytes())}, params=params or {}
     )
     assert response.status_code == 200, response.text
-    task_id = response.json()["task_id"]
-    for _ in range(1200):
-        body: dict[str, Any] = (await client.get(f"/api/v1/tasks/{task_id}")).json()
-        if body["status"] in ("finished", "failed"):
-            return body
-        await asyncio.sleep(0.05)
-    raise AssertionError("the task did not finish within a minute")
+    return await wait_final(client, response.json()["task_id"], limit_s=60)
 
 
 async def test_jfk_within_ten_percent_wer_on_default_cpu_model(real_app: Litestar) -> None:
@@ -114,14 +108,16 @@ async def test_idle_unload_shows_in_decoder_status_and_the_next_job_reloads() ->
     async with AsyncTestClient(app=create_app(settings)) as client:
         first = await transcribe_file(client, "en_jfk.flac")
         loaded = (await client.get("/api/v1/decoder_status")).json()
-        for _ in range(500):  # waits for the unload, whenever it comes (no fixed sleep)
-            unloaded = (await client.get("/api/v1/decoder_status")).json()
-            if not unloaded["is_model_loaded"]:
-                break
-            await asyncio.sleep(0.02)
+        unloaded = await eventually(lambda: _unloaded_status(client), limit_s=20)
         second = await transcribe_file(client, "en_jfk.flac")
     assert first["status"] == second["status"] == "finished"
     assert loaded["is_model_loaded"] is True
     assert unloaded["is_model_loaded"] is False
     assert unloaded["last_loaded_model_size"] == "base"
     assert second["used_model_size"] == "base"  # loaded again for the second job
+
+
+async def _unloaded_status(client: AsyncTestClient[Litestar]) -> dict[str, Any] | None:
+    """/api/v1/decoder_status once it says no model is loaded; None before."""
+    status: dict[str, Any] = (await client.get("/api/v1/decoder_status")).json()
+    return None if status["is_model_loaded"] else status

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-import subprocess
+import contextlib
+import signal
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,7 +23,7 @@ from playwright.sync_api import (
 )
 
 from tests.conftest import REPO_ROOT
-from tests.server_process import Server, start_server
+from tests.server_process import Server, served
 
 CHROMIUM = Path("/usr/bin/chromium")
 # Offline and quiet: no QUIC, no component or sync traffic, no first-run pages.
@@ -84,28 +85,33 @@ def browser(playwright_session: Playwright) -> Iterator[Browser]:
     browser.close()
 
 
-def _stop(server: Server) -> None:
-    server.process.terminate()
-    try:
-        server.process.wait(timeout=20)
-    except subprocess.TimeoutExpired:
-        server.process.kill()
-        raise
+def launch_with_microphone(playwright: Playwright, recording: Path) -> Browser:
+    """Chromium whose microphone plays `recording` once, the permission prompt answered yes."""
+    return playwright.chromium.launch(
+        executable_path=str(CHROMIUM),
+        headless=True,
+        args=[
+            *CHROMIUM_ARGS,
+            "--use-fake-ui-for-media-stream",
+            "--use-fake-device-for-media-stream",
+            f"--use-file-for-fake-audio-capture={recording}%noloop",
+        ],
+    )
+
+
+@contextlib.contextmanager
+def ui_served(tmp_path: Path, **env: str) -> Iterator[Server]:
+    """A real server with the bundled `base` model for a block; it must stop on SIGTERM."""
+    with served(tmp_path, CPU_FALLBACK_MODEL="base", **env) as server:
+        yield server
+    assert server.process.returncode != -signal.SIGKILL, "the server ignored SIGTERM"
 
 
 @pytest.fixture(scope="session")
 def ui_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     """The real server with the bundled `base` model; results live 30 minutes."""
-    server = start_server(
-        tmp_path_factory.mktemp("ui-server"),
-        CPU_FALLBACK_MODEL="base",
-        DELETE_RESULTS_AFTER_M="30",
-    )
-    try:
-        server.wait_ready()
+    with ui_served(tmp_path_factory.mktemp("ui-server"), DELETE_RESULTS_AFTER_M="30") as server:
         yield server
-    finally:
-        _stop(server)
 
 
 @dataclass

@@ -8,7 +8,7 @@ import pytest
 from playwright.sync_api import Page, expect
 
 from tests.conftest import shared_clip
-from tests.server_process import Server, start_server
+from tests.server_process import Server, served
 from tests.web.conftest import UIFactory
 from tests.web.test_ui import FINISHED_TIMEOUT_MS, job_row
 
@@ -22,16 +22,12 @@ OTHER_KEY = "second-key-0123456789"
 @pytest.fixture(scope="module")
 def key_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     """A server that takes work only with one of two API keys."""
-    server = start_server(
+    with served(
         tmp_path_factory.mktemp("key-server"),
         CPU_FALLBACK_MODEL="base",
         API_KEYS=f"{KEY},{OTHER_KEY}",
-    )
-    try:
-        server.wait_ready()
+    ) as server:
         yield server
-    finally:
-        server.stop()
 
 
 def enter_key(page: Page, key: str) -> None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -11,8 +10,8 @@ import pytest
 from playwright.sync_api import expect
 
 from tests.conftest import shared_clip
-from tests.server_process import Server, start_server, upload
-from tests.web.conftest import UIFactory
+from tests.server_process import Server, server_upload, server_wait_status
+from tests.web.conftest import UIFactory, ui_served
 
 pytestmark = [pytest.mark.real_model, pytest.mark.browser]
 
@@ -22,30 +21,12 @@ MAX_UPLOAD_MB = 3
 @pytest.fixture(scope="module")
 def small_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     """A server with room for one waiting job and uploads up to 3 MB."""
-    server = start_server(
+    with ui_served(
         tmp_path_factory.mktemp("small-server"),
-        CPU_FALLBACK_MODEL="base",
         MAX_TASK_QUEUE_SIZE="1",
         MAX_UPLOAD_MB=str(MAX_UPLOAD_MB),
-    )
-    try:
-        server.wait_ready()
+    ) as server:
         yield server
-    finally:
-        server.process.terminate()
-        server.process.wait(timeout=20)
-
-
-def wait_status(server: Server, task_id: str, wanted: str, timeout_s: float = 60) -> None:
-    """Poll until the task reaches `wanted`."""
-    deadline = time.monotonic() + timeout_s
-    status = ""
-    while time.monotonic() < deadline:
-        status = httpx.get(f"{server.url}/api/v1/tasks/{task_id}", timeout=10).json()["status"]
-        if status == wanted:
-            return
-        time.sleep(0.05)
-    raise AssertionError(f"task is {status}, not {wanted}")
 
 
 def test_upload_over_the_limit_is_explained(
@@ -67,12 +48,12 @@ def test_full_queue_says_so_counts_down_and_retries(
     small_server: Server, open_ui: UIFactory
 ) -> None:
     """A full queue: the row says so and when it retries, then gets through once there is room."""
-    blocker = upload(
+    blocker = server_upload(
         small_server.url, "/api/v1/transcribe", shared_clip("en_longform_tedlium_120s.flac")
     )
     blocker_id = blocker.json()["task_id"]
-    wait_status(small_server, blocker_id, "processing")
-    waiting = upload(
+    server_wait_status(small_server.url, blocker_id, "processing")
+    waiting = server_upload(
         small_server.url,
         "/api/v1/transcribe",
         shared_clip("en_ls-test-clean_1089-134691-0000.flac"),

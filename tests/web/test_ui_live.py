@@ -12,7 +12,7 @@ from playwright.sync_api import Browser, Playwright, expect
 from app.bench.runner import word_error_rate
 from tests.conftest import reference_text, shared_clip
 from tests.server_process import Server
-from tests.web.conftest import CHROMIUM, CHROMIUM_ARGS, UIFactory
+from tests.web.conftest import UIFactory, launch_with_microphone
 
 pytestmark = [pytest.mark.real_model, pytest.mark.browser]
 
@@ -47,16 +47,7 @@ def joined_clip(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="module")
 def live_mic_browser(playwright_session: Playwright, joined_clip: Path) -> Iterator[Browser]:
     """Chromium whose microphone plays the joined clip once, the permission prompt answered yes."""
-    browser = playwright_session.chromium.launch(
-        executable_path=str(CHROMIUM),
-        headless=True,
-        args=[
-            *CHROMIUM_ARGS,
-            "--use-fake-ui-for-media-stream",
-            "--use-fake-device-for-media-stream",
-            f"--use-file-for-fake-audio-capture={joined_clip}%noloop",
-        ],
-    )
+    browser = launch_with_microphone(playwright_session, joined_clip)
     yield browser
     browser.close()
 

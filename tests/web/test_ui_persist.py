@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import time
 
 import httpx
 import pytest
@@ -11,7 +10,7 @@ from playwright.sync_api import expect
 
 from app.bench.runner import word_error_rate
 from tests.conftest import reference_text, shared_clip
-from tests.server_process import Server, upload
+from tests.server_process import Server, server_upload, server_wait_status
 from tests.web.conftest import UIFactory
 from tests.web.test_ui import (
     FINISHED_TIMEOUT_MS,
@@ -22,17 +21,6 @@ from tests.web.test_ui import (
 )
 
 pytestmark = [pytest.mark.real_model, pytest.mark.browser]
-
-
-def wait_processing(server: Server, task_id: str, timeout_s: float = 60) -> None:
-    """Poll until the task runs."""
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        body = httpx.get(f"{server.url}/api/v1/tasks/{task_id}", timeout=10).json()
-        if body["status"] == "processing":
-            return
-        time.sleep(0.05)
-    raise AssertionError(f"task never ran: {body}")
 
 
 def test_reload_keeps_finished_and_queued_jobs_and_delete_all_erases_them(
@@ -49,8 +37,8 @@ def test_reload_keeps_finished_and_queued_jobs_and_delete_all_erases_them(
 
     # Keep the worker busy, so the page's next file has to wait in the queue.
     long_clip = shared_clip("en_longform_tedlium_120s.flac")
-    blocker_id = upload(ui_server.url, "/api/v1/transcribe", long_clip).json()["task_id"]
-    wait_processing(ui_server, blocker_id)
+    blocker_id = server_upload(ui_server.url, "/api/v1/transcribe", long_clip).json()["task_id"]
+    server_wait_status(ui_server.url, blocker_id, "processing")
     clip = shared_clip("en_ls-test-clean_1089-134691-0000.flac")
     queued_id = upload_task_id(page, lambda: page.set_input_files("#file-input", str(clip)))
     queued = job_row(page, clip.name)

@@ -12,7 +12,7 @@ from playwright.sync_api import Browser, Playwright, expect
 from app.bench.runner import word_error_rate
 from tests.conftest import reference_text, shared_clip
 from tests.server_process import Server
-from tests.web.conftest import CHROMIUM, CHROMIUM_ARGS, UIFactory, wait_in_page
+from tests.web.conftest import UIFactory, launch_with_microphone, wait_in_page
 from tests.web.test_ui import FINISHED_TIMEOUT_MS, transcript_text
 
 pytestmark = [pytest.mark.real_model, pytest.mark.browser]
@@ -23,17 +23,7 @@ CLIP = "en_ljspeech_LJ001-0004.wav"
 @pytest.fixture(scope="module")
 def mic_browser(playwright_session: Playwright) -> Iterator[Browser]:
     """Chromium whose microphone plays CLIP once, with the permission prompt answered yes."""
-    clip = shared_clip(CLIP)
-    browser = playwright_session.chromium.launch(
-        executable_path=str(CHROMIUM),
-        headless=True,
-        args=[
-            *CHROMIUM_ARGS,
-            "--use-fake-ui-for-media-stream",
-            "--use-fake-device-for-media-stream",
-            f"--use-file-for-fake-audio-capture={clip}%noloop",
-        ],
-    )
+    browser = launch_with_microphone(playwright_session, shared_clip(CLIP))
     yield browser
     browser.close()
 

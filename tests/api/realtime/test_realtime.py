@@ -12,7 +12,6 @@ import re
 import subprocess
 import sys
 import threading
-import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -31,7 +30,7 @@ from tests.live_stream import (
     stream,
     transcription_session,
 )
-from tests.server_process import Server, start_server, upload
+from tests.server_process import Server, served, server_upload, wait_until
 
 pytestmark = pytest.mark.real_model
 
@@ -43,18 +42,15 @@ SERVER_VAD = {"type": "server_vad", "silence_duration_ms": 800}
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     """The real server with the live route, one session at a time, API keys required."""
-    running = start_server(
+    with served(
         tmp_path_factory.mktemp("live"),
+        ready_timeout_s=240,
         API_KEYS=KEY,
         MAX_LIVE_SESSIONS="1",
         LOAD_MODEL_ON_STARTUP="1",
         LIVE_IDLE_TIMEOUT_S="120",
-    )
-    try:
-        running.wait_ready(timeout_s=240)
+    ) as running:
         yield running
-    finally:
-        running.stop()
 
 
 def active_sessions(server: Server) -> float:
@@ -68,10 +64,12 @@ def active_sessions(server: Server) -> float:
 @pytest.fixture(autouse=True)
 def no_session_open(server: Server) -> None:
     """Each test starts when the previous test's session has really ended."""
-    deadline = time.monotonic() + 60
-    while active_sessions(server) > 0:
-        assert time.monotonic() < deadline, "a live session never ended"
-        time.sleep(0.1)
+    wait_until(
+        lambda: active_sessions(server) == 0,
+        timeout_s=60,
+        interval_s=0.1,
+        message="a live session never ended",
+    )
 
 
 def test_clip_at_real_time_pace_gives_deltas_before_it_ends_and_a_close_transcript(
@@ -209,7 +207,7 @@ def test_a_batch_job_beside_a_live_session_still_finishes_with_its_usual_quality
 ) -> None:
     """An upload sent while a live session streams gets the same text as on its own."""
     batch_clip = "en_ljspeech_LJ001-0003.wav"
-    alone = upload(
+    alone = server_upload(
         server.url, "/v1/audio/transcriptions", shared_clip(batch_clip), headers=AUTH, timeout_s=300
     )
     assert alone.status_code == 200, alone.text
@@ -217,7 +215,7 @@ def test_a_batch_job_beside_a_live_session_still_finishes_with_its_usual_quality
 
     def batch() -> None:
         answers.append(
-            upload(
+            server_upload(
                 server.url,
                 "/v1/audio/transcriptions",
                 shared_clip(batch_clip),
@@ -233,13 +231,13 @@ def test_a_batch_job_beside_a_live_session_still_finishes_with_its_usual_quality
     async def live_with_batch_beside() -> Any:
         started = False
 
-        async def start_batch_after(delay_s: float) -> None:
+        async def start_batch_once_live() -> None:
             nonlocal started
-            await asyncio.sleep(delay_s)
+            await asyncio.to_thread(wait_until, lambda: active_sessions(server) == 1, timeout_s=60)
             worker.start()
             started = True
 
-        kick = asyncio.create_task(start_batch_after(1.0))
+        kick = asyncio.create_task(start_batch_once_live())
         run = await stream(
             server.url,
             KEY,

@@ -6,14 +6,22 @@ import os
 import shutil
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 import redis
 
-from tests.server_process import REPO_ROOT, Server, free_port, start_server, stop_process
+from tests.conftest import shared_clip
+from tests.server_process import (
+    REPO_ROOT,
+    Server,
+    free_port,
+    server_submit,
+    start_server,
+    stop_process,
+    wait_until,
+)
 
 REDIS_SERVER = shutil.which("redis-server") or "/usr/bin/redis-server"
 
@@ -62,16 +70,18 @@ def redis_server(tmp_path: Path) -> Iterator[RedisProcess]:
         stderr=subprocess.STDOUT,
     )
     server = RedisProcess(process, port)
-    deadline = time.monotonic() + 10
-    while True:
+
+    def answers() -> bool:
         try:
-            server.client.ping()
-            break
+            return bool(server.client.ping())
         except redis.ConnectionError:
-            if time.monotonic() > deadline:
-                process.kill()
-                raise
-            time.sleep(0.05)
+            return False
+
+    try:
+        wait_until(answers, timeout_s=10, message="redis-server did not answer")
+    except AssertionError:
+        process.kill()
+        raise
     try:
         yield server
     finally:
@@ -134,8 +144,24 @@ def start_api_node(tmp_path: Path, redis_url: str, **env: str) -> Server:
 
 def wait_for_workers(client: redis.Redis, count: int, timeout_s: float = 90) -> None:
     """Until `count` workers have registered (their model is loaded by then or soon)."""
-    deadline = time.monotonic() + timeout_s
-    while len(list(client.scan_iter(match="whisper:worker:*"))) < count:
-        if time.monotonic() > deadline:
-            raise AssertionError(f"fewer than {count} workers registered")
-        time.sleep(0.1)
+    wait_until(
+        lambda: len(list(client.scan_iter(match="whisper:worker:*"))) >= count,
+        timeout_s=timeout_s,
+        interval_s=0.1,
+        message=f"fewer than {count} workers registered",
+    )
+
+
+def wait_running(client: redis.Redis, task_id: str, timeout_s: float = 60) -> str:
+    """The name of the worker that has started the job, once one has."""
+    owner: bytes = wait_until(
+        lambda: client.hget("whisper:running", task_id),
+        timeout_s=timeout_s,
+        message="no worker started the job",
+    )
+    return owner.decode()
+
+
+def send(url: str, clip: str) -> str:
+    """Upload a shared clip (English) to an API node; its task id."""
+    return server_submit(url, shared_clip(clip))
