@@ -9,7 +9,7 @@ queue and models as every other surface.
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal, TypeVar
+from typing import Annotated, Any, Literal, TypeVar, get_args
 
 import msgspec
 from litestar import Controller, Response
@@ -18,7 +18,7 @@ from app.api.compat_schemas import AsrError, DetectedLanguage, LanguageDetection
 from app.api.dependencies import Owner, Service
 from app.api.forms import ANY_CASE, WhisperForm
 from app.api.intake import AnyRequest, Intake, answer_when_done, receive_upload
-from app.api.results import transcript_download
+from app.api.results import response_media_type, transcript_download
 from app.api.schemas import error_responses
 from app.service import JobSpec, TranscriptionService
 from app.service.errors import ErrorView, JobFailedError
@@ -73,7 +73,7 @@ class AsrQuery(WhisperForm, kw_only=True):
         )
 
 
-def _intake(form_type: type[FormT]) -> Intake[FormT]:
+def _intake(form_type: type[FormT], answers: tuple[str, ...] = ()) -> Intake[FormT]:
     """The webservice's intake: the audio in `audio_file`, the options in the query string."""
     return Intake(
         surface="asr",
@@ -82,10 +82,13 @@ def _intake(form_type: type[FormT]) -> Intake[FormT]:
         file_field="audio_file",
         file_description="the audio (or raw 16 kHz s16le PCM with encode=false)",
         options_documented_in="query",
+        answers=answers,
     )
 
 
-ASR_INTAKE = _intake(AsrQuery)
+ASR_INTAKE = _intake(
+    AsrQuery, answers=tuple(response_media_type(fmt) for fmt in get_args(AsrOutput))
+)
 DETECT_INTAKE = _intake(DetectLanguageQuery)
 
 

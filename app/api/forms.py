@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import functools
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Annotated, Any, TypeVar
 
@@ -21,6 +21,7 @@ from litestar.enums import ParamType
 from litestar.openapi.spec import (
     OpenAPIFormat,
     OpenAPIMediaType,
+    OpenAPIResponse,
     OpenAPIType,
     Operation,
     Parameter,
@@ -362,11 +363,13 @@ def upload_operation(
     file_description: str,
     description: str,
     fields_in_query: bool = False,
+    answers: Sequence[str] = (),
 ) -> type[Operation]:
     """The OpenAPI operation of an upload route: a binary file plus the form's typed fields.
 
     The fields are documented in the multipart body, or as query parameters with
-    `fields_in_query` (whisper-asr-webservice's style).
+    `fields_in_query` (whisper-asr-webservice's style). `answers` lists the media types
+    a 200 may also have besides JSON (subtitles, plain text, an event stream).
     """
     fields = _field_schemas(form_type)
     file = Schema(
@@ -404,5 +407,10 @@ def upload_operation(
         def __post_init__(self) -> None:
             self.request_body = body
             self.parameters = [*(self.parameters or []), *in_query] or None
+            ok = (self.responses or {}).get("200")
+            if answers and isinstance(ok, OpenAPIResponse):
+                text = OpenAPIMediaType(schema=Schema(type=OpenAPIType.STRING))
+                types = (answer.partition(";")[0] for answer in answers)  # no parameters
+                ok.content = {**(ok.content or {}), **dict.fromkeys(types, text)}
 
     return _UploadOperation

@@ -59,6 +59,8 @@ class Intake(Generic[FormT]):
     # Options also (or, for whisper-asr-webservice, only) in the query string.
     query_options: bool = True
     options_documented_in: Literal["body", "query"] = "body"
+    # Media types a 200 may have besides JSON (subtitle and text formats, event streams).
+    answers: tuple[str, ...] = ()
 
     def route(self, path: str, summary: str) -> post:
         """The decorator of an upload route of this surface: POST `path`, answered with 200."""
@@ -72,6 +74,7 @@ class Intake(Generic[FormT]):
             file_description=self.file_description,
             description=description,
             fields_in_query=in_query,
+            answers=self.answers,
         )
         return post(
             path,

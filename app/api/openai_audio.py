@@ -31,6 +31,7 @@ from app.api.dependencies import Owner, Service
 from app.api.form_options import parse_language, parse_model
 from app.api.forms import Language, ShapedForm
 from app.api.intake import AnyRequest, Intake, answer_when_done, cancel_abandoned, receive_upload
+from app.api.results import response_media_type
 from app.api.schemas import error_responses
 from app.api.speaker_options import parse_speaker_options, with_speakers
 from app.service import JobSpec, TranscriptionService
@@ -166,6 +167,8 @@ OPENAI_INTAKE = Intake(
     form=OpenAIForm,
     errors=error_responses(400, 413, 500, 503, shape=OpenAIErrorBody),
     query_options=False,
+    # response_format text, srt and vtt; stream=true answers with server-sent events.
+    answers=(*(response_media_type(fmt) for fmt in ("txt", "srt", "vtt")), "text/event-stream"),
 )
 
 
@@ -208,7 +211,7 @@ def render_openai(job: Job, request: OpenAIForm) -> Response[Any]:
     if fmt == "json":
         return Response(OpenAITranscription(text=transcript.text, usage=_usage(transcript)))
     if fmt == "text":
-        return Response(transcript.text + "\n", media_type=formats.MEDIA_TYPES["txt"])
+        return Response(transcript.text + "\n", media_type=response_media_type("txt"))
     if fmt == "verbose_json":
         body = formats.to_verbose_json(
             transcript,
@@ -221,7 +224,7 @@ def render_openai(job: Job, request: OpenAIForm) -> Response[Any]:
         body = formats.to_diarized_json(transcript)
         return Response(body, media_type=formats.MEDIA_TYPES["diarized_json"])
     return Response(
-        formats.render(transcript, fmt, shape=request.shape), media_type=formats.MEDIA_TYPES[fmt]
+        formats.render(transcript, fmt, shape=request.shape), media_type=response_media_type(fmt)
     )
 
 

@@ -14,7 +14,7 @@ from app.transcription import formats
 from app.transcription.jobs import Job
 from app.transcription.types import SubtitleShape
 
-__all__ = ["content_disposition", "transcript_download"]
+__all__ = ["content_disposition", "response_media_type", "transcript_download"]
 
 
 def content_disposition(file_name: str | None, extension: str) -> str:
@@ -28,6 +28,12 @@ def content_disposition(file_name: str | None, extension: str) -> str:
         f'attachment; filename="{ascii_stem}.{extension}"; '
         f"filename*=UTF-8''{quote(full, safe='')}"
     )
+
+
+def response_media_type(fmt: str) -> str:
+    """The media type to give Litestar for `fmt`: it appends the charset to text/* itself."""
+    media_type = formats.MEDIA_TYPES[fmt]
+    return media_type.partition(";")[0] if media_type.startswith("text/") else media_type
 
 
 def transcript_download(
@@ -45,7 +51,7 @@ def transcript_download(
         content=formats.render(
             job.transcript, fmt, shape=shape or job.subtitle_shape, task=job.task_type
         ),
-        media_type=formats.MEDIA_TYPES[fmt],
+        media_type=response_media_type(fmt),
         headers={
             **(headers or {}),
             "Content-Disposition": content_disposition(job.file_name, extension),

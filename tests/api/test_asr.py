@@ -96,6 +96,7 @@ async def test_every_output_with_its_type_and_file_name(
         params = {} if output == "txt" else {"output": output}
         response = await post_asr(client, params=params, name="Pilot.S01E01.wav")
     assert response.headers["content-type"].startswith(media)
+    assert response.headers["content-type"].count("charset") <= 1
     assert f'filename="Pilot.S01E01.{output}"' in response.headers["content-disposition"]
     assert response.headers["asr-engine"] == "faster_whisper"
     assert response.text.startswith(start)
@@ -229,3 +230,17 @@ async def test_queue_full_is_429_detail_with_retry_after(
         gate.set()
         results: list[Any] = [await running, await waiting]
         assert [r.status_code for r in results] == [200, 200]
+
+
+async def test_the_schema_documents_every_output_media_type(build_app: AppFactory) -> None:
+    """/asr's 200 is documented with the media type of each output, not JSON alone."""
+    async with serve(build_app()) as client:
+        schema = (await client.get("/docs/openapi.json")).json()
+    answers = schema["paths"]["/asr"]["post"]["responses"]["200"]["content"]
+    assert set(answers) == {
+        "application/json",
+        "text/plain",
+        "text/vtt",
+        "application/x-subrip",
+        "text/tab-separated-values",
+    }

@@ -72,7 +72,7 @@ async def test_json_is_text_and_duration_usage(client: httpx.AsyncClient) -> Non
 async def test_text_srt_vtt_have_their_content_types(client: httpx.AsyncClient) -> None:
     """text is plain text with a newline; srt and vtt parse and carry their media types."""
     text = await post_audio(client, fields={"response_format": "text"})
-    assert text.headers["content-type"].startswith("text/plain")
+    assert text.headers["content-type"] == "text/plain; charset=utf-8"
     assert text.text == "hello there general kenobi again\n"
 
     srt_response = await post_audio(client, fields={"response_format": "srt"})
@@ -82,7 +82,7 @@ async def test_text_srt_vtt_have_their_content_types(client: httpx.AsyncClient) 
     assert subtitles[-1].end.total_seconds() == pytest.approx(2.0)
 
     vtt_response = await post_audio(client, fields={"response_format": "vtt"})
-    assert vtt_response.headers["content-type"].startswith("text/vtt")
+    assert vtt_response.headers["content-type"] == "text/vtt; charset=utf-8"
     captions = list(webvtt.from_string(vtt_response.text))
     assert " ".join(c.text for c in captions) == "hello there general kenobi again"
 
