@@ -22,8 +22,9 @@ import structlog
 from litestar import Request, post
 from litestar.openapi.datastructures import ResponseSpec
 
-from app.api.forms import read_fields, upload_operation
+from app.api.forms import read_fields
 from app.api.multipart import content_length, read_multipart
+from app.api.upload_schema import upload_operation
 from app.service import JobSpec, TranscriptionService
 from app.service.errors import (
     ClientGoneError,
