@@ -1,4 +1,4 @@
-# Which setting of the service (an environment variable read by app/config.py) each
+# Which setting of the service (an environment variable read by app/config/) each
 # option of the NixOS module sets. Plain data, so tests can check it against the code.
 {
   # Options whose value becomes the variable as it is: booleans as 1/0, lists joined

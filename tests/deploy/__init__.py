@@ -37,6 +37,6 @@ SEED_VARIABLES = (
 
 
 def setting_variables() -> set[str]:
-    """Every environment variable app/config.py reads, aliases included."""
+    """Every environment variable app/config/ reads, aliases included."""
     names = {field.name.upper() for field in msgspec.structs.fields(Settings)}
     return names | set(ENV_ALIASES)

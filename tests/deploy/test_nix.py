@@ -2,7 +2,7 @@
 
 The module is evaluated against tests/deploy/stub_lib.nix, a few builtins standing in for
 nixpkgs' `lib`, so the unit it produces can be checked offline: its environment must load
-as app/config.py Settings, and its hardening must hold.
+as app/config/ Settings, and its hardening must hold.
 """
 
 from __future__ import annotations
@@ -140,7 +140,7 @@ def test_flake_offers_the_packages_shell_overlay_and_module() -> None:
 
 
 def test_every_module_option_maps_to_a_real_setting() -> None:
-    """Each option is a unit option or sets a variable that app/config.py reads."""
+    """Each option is a unit option or sets a variable that app/config/ reads."""
     mapping = option_map()
     settings = setting_variables()
     mapped = {**mapping["direct"], **mapping["derived"]}

@@ -5,7 +5,7 @@ from __future__ import annotations
 import msgspec
 
 from app.config import ENV_ALIASES, Settings
-from app.config_typos import likely_typos
+from app.config.typos import likely_typos
 
 KNOWN = {field.name.upper() for field in msgspec.structs.fields(Settings)} | set(ENV_ALIASES)
 

@@ -16,7 +16,7 @@ from collections.abc import Iterable, Mapping
 __all__ = ["SIMILARITY", "likely_typos"]
 
 # "MAX_MODLE" ~ "MAX_MODEL" is 0.89, "LOG_LEVL" ~ "LOG_LEVEL" 0.94; unrelated
-# variables in service environments stay below 0.8 (tests/test_config_typos.py).
+# variables in service environments stay below 0.8 (tests/config/test_typos.py).
 SIMILARITY = 0.85
 # Settings are upper snake case; anything else (http_proxy, npm_config_*) is not ours.
 _OUR_SHAPE = re.compile(r"[A-Z][A-Z0-9_]*")
