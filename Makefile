@@ -24,7 +24,7 @@ _BASE = $(if $(BASE_IMAGE),--build-arg BASE_IMAGE=$(BASE_IMAGE))
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 .DEFAULT_GOAL := help
-.PHONY: help install lock upgrade lock-check browser redis run test test-fast test-tools lint format bench bench-speakers image image-cuda clean
+.PHONY: help install lock upgrade lock-check browser redis run test test-fast test-tools deploy-check lint format bench bench-speakers image image-cuda clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  make %-10s %s\n", $$1, $$2}'
@@ -84,12 +84,24 @@ format: $(STAMP) ## apply ruff's formatting and safe fixes
 	$(BIN)/ruff check --fix app tests
 	$(BIN)/ruff format app tests
 
-test-tools: ## Debian tools the deployment tests use (nix-instantiate from nix-bin)
-	@command -v nix-instantiate >/dev/null || { $(SUDO) apt-get update -qq \
-		&& DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq nix-bin; }
+# Each tool only when missing: nix-instantiate (nix-bin), kubectl for `kubectl kustomize`
+# (kubernetes-client; any newer kubectl already on PATH does too), promtool (prometheus).
+test-tools: ## Debian tools the deployment tests use (nix-bin, kubernetes-client, prometheus)
+	@missing=""; \
+	command -v nix-instantiate >/dev/null || missing="$$missing nix-bin"; \
+	command -v kubectl >/dev/null || missing="$$missing kubernetes-client"; \
+	command -v promtool >/dev/null || missing="$$missing prometheus"; \
+	[ -z "$$missing" ] || { $(SUDO) apt-get update -qq \
+		&& DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends $$missing; }
 
-test: $(STAMP) $(CHROMIUM) $(REDIS_SERVER) lint test-tools ## lint, then the whole suite (real models and browser tests included)
-	$(BIN)/pytest $(PYTEST_ARGS)
+# The Kubernetes manifests, the dashboard and the alert rules (deploy/kubernetes/).
+DEPLOY_CHECKS := tests/deploy/test_kubernetes.py tests/deploy/test_monitoring.py
+
+deploy-check: $(STAMP) $(REDIS_SERVER) test-tools ## render every Kubernetes variant, validate it offline, test the alert rules, scrape a real server
+	$(BIN)/pytest $(DEPLOY_CHECKS) $(PYTEST_ARGS)
+
+test: $(STAMP) $(CHROMIUM) $(REDIS_SERVER) lint test-tools deploy-check ## lint, deploy-check, then the whole suite (real models and browser tests included)
+	$(BIN)/pytest $(addprefix --ignore=,$(DEPLOY_CHECKS)) $(PYTEST_ARGS)
 
 test-fast: $(STAMP) $(REDIS_SERVER) test-tools ## the suite without the real-model tests
 	$(BIN)/pytest -m 'not real_model' $(PYTEST_ARGS)

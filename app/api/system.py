@@ -6,7 +6,7 @@ import asyncio
 import io
 import zipfile
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import msgspec
 from litestar import Controller, Request, Response, get, head
@@ -85,13 +85,23 @@ def _zip_logs(log_path: Path | None) -> bytes:
     return buffer.getvalue()
 
 
-async def not_ready_reason(service: Service) -> str | None:
-    """Why the server cannot serve jobs now, or None when it can."""
+ReadyScope = Literal["service", "node"]
+
+
+async def not_ready_reason(service: Service, scope: ReadyScope = "service") -> str | None:
+    """Why the server cannot serve jobs now, or None when it can.
+
+    `node` asks only about this process: an API node of a cluster whose queue answers
+    takes uploads even while no worker is alive (they wait until one is), which is what a
+    Kubernetes readiness probe needs when the workers scale to zero.
+    """
     state = service.status()
     if state.draining:
         return "the server is shutting down"
     if (unreachable := await service.backend.check()) is not None:
         return unreachable
+    if scope == "node" and service.worker is None:
+        return None
     if not state.worker_running:
         return "the worker is not running"
     if state.loading_model is not None:
@@ -99,6 +109,16 @@ async def not_ready_reason(service: Service) -> str | None:
     if not state.loaded_models and not service.models.allowed_models():
         return "no model is available on this server"
     return None
+
+
+ScopeParameter = Annotated[
+    ReadyScope,
+    QueryParameter(
+        name="scope",
+        description="`service` (default): jobs can be served now; `node`: this API node "
+        "takes uploads (its queue answers, it is not draining), workers or not",
+    ),
+]
 
 
 class SystemController(Controller):
@@ -122,9 +142,9 @@ class SystemController(Controller):
             )
         },
     )
-    async def readyz(self, service: Service) -> Response[Readiness]:
+    async def readyz(self, service: Service, of: ScopeParameter = "service") -> Response[Readiness]:
         """200 when jobs can be served now, 503 with the reason otherwise."""
-        reason = await not_ready_reason(service)
+        reason = await not_ready_reason(service, of)
         status = HTTP_200_OK if reason is None else HTTP_503_SERVICE_UNAVAILABLE
         return Response(Readiness(ready=reason is None, reason=reason), status_code=status)
 
@@ -134,9 +154,9 @@ class SystemController(Controller):
         """200 while the event loop runs."""
 
     @head("/readyz", include_in_schema=False)
-    async def readyz_head(self, service: Service) -> Response[None]:
+    async def readyz_head(self, service: Service, of: ScopeParameter = "service") -> Response[None]:
         """200 when ready, 503 otherwise."""
-        ready = await not_ready_reason(service) is None
+        ready = await not_ready_reason(service, of) is None
         return Response(None, status_code=HTTP_200_OK if ready else HTTP_503_SERVICE_UNAVAILABLE)
 
     @get(
@@ -146,7 +166,11 @@ class SystemController(Controller):
     )
     async def metrics(self, service: Service) -> Response[bytes]:
         """Queue, jobs, audio seconds, timings, models and refused uploads, in Prometheus text."""
-        return Response(content=service.render_metrics(), media_type=METRICS_CONTENT_TYPE)
+        reachable = await service.backend.check() is None
+        return Response(
+            content=service.render_metrics(backend_reachable=reachable),
+            media_type=METRICS_CONTENT_TYPE,
+        )
 
     @get("/api/v1/version", summary="Server version", responses=error_responses())
     async def version(self) -> VersionInfo:

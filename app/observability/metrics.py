@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
-from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 __all__ = [
@@ -74,6 +74,9 @@ class StateSnapshot:
     loading_model: str | None
     # A cluster (QUEUE_BACKEND=redis): workers alive by device; empty in one process.
     workers_by_device: dict[str, int] = field(default_factory=dict)
+    # How often each model was loaded and unloaded since start (the dashboard's turnover).
+    load_counts: dict[str, int] = field(default_factory=dict)
+    unload_counts: dict[str, int] = field(default_factory=dict)
 
 
 class _StateCollector(Collector):
@@ -82,7 +85,7 @@ class _StateCollector(Collector):
     def __init__(self, snapshot: Callable[[], StateSnapshot]) -> None:
         self._snapshot = snapshot
 
-    def collect(self) -> Iterator[GaugeMetricFamily]:
+    def collect(self) -> Iterator[GaugeMetricFamily | CounterMetricFamily]:
         """One sample per gauge, or per model for the model gauges."""
         state = self._snapshot()
         yield GaugeMetricFamily(
@@ -131,6 +134,7 @@ class _StateCollector(Collector):
             for worker_device, count in sorted(state.workers_by_device.items()):
                 workers.add_metric([worker_device], float(count))
             yield workers
+        yield from _model_turnover(state)
 
 
 class ServiceMetrics:
@@ -179,6 +183,7 @@ class ServiceMetrics:
             buckets=UPLOAD_BUCKETS,
             registry=self.registry,
         )
+        self.fleet = FleetMetrics(self.registry)
 
     def render(self) -> bytes:
         """The registry in Prometheus text format."""
@@ -202,9 +207,12 @@ class ServiceMetrics:
         processing_seconds: float | None,
         model: str | None,
         device: str | None,
+        wait_seconds: float | None = None,
     ) -> None:
         """A job reached its final status; finished ones add their audio and timings."""
         self.jobs.labels(surface=surface, task_type=task_type, status=status).inc()
+        if wait_seconds is not None:
+            self.fleet.queue_wait.labels(surface=surface).observe(max(0.0, wait_seconds))
         if status != "finished":
             return
         self.audio_seconds.labels(surface=surface, task_type=task_type).inc(audio_seconds)
@@ -273,3 +281,53 @@ class LiveMetrics:
         """A turn of `audio_s` seconds was completed."""
         self.turns.inc()
         self.audio_seconds.inc(audio_s)
+
+
+# -- What the fleet's dashboard and alert rules need (deploy/kubernetes/monitoring/) --------
+# Kept in one block: queue waits, whether the queue's backend answers, model turnover.
+
+# Seconds a job waited in the queue before a worker started it.
+QUEUE_WAIT_BUCKETS = (0.1, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800, 3600)
+
+
+class FleetMetrics:
+    """Queue waits and the backend's reachability, in the service's registry."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.queue_wait = Histogram(
+            f"{PREFIX}_queue_wait_seconds",
+            "Seconds from upload to a worker starting the job, of jobs that started.",
+            ["surface"],
+            buckets=QUEUE_WAIT_BUCKETS,
+            registry=registry,
+        )
+        self.backend_up = Gauge(
+            f"{PREFIX}_backend_up",
+            "1 while the queue's backend (Redis in a cluster) answers, 0 while it does not.",
+            registry=registry,
+        )
+        self.queue_capacity = Gauge(
+            f"{PREFIX}_queue_capacity",
+            "Jobs the queue takes before uploads get 429 (MAX_TASK_QUEUE_SIZE).",
+            registry=registry,
+        )
+
+    def scraped(self, *, backend_reachable: bool, queue_capacity: int) -> None:
+        """Record what the latest check of the backend found and the queue's bound."""
+        self.backend_up.set(1.0 if backend_reachable else 0.0)
+        self.queue_capacity.set(queue_capacity)
+
+
+def _model_turnover(state: StateSnapshot) -> Iterator[CounterMetricFamily]:
+    """Model loads and unloads so far, by model (0 unloads for a model loaded once)."""
+    loads = CounterMetricFamily(
+        f"{PREFIX}_model_loads", "Models loaded since start.", labels=["model", "device"]
+    )
+    unloads = CounterMetricFamily(
+        f"{PREFIX}_model_unloads", "Models unloaded since start.", labels=["model", "device"]
+    )
+    for model in sorted(state.load_counts):
+        loads.add_metric([model, state.device], float(state.load_counts[model]))
+        unloads.add_metric([model, state.device], float(state.unload_counts.get(model, 0)))
+    yield loads
+    yield unloads

@@ -51,6 +51,7 @@ class JobAccounting:
             processing_seconds=job.processing_duration,
             model=job.used_model,
             device=job.used_device,
+            wait_seconds=_waited_s(job),
         )
 
     def settle_all(self) -> None:
@@ -63,3 +64,10 @@ class JobAccounting:
         recent = self._recent_seconds
         per_job = statistics.fmean(recent) if recent else DEFAULT_JOB_SECONDS
         return max(1, round(per_job))
+
+
+def _waited_s(job: Job) -> float | None:
+    """Seconds between upload and a worker starting the job; None for a job never started."""
+    if job.time_processing_started is None:
+        return None
+    return (job.time_processing_started - job.time_uploaded).total_seconds()

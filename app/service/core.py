@@ -388,9 +388,12 @@ class TranscriptionService:
 
     # -- metrics
 
-    def render_metrics(self) -> bytes:
+    def render_metrics(self, *, backend_reachable: bool = True) -> bytes:
         """The Prometheus text of this service, every job that has ended counted."""
         self.accounting.settle_all()
+        self.metrics.fleet.scraped(
+            backend_reachable=backend_reachable, queue_capacity=self.backend.max_waiting
+        )
         return self.metrics.render()
 
     def _metrics_snapshot(self) -> StateSnapshot:
@@ -405,4 +408,6 @@ class TranscriptionService:
             workers_by_device=dict(
                 collections.Counter(worker.device for worker in self.backend.counts().workers)
             ),
+            load_counts=dict(self.models.load_counts),
+            unload_counts=dict(self.models.unload_counts),
         )

@@ -6,6 +6,7 @@ import io
 import zipfile
 from pathlib import Path
 
+import httpx
 import pytest
 from litestar import Litestar
 from litestar.testing import AsyncTestClient
@@ -174,3 +175,54 @@ async def test_logs_zip_for_authorized_mail(build_app: AppFactory, tmp_path: Pat
     names = zipfile.ZipFile(io.BytesIO(allowed.content)).namelist()
     assert sorted(names) == ["whisper_api.log", "whisper_api.log.2026-11-25_10"]
     assert refused.status_code == 401
+
+
+async def test_readyz_node_scope_changes_nothing_for_a_standalone_server(
+    build_app: AppFactory,
+) -> None:
+    """A server that runs its own worker is ready for `scope=node` exactly when it is ready."""
+    from app.asgi import create_app
+    from app.composition import build_service
+    from tests.conftest import FakeTranscriber, fake_manager, make_settings
+
+    settings = make_settings()
+    manager = fake_manager(settings, FakeTranscriber(), available=set())
+    app = create_app(settings, service=build_service(settings, manager))
+    async with AsyncTestClient(app=app) as client:
+        node = await client.get("/readyz", params={"scope": "node"})
+        head = await client.head("/readyz", params={"scope": "node"})
+        wrong = await client.get("/readyz", params={"scope": "everything"})
+    assert node.status_code == head.status_code == 503
+    assert "no model" in node.json()["reason"]
+    assert wrong.status_code == 400
+
+
+def test_readyz_node_scope_of_a_cluster_node_needs_redis_not_workers(tmp_path: Path) -> None:
+    """An API node with no worker alive: /readyz 503, ?scope=node 200 until Redis goes away."""
+    from tests.backends.redis.cluster_rig import CLUSTER_ENV, redis_server
+    from tests.server_process import start_server, wait_until
+
+    with redis_server(tmp_path) as redis:
+        node = start_server(tmp_path, **CLUSTER_ENV, REDIS_URL=redis.url)
+        try:
+
+            def node_ready() -> bool:
+                try:
+                    return httpx.get(node.url + "/readyz?scope=node").status_code == 200
+                except httpx.TransportError:
+                    return False
+
+            wait_until(
+                node_ready,
+                timeout_s=60,
+                message="the API node never became ready for scope=node",
+            )
+            whole = httpx.get(node.url + "/readyz", timeout=10)
+            assert whole.status_code == 503
+            assert "worker" in whole.json()["reason"]
+            redis.process.kill()
+            redis.process.wait(timeout=10)
+            gone = httpx.get(node.url + "/readyz?scope=node", timeout=30)
+            assert gone.status_code == 503
+        finally:
+            node.stop()

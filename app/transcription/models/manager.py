@@ -8,6 +8,7 @@ times are measured with a clock, both passed in, so tests move time by hand.
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import functools
 import time
@@ -145,6 +146,9 @@ class ModelManager:
         self.loading: str | None = None
         self.last_loaded: str | None = None
         self.load_seconds: dict[str, float] = {}
+        # Loads and unloads per model since start (the metrics' model turnover).
+        self.load_counts: collections.Counter[str] = collections.Counter()
+        self.unload_counts: collections.Counter[str] = collections.Counter()
 
     # -- queries
 
@@ -260,6 +264,7 @@ class ModelManager:
                 self.loading = None
             seconds = self._clock() - started
             self.load_seconds[name] = seconds
+            self.load_counts[name] += 1
             self.last_loaded = name
             log.info(
                 "model_loaded",
@@ -305,6 +310,7 @@ class ModelManager:
             return
         loaded.unload_timer = None
         del self._loaded[name]
+        self.unload_counts[name] += 1
         log.info("model_unloaded", model=name)
         # The collection and trim block: run them off the event loop.
         task = asyncio.get_running_loop().create_task(asyncio.to_thread(release_memory))
