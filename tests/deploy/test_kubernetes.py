@@ -7,11 +7,17 @@ the Kubernetes API schemas (kubernetes-validate's bundled copy) or KEDA's vendor
 from __future__ import annotations
 
 import copy
+import os
 import re
+import secrets
+import signal
+import subprocess
+from pathlib import Path
 from typing import Any
 
 import jsonschema
 import pytest
+import redis as redis_client
 from kubernetes_validate import utils as kubernetes_schemas
 
 from app.backends.redis.keys import GROUP, Keys
@@ -26,6 +32,7 @@ from tests.deploy.kubernetes import (
     render,
     validate,
 )
+from tests.server_process import free_port, wait_until
 
 # The rendered objects of each variant (the issue's closing note lists the same).
 COMMON_OBJECTS = [
@@ -271,3 +278,34 @@ def test_external_and_sentinel_redis_reach_their_redis() -> None:
     for trigger in _triggers("sentinel"):
         assert trigger["metadata"]["addresses"].split(",") == sentinels
         assert trigger["metadata"]["sentinelMaster"] == sentinel["REDIS_SENTINEL_MASTER"]
+
+
+def test_redis_command_runs_ram_only_with_the_password_from_its_file(tmp_path: Path) -> None:
+    """The Redis pod's own command, run with Debian's redis-server: password required, no saving."""
+    redis = pod_specs(render("cpu"))["whisper-api-redis"]["containers"][0]
+    mount = next(m for m in redis["volumeMounts"] if m["name"] == "secrets")["mountPath"]
+    password = secrets.token_hex(24)  # as the README says: `openssl rand -hex 24`
+    (tmp_path / "redis-password").write_text(password + "\n")
+    port = free_port()
+    shell, flag, script = redis["command"]
+    script = script.replace(mount, str(tmp_path)) + f" --port {port} --bind 127.0.0.1"
+    # Its own process group: the shell and the redis-server it pipes into stop together.
+    process = subprocess.Popen([shell, flag, script], cwd=tmp_path, start_new_session=True)
+    try:
+        client = redis_client.Redis(port=port, password=password, socket_timeout=5)
+
+        def answers() -> bool:
+            try:
+                return bool(client.ping())
+            except redis_client.ConnectionError:
+                return False
+
+        wait_until(answers, timeout_s=10, message="the Redis command did not start")
+        with pytest.raises(redis_client.AuthenticationError):
+            redis_client.Redis(port=port, socket_timeout=5).get("x")
+        assert client.config_get("save") == {"save": ""}
+        assert client.config_get("appendonly") == {"appendonly": "no"}
+        assert client.config_get("maxmemory-policy") == {"maxmemory-policy": "noeviction"}
+    finally:
+        os.killpg(process.pid, signal.SIGTERM)
+        process.wait(timeout=10)
