@@ -76,13 +76,13 @@ run: $(STAMP) ## start the server on LISTEN:PORT (default 127.0.0.1:3001)
 	$(BIN)/whisper-api serve
 
 lint: $(STAMP) lock-check ## ruff (lint and format check) and mypy --strict
-	$(BIN)/ruff check app tests
-	$(BIN)/ruff format --check app tests
+	$(BIN)/ruff check app whisper_api tests
+	$(BIN)/ruff format --check app whisper_api tests
 	$(BIN)/mypy
 
 format: $(STAMP) ## apply ruff's formatting and safe fixes
-	$(BIN)/ruff check --fix app tests
-	$(BIN)/ruff format app tests
+	$(BIN)/ruff check --fix app whisper_api tests
+	$(BIN)/ruff format app whisper_api tests
 
 # Each tool only when missing: nix-instantiate (nix-bin), kubectl for `kubectl kustomize`
 # (kubernetes-client; any newer kubectl already on PATH does too), promtool (prometheus).

@@ -24,10 +24,18 @@
         };
     in
     {
-      packages = forAllSystems (system: {
-        default = (pkgsFor system).callPackage ./nix/package.nix { };
-        withCUDA = (cudaPkgsFor system).callPackage ./nix/package.nix { };
-      });
+      packages = forAllSystems (
+        system:
+        let
+          withCUDA = (cudaPkgsFor system).callPackage ./nix/package.nix { };
+        in
+        {
+          default = (pkgsFor system).callPackage ./nix/package.nix { };
+          inherit withCUDA;
+          # The seed's name: `nix run .#whisper_api_withCUDA` keeps working.
+          whisper_api_withCUDA = withCUDA;
+        }
+      );
 
       # `pkgs.whisper-api` in any nixpkgs; it uses CUDA where that nixpkgs has cudaSupport.
       overlays.default = final: _prev: {
@@ -35,6 +43,8 @@
       };
 
       nixosModules.whisper-api = import ./nix/module.nix { inherit self; };
+      # The seed's name for the same module (which also takes `services.whisper_api`).
+      nixosModules.whisper_api = self.nixosModules.whisper-api;
       nixosModules.default = self.nixosModules.whisper-api;
 
       # `nix develop`: the service's dependencies from nixpkgs plus the test and lint tools;

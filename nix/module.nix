@@ -1,5 +1,6 @@
-# NixOS module: services.whisper-api. The flake passes itself in (for the default
-# package); nix/settings.nix says which service setting each option sets.
+# NixOS module: services.whisper-api (and the seed's services.whisper_api). The flake
+# passes itself in (for the default package); nix/settings.nix says which service setting
+# each option sets.
 { self }:
 {
   config,
@@ -44,6 +45,12 @@ let
   stopTimeoutSeconds = builtins.ceil cfg.shutdownGraceSeconds + 30;
 in
 {
+  # The seed's option path: `services.whisper_api = { … }` still configures this module
+  # (NixOS warns that it was renamed).
+  imports = [
+    (lib.mkRenamedOptionModule [ "services" "whisper_api" ] [ "services" "whisper-api" ])
+  ];
+
   options.services.whisper-api = {
     enable = lib.mkEnableOption "whisper-api, a self-hosted speech-to-text service";
 

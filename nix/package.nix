@@ -88,6 +88,7 @@ python3Packages.buildPythonApplication {
       ../pyproject.toml
       ../README.md
       ../app
+      ../whisper_api
       ../web
     ];
   };
@@ -140,7 +141,10 @@ python3Packages.buildPythonApplication {
     "${placeholder "out"}/${share}/models"
   ];
 
-  pythonImportsCheck = [ "app" ];
+  pythonImportsCheck = [
+    "app"
+    "whisper_api"
+  ];
 
   # The test suite needs the shared speech clips beside the repository; it runs with
   # `make test` (see the README), not inside the sandbox.

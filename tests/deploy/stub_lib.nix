@@ -42,4 +42,10 @@ in
   optional = condition: item: if condition then [ item ] else [ ];
   optionals = condition: items: if condition then items else [ ];
   getExe = package: "${package}/bin/whisper-api";
+  genAttrs = names: f: builtins.listToAttrs (map (name: { inherit name; value = f name; }) names);
+  # Kept as data: the tests move the definitions from `from` to `to` as NixOS would.
+  mkRenamedOptionModule = from: to: {
+    _type = "renamed";
+    inherit from to;
+  };
 }
