@@ -149,6 +149,15 @@ def test_secrets_are_files_never_environment(variant: str) -> None:
             assert all("secretRef" not in source for source in container.get("envFrom", []))
     api = container_environment(objects, "whisper-api")
     worker = container_environment(objects, "whisper-api-worker")
+    for name, environment in (("whisper-api", api), ("whisper-api-worker", worker)):
+        spec = pod_specs(objects)[name]
+        secret = next(volume for volume in spec["volumes"] if "secret" in volume)
+        mount = next(
+            m for m in spec["containers"][0]["volumeMounts"] if m["name"] == secret["name"]
+        )
+        files = {f"{mount['mountPath']}/{item['path']}" for item in secret["secret"]["items"]}
+        given = {value for key, value in environment.items() if key.endswith("_FILE")}
+        assert given == files, (name, given, files)
     assert api["API_KEYS_FILE"] == f"{SECRETS_DIR}/api-keys"
     assert api["REDIS_PASSWORD_FILE"] == worker["REDIS_PASSWORD_FILE"]
     assert "API_KEYS_FILE" not in worker
