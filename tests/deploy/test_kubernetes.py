@@ -25,6 +25,7 @@ from app.config import load_settings
 from tests.deploy import setting_variables
 from tests.deploy.kubernetes import (
     VARIANTS,
+    Manifest,
     container_environment,
     named,
     object_list,
@@ -318,3 +319,42 @@ def test_redis_command_runs_ram_only_with_the_password_from_its_file(tmp_path: P
     finally:
         os.killpg(process.pid, signal.SIGTERM)
         process.wait(timeout=10)
+
+
+def _selects(selector: dict[str, Any], labels: dict[str, str]) -> bool:
+    return all(labels.get(key) == value for key, value in selector.get("matchLabels", {}).items())
+
+
+def _pod_labels(objects: tuple[Manifest, ...]) -> dict[str, dict[str, str]]:
+    return {
+        item["metadata"]["name"]: item["spec"]["template"]["metadata"]["labels"]
+        for item in objects
+        if item["kind"] == "Deployment"
+    }
+
+
+@variants
+def test_network_policies_select_the_pods_they_mean(variant: str) -> None:
+    """Egress reaches Redis (in-cluster) and kube-dns only; nobody reaches a worker."""
+    objects = render(variant)
+    pods = _pod_labels(objects)
+    egress = named(objects, "NetworkPolicy", "whisper-api-egress")["spec"]
+    covered = {name for name, labels in pods.items() if _selects(egress["podSelector"], labels)}
+    assert covered == set(WHISPER_DEPLOYMENTS)
+    dns = egress["egress"][-1]["to"][0]
+    assert dns == {"namespaceSelector": {}, "podSelector": {"matchLabels": {"k8s-app": "kube-dns"}}}
+    if "whisper-api-redis" in pods:
+        to_redis = egress["egress"][0]["to"][0]["podSelector"]
+        reached = {name for name, labels in pods.items() if _selects(to_redis, labels)}
+        assert reached == {"whisper-api-redis"}
+        redis_policy = named(objects, "NetworkPolicy", "whisper-api-redis")["spec"]
+        assert _selects(redis_policy["podSelector"], pods["whisper-api-redis"])
+    workers = named(objects, "NetworkPolicy", "whisper-api-worker")["spec"]
+    assert [n for n, labels in pods.items() if _selects(workers["podSelector"], labels)] == [
+        "whisper-api-worker"
+    ]
+    assert workers["ingress"] == []
+    api = named(objects, "NetworkPolicy", "whisper-api")["spec"]
+    assert [n for n, labels in pods.items() if _selects(api["podSelector"], labels)] == [
+        "whisper-api"
+    ]
