@@ -198,7 +198,10 @@ async def test_readyz_node_scope_changes_nothing_for_a_standalone_server(
 
 
 def test_readyz_node_scope_of_a_cluster_node_needs_redis_not_workers(tmp_path: Path) -> None:
-    """An API node with no worker alive: /readyz 503, ?scope=node 200 until Redis goes away."""
+    """An API node with no worker alive: /readyz 503, ?scope=node 200 until Redis goes away.
+
+    /metrics says the same about Redis (whisper_api_backend_up).
+    """
     from tests.backends.redis.cluster_rig import CLUSTER_ENV, redis_server
     from tests.server_process import start_server, wait_until
 
@@ -220,9 +223,12 @@ def test_readyz_node_scope_of_a_cluster_node_needs_redis_not_workers(tmp_path: P
             whole = httpx.get(node.url + "/readyz", timeout=10)
             assert whole.status_code == 503
             assert "worker" in whole.json()["reason"]
+            assert "whisper_api_backend_up 1.0" in httpx.get(node.url + "/metrics").text
             redis.process.kill()
             redis.process.wait(timeout=10)
             gone = httpx.get(node.url + "/readyz?scope=node", timeout=30)
             assert gone.status_code == 503
+            # What the WhisperApiRedisUnreachable alert reads.
+            assert "whisper_api_backend_up 0.0" in httpx.get(node.url + "/metrics", timeout=30).text
         finally:
             node.stop()
