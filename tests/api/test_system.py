@@ -198,10 +198,7 @@ async def test_readyz_node_scope_changes_nothing_for_a_standalone_server(
 
 
 def test_readyz_node_scope_of_a_cluster_node_needs_redis_not_workers(tmp_path: Path) -> None:
-    """An API node with no worker alive: /readyz 503, ?scope=node 200 until Redis goes away.
-
-    /metrics says the same about Redis (whisper_api_backend_up).
-    """
+    """No worker alive: /readyz 503, ?scope=node 200 and backend_up 1 until Redis dies."""
     from tests.backends.redis.cluster_rig import CLUSTER_ENV, redis_server
     from tests.server_process import start_server, wait_until
 
