@@ -148,8 +148,7 @@ def _sample_names(url: str) -> set[str]:
 
 @pytest.fixture(scope="module")
 def exported(tmp_path_factory: pytest.TempPathFactory) -> Iterator[set[str]]:
-    """Sample names real servers export: a cluster's API node after a job and a refusal,
-    and a standalone server that has loaded its model."""
+    """Sample names of a cluster API node after a job and a refusal, and of a standalone."""
     tmp_path: Path = tmp_path_factory.mktemp("metrics")
     names: set[str] = set()
     with redis_server(tmp_path) as redis:
