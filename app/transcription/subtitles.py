@@ -31,6 +31,11 @@ _PHRASE_STARTS = frozenset(
     }
 )
 
+# A line or cue that ends with one of these leaves its phrase hanging ("to help the / poorest").
+_HANGING_ENDS = _PHRASE_STARTS | frozenset(
+    {"a", "an", "the", "my", "your", "our", "their", "his", "her", "its", "this", "these"}
+)
+
 
 @dataclass(frozen=True, slots=True)
 class ReadingRules:
@@ -171,11 +176,15 @@ def _break_cost(words: list[Word], last: int, boundaries: frozenset[int]) -> flo
         return 1.5
     if _starts_phrase(words[last + 1]):
         return 3.0
-    return 7.0
+    return 9.0 if _hangs(words[last]) else 7.0
 
 
 def _starts_phrase(word: Word) -> bool:
     return word.word.strip().lower().strip("\"'“‘(") in _PHRASE_STARTS
+
+
+def _hangs(word: Word) -> bool:
+    return word.word.strip().lower() in _HANGING_ENDS
 
 
 def _display_times(
@@ -234,7 +243,7 @@ def _layout_cost(lines: list[list[Word]]) -> float:
         elif _starts_phrase(following[0]):
             cost += 0.5
         else:
-            cost += 1.5
+            cost += 2.5 if _hangs(line[-1]) else 1.5
     lengths = [len(line_text(line)) for line in lines]
     cost += (max(lengths) - min(lengths)) / 20
     return cost
