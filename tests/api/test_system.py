@@ -174,3 +174,16 @@ async def test_logs_zip_for_authorized_mail(build_app: AppFactory, tmp_path: Pat
     names = zipfile.ZipFile(io.BytesIO(allowed.content)).namelist()
     assert sorted(names) == ["whisper_api.log", "whisper_api.log.2026-11-25_10"]
     assert refused.status_code == 401
+
+
+async def test_models_lists_the_names_uploads_accept(build_app: AppFactory) -> None:
+    """/api/v1/models: every name within MAX_MODEL (what `model` accepts), none of OpenAI's."""
+    async with AsyncTestClient(app=build_app(max_model="base")) as client:
+        body = (await client.get("/api/v1/models")).json()
+    names = [model["name"] for model in body["models"]]
+    assert names == ["tiny.en", "tiny", "base.en", "base"]
+    by_name = {model["name"]: model for model in body["models"]}
+    assert by_name["tiny.en"]["english_only"] and not by_name["base"]["english_only"]
+    # The fake machine holds tiny.en and base; the others would be fetched or replaced.
+    assert by_name["base"]["on_this_machine"] and not by_name["tiny"]["on_this_machine"]
+    assert body["server_choice"] == "base"
