@@ -125,6 +125,7 @@ export class KeyFlow {
   open({ rejected = false } = {}) {
     this.showError(rejected ? REJECTED : "");
     $("key-forget").hidden = !currentApiKey();
+    $("key-share").checked = shared();
     if (!this.dialog.open) this.dialog.showModal();
     this.input.focus();
   }
