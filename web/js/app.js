@@ -387,7 +387,10 @@ const jobs = new JobList(
         revealOnNarrowScreen();
       }
     },
-    onOpen: (job) => viewer.show(job, { focus: true }),
+    onOpen: (job) => {
+      viewer.show(job, { focus: true });
+      revealOnNarrowScreen();
+    },
     getPrivacy: () => privacy,
     onGone: (job) => viewer.forget(job),
     onNeedKey: () => keys.open({ rejected: keys.status === "rejected" }),
