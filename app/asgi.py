@@ -13,13 +13,12 @@ from typing import Any
 from litestar import Litestar
 from litestar.di import Provide
 from litestar.exceptions import HTTPException
-from litestar.openapi import OpenAPIConfig
 from litestar.static_files import create_static_files_router
 
 from app import __version__
 from app.api.asr import AsrController, asr_error
 from app.api.dependencies import provide_owner
-from app.api.docs import docs_assets_handler, swagger_plugin
+from app.api.docs import docs_assets_handler, openapi_config
 from app.api.errors import ErrorRenderer, error_handler
 from app.api.headers import add_response_headers
 from app.api.openai_audio import OpenAIController, openai_error
@@ -148,13 +147,7 @@ def create_app(
         exception_handlers=exception_handlers,
         # Browser protections on every answer; no-store on everything with task state.
         before_send=[add_response_headers],
-        openapi_config=OpenAPIConfig(
-            title="whisper-api",
-            version=__version__,
-            description="Self-hosted speech-to-text: a fair queue in front of faster-whisper.",
-            path="/docs",
-            render_plugins=[swagger_plugin()],
-        ),
+        openapi_config=openapi_config(version=__version__, api_keys=bool(settings.api_keys)),
         # Uploads are parsed by our own in-memory reader, which enforces MAX_UPLOAD_MB.
         request_max_body_size=None,
         # Our logging pipeline (privacy processors) stays in charge of every record.

@@ -122,7 +122,7 @@ class FakeTranscriber:
         self.calls.append(options)
         self.audio_seen.append(len(audio))
         duration = len(audio) / 16000
-        segments = self._segments(duration, options.word_timestamps)
+        segments = self._segments(duration, options.times_words)
         if on_segment is not None:
             on_segment(segments[0])
         on_progress(0.5)

@@ -20,13 +20,25 @@ from litestar import Request, get
 from litestar.datastructures import CacheControlHeader
 from litestar.exceptions import NotFoundException
 from litestar.handlers import HTTPRouteHandler
+from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import SwaggerRenderPlugin
+from litestar.openapi.spec import Components, SecurityScheme
 from litestar.params import PathParameter
 from litestar.response import File
 
 from app.api.security import PUBLIC_OPT_KEY
 
-__all__ = ["DOCS_ASSETS_PATH", "docs_assets_handler", "swagger_plugin", "swagger_static_dir"]
+__all__ = [
+    "API_KEY_SCHEME",
+    "DOCS_ASSETS_PATH",
+    "docs_assets_handler",
+    "openapi_config",
+    "swagger_plugin",
+    "swagger_static_dir",
+]
+
+# The name of the API-key security scheme in the OpenAPI document (only with API keys).
+API_KEY_SCHEME = "apiKey"
 
 DOCS_ASSETS_PATH = "/docs/assets"
 _THEME_FILE = Path(__file__).with_name("docs_theme.css")
@@ -91,6 +103,32 @@ def swagger_plugin() -> SwaggerRenderPlugin:
             "<meta name='color-scheme' content='light dark'>"
             f"<link rel='stylesheet' href='{DOCS_ASSETS_PATH}/{_THEME_NAME}'>"
         ),
+    )
+
+
+def openapi_config(*, version: str, api_keys: bool) -> OpenAPIConfig:
+    """The OpenAPI document behind /docs; with API keys on, a bearer security scheme for
+    every operation, so that Swagger UI offers "Authorize" and sends the key it is given
+    (public routes ignore it)."""
+    security: dict[str, Any] = {}
+    if api_keys:
+        scheme = SecurityScheme(
+            type="http",
+            scheme="bearer",
+            description="one of the server's API keys (API_KEYS), sent as "
+            "`Authorization: Bearer <key>`",
+        )
+        security = {
+            "components": Components(security_schemes={API_KEY_SCHEME: scheme}),
+            "security": [{API_KEY_SCHEME: []}],
+        }
+    return OpenAPIConfig(
+        title="whisper-api",
+        version=version,
+        description="Self-hosted speech-to-text: a fair queue in front of faster-whisper.",
+        path="/docs",
+        render_plugins=[swagger_plugin()],
+        **security,
     )
 
 

@@ -8,13 +8,24 @@ from collections.abc import Mapping
 from pathlib import PurePath
 from urllib.parse import quote
 
+import msgspec
 from litestar import Response
 
 from app.transcription import formats
 from app.transcription.jobs import Job
-from app.transcription.types import SubtitleShape
+from app.transcription.types import SubtitleShape, Transcript
 
-__all__ = ["content_disposition", "response_media_type", "transcript_download"]
+__all__ = ["content_disposition", "response_media_type", "transcript_download", "without_words"]
+
+SUBTITLE_FORMATS = frozenset({"srt", "vtt"})
+
+
+def without_words(transcript: Transcript) -> Transcript:
+    """The transcript with no word timings (as decoded without word_timestamps)."""
+    if not transcript.words:
+        return transcript
+    segments = [msgspec.structs.replace(segment, words=None) for segment in transcript.segments]
+    return msgspec.structs.replace(transcript, segments=segments)
 
 
 def content_disposition(file_name: str | None, extension: str) -> str:
@@ -47,9 +58,12 @@ def transcript_download(
     unless `shape` says otherwise."""
     assert job.transcript is not None
     extension = formats.EXTENSIONS[fmt]
+    transcript = job.transcript
+    if fmt not in SUBTITLE_FORMATS and not job.options.word_timestamps:
+        transcript = without_words(transcript)  # timed for the cues only, never asked for
     return Response(
         content=formats.render(
-            job.transcript, fmt, shape=shape or job.subtitle_shape, task=job.task_type
+            transcript, fmt, shape=shape or job.subtitle_shape, task=job.task_type
         ),
         media_type=response_media_type(fmt),
         headers={

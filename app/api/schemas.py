@@ -44,6 +44,8 @@ class TaskResponse(msgspec.Struct, kw_only=True):
     progress: float = 0.0
     stage: str = "queued"
     audio_duration: float = 0.0
+    # Once the first part is done: about how many seconds the rest will take (else null).
+    seconds_left: float | None = None
     error: str | None = None
     expires_at: datetime | None = None
 
@@ -67,6 +69,21 @@ def progress_stage(job: Job) -> str:
     return "transcribing"
 
 
+def seconds_left(job: Job, clock: Clock) -> float | None:
+    """An estimate of the seconds a running job still needs, once it has made progress.
+
+    The pace so far (audio done per second since processing started, the model's first
+    part included) carried over the rest; None before the first part is done.
+    """
+    started = job.time_processing_started
+    if job.status is not JobStatus.PROCESSING or started is None or not 0 < job.progress < 1:
+        return None
+    elapsed = (clock.now() - started).total_seconds()
+    if elapsed <= 0:
+        return None
+    return round(elapsed * (1 - job.progress) / job.progress, 1)
+
+
 def task_response(job: Job, position: int | None, clock: Clock) -> TaskResponse:
     """Build the public view of a job."""
     transcript = job.transcript
@@ -86,6 +103,7 @@ def task_response(job: Job, position: int | None, clock: Clock) -> TaskResponse:
         progress=round(job.progress, 4),
         stage=progress_stage(job),
         audio_duration=round(job.audio_duration, 3),
+        seconds_left=seconds_left(job, clock),
         error=job.error if job.is_final else None,
         expires_at=_wall_clock(job.expires_at, clock) if job.is_final else None,
     )
@@ -106,6 +124,8 @@ class ProgressEvent(msgspec.Struct, kw_only=True):
     # Seconds of audio in the upload, and lines decoded so far.
     audio_duration: float = 0.0
     segments_done: int = 0
+    # Once the first part is done: about how many seconds the rest will take (else null).
+    seconds_left: float | None = None
 
 
 class TaskDeleted(msgspec.Struct):
@@ -156,6 +176,24 @@ class UserInfo(msgspec.Struct, kw_only=True):
     email: str | None
     user: str | None
     may_read_logs: bool
+
+
+class ModelChoice(msgspec.Struct, kw_only=True):
+    """One model name the upload routes' `model` field accepts."""
+
+    name: str
+    # On this machine already; any other is fetched (ALLOW_DOWNLOAD) or replaced by the
+    # nearest model that is.
+    on_this_machine: bool
+    # English-only models can neither translate nor detect the language.
+    english_only: bool
+
+
+class ModelList(msgspec.Struct, kw_only=True):
+    """The names `model` accepts on the task API and /asr (besides `default`), smallest first."""
+
+    models: list[ModelChoice]
+    server_choice: str
 
 
 class PrivacyInfo(msgspec.Struct, kw_only=True):

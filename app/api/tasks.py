@@ -17,12 +17,15 @@ from app.api.results import transcript_download
 from app.api.schemas import (
     DecoderStatus,
     FleetWorkerView,
+    ModelChoice,
+    ModelList,
     PrivacyInfo,
     ProgressEvent,
     TaskDeleted,
     TaskResponse,
     error_responses,
     progress_stage,
+    seconds_left,
     task_response,
 )
 from app.service import JobSpec, TranscriptionService
@@ -158,6 +161,20 @@ class TaskController(Controller):
             ],
         )
 
+    @get("/models", summary="The models an upload may ask for", responses=error_responses())
+    async def models(self, service: Service) -> ModelList:
+        """Every name the `model` field accepts within MAX_MODEL, and which are on this machine."""
+        offline = set(service.models.allowed_models())
+        return ModelList(
+            models=[
+                ModelChoice(
+                    name=name, on_this_machine=name in offline, english_only=name.endswith(".en")
+                )
+                for name in service.models.names_within_cap()
+            ],
+            server_choice=service.status().target_model,
+        )
+
     @get("/tasks/{task_id:str}", summary="A task's state", responses=error_responses(404))
     async def get_task(self, service: Service, owner: Owner, task_id: TaskIdPath) -> TaskResponse:
         """The task with its live queue position; 404 when unknown or expired."""
@@ -249,6 +266,7 @@ async def _progress_stream(service: Service, job: Job) -> AsyncIterator[ServerSe
             stage=progress_stage(job),
             audio_duration=round(job.audio_duration, 3),
             segments_done=len(job.partial_segments),
+            seconds_left=seconds_left(job, service.clock),
         )
         if event != last:
             yield ServerSentEventMessage(

@@ -91,6 +91,9 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     # Encode windows shorter than 30 s on their own length (encoder_context.py).
     encoder_context: Literal["adaptive", "full"] = "adaptive"
     shutdown_grace_s: NonNegativeFloat = 30.0
+    # SRT/VTT cues to the broadcasters' norms (2 lines of 42 characters, 1-7 s) on /asr,
+    # the task API, the page and the CLI; OpenAI's surface keeps its segment cues.
+    subtitle_shaping: bool = True
     # -- access control and limits (docs/SECURITY.md)
     trusted_proxies: tuple[str, ...] = ()
     log_allow_localhost: bool = True

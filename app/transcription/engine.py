@@ -190,7 +190,7 @@ class FasterWhisperTranscriber:
             "task": options.task,
             "language": options.language,
             "initial_prompt": options.initial_prompt,
-            "word_timestamps": options.word_timestamps,
+            "word_timestamps": options.times_words,
             "beam_size": options.beam_size,
             "temperature": options.temperature,
         }
@@ -217,7 +217,7 @@ class FasterWhisperTranscriber:
                 raise JobCancelledError
             segment = _segment(raw)
             pieces = (
-                split_on_words(segment, len(segments), keep_words=options.word_timestamps)
+                split_on_words(segment, len(segments), keep_words=options.times_words)
                 if batched
                 else [segment]
             )

@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import math
 import re
+import unicodedata
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any, NamedTuple
 
 import msgspec
 
 from app.transcription.languages import language_name
+from app.transcription.subtitles import line_text, readable_cues
 from app.transcription.types import Segment, SubtitleShape, TaskType, Transcript, Word
 
 __all__ = [
@@ -93,20 +95,64 @@ def subtitle_cues(transcript: Transcript, shape: SubtitleShape | None = None) ->
     """
     shape = shape or _PLAIN
     previous_end = 0.0
+    for cue in _raw_cues(transcript, shape):
+        start = max(cue.start, previous_end)
+        end = max(cue.end, start)
+        if transcript.duration > 0:
+            end = min(end, transcript.duration)
+            start = min(start, end)
+        previous_end = end
+        yield Cue(start, end, cue.text, cue.speaker)
+
+
+def _raw_cues(transcript: Transcript, shape: SubtitleShape) -> Iterator[Cue]:
+    """Cues as the shape asks: per segment, cut to the client's limits, or readable cues
+    across each run of segments by one speaker (sentences may span Whisper's segments)."""
+    if shape.readable and not shape.has_limits:
+        for speaker, run in _speaker_runs(transcript.segments):
+            words: list[Word] = []
+            boundaries: set[int] = set()
+            for segment in run:
+                own = _segment_words(segment)
+                if words and own and _needs_space(words[-1].word, own[0].word):
+                    own[0] = msgspec.structs.replace(own[0], word=" " + own[0].word)
+                words.extend(own)
+                boundaries.add(len(words) - 1)
+            for readable in readable_cues(words, boundaries=frozenset(boundaries)):
+                yield Cue(readable.start, readable.end, readable.text, speaker)
+        return
     for segment in transcript.segments:
         if shape.is_plain:
             text = _subtitle_text(segment.text)
             raw = [Cue(segment.start, segment.end, text)] if text else []
         else:
             raw = list(_shaped_cues(segment, shape))
-        for cue in raw:
-            start = max(cue.start, previous_end)
-            end = max(cue.end, start)
-            if transcript.duration > 0:
-                end = min(end, transcript.duration)
-                start = min(start, end)
-            previous_end = end
-            yield Cue(start, end, cue.text, segment.speaker)
+        for piece in raw:
+            yield piece._replace(speaker=segment.speaker)
+
+
+def _needs_space(before: str, after: str) -> bool:
+    """Whether two segments' words need a space between them: not where either side already
+    has one, nor between characters of scripts written without spaces (CJK)."""
+    if not before or not after or before[-1].isspace() or after[0].isspace():
+        return False
+    return not (_unspaced(before[-1]) or _unspaced(after[0]))
+
+
+def _unspaced(char: str) -> bool:
+    return unicodedata.east_asian_width(char) in ("W", "F")
+
+
+def _speaker_runs(segments: Sequence[Segment]) -> Iterator[tuple[str | None, list[Segment]]]:
+    """Consecutive segments grouped by speaker (one run when nobody is labelled)."""
+    run: list[Segment] = []
+    for segment in segments:
+        if run and segment.speaker != run[-1].speaker:
+            yield run[-1].speaker, run
+            run = []
+        run.append(segment)
+    if run:
+        yield run[-1].speaker, run
 
 
 def to_txt(transcript: Transcript) -> str:
@@ -304,11 +350,6 @@ def _segment_words(segment: Segment) -> list[Word]:
     return words
 
 
-def _line_text(words: Sequence[Word]) -> str:
-    """Words keep their own spacing (none between CJK characters), then the line is stripped."""
-    return "".join(word.word for word in words).strip()
-
-
 def _shaped_cues(segment: Segment, shape: SubtitleShape) -> Iterator[Cue]:
     """Fill lines up to max_line_width and cues up to max_line_count lines and
     max_words_per_cue words; a single word longer than a line gets a line of its own."""
@@ -322,7 +363,7 @@ def _shaped_cues(segment: Segment, shape: SubtitleShape) -> Iterator[Cue]:
         elif (
             shape.max_line_width is not None
             and line
-            and len(_line_text([*line, word])) > shape.max_line_width
+            and len(line_text([*line, word])) > shape.max_line_width
         ):
             if shape.max_line_count is not None and len(lines) >= shape.max_line_count:
                 yield _cue(lines)
@@ -336,7 +377,7 @@ def _shaped_cues(segment: Segment, shape: SubtitleShape) -> Iterator[Cue]:
 
 def _cue(lines: list[list[Word]]) -> Cue:
     words = [word for line in lines for word in line]
-    text = "\n".join(_line_text(line) for line in lines if line)
+    text = "\n".join(line_text(line) for line in lines if line)
     return Cue(words[0].start, words[-1].end, text)
 
 

@@ -86,17 +86,25 @@ class SubtitleShape(msgspec.Struct, frozen=True, kw_only=True):
     """How subtitle cues are cut: characters per line, lines per cue, words per cue.
 
     None means "no limit". Cues are split on word timings where the transcript has
-    them, otherwise on timings interpolated over the segment's characters.
+    them, otherwise on timings interpolated over the segment's characters. `readable`
+    asks for the broadcasters' norms (app/transcription/subtitles.py) where the client
+    gave no limit of its own; a limit the client gives is kept to the letter instead.
     """
 
     max_line_width: int | None = None
     max_line_count: int | None = None
     max_words_per_cue: int | None = None
+    readable: bool = False
+
+    @property
+    def has_limits(self) -> bool:
+        """The client named a limit of its own (those override the readable default)."""
+        return self.max_line_width is not None or self.max_words_per_cue is not None
 
     @property
     def is_plain(self) -> bool:
-        """No limit at all: one cue per segment, as before shaping existed."""
-        return self.max_line_width is None and self.max_words_per_cue is None
+        """No shaping at all: one cue per segment, as before shaping existed."""
+        return not self.readable and not self.has_limits
 
 
 class SpeakerOptions(msgspec.Struct, frozen=True, kw_only=True):
@@ -124,6 +132,9 @@ class TranscribeOptions(msgspec.Struct, frozen=True, kw_only=True):
     language: str | None = None
     initial_prompt: str | None = None
     word_timestamps: bool = False
+    # Time every word for subtitle cues only: the words stay out of every other format
+    # (the caller did not ask for them); see app.api.results.
+    cue_words: bool = False
     vad_filter: bool = False
     beam_size: int = 5
     temperature: float | tuple[float, ...] = (0.0, 0.2, 0.4, 0.6, 0.8, 1.0)
@@ -135,6 +146,11 @@ class TranscribeOptions(msgspec.Struct, frozen=True, kw_only=True):
     # Tokens one window may generate; None = the model's limit (448). Live passes cap it
     # so that a decoding stuck in a loop ends in a fraction of a second.
     max_new_tokens: int | None = None
+
+    @property
+    def times_words(self) -> bool:
+        """Whether the decoding times every word (asked, or for subtitle cues)."""
+        return self.word_timestamps or self.cue_words
 
     @property
     def needs_multilingual(self) -> bool:

@@ -73,10 +73,30 @@ async def test_bazarr_request_raw_pcm_to_srt(
         'attachment; filename="audio_file.srt"'
     )
     subtitles = list(srt.parse(response.text))
-    assert [s.content for s in subtitles] == ["winter is", "coming soon"]
+    # Readable cues by default: Whisper's two short segments make one cue of one line.
+    assert [s.content for s in subtitles] == ["winter is coming soon"]
     assert subtitles[-1].end.total_seconds() == pytest.approx(3.0)
     assert fake_transcriber.audio_seen == [48000]  # 3 s at 16 kHz, read as raw samples
     assert fake_transcriber.calls[-1].language == "en"
+    # Words are timed for the cues, not shown: the client asked for no word timestamps.
+    assert fake_transcriber.calls[-1].cue_words
+    assert not fake_transcriber.calls[-1].word_timestamps
+
+
+async def test_asr_srt_with_subtitle_shaping_off_gives_whisper_segments(
+    build_app: AppFactory, fake_transcriber: FakeTranscriber
+) -> None:
+    """SUBTITLE_SHAPING=0: one cue per Whisper segment and no word timings asked, as before."""
+    async with serve(build_app(subtitle_shaping=False)) as client:
+        response = await post_asr(
+            client,
+            params={"output": "srt", "encode": "false"},
+            data=pcm_bytes(3.0),
+            name="audio_file",
+        )
+    assert response.status_code == 200, response.text
+    assert [s.content for s in srt.parse(response.text)] == ["winter is", "coming soon"]
+    assert not fake_transcriber.calls[-1].cue_words
 
 
 @pytest.mark.parametrize(

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
-from app.api.schemas import progress_stage
+from app.api.schemas import progress_stage, seconds_left
 from app.transcription.jobs import Job, JobStage, JobStatus
 from app.transcription.types import Segment, TranscribeOptions, Transcript
 
@@ -53,3 +53,37 @@ def test_a_decoded_line_counts_as_transcribing_before_any_fraction() -> None:
     assert progress_stage(job) == "transcribing"
     job.fail("cancelled", datetime.now(UTC))
     assert progress_stage(job) == "failed"
+
+
+class StoppedClock:
+    """A wall clock standing at one moment."""
+
+    def __init__(self, now: datetime) -> None:
+        self._now = now
+
+    def monotonic(self) -> float:
+        """Unused here."""
+        return 0.0
+
+    def now(self) -> datetime:
+        """The moment it stands at."""
+        return self._now
+
+    async def sleep(self, seconds: float) -> None:
+        """Unused here."""
+
+
+def test_seconds_left_after_the_first_part_at_the_pace_so_far() -> None:
+    """None until a share is done; then the rest at the pace so far (20 s for 25 % -> 60 s)."""
+    job = new_job()
+    started = datetime(2026, 12, 7, 12, 0, 0, tzinfo=UTC)
+    clock = StoppedClock(started + timedelta(seconds=20))
+    assert seconds_left(job, clock) is None  # queued
+    job.status, job.stage = JobStatus.PROCESSING, JobStage.TRANSCRIBING
+    job.time_processing_started = started
+    assert seconds_left(job, clock) is None  # the first part is still running
+    job.progress = 0.25
+    assert seconds_left(job, clock) == 60.0
+    empty = Transcript(text="", language="en", language_probability=1.0, duration=10, segments=[])
+    job.finish(empty, started)
+    assert seconds_left(job, clock) is None

@@ -545,3 +545,24 @@ async def test_privacy_info_says_whether_tasks_are_bound_to_keys(build_app: AppF
     assert body["tasks_bound_to_api_key"] is True
     assert body["api_key_required"] is True
     assert open_body["api_key_required"] is False
+
+
+@pytest.mark.parametrize("keys", [(), (KEY_A,)])
+async def test_openapi_names_the_bearer_scheme_only_with_api_keys(
+    build_app: AppFactory, keys: tuple[str, ...]
+) -> None:
+    """With API keys the schema has a bearer security scheme (Swagger's Authorize); else none."""
+    async with AsyncTestClient(app=build_app(api_keys=keys)) as client:
+        schema = (await client.get("/docs/openapi.json")).json()
+    schemes = schema.get("components", {}).get("securitySchemes")
+    if keys:
+        assert schemes == {
+            "apiKey": {
+                "type": "http",
+                "scheme": "bearer",
+                "description": schemes["apiKey"]["description"],
+            }
+        }
+        assert schema["security"] == [{"apiKey": []}]
+    else:
+        assert not schemes and "security" not in schema

@@ -229,3 +229,16 @@ def test_readyz_node_scope_of_a_cluster_node_needs_redis_not_workers(tmp_path: P
             assert "whisper_api_backend_up 0.0" in httpx.get(node.url + "/metrics", timeout=30).text
         finally:
             node.stop()
+
+
+async def test_models_lists_the_names_uploads_accept(build_app: AppFactory) -> None:
+    """/api/v1/models: every name within MAX_MODEL (what `model` accepts), none of OpenAI's."""
+    async with AsyncTestClient(app=build_app(max_model="base")) as client:
+        body = (await client.get("/api/v1/models")).json()
+    names = [model["name"] for model in body["models"]]
+    assert names == ["tiny.en", "tiny", "base.en", "base"]
+    by_name = {model["name"]: model for model in body["models"]}
+    assert by_name["tiny.en"]["english_only"] and not by_name["base"]["english_only"]
+    # The fake machine holds tiny.en and base; the others would be fetched or replaced.
+    assert by_name["base"]["on_this_machine"] and not by_name["tiny"]["on_this_machine"]
+    assert body["server_choice"] == "base"

@@ -124,3 +124,29 @@ async def test_bad_result_shaping_query_is_400(client: AsyncTestClient[Litestar]
         f"/api/v1/tasks/{task_id}/result", params={"format": "srt", "max_line_width": 0}
     )
     assert response.status_code == 400
+
+
+async def test_words_timed_for_cues_stay_out_of_json(
+    client: AsyncTestClient[Litestar], fake_transcriber: FakeTranscriber
+) -> None:
+    """Without word_timestamps the words are timed for the readable cues but no json shows them."""
+    task_id = (await upload(client)).json()["task_id"]
+    await wait_final(client, task_id)
+    assert fake_transcriber.calls[-1].cue_words
+    assert not fake_transcriber.calls[-1].word_timestamps
+    route = f"/api/v1/tasks/{task_id}/result"
+    body = msgspec.json.decode((await client.get(route, params={"format": "json"})).content)
+    assert all(segment["words"] is None for segment in body["segments"])
+    verbose = msgspec.json.decode(
+        (await client.get(route, params={"format": "verbose_json"})).content
+    )
+    assert "words" not in verbose
+    cues = list(srt.parse((await client.get(route, params={"format": "srt"})).text))
+    assert " ".join(cue.content for cue in cues).split() == [
+        "one",
+        "two",
+        "three",
+        "four",
+        "five",
+        "six",
+    ]

@@ -8,7 +8,7 @@ import pytest
 from playwright.sync_api import expect
 
 from tests.conftest import wav_bytes
-from tests.server_process import Server
+from tests.server_process import Server, served
 from tests.web.conftest import UIFactory, screenshot
 
 pytestmark = [pytest.mark.browser]
@@ -57,3 +57,26 @@ def test_try_it_out_uploads_with_the_prefilled_fields(
     with page.expect_response(lambda response: response.url.endswith("/api/v1/transcribe")) as call:
         operation.locator(".btn.execute").click()
     assert call.value.status == 200, call.value.text()
+
+
+def test_authorize_button_with_api_keys_makes_try_it_out_pass(
+    tmp_path: Path, open_ui: UIFactory
+) -> None:
+    """With API_KEYS, /docs offers "Authorize"; a key given there makes "Try it out" a 200."""
+    key = "docs-key-0123456789"
+    with served(tmp_path, CPU_FALLBACK_MODEL="base", API_KEYS=key) as server:
+        page = open_ui(server).page
+        page.goto(server.url + "/docs")
+        authorize = page.locator(".btn.authorize").first
+        expect(authorize).to_be_visible(timeout=30_000)
+        authorize.click()
+        page.locator(".auth-container input").first.fill(key)
+        page.locator(".auth-btn-wrapper .btn.modal-btn.auth").first.click()
+        page.locator(".btn-done").first.click()
+        operation = page.locator(".opblock").filter(has_text="/api/v1/decoder_status").first
+        operation.locator(".opblock-summary").click()
+        operation.locator(".try-out__btn").click()
+        with page.expect_response(lambda r: r.url.endswith("/api/v1/decoder_status")) as call:
+            operation.locator(".btn.execute").click()
+        assert call.value.status == 200, call.value.text()
+        assert call.value.request.headers.get("authorization") == f"Bearer {key}"

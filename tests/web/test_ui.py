@@ -357,10 +357,16 @@ def test_choices_are_remembered_and_privacy_is_explained(
 def test_model_list_from_the_server_is_offered_and_remembered(
     ui_server: Server, open_ui: UIFactory
 ) -> None:
-    """With an OpenAI-style model list, the select offers its ids and keeps the choice."""
+    """The select offers the task API's model names and keeps the choice."""
     ui = open_ui(ui_server)
-    models = {"object": "list", "data": [{"id": "tiny.en"}, {"id": "base"}]}
-    ui.page.route("**/v1/models", lambda route: route.fulfill(json=models))
+    models = {
+        "models": [
+            {"name": "tiny.en", "on_this_machine": False, "english_only": True},
+            {"name": "base", "on_this_machine": True, "english_only": False},
+        ],
+        "server_choice": "base",
+    }
+    ui.page.route("**/api/v1/models", lambda route: route.fulfill(json=models))
     page = ui.open()
     open_options(page)
     expect(page.locator("#model option")).to_have_text(["Server's choice", "tiny.en", "base"])
@@ -387,7 +393,12 @@ async () => {
     { stage: "first_window", progress: 0, audio_duration: 11 },
     { stage: "transcribing", progress: 0.42, audio_duration: 120 },
     { progress: 0.5 },
+    { stage: "transcribing", progress: 0.42, audio_duration: 600, seconds_left: 130 },
+    { stage: "transcribing", progress: 0.9, audio_duration: 600, seconds_left: 12 },
   ].map((state) => jobtext.processingText(job, state));
+  // Between the server's updates the share moves on at its pace, never past 99 %.
+  const moving = [0, 30, 60, 600].map((since) => jobtext.shownProgress(
+    { progress: 0.4, seconds_left: 60 }, since));
   const result = { language: "en", text: "a b", segments: [
     { start: 0, end: 1.5, text: " Hello there.", speaker: "SPEAKER_00" },
     { start: 1.5, end: 3723.25, text: " Second line." },
@@ -419,6 +430,7 @@ async () => {
     json: JSON.parse(exporter.toJson(result, lines)).segments.map((s) => [s.text, s.speaker]),
     tags: [store.keyTag(""), store.keyTag("k1"), store.keyTag("k1"), store.keyTag("k2")],
     stages,
+    moving,
   };
 }
 """
@@ -450,10 +462,13 @@ def test_page_helpers_parse_events_headers_and_languages(
     assert checks["json"] == [["Hello there.", "Ada"], ["Second line, edited.", None]]
     assert checks["stages"] == [
         "Loading the model…",
-        "Transcribing: working on the first 30 seconds of 2:00…",
+        "Transcribing 2:00 of audio… the time left is known after the first part.",
         "Transcribing…",
         "Transcribing… 42% of 2:00",
         "Transcribing… 50% of the audio",
+        "Transcribing… 42% of 10:00 · about 2 minutes left",
+        "Transcribing… 90% of 10:00 · about 15 seconds left",
     ]
+    assert checks["moving"] == pytest.approx([0.4, 0.7, 0.99, 0.99])
     empty, first, again, other = checks["tags"]
     assert empty == "" and first == again and first != other and len(first) == 8

@@ -90,3 +90,47 @@ def test_a_key_that_stops_working_is_named(key_server: Server, open_ui: UIFactor
     expect(page.locator("#key-dialog")).to_be_visible()
     expect(page.locator("#key-error")).to_have_text(NOT_ACCEPTED)
     expect(page.locator("#key-notice")).to_contain_text("not accepted")
+
+
+def test_a_key_shared_with_every_tab_serves_a_new_tab(
+    key_server: Server, open_ui: UIFactory
+) -> None:
+    """Asked to serve every tab, a key entered once shows a new tab its jobs without typing;
+    without that choice a new tab still asks for it."""
+    ui = open_ui(key_server)
+    page = ui.open()
+    expect(page.locator("#key-button")).to_be_visible()  # this server takes keys
+    clip = shared_clip("en_ls-test-clean_1089-134686-0001.flac")
+    page.click("#key-button")
+    page.fill("#key-input", KEY)
+    page.check("#key-share")
+    page.click("#key-save")
+    expect(page.locator("#key-state")).to_have_text("Key in use")
+    page.set_input_files("#file-input", str(clip))
+    expect(job_row(page, clip.name)).to_have_attribute(
+        "data-state", "finished", timeout=FINISHED_TIMEOUT_MS
+    )
+
+    second = ui.context.new_page()
+    second.goto(key_server.url + "/")
+    second.wait_for_selector("html[data-ready='yes']")
+    expect(second.locator("#key-state")).to_have_text("Key in use")
+    expect(job_row(second, clip.name)).to_have_attribute("data-state", "finished")
+    assert KEY not in second.evaluate("JSON.stringify(localStorage)")
+
+    # "Forget the key" in one tab forgets the shared key in the others too.
+    second.click("#key-button")
+    second.click("#key-forget")
+    expect(page.locator("#key-state")).to_have_text("Key needed")
+    second.close()
+
+    # Not shared: a new tab of the same browser asks again.
+    page.click("#key-button")
+    page.fill("#key-input", KEY)
+    page.click("#key-save")
+    expect(page.locator("#key-state")).to_have_text("Key in use")
+    third = ui.context.new_page()
+    third.goto(key_server.url + "/")
+    third.wait_for_selector("html[data-ready='yes']")
+    expect(third.locator("#key-state")).to_have_text("Key needed")
+    third.close()

@@ -209,12 +209,28 @@ export async function getPrivacy() {
 }
 
 /** The server's model ids from the OpenAI-style list, or null where the route does not exist. */
+/**
+ * The models an upload may ask for, as [{name, englishOnly}], or null when the server does not
+ * say. The task API's own list first (every name its `model` field accepts); an older server's
+ * OpenAI list without OpenAI's own names, which the task API does not take.
+ */
 export async function getModels() {
+  const headers = { Accept: "application/json" };
   try {
-    const body = await (await apiFetch("v1/models", { headers: { Accept: "application/json" } }))
-      .json();
+    const body = await (await apiFetch("api/v1/models", { headers })).json();
+    if (Array.isArray(body?.models)) {
+      return body.models.filter((model) => typeof model?.name === "string" && model.name)
+        .map((model) => ({ name: model.name, englishOnly: model.english_only === true }));
+    }
+  } catch (error) {
+    if (error instanceof ApiError && error.status === 401) throw error;
+  }
+  try {
+    const body = await (await apiFetch("v1/models", { headers })).json();
     if (!Array.isArray(body?.data)) return null;
-    return body.data.map((model) => model?.id).filter((id) => typeof id === "string" && id);
+    return body.data.map((model) => model?.id)
+      .filter((id) => typeof id === "string" && id && !/^(whisper-1|gpt-)/.test(id))
+      .map((name) => ({ name, englishOnly: name.endsWith(".en") }));
   } catch (error) {
     if (error instanceof ApiError && error.status === 401) throw error;
     return null;

@@ -119,7 +119,7 @@ async function loadModels() {
     models = null;
   }
   select.replaceChildren(new Option("Server's choice", ""));
-  for (const id of models || []) select.append(new Option(id, id));
+  for (const { name } of models || []) select.append(new Option(name, name));
   const known = [...select.options].some((option) => option.value === prefs.model);
   select.value = known ? prefs.model : "";
   select.dataset.listed = models ? "yes" : "no";
@@ -198,6 +198,9 @@ function setUpRecorder() {
   const recorder = new Recorder({
     onTick: (text) => {
       $("record-time").textContent = text;
+    },
+    onLevel: (level) => {
+      $("record-level").value = level;
     },
     onDone: (file) => addFiles([file]),
     onStopped: () => {
@@ -326,6 +329,16 @@ function confirmAction(title, text, action) {
   });
 }
 
+/** On a phone the transcript is under the list: bring it into view when it opens by itself,
+ *  unless people are typing somewhere (that would pull the page from under them). */
+function revealOnNarrowScreen() {
+  if (!window.matchMedia("(max-width: 56rem)").matches) return;
+  const typing = document.activeElement?.matches?.("input, textarea, select");
+  if (typing) return;
+  const reduced = window.matchMedia("(prefers-reduced-motion: reduce)").matches;
+  $("viewer").scrollIntoView({ block: "start", behavior: reduced ? "auto" : "smooth" });
+}
+
 // ---- start
 
 const keys = new KeyFlow({
@@ -365,10 +378,20 @@ const jobs = new JobList(
     keyTag: () => keys.tag,
     confirm: confirmAction,
     onFinished: (job) => {
-      // The first result opens by itself; later ones wait for "Show transcript".
-      if (!viewer.job) viewer.show(job);
+      // A result opens by itself unless people are busy with another one: the newest file
+      // added wins over an older transcript that is merely open.
+      const shown = viewer.job;
+      const busy = shown && (viewer.root.contains(document.activeElement) || viewer.engaged);
+      if (!shown || (!busy && job.number > shown.number)) {
+        viewer.show(job);
+        revealOnNarrowScreen();
+      }
     },
-    onOpen: (job) => viewer.show(job, { focus: true }),
+    onOpen: (job) => {
+      viewer.show(job, { focus: true });
+      revealOnNarrowScreen();
+    },
+    getPrivacy: () => privacy,
     onGone: (job) => viewer.forget(job),
     onNeedKey: () => keys.open({ rejected: keys.status === "rejected" }),
     focusAfterLastRemoved: () => $("upload-heading").focus(),
@@ -379,6 +402,8 @@ setUpOptions();
 setUpDropzone();
 setUpRecorder();
 setUpLive();
+// A key another tab shares (people asked for "every tab") serves this one from the start.
+await keys.askOtherTabs();
 loadModels();
 await loadPrivacy();
 // A key kept from earlier in this tab: find out now whether it still works.

@@ -52,8 +52,16 @@ export function fileSize(bytes) {
 export const percent = (fraction) => `${Math.round(Math.min(1, Math.max(0, fraction)) * 100)}%`;
 
 /** A wall-clock time such as "14:05" in the reader's locale. */
-export function timeOfDay(isoString) {
+export function timeOfDay(isoString, { seconds = false } = {}) {
   const date = new Date(isoString);
   if (Number.isNaN(date.getTime())) return "";
-  return date.toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" });
+  return date.toLocaleTimeString([], { hour: "2-digit", minute: "2-digit", ...(seconds ? { second: "2-digit" } : {}) });
+}
+
+/** Seconds left as people say it: "about 40 seconds", "about 3 minutes". */
+export function timeLeft(seconds) {
+  const value = Math.max(1, Math.round(Number(seconds) || 0));
+  if (value < 60) return `about ${plural(Math.max(5, Math.ceil(value / 5) * 5), "second")}`;
+  if (value < 5400) return `about ${plural(Math.round(value / 60), "minute")}`;
+  return `about ${plural(Math.round(value / 360) / 10, "hour")}`;
 }

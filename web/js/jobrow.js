@@ -1,5 +1,5 @@
 // One row of the job list: what a job's state looks like and which buttons it offers.
-import { fileSize } from "./format.js";
+import { fileSize, timeOfDay } from "./format.js";
 import { languageName } from "./languages.js";
 
 // States in which the job is still in motion (a Cancel button makes sense).
@@ -33,12 +33,18 @@ function element(tag, className, text = "") {
 
 export function describeOptions(job) {
   const { task, language, model, wordTimestamps } = job.options;
+  // The model that ran, once the server said: a model that cannot do what was asked (an
+  // English-only one told to detect the language) is replaced by one that can.
+  const used = job.task?.used_model_size;
+  const modelText = model && used && used !== model ? `${model} asked, ${used} ran` : model || null;
   return [
     task === "translate" ? "Translate to English" : "Transcribe",
     language ? languageName(language) : "language detected",
-    model || null,
+    modelText,
     wordTimestamps ? "word times" : null,
     job.size ? fileSize(job.size) : null,
+    // Two files of the same name are told apart by when they were added.
+    job.addedAt ? `added ${timeOfDay(job.addedAt, { seconds: true })}` : null,
   ].filter(Boolean).join(" · ");
 }
 
@@ -54,7 +60,9 @@ export function buildRow(job, onAction) {
   const head = element("div", "job-head");
   const name = element("span", "job-name file-name", job.name);
   name.id = nameId;
-  const openMark = element("span", "job-open-mark", "Open below");
+  // Where the open transcript is depends on the layout: beside the list, or under it.
+  const openMark = element("span", "job-open-mark");
+  openMark.append(element("span", "where-wide", "Shown on the right"), element("span", "where-narrow", "Shown below"));
   openMark.hidden = true;
   const meta = element("span", "job-meta", describeOptions(job));
   head.append(name, openMark, meta);
@@ -80,7 +88,7 @@ export function buildRow(job, onAction) {
     actions.append(button);
   }
   item.append(head, status, detail, progress, actions);
-  return { item, status, detail, progress, buttons, openMark };
+  return { item, status, detail, progress, buttons, openMark, meta };
 }
 
 /** Show `state` in the row: text, progress bar (null = indeterminate) and buttons. */

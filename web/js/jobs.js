@@ -4,8 +4,8 @@ import {
   ApiError, deleteTask, deleteTasks, followTask, getResultJson, getTask, uploadFile,
 } from "./api.js";
 import { clock, percent, plural } from "./format.js";
-import { ACTIVE, buildRow, markOpen, paintRow } from "./jobrow.js";
-import { EMPTY_FILE, processingText, uploadRefusal } from "./jobtext.js";
+import { ACTIVE, buildRow, describeOptions, markOpen, paintRow } from "./jobrow.js";
+import { EMPTY_FILE, processingText, shownProgress, uploadRefusal } from "./jobtext.js";
 import { languageName } from "./languages.js";
 import { forgetJob, rememberJob, rememberedJobsFor } from "./store.js";
 
@@ -18,9 +18,15 @@ const ANNOUNCED = new Set([
 ]);
 
 let lastJobNumber = 0;
+// Other tabs of this page in this browser: what one cancels or deletes, the others show.
+const tabs = "BroadcastChannel" in window ? new BroadcastChannel("whisper-api:jobs") : null;
+// The server's word for a task deleted while it ran (app/service/core.py).
+const DELETED_BY_OWNER = /deleted by its owner/i;
 
 export class Job {
-  constructor({ file = null, name, size, options, taskId = null, keyTag = "", addedAt = null }) {
+  constructor({
+    file = null, name, size, options, taskId = null, keyTag = "", addedAt = null, kind = "file",
+  }) {
     lastJobNumber += 1;
     this.number = lastJobNumber;
     this.file = file;
@@ -30,6 +36,8 @@ export class Job {
     this.taskId = taskId;
     this.keyTag = keyTag;
     this.addedAt = addedAt || new Date().toISOString();
+    // "file" (uploaded from this page or another tab) or "live" (a kept live transcript).
+    this.kind = kind === "live" ? "live" : "file";
     this.restored = taskId !== null;
     this.state = "new";
     this.result = null;
@@ -70,6 +78,7 @@ export class JobList {
     this.forgotten = 0;
     setInterval(() => this.tick(), 1000);
     this.deleteAll.addEventListener("click", () => this.deleteAllMine());
+    tabs?.addEventListener("message", (event) => this.fromOtherTab(event.data || {}));
   }
 
   add(file, options) {
@@ -86,7 +95,8 @@ export class JobList {
   insert(job) {
     this.jobs.push(job);
     job.row = buildRow(job, (action) => this.act(job, action));
-    this.list.append(job.row.item);
+    // Newest first: a file just added is at the top, where people look.
+    this.list.prepend(job.row.item);
     this.refreshListState();
     return job;
   }
@@ -98,7 +108,9 @@ export class JobList {
 
   /** A task the server made without an upload from this list (a kept live session). */
   adopt(taskId, name) {
-    const job = this.insert(new Job({ name, size: 0, options: {}, taskId, keyTag: this.hooks.keyTag() }));
+    const job = this.insert(new Job({
+      name, size: 0, options: {}, taskId, keyTag: this.hooks.keyTag(), kind: "live",
+    }));
     rememberJob(job);
     this.refreshListState();
     this.set(job, "restoring", "Asking the server about it…");
@@ -213,9 +225,15 @@ export class JobList {
     } else if (error.status === 404) {
       forgetJob(job.taskId);
       if (job.state === "restoring") {
-        // Remembered, but the server has forgotten it (expired or deleted): just drop it.
+        // Remembered, but the server has forgotten it: just drop it, and say why if we know.
         this.forgotten += 1;
-        this.restored.textContent = `${plural(this.forgotten, "earlier result")} had expired on the server and ${this.forgotten === 1 ? "was" : "were"} taken off this list.`;
+        if (this.couldHaveExpired(job)) this.expiredSeen = true;
+        const one = this.forgotten === 1;
+        const count = plural(this.forgotten, "earlier result");
+        const were = one ? "was" : "were";
+        this.restored.textContent = this.expiredSeen
+          ? `${count} had expired or been deleted on the server and ${were} taken off this list.`
+          : `${count} ${one ? "is" : "are"} no longer on the server (it was restarted, or ${one ? "it was" : "they were"} deleted) and ${were} taken off this list.`;
         this.drop(job);
         return;
       }
@@ -239,15 +257,19 @@ export class JobList {
         // Seen starting here: time it. Already running when the page came back: no guess.
         if (!job.processingSince && job.state !== "restoring") job.processingSince = Date.now();
         job.lastState = state;
-        this.set(job, "processing", processingText(job, state), {
-          detail: this.elapsed(job),
-          progress: Number(state.progress) > 0 ? Number(state.progress) : null,
-        });
+        job.lastStateAt = Date.now();
+        this.paintProcessing(job);
         break;
       case "finished":
         this.set(job, "fetching", "Finished. Loading the transcript…", { progress: 1 });
         break;
       case "failed":
+        if (DELETED_BY_OWNER.test(state.error || "")) {
+          // Cancelled in another tab (or by another program with the same key): not a fault.
+          forgetJob(job.taskId);
+          this.set(job, "cancelled", "Cancelled.", { detail: "It was cancelled in another tab or program." });
+          break;
+        }
         this.set(job, "failed", "The server could not finish this file.", {
           detail: `Reason: ${state.error || "not given"}.`,
         });
@@ -262,12 +284,26 @@ export class JobList {
     return `Started ${plural(Math.round((Date.now() - job.processingSince) / 1000), "second")} ago.`;
   }
 
-  /** Once a second: the time since a running job started, so a long first step visibly moves. */
+  /** A running job: its step, the share done and the time left, moved on since the server's
+   *  last word at its pace; never backwards. */
+  paintProcessing(job) {
+    const since = (Date.now() - (job.lastStateAt || Date.now())) / 1000;
+    const state = job.lastState || {};
+    const shown = shownProgress(state, since);
+    job.shownProgress = Math.max(job.shownProgress || 0, shown);
+    const left = Number(state.seconds_left);
+    const now = { ...state, progress: job.shownProgress, seconds_left: Number.isFinite(left) ? Math.max(1, left - since) : null };
+    this.set(job, "processing", processingText(job, now), {
+      detail: this.elapsed(job),
+      progress: job.shownProgress > 0 ? job.shownProgress : null,
+    });
+  }
+
+  /** Once a second: the time since a running job started and the share moved on, so a long
+   *  step visibly moves. */
   tick() {
     for (const job of this.jobs) {
-      if (job.state !== "processing") continue;
-      job.row.detail.textContent = this.elapsed(job);
-      job.row.detail.hidden = !job.row.detail.textContent;
+      if (job.state === "processing") this.paintProcessing(job);
     }
   }
 
@@ -281,6 +317,7 @@ export class JobList {
       return;
     }
     const result = job.result;
+    job.row.meta.textContent = describeOptions(job);
     const segments = Array.isArray(result.segments) ? result.segments.length : 0;
     this.set(job, "finished", "Done.", {
       detail: [
@@ -309,6 +346,7 @@ export class JobList {
         }
       }
       forgetJob(job.taskId);
+      tabs?.postMessage({ type: "cancelled", taskIds: [job.taskId] });
     }
     this.set(job, "cancelled", "Cancelled.", {
       detail: job.taskId ? "The server has forgotten it." : "Nothing was sent.",
@@ -327,6 +365,7 @@ export class JobList {
       if (error.status !== 404) throw error;
     }
     forgetJob(job.taskId);
+    tabs?.postMessage({ type: "deleted", taskIds: [job.taskId] });
     job.result = null;
     job.task = null;
     this.set(job, "deleted", "Deleted from the server.", {
@@ -346,6 +385,7 @@ export class JobList {
     if (!ok) return;
     for (const job of mine) job.controller.abort();
     const gone = new Set(await deleteTasks(mine.map((job) => job.taskId)));
+    tabs?.postMessage({ type: "deleted", taskIds: [...gone] });
     for (const job of mine) {
       if (!gone.has(job.taskId)) continue;
       forgetJob(job.taskId);
@@ -389,6 +429,31 @@ export class JobList {
       } else {
         this.set(job, "waiting-upload", "Waiting to upload…");
         this.scheduleUpload(job);
+      }
+    }
+  }
+
+  /** Whether the server may have let the job's result expire by now (else it was restarted). */
+  couldHaveExpired(job) {
+    const minutes = Number(this.hooks.getPrivacy?.()?.delete_results_after_m);
+    const added = Date.parse(job.addedAt);
+    if (!Number.isFinite(minutes) || Number.isNaN(added)) return true;
+    return Date.now() - added >= minutes * 60_000 * 0.9;
+  }
+
+  /** Another tab cancelled or deleted tasks: show it here too, without asking the server. */
+  fromOtherTab({ type, taskIds }) {
+    if (!Array.isArray(taskIds) || !["cancelled", "deleted"].includes(type)) return;
+    for (const job of this.jobs.filter((one) => taskIds.includes(one.taskId))) {
+      job.controller.abort();
+      if (type === "cancelled") {
+        this.set(job, "cancelled", "Cancelled in another tab.", { detail: "The server has forgotten it." });
+      } else {
+        job.result = null;
+        this.set(job, "deleted", "Deleted from the server in another tab.", {
+          detail: "The transcript is gone there and from this page.",
+        });
+        this.hooks.onGone(job);
       }
     }
   }

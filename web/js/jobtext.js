@@ -1,5 +1,5 @@
 // What a job's row says: refusals of an upload and the steps of a running job, in plain words.
-import { clock, fileSize, percent } from "./format.js";
+import { clock, fileSize, percent, timeLeft } from "./format.js";
 
 export const EMPTY_FILE = "This file is empty.";
 
@@ -45,17 +45,38 @@ export function uploadRefusal(job, error) {
 
 /**
  * What the worker is doing, as far as the server has said: its stage (loading the model, the
- * first 30-second window, then the share of audio done) or, from older servers, the fraction.
+ * first part, then the share of audio done and, once the server can tell, the time left) or,
+ * from older servers, the fraction. `since` is how many seconds ago the state arrived: the
+ * share and the time left move on at the server's pace between its updates.
  */
-export function processingText(job, state) {
+export function processingText(job, state, since = 0) {
   const verb = job.options.task === "translate" ? "Translating" : "Transcribing";
-  const progress = Number(state.progress) || 0;
   const duration = Number(state.audio_duration) || 0;
-  const stage = state.stage || (progress > 0 ? "transcribing" : "first_window");
+  const stage = state.stage || ((Number(state.progress) || 0) > 0 ? "transcribing" : "first_window");
   if (stage === "decoding") return "Reading the audio…";
   if (stage === "loading_model") return "Loading the model…";
+  const progress = shownProgress(state, since);
   if (stage === "first_window" && progress <= 0) {
-    return duration > 30 ? `${verb}: working on the first 30 seconds of ${clock(duration)}…` : `${verb}…`;
+    // Long audio is worked on in parts of up to 30 s of speech, several at once: the first
+    // share arrives only after the first of those rounds, so no promise about "30 seconds".
+    if (duration > 60) return `${verb} ${clock(duration)} of audio… the time left is known after the first part.`;
+    return duration > 30 ? `${verb} ${clock(duration)} of audio…` : `${verb}…`;
   }
-  return `${verb}… ${percent(progress)}${duration ? ` of ${clock(duration)}` : " of the audio"}`;
+  const share = `${verb}… ${percent(progress)}${duration ? ` of ${clock(duration)}` : " of the audio"}`;
+  const left = Number(state.seconds_left);
+  if (!Number.isFinite(left) || left <= 0) return share;
+  return `${share} · ${timeLeft(Math.max(1, left - since))} left`;
+}
+
+/**
+ * The share of the audio done as it stands `since` seconds after the state arrived: with a
+ * time left from the server, the share moves on at that pace (never past 99 %), so a long
+ * part of the work shows steady movement instead of a jump at its end.
+ */
+export function shownProgress(state, since = 0) {
+  const progress = Number(state.progress) || 0;
+  const left = Number(state.seconds_left);
+  if (!(progress > 0) || !Number.isFinite(left) || left <= 0 || since <= 0) return progress;
+  const moved = (1 - progress) * Math.min(1, since / left);
+  return Math.min(0.99, progress + moved);
 }

@@ -6,6 +6,28 @@ import { keyTag } from "./store.js";
 
 const $ = (id) => document.getElementById(id);
 const REJECTED = "That key was not accepted. Check it and try again.";
+// Tabs of this page hand a key to each other only where people asked for it ("every tab").
+const tabs = "BroadcastChannel" in window ? new BroadcastChannel("whisper-api:key") : null;
+const SHARED_FLAG = "whisper-api:key-shared";
+// How long a new tab waits for another tab to offer its key before it starts without one.
+const ASK_TABS_MS = 300;
+
+function shared() {
+  try {
+    return sessionStorage.getItem(SHARED_FLAG) === "yes";
+  } catch {
+    return false;
+  }
+}
+
+function setShared(value) {
+  try {
+    if (value) sessionStorage.setItem(SHARED_FLAG, "yes");
+    else sessionStorage.removeItem(SHARED_FLAG);
+  } catch {
+    // Without sessionStorage nothing is shared.
+  }
+}
 
 export class KeyFlow {
   /** @param {object} hooks announce(text), onKeyChanged() (a key was accepted or forgotten) */
@@ -26,7 +48,40 @@ export class KeyFlow {
       this.save();
     });
     onKeyOutcome((outcome) => this.outcome(outcome));
+    tabs?.addEventListener("message", (event) => this.fromOtherTab(event.data || {}));
     this.paint();
+  }
+
+  /** A new tab without a key: take the key another tab shares, if one answers in time. */
+  askOtherTabs() {
+    if (!tabs || currentApiKey()) return Promise.resolve(false);
+    return new Promise((resolve) => {
+      this.offered = resolve;
+      tabs.postMessage({ type: "key-request" });
+      setTimeout(() => {
+        this.offered = null;
+        resolve(false);
+      }, ASK_TABS_MS);
+    });
+  }
+
+  fromOtherTab({ type, key }) {
+    if (type === "key-request" && shared() && currentApiKey()) {
+      tabs.postMessage({ type: "key", key: currentApiKey() });
+    } else if (type === "key" && typeof key === "string" && key && !currentApiKey()) {
+      setApiKey(key);
+      setShared(true);
+      this.status = "unverified";
+      this.paint();
+      if (this.offered) {
+        this.offered(true);
+        this.offered = null;
+      } else {
+        this.hooks.onKeyChanged();
+      }
+    } else if (type === "forget" && shared() && currentApiKey()) {
+      this.forget({ tell: false });
+    }
   }
 
   get tag() {
@@ -63,11 +118,14 @@ export class KeyFlow {
       ? "That key was not accepted. Enter another one to add files."
       : "This server needs an API key before it takes files.";
     $("key-forget").hidden = !currentApiKey();
+    // Only a server that takes keys needs the button (or a key set earlier, to forget it).
+    $("key-button").hidden = !this.required && !currentApiKey();
   }
 
   open({ rejected = false } = {}) {
     this.showError(rejected ? REJECTED : "");
     $("key-forget").hidden = !currentApiKey();
+    $("key-share").checked = shared();
     if (!this.dialog.open) this.dialog.showModal();
     this.input.focus();
   }
@@ -107,18 +165,24 @@ export class KeyFlow {
       return;
     }
     this.input.value = "";
+    const everyTab = $("key-share").checked;
+    setShared(everyTab);
+    if (everyTab) tabs?.postMessage({ type: "key", key });
     this.status = good ? "accepted" : "unverified";
     this.paint();
     this.dialog.close("save");
-    this.hooks.announce(good ? "Key accepted. It is kept for this tab only." : "Key saved for this tab.");
+    const where = everyTab ? "every tab of this browser" : "this tab only";
+    this.hooks.announce(good ? `Key accepted. It is kept for ${where}.` : `Key saved for ${where}.`);
     this.hooks.onKeyChanged();
   }
 
-  forget() {
+  forget({ tell = true } = {}) {
+    if (tell && shared()) tabs?.postMessage({ type: "forget" });
+    setShared(false);
     setApiKey("");
     this.status = "none";
     this.paint();
-    this.dialog.close("forget");
+    if (this.dialog.open) this.dialog.close("forget");
     this.hooks.announce("The API key is forgotten.");
     this.hooks.onKeyChanged();
   }

@@ -41,9 +41,13 @@ export function buildLine({ segment, line, edited, needle, playable }) {
   if (needle) {
     text.append(...highlight(line.text, needle));
   } else if (timedWords && !edited && playable) {
-    // Every word is a button, so people who use a keyboard reach each one with Tab.
+    // Every word is a button, so people who use a keyboard reach each one with Tab. The spaces
+    // between words are text of their own: a button drops its leading space when drawn, and
+    // copying a selection takes the text between the buttons.
     segment.words.forEach((word, index) => {
-      const button = node("button", "word", index === 0 ? String(word.word).trimStart() : String(word.word));
+      const raw = String(word.word);
+      if (index > 0 && /^\s/.test(raw)) text.append(" ");
+      const button = node("button", "word", raw.trim());
       button.type = "button";
       button.dataset.start = String(word.start);
       text.append(button);

@@ -92,20 +92,32 @@ export class LiveMode {
         },
       },
     });
-    // The browser resamples the microphone to 24 kHz for us.
-    this.audio = new AudioContext({ sampleRate: RATE });
-    const source = this.audio.createMediaStreamSource(this.stream);
-    // ScriptProcessor needs no separate worklet file; 4096 samples are about 170 ms.
-    const tap = this.audio.createScriptProcessor(4096, 1, 1);
-    tap.onaudioprocess = (event) => {
-      if (this.socket?.readyState !== WebSocket.OPEN) return;
-      const samples = event.inputBuffer.getChannelData(0);
-      this.send({ type: "input_audio_buffer.append", audio: pcm16Base64(samples) });
-    };
-    source.connect(tap);
-    tap.connect(this.audio.destination);
+    this.capture();
     this.setStatus("Listening. Words appear as you speak.");
     this.hooks.announce("Live transcription started.");
+  }
+
+  /** Microphone samples to the server: an AudioWorklet (live-capture.js) hands over blocks of
+   *  4096 samples (about 170 ms at 24 kHz); the browser resamples the microphone for us. */
+  async capture() {
+    const audio = new AudioContext({ sampleRate: RATE });
+    this.audio = audio;
+    try {
+      await audio.audioWorklet.addModule(new URL("./live-capture.js", import.meta.url));
+    } catch (error) {
+      this.hooks.onError(`The microphone could not be read here (${error.message || error}).`);
+      return;
+    }
+    if (this.audio !== audio || !this.stream) return; // stopped while the module loaded
+    const source = audio.createMediaStreamSource(this.stream);
+    const tap = new AudioWorkletNode(audio, "live-capture", { numberOfInputs: 1, numberOfOutputs: 1 });
+    tap.port.onmessage = (message) => {
+      if (this.socket?.readyState !== WebSocket.OPEN) return;
+      this.send({ type: "input_audio_buffer.append", audio: pcm16Base64(message.data) });
+    };
+    source.connect(tap);
+    // Connected so the graph pulls it; it writes no output, so nothing is heard.
+    tap.connect(audio.destination);
   }
 
   send(event) {

@@ -37,7 +37,7 @@ export function recordingProblem(error) {
 }
 
 export class Recorder {
-  /** @param {object} hooks onTick(text), onDone(file), onStopped() */
+  /** @param {object} hooks onTick(text), onLevel(0..1), onDone(file), onStopped() */
   constructor(hooks) {
     this.hooks = hooks;
     this.stream = null;
@@ -67,6 +67,27 @@ export class Recorder {
     this.startedAt = Date.now();
     this.hooks.onTick(clock(0));
     this.timer = setInterval(() => this.hooks.onTick(clock((Date.now() - this.startedAt) / 1000)), 500);
+    this.watchLevel();
+  }
+
+  /** The microphone's loudness ten times a second, so people see that they are heard. */
+  watchLevel() {
+    try {
+      this.audio = new AudioContext();
+      const analyser = this.audio.createAnalyser();
+      analyser.fftSize = 1024;
+      this.audio.createMediaStreamSource(this.stream).connect(analyser);
+      const samples = new Float32Array(analyser.fftSize);
+      this.levelTimer = setInterval(() => {
+        analyser.getFloatTimeDomainData(samples);
+        let sum = 0;
+        for (const sample of samples) sum += sample * sample;
+        // RMS on a root scale: speech at a normal distance fills about half the meter.
+        this.hooks.onLevel?.(Math.min(1, Math.sqrt(Math.sqrt(sum / samples.length)) * 1.5));
+      }, 100);
+    } catch {
+      // No Web Audio here: recording works without the meter.
+    }
   }
 
   /** Stop and hand the recording on as a file. */
@@ -83,6 +104,10 @@ export class Recorder {
 
   finish() {
     clearInterval(this.timer);
+    clearInterval(this.levelTimer);
+    this.audio?.close();
+    this.audio = null;
+    this.hooks.onLevel?.(0);
     for (const track of this.stream?.getTracks() || []) track.stop();
     const type = this.media?.mimeType || pickType() || "audio/webm";
     const chunks = this.chunks;

@@ -78,6 +78,7 @@ export function rememberJob(record) {
     },
     addedAt: record.addedAt || new Date().toISOString(),
     keyTag: record.keyTag,
+    kind: record.kind === "live" ? "live" : "file",
   });
   write(JOBS_KEY, list.slice(-MAX_REMEMBERED));
 }

@@ -66,6 +66,11 @@ export class Viewer {
     $("viewer-name").textContent = job.name;
     $("viewer-summary").textContent = summary(job);
     $("viewer-note").textContent = this.note(job);
+    // Times play only where the recording is in this page; say only what works.
+    $("viewer-help").textContent = this.hasAudio
+      ? "Select a time or a word to play from there; “Edit” changes a line here in this browser (copy and downloads use your edits)."
+      : "“Edit” changes a line here in this browser (copy and downloads use your edits).";
+    this.root.classList.toggle("can-play", this.hasAudio);
     if (switching) {
       this.edits = loadEdits(job.taskId);
       this.engaged = false;
@@ -105,7 +110,9 @@ export class Viewer {
       parts.push("(opening or downloading it again restarts that clock)");
     }
     const keep = parts.length ? `${parts.join(" ")}, then erases it. ` : "";
-    const audio = this.hasAudio ? "" : " The recording itself was added before this page was reloaded, so it cannot be played here.";
+    let audio = "";
+    if (job.kind === "live") audio = " A live transcript keeps no recording, so there is nothing to play here.";
+    else if (!this.hasAudio) audio = " The recording was added before this page was reloaded (or in another tab), so it cannot be played here.";
     return `${keep}Your edits stay in this browser only.${audio}`;
   }
 
@@ -325,6 +332,7 @@ function summary(job) {
     );
   }
   if (Number.isFinite(result.duration)) parts.push(`${clock(result.duration)} of audio`);
+  if (job.addedAt) parts.push(`added ${timeOfDay(job.addedAt, { seconds: true })}`);
   if (task?.used_model_size) parts.push(`model ${task.used_model_size}`);
   if (Number.isFinite(task?.processing_duration)) {
     parts.push(`took ${task.processing_duration.toFixed(1)} s`);
