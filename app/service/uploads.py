@@ -34,6 +34,7 @@ from app.clock import Clock
 
 __all__ = [
     "BodyPace",
+    "PaceRules",
     "TooManyClientUploadsError",
     "TooManyUploadsError",
     "UploadAbandonedError",
