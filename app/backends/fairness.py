@@ -15,7 +15,7 @@ in lists (`app.backends.redis.keys`), and both compute positions with
 from __future__ import annotations
 
 import collections
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Literal, TypeVar
 
 from app.transcription.jobs import Job
@@ -95,7 +95,7 @@ class ClientRing:
         self._ring.clear()
         self._waiting.clear()
 
-    def lines(self, jobs: Iterable[T], client: collections.abc.Callable[[T], str]) -> list[list[T]]:
+    def lines(self, jobs: Iterable[T], client: Callable[[T], str]) -> list[list[T]]:
         """`jobs` (in arrival order) split into each client's line, in ring order."""
         by_client: dict[str, list[T]] = {name: [] for name in self._ring}
         for item in jobs:
