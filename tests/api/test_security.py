@@ -12,7 +12,9 @@ from litestar import Litestar, Request, get
 from litestar.testing import AsyncTestClient
 
 from app.api.security import (
+    OWNER_STATE_KEY,
     KeyRing,
+    client_of,
     cors_config,
     presented_key,
     security_middleware,
@@ -545,3 +547,18 @@ async def test_privacy_info_says_whether_tasks_are_bound_to_keys(build_app: AppF
     assert body["tasks_bound_to_api_key"] is True
     assert body["api_key_required"] is True
     assert open_body["api_key_required"] is False
+
+
+def test_a_client_is_its_key_else_its_address_and_neither_in_clear() -> None:
+    """client_of: the key's owner id where keys are required, else a hash of the address."""
+    from_address: Any = {"type": "http", "client": ("203.0.113.7", 5000), "state": {}}
+    other_address: Any = {"type": "http", "client": ("203.0.113.8", 5000), "state": {}}
+    with_key: Any = {
+        "type": "http",
+        "client": ("203.0.113.7", 5000),
+        "state": {OWNER_STATE_KEY: "key-0123456789abcdef"},
+    }
+    assert client_of(from_address) == client_of(dict(from_address, state={}))  # stable
+    assert client_of(from_address) != client_of(other_address)
+    assert "203.0.113" not in client_of(from_address)
+    assert client_of(with_key) == "key-0123456789abcdef"  # one key, one client, anywhere
