@@ -18,7 +18,7 @@ from app.backends.redis.store import RedisBackend
 from app.clock import Clock, SystemClock
 from app.config import Settings
 from app.service import TranscriptionService
-from app.service.uploads import UploadGate
+from app.service.uploads import PaceRules, UploadGate
 from app.transcription.jobs import JobNotifier
 from app.transcription.models import ModelManager
 from app.transcription.speakers.stage import SpeakerStage
@@ -40,6 +40,21 @@ def worker_limits(settings: Settings) -> WorkerLimits:
     )
 
 
+def upload_gate(settings: Settings, clock: Clock) -> UploadGate:
+    """The upload places and the body pace of this process (docs/SECURITY.md)."""
+    return UploadGate(
+        limit=settings.max_uploads_in_flight,
+        per_client=settings.uploads_in_flight_per_client,
+        timeout_s=settings.upload_timeout_s,
+        pace=PaceRules(
+            idle_timeout_s=settings.upload_idle_timeout_s,
+            min_rate_bps=settings.upload_min_rate_bps,
+            grace_s=settings.upload_rate_grace_s,
+        ),
+        clock=clock,
+    )
+
+
 def build_service(
     settings: Settings, models: ModelManager, *, clock: Clock | None = None
 ) -> TranscriptionService:
@@ -52,12 +67,12 @@ def build_service(
     if settings.queue_backend == "redis":
         return build_api_node(settings, models, clock=clock)
     notifier = JobNotifier()
-    uploads = UploadGate(
-        limit=settings.max_uploads_in_flight, timeout_s=settings.upload_timeout_s, clock=clock
-    )
+    uploads = upload_gate(settings, clock)
     queue = MemoryJobQueue(
         max_waiting=settings.max_task_queue_size,
         max_waiting_bytes=settings.max_queued_mb * MIB,
+        max_per_client=settings.queued_per_client,
+        policy=settings.queue_policy,
         notifier=notifier,
         clock=clock,
         # Bodies still arriving: a batch lingers briefly so they can join it.
@@ -106,9 +121,17 @@ def build_api_node(
         clock=clock,
         max_jobs=settings.max_task_queue_size,
         max_bytes=settings.max_queued_mb * MIB,
+        max_per_client=settings.queued_per_client,
+        policy=settings.queue_policy,
         ttl_s=settings.delete_results_after_m * 60,
         refresh_on_read=settings.refresh_expiration_time_on_usage,
     )
     return TranscriptionService(
-        settings, models, backend=backend, notifier=notifier, clock=clock, worker=None
+        settings,
+        models,
+        backend=backend,
+        notifier=notifier,
+        clock=clock,
+        worker=None,
+        uploads=upload_gate(settings, clock),
     )

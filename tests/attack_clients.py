@@ -37,10 +37,24 @@ class SlowUpload:
     received: bytes = b""
 
     @classmethod
-    def open(cls, url: str, path: str, declared_bytes: int, first: bytes = b"") -> SlowUpload:
-        """Send the request head (Content-Length `declared_bytes`) and `first` body bytes."""
+    def open(
+        cls,
+        url: str,
+        path: str,
+        declared_bytes: int,
+        first: bytes = b"",
+        *,
+        source: str | None = None,
+    ) -> SlowUpload:
+        """Send the request head (Content-Length `declared_bytes`) and `first` body bytes.
+
+        `source`: the local address to connect from (127.0.0.2 is another client).
+        """
         parts = urlsplit(url)
-        sock = socket.create_connection((parts.hostname or "127.0.0.1", parts.port or 80))
+        sock = socket.create_connection(
+            (parts.hostname or "127.0.0.1", parts.port or 80),
+            source_address=(source, 0) if source else None,
+        )
         head = (
             f"POST {path} HTTP/1.1\r\nHost: {parts.netloc}\r\n"
             f"Content-Type: multipart/form-data; boundary={BOUNDARY}\r\n"

@@ -101,6 +101,9 @@ def test_fifty_big_uploads_from_ten_clients(tmp_path: Path) -> None:
         DEVELOP_MODE="1",
         MAX_TASK_QUEUE_SIZE=str(QUEUE_SIZE),
         MAX_UPLOADS_IN_FLIGHT=str(QUEUE_SIZE),
+        # The ten "clients" all connect from 127.0.0.1: the whole bounds are under test here.
+        MAX_UPLOADS_IN_FLIGHT_PER_CLIENT=str(QUEUE_SIZE),
+        MAX_QUEUED_PER_CLIENT=str(QUEUE_SIZE),
         DELETE_RESULTS_AFTER_M=str(RESULT_LIFETIME_M),
         REFRESH_EXPIRATION_TIME_ON_USAGE="0",
         RUN_RESULT_EXPIRY_CHECK_M="0.02",

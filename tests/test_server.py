@@ -29,7 +29,13 @@ def test_fresh_server_transcribes_jfk_offline(server_factory: Any) -> None:
 def test_six_simultaneous_uploads_with_queue_of_two(server_factory: Any) -> None:
     """MAX_TASK_QUEUE_SIZE=2: extra uploads get 429 at once; every accepted task finishes."""
     # BATCH_SIZE=1: a batching worker would take up to BATCH_SIZE jobs off the queue at once.
-    server = server_factory(MAX_TASK_QUEUE_SIZE="2", BATCH_SIZE="1")
+    # Every upload comes from 127.0.0.1: one client may fill the queue in this test.
+    server = server_factory(
+        MAX_TASK_QUEUE_SIZE="2",
+        MAX_QUEUED_PER_CLIENT="2",
+        MAX_UPLOADS_IN_FLIGHT_PER_CLIENT="6",
+        BATCH_SIZE="1",
+    )
     clip = shared_clip("en_ls-test-clean_1089-134686-0001.flac")
     with concurrent.futures.ThreadPoolExecutor(max_workers=6) as pool:
         responses = list(

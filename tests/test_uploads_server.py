@@ -30,6 +30,7 @@ def test_trickling_uploads_hold_upload_places_for_a_bounded_time(
         DEVELOP_MODE="1",
         MAX_TASK_QUEUE_SIZE="2",
         MAX_UPLOADS_IN_FLIGHT=str(IN_FLIGHT),
+        MAX_UPLOADS_IN_FLIGHT_PER_CLIENT=str(IN_FLIGHT),  # every slow client is 127.0.0.1 here
         UPLOAD_TIMEOUT_S=str(UPLOAD_TIMEOUT_S),
     )
     path = "/api/v1/transcribe"

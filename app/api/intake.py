@@ -24,6 +24,7 @@ from litestar.openapi.datastructures import ResponseSpec
 
 from app.api.forms import read_fields
 from app.api.multipart import content_length, read_multipart
+from app.api.security import client_of
 from app.api.upload_schema import upload_operation
 from app.service import JobSpec, TranscriptionService
 from app.service.errors import (
@@ -97,14 +98,18 @@ async def receive_upload(
     declared = content_length(request)
     if declared is not None and declared > max_bytes:
         raise UploadTooLargeError(max_bytes)
-    # Refusals come before the body is read: a full queue answers at once. A body
-    # that arrives too slowly (or never, after a lying Content-Length) ends at
-    # UPLOAD_TIMEOUT_S and frees its upload place.
-    async with service.upload_place(expected_bytes=declared or 0) as reservation:
-        form = await service.receive_body(read_multipart(request, max_bytes=max_bytes))
+    # Refusals come before the body is read: a full queue (or this client's share of it,
+    # or of the upload places) answers at once. A body that stalls, trickles below the
+    # minimum rate or never ends (a lying Content-Length) gets 408 and frees its place.
+    client = client_of(request.scope)
+    async with service.upload_place(expected_bytes=declared or 0, client=client) as reservation:
+        pace = service.body_pace()
+        form = await service.receive_body(
+            read_multipart(request, max_bytes=max_bytes, on_chunk=pace.arrived), pace
+        )
         query = request.query_params if intake.query_options else None
         fields = read_fields(intake.form, form, query)
-        spec = to_spec(fields)
+        spec = msgspec.structs.replace(to_spec(fields), client=client)
         upload = form.file(intake.file_field)
         if upload is None:
             raise InvalidInputError(

@@ -8,6 +8,7 @@ never touch the disk, so upload routes read the body themselves through this mod
 from __future__ import annotations
 
 import codecs
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -91,8 +92,16 @@ def _boundary(request: Request[Any, Any, Any]) -> bytes:
     raise InvalidInputError("the multipart/form-data body has no boundary")
 
 
-async def read_multipart(request: Request[Any, Any, Any], *, max_bytes: int) -> MultipartForm:
-    """Read and parse the whole multipart body in memory, refusing it past `max_bytes`."""
+async def read_multipart(
+    request: Request[Any, Any, Any],
+    *,
+    max_bytes: int,
+    on_chunk: Callable[[int], None] | None = None,
+) -> MultipartForm:
+    """Read and parse the whole multipart body in memory, refusing it past `max_bytes`.
+
+    `on_chunk` hears the size of every chunk as it arrives (the body's pace).
+    """
     declared = content_length(request)
     if declared is not None and declared > max_bytes:
         raise UploadTooLargeError(max_bytes)
@@ -109,6 +118,8 @@ async def read_multipart(request: Request[Any, Any, Any], *, max_bytes: int) -> 
             while not parser.closed:
                 chunk = await anext(stream, b"")
                 received += len(chunk)
+                if on_chunk is not None and chunk:
+                    on_chunk(len(chunk))
                 if received > max_bytes:
                     raise UploadTooLargeError(max_bytes)
                 for event in parser.parse(chunk):

@@ -50,6 +50,7 @@ __all__ = [
     "ForwardedHeadersMiddleware",
     "KeyRing",
     "Peer",
+    "client_of",
     "cors_config",
     "is_local_client",
     "is_public",
@@ -118,6 +119,21 @@ def owner_of(scope: Scope) -> str | None:
     """The id of the API key that authenticated this request, or None without API keys."""
     owner = _state(scope).get(OWNER_STATE_KEY)
     return owner if isinstance(owner, str) else None
+
+
+def client_of(scope: Scope) -> str:
+    """Who is asking, for the per-client bounds and the fair queue: a hash, never in clear.
+
+    The API key's owner id where keys are required (a key names one client
+    wherever it connects from), else the address after the TRUSTED_PROXIES rules.
+    Without keys a presented token is not believed: anybody could invent one per upload.
+    """
+    owner = owner_of(scope)
+    if owner is not None:
+        return owner
+    client = scope.get("client")
+    address = client[0] if client else "unknown"
+    return "addr-" + hashlib.sha256(b"whisper-api client\0" + address.encode()).hexdigest()[:16]
 
 
 def is_public(scope: Scope) -> bool:

@@ -15,6 +15,7 @@ from app.transcription.jobs import Job, Payload
 
 __all__ = [
     "BackendUnavailableError",
+    "ClientQueueFullError",
     "FleetWorker",
     "QueueCounts",
     "QueueFullError",
@@ -31,17 +32,24 @@ class BackendUnavailableError(Exception):
 
 
 class QueueFullError(Exception):
-    """No room: MAX_TASK_QUEUE_SIZE waiting jobs, or MAX_QUEUED_MB of waiting uploads."""
+    """No room: MAX_TASK_QUEUE_SIZE waiting jobs, or MAX_QUEUED_MB of waiting uploads.
+
+    `limit` "client": this client already has MAX_QUEUED_PER_CLIENT waiting jobs.
+    """
 
     def __init__(
         self,
-        limit: Literal["jobs", "bytes"] = "jobs",
+        limit: Literal["jobs", "bytes", "client"] = "jobs",
         message: str | None = None,
         retry_after_s: int | None = None,
     ) -> None:
         super().__init__(message or f"the queue is full ({limit})")
         self.limit = limit
         self.retry_after_s = retry_after_s
+
+
+class ClientQueueFullError(QueueFullError):
+    """This client already has MAX_QUEUED_PER_CLIENT waiting jobs (the others still have room)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,12 +65,18 @@ class FleetWorker:
 
 @dataclass(frozen=True, slots=True)
 class QueueCounts:
-    """The queue as a whole: waiting and running jobs, bytes held, and the workers alive."""
+    """The queue as a whole: waiting and running jobs, bytes held, and the workers alive.
+
+    `clients`: how many clients have waiting jobs; `most_per_client`: the most
+    waiting jobs of one client (counts only: no client is named).
+    """
 
     waiting: int
     running: int
     waiting_bytes: int
     workers: tuple[FleetWorker, ...] = field(default=())
+    clients: int = 0
+    most_per_client: int = 0
 
 
 class TaskBackend(Protocol):
@@ -81,10 +95,12 @@ class TaskBackend(Protocol):
         """Fail the waiting jobs that end with this process (shutdown); returns how many."""
         ...
 
-    async def reserve(self, expected_bytes: int) -> str:
+    async def reserve(self, expected_bytes: int, client: str | None = None) -> str:
         """Hold a queue place before an upload's body is read; QueueFullError when none.
 
-        Returns the place's token for `submit` or `release`.
+        Also QueueFullError("client") when `client` (a hash, never an address or
+        a key) already has MAX_QUEUED_PER_CLIENT waiting jobs. Returns the place's
+        token for `submit` or `release`.
         """
         ...
 
@@ -93,7 +109,11 @@ class TaskBackend(Protocol):
         ...
 
     async def submit(self, place: str, job: Job, payload: Payload) -> None:
-        """Queue `job` with its upload in the held place and keep its record."""
+        """Queue `job` with its upload in the held place and keep its record.
+
+        QueueFullError when its bytes do not fit, QueueFullError("client") when
+        `job.client` already has MAX_QUEUED_PER_CLIENT waiting jobs.
+        """
         ...
 
     async def keep(self, job: Job) -> None:
@@ -105,7 +125,11 @@ class TaskBackend(Protocol):
         ...
 
     async def position(self, job: Job) -> int | None:
-        """0 while running, 1.. while waiting, None once it has left the queue."""
+        """0 while running, 1.. while waiting, None once it has left the queue.
+
+        While waiting: 1 + the jobs that will start before it, in the queue's order
+        (QUEUE_POLICY: round-robin across clients, or first in first out).
+        """
         ...
 
     async def cancel(self, job: Job, reason: str) -> bool:

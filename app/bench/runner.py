@@ -2,7 +2,7 @@
 
 This module is the command line; the scenarios and their helpers live beside it:
 `measure` (clips, result row, WER, /proc readings), `servers` (the server process and
-its clients), `scenarios` (engine and server), `peers`, `cluster`, `live`, `speakers`,
+its clients), `scenarios` (engine and server), `peers`, `cluster`, `fairness`, `live`, `speakers`,
 `context_study` (`bench context`), and `report` (table and JSON).
 
 Every figure is measured in the same run, on the same model files and settings:
@@ -17,6 +17,9 @@ loopback port (or an external `--url`). Scenarios:
 - health:  /healthz latency while a long job runs
 - cluster: the clients scenario on QUEUE_BACKEND=redis, one worker then two
   (app/bench/cluster.py; needs redis-server, skip with --skip-cluster)
+- fairness: a late client's one clip behind another client's backlog, QUEUE_POLICY=fair
+  against fifo: its wait and the position it was told (app/bench/fairness.py; skip with
+  --skip-fairness)
 - speakers: the speaker stage on conversations built from the clips (app.bench.speakers):
            DER with and without a 0.25 s collar, speaker-count accuracy, CPU s per audio
            minute, an hour of audio; `--only speakers` runs it alone
@@ -43,6 +46,7 @@ from typing import Any
 
 from app.bench.cluster import bench_cluster
 from app.bench.context_study import main as context_study
+from app.bench.fairness import bench_fairness
 from app.bench.live import live_rows
 from app.bench.measure import AUDIO_DIR, word_error_rate
 from app.bench.peers import bench_peer
@@ -72,6 +76,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--skip-memory", action="store_true")
     parser.add_argument("--skip-cluster", action="store_true")
+    parser.add_argument("--skip-fairness", action="store_true")
     parser.add_argument(
         "--peers", action="store_true", help="also run faster-whisper-server (PyPI) side by side"
     )
@@ -107,6 +112,10 @@ def main(argv: list[str] | None = None) -> int:
     if not args.skip_cluster and args.url is None:
         cluster_rows, cluster = bench_cluster(args.threads, env)
         rows.extend(cluster_rows)
+    fairness = ""
+    if not args.skip_fairness and args.url is None:
+        fairness_rows, fairness = bench_fairness(env)
+        rows.extend(fairness_rows)
     if not args.skip_live and args.url is None:
         rows += live_rows(args.live_clip)
     context = {
@@ -120,6 +129,8 @@ def main(argv: list[str] | None = None) -> int:
         print(ratio_line(engine, server))
     if cluster:
         print("cluster: " + ", ".join(f"{k}={v}" for k, v in cluster.items()))
+    if fairness:
+        print(fairness)
     write_json(args.json, {**context, "cluster": cluster}, rows)
     if not args.skip_speakers:
         speakers_json = args.json.with_name("bench-speakers.json") if args.json else None

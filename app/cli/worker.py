@@ -55,6 +55,7 @@ class ClusterWorker:
             models=self.offered_models(),
             claim_timeout_s=settings.job_claim_timeout_s,
             max_attempts=settings.job_max_attempts,
+            policy=settings.queue_policy,
         )
         self.presence = WorkerPresence(
             self.client, keys=self.keys, queue=self.queue, clock=self.clock

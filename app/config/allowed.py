@@ -31,6 +31,16 @@ def allowed(field: msgspec.structs.FieldInfo) -> str:
         "shutdown_grace_s": "a number of seconds of at least 0",
         "max_uploads_in_flight": "an integer of at least 1 (uploads whose bodies arrive at once)",
         "upload_timeout_s": "a number of seconds greater than 0 (time to send one upload)",
+        "upload_idle_timeout_s": "a number of seconds greater than 0 (longest pause while a "
+        "body arrives)",
+        "upload_min_rate_bps": "an integer of at least 0 (bytes per second a body must average "
+        "after UPLOAD_RATE_GRACE_S; 0 = no minimum)",
+        "upload_rate_grace_s": "a number of seconds of at least 0",
+        "max_uploads_in_flight_per_client": "an integer of at least 1, or empty for a quarter of "
+        "MAX_UPLOADS_IN_FLIGHT",
+        "max_queued_per_client": "an integer of at least 1, or empty for half of "
+        "MAX_TASK_QUEUE_SIZE",
+        "queue_policy": "one of fair, fifo",
         "log_level": "one of DEBUG, INFO, WARNING, ERROR, CRITICAL",
         "log_level_console": "one of DEBUG, INFO, WARNING, ERROR, CRITICAL, or empty for LOG_LEVEL",
         "log_level_file": "one of DEBUG, INFO, WARNING, ERROR, CRITICAL, or empty for LOG_LEVEL",

@@ -41,6 +41,8 @@ _OPTIONAL_FIELDS = frozenset(
         "web_dir",
         "api_keys_file",
         "rate_limit",
+        "max_uploads_in_flight_per_client",
+        "max_queued_per_client",
         "log_level_console",
         "log_level_file",
         "speaker_model",

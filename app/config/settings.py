@@ -82,6 +82,18 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     # Bodies arriving at once, and how long one may take (slow clients hold no queue place).
     max_uploads_in_flight: PositiveInt = 16
     upload_timeout_s: PositiveFloat = 300.0
+    # Body pace (docs/SECURITY.md): the longest pause between two reads of a body
+    # (nginx's client_body_timeout), and the least average rate once the grace is over
+    # (Apache's mod_reqtimeout MinRate). 500 B/s is 4 kbit/s: a phone on GPRS sends 5x that.
+    upload_idle_timeout_s: PositiveFloat = 60.0
+    upload_min_rate_bps: NonNegativeInt = 500
+    upload_rate_grace_s: NonNegativeFloat = 30.0
+    # One client (its API key, else its address) against everyone else: unset = a quarter
+    # of MAX_UPLOADS_IN_FLIGHT (at least 1), half of MAX_TASK_QUEUE_SIZE (at least 1).
+    max_uploads_in_flight_per_client: PositiveInt | None = None
+    max_queued_per_client: PositiveInt | None = None
+    # `fair`: round-robin across clients with waiting jobs; `fifo`: one line for everybody.
+    queue_policy: Literal["fair", "fifo"] = "fair"
     web_dir: str | None = None
     cpu_threads: NonNegativeInt = 0
     # Model replicas sharing those cores and one copy of the weights (0 = auto).
@@ -136,6 +148,20 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     def log_format_style(self) -> LogFormatStyle:
         """Whether LOG_FORMAT uses `%(name)s` fields or the seed README's `{name}` fields."""
         return log_format_style(self.log_format)
+
+    @property
+    def uploads_in_flight_per_client(self) -> int:
+        """MAX_UPLOADS_IN_FLIGHT_PER_CLIENT, or its default: a quarter of the whole, at least 1."""
+        if self.max_uploads_in_flight_per_client is not None:
+            return self.max_uploads_in_flight_per_client
+        return max(1, self.max_uploads_in_flight // 4)
+
+    @property
+    def queued_per_client(self) -> int:
+        """MAX_QUEUED_PER_CLIENT, or its default: half of MAX_TASK_QUEUE_SIZE, at least 1."""
+        if self.max_queued_per_client is not None:
+            return self.max_queued_per_client
+        return max(1, self.max_task_queue_size // 2)
 
     @property
     def log_path(self) -> Path | None:

@@ -47,6 +47,11 @@ RejectReason = Literal[
     "backend_unavailable",
     "too_many_uploads",
     "upload_timeout",
+    # One client's share (issue 25): its uploads in flight, its waiting jobs, its body's pace.
+    "client_uploads_in_flight",
+    "client_queue_full",
+    "upload_idle",
+    "upload_too_slow",
     "live_disabled",
     "too_many_sessions",
 ]
@@ -77,6 +82,9 @@ class StateSnapshot:
     # How often each model was loaded and unloaded since start (the dashboard's turnover).
     load_counts: dict[str, int] = field(default_factory=dict)
     unload_counts: dict[str, int] = field(default_factory=dict)
+    # Clients with waiting jobs, and the most waiting jobs of one of them (counts, no ids).
+    queue_clients: int = 0
+    queue_most_per_client: int = 0
 
 
 class _StateCollector(Collector):
@@ -90,6 +98,16 @@ class _StateCollector(Collector):
         state = self._snapshot()
         yield GaugeMetricFamily(
             f"{PREFIX}_queue_depth", "Jobs waiting in the queue.", value=state.queue_depth
+        )
+        yield GaugeMetricFamily(
+            f"{PREFIX}_queue_clients",
+            "Clients (API keys, else addresses) with jobs waiting; none is named.",
+            value=state.queue_clients,
+        )
+        yield GaugeMetricFamily(
+            f"{PREFIX}_queue_depth_most_per_client",
+            "The most jobs one client has waiting.",
+            value=state.queue_most_per_client,
         )
         yield GaugeMetricFamily(
             f"{PREFIX}_jobs_running", "Jobs being transcribed now.", value=state.running_jobs

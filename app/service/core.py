@@ -21,7 +21,7 @@ from typing import Any, TypeVar
 import msgspec
 import structlog
 
-from app.backends.base import QueueFullError, TaskBackend
+from app.backends.base import ClientQueueFullError, QueueFullError, TaskBackend
 from app.clock import Clock
 from app.config import Settings
 from app.observability.metrics import ServiceMetrics, StateSnapshot
@@ -29,7 +29,7 @@ from app.service.accounting import JobAccounting
 from app.service.draining import Shutdown
 from app.service.errors import ShuttingDownError
 from app.service.reservation import Reservation, ServiceStatus
-from app.service.uploads import UploadAbandonedError, UploadGate
+from app.service.uploads import BodyPace, UploadAbandonedError, UploadGate
 from app.transcription.audio import probe_upload
 from app.transcription.jobs import Job, JobNotifier, Payload
 from app.transcription.models import ModelManager
@@ -60,6 +60,8 @@ class JobSpec(msgspec.Struct, frozen=True, kw_only=True):
     subtitle_shape: SubtitleShape = msgspec.field(default_factory=SubtitleShape)
     surface: str = "tasks"
     owner: str | None = None
+    # Who sends it (a hash of the API key or address): the per-client bounds and fair order.
+    client: str | None = None
     raw_pcm: bool = False
 
 
@@ -85,6 +87,7 @@ class TranscriptionService:
         self.worker = worker
         self.uploads = uploads or UploadGate(
             limit=settings.max_uploads_in_flight,
+            per_client=settings.uploads_in_flight_per_client,
             timeout_s=settings.upload_timeout_s,
             clock=clock,
         )
@@ -185,6 +188,14 @@ class TranscriptionService:
 
     def _queue_full(self, refused: QueueFullError) -> QueueFullError:
         retry_after = self.retry_after_s()
+        if refused.limit == "client":
+            what = (
+                f"you already have {self.settings.queued_per_client} jobs waiting "
+                "(MAX_QUEUED_PER_CLIENT); others' jobs go in turn with yours"
+            )
+            return ClientQueueFullError(
+                "client", f"{what}; try again in about {retry_after} s", retry_after
+            )
         if refused.limit == "bytes":
             what = f"the queue holds its limit of {self.settings.max_queued_mb} MB of uploads"
         else:
@@ -194,36 +205,46 @@ class TranscriptionService:
         )
 
     @contextlib.asynccontextmanager
-    async def upload_place(self, expected_bytes: int = 0) -> AsyncIterator[Reservation]:
+    async def upload_place(
+        self, expected_bytes: int = 0, *, client: str | None = None
+    ) -> AsyncIterator[Reservation]:
         """Hold one of MAX_UPLOADS_IN_FLIGHT upload places while a body arrives and is probed.
 
         Refuses at once: ShuttingDownError while shutting down, QueueFullError when
-        the queue has no room now (for `expected_bytes`, a declared Content-Length),
-        TooManyUploadsError when every upload place is taken. In one process the
+        the queue has no room now (for `expected_bytes`, a declared Content-Length;
+        ClientQueueFullError when `client` has MAX_QUEUED_PER_CLIENT jobs waiting),
+        TooManyUploadsError when every upload place is taken (TooManyClientUploadsError
+        when `client` holds MAX_UPLOADS_IN_FLIGHT_PER_CLIENT of them). In one process the
         queue place itself is taken only by `accept`, once the upload is whole; a
         cluster's backend holds one across its nodes while the body arrives.
         """
         if self.shutdown.draining:
             raise self.shutting_down_error()
         try:
-            place = await self.backend.reserve(expected_bytes)
+            place = await self.backend.reserve(expected_bytes, client)
         except QueueFullError as refused:
             raise self._queue_full(refused) from None
         reservation = Reservation(self.backend, place)
         try:
-            async with self.uploads.place():
+            async with self.uploads.place(client):
                 yield reservation
         finally:
             await reservation.release()
 
-    async def receive_body(self, body: Coroutine[Any, Any, T]) -> T:
+    def body_pace(self) -> BodyPace:
+        """The pace of a body about to be read: give its `arrived` to the body read."""
+        return self.uploads.pace()
+
+    async def receive_body(self, body: Coroutine[Any, Any, T], pace: BodyPace | None = None) -> T:
         """Await an upload's body within UPLOAD_TIMEOUT_S (UploadTimeoutError, 408).
 
-        While shutting down a body still arriving is abandoned at once with
-        ShuttingDownError (503 + Retry-After).
+        With a `pace` the body read reports to, also within UPLOAD_IDLE_TIMEOUT_S
+        of each read and at UPLOAD_MIN_RATE_BPS on average after the grace
+        (UploadIdleError, UploadTooSlowError: 408). While shutting down a body
+        still arriving is abandoned at once with ShuttingDownError (503 + Retry-After).
         """
         try:
-            return await self.uploads.receive(body)
+            return await self.uploads.receive(body, pace)
         except UploadAbandonedError:
             raise self.shutting_down_error() from None
 
@@ -269,6 +290,7 @@ class TranscriptionService:
             subtitle_shape=spec.subtitle_shape,
             time_uploaded=self.clock.now(),
             owner=spec.owner,
+            client=spec.client,
             surface=spec.surface,
             file_name=file_name,
             upload_bytes=len(payload),
@@ -410,4 +432,6 @@ class TranscriptionService:
             ),
             load_counts=dict(self.models.load_counts),
             unload_counts=dict(self.models.unload_counts),
+            queue_clients=self.backend.counts().clients,
+            queue_most_per_client=self.backend.counts().most_per_client,
         )

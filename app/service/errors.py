@@ -10,9 +10,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from app.backends.base import BackendUnavailableError, QueueFullError
+from app.backends.base import BackendUnavailableError, ClientQueueFullError, QueueFullError
 from app.observability.metrics import RejectReason
-from app.service.uploads import TooManyUploadsError, UploadTimeoutError
+from app.service.uploads import (
+    TooManyClientUploadsError,
+    TooManyUploadsError,
+    UploadIdleError,
+    UploadTimeoutError,
+    UploadTooSlowError,
+)
 from app.transcription.audio import AudioDecodeError, AudioTooLongError
 from app.transcription.models import NoModelAllowedError
 
@@ -142,6 +148,13 @@ ERROR_KINDS: dict[type[Exception], ErrorKind] = {
     BackendUnavailableError: ErrorKind(503, "backend_unavailable", "backend_unavailable"),
     TooManyUploadsError: ErrorKind(429, "too_many_uploads", "too_many_uploads"),
     UploadTimeoutError: ErrorKind(408, "upload_timeout", "upload_timeout", "file"),
+    # One client's share: each refusal names the bound it met (docs/SECURITY.md).
+    ClientQueueFullError: ErrorKind(429, "client_queue_full", "client_queue_full"),
+    TooManyClientUploadsError: ErrorKind(
+        429, "too_many_client_uploads", "client_uploads_in_flight"
+    ),
+    UploadIdleError: ErrorKind(408, "upload_idle_timeout", "upload_idle", "file"),
+    UploadTooSlowError: ErrorKind(408, "upload_too_slow", "upload_too_slow", "file"),
     UnauthorizedError: ErrorKind(401, "invalid_api_key", "unauthorized"),
     RateLimitedError: ErrorKind(429, "rate_limit_exceeded", "rate_limited"),
     LiveDisabledError: ErrorKind(403, "live_disabled", "live_disabled"),

@@ -77,6 +77,9 @@ class Job(msgspec.Struct, kw_only=True):
     options: TranscribeOptions
     time_uploaded: datetime
     owner: str | None = None
+    # Who sent it, for the queue's fairness and per-client bounds: a hash of the API key
+    # or of the address (never either in clear); None = a client of its own.
+    client: str | None = None
     surface: str = "tasks"
     file_name: str | None = None
     # What was uploaded: its size, and whether it is raw 16 kHz s16le PCM (encode=false).

@@ -152,3 +152,32 @@ async def test_over_the_rate_limit_is_rate_limited(surface: str) -> None:
         assert (await client.get("/api/v1/version")).status_code == 200
         assert_shape(surface, await post(client, surface), 429)
         assert await rejected(client, "rate_limited") == 1
+
+
+KEY_B = "rejections-test-key-b-0123456789"
+
+
+@pytest.mark.parametrize("surface", SURFACES)
+async def test_one_clients_share_of_the_queue_is_client_queue_full(
+    surface: str, gate: threading.Event
+) -> None:
+    """Past MAX_QUEUED_PER_CLIENT one key gets 429 + Retry-After naming it; another key queues."""
+    app, service = build_fake_app(
+        FakeTranscriber(gate=gate), api_keys=(KEY, KEY_B), max_task_queue_size=4, shutdown_grace_s=0
+    )
+    assert service.settings.queued_per_client == 2  # half of MAX_TASK_QUEUE_SIZE
+    first = {"Authorization": f"Bearer {KEY}"}
+    async with AsyncTestClient(app=app) as client:
+        for _ in range(3):  # one runs, two wait
+            assert (await post(client, "tasks", headers=first)).status_code == 200
+        refused = await post(client, surface, headers=first)
+        assert_shape(surface, refused, 429)
+        assert "MAX_QUEUED_PER_CLIENT" in refused.text
+        assert int(refused.headers["retry-after"]) >= 1
+        other = await post(client, "tasks", headers={"Authorization": f"Bearer {KEY_B}"})
+        assert other.status_code == 200
+        assert await rejected(client, "client_queue_full") == 1
+        assert await rejected(client, "queue_full") == 0
+        metrics = await scrape(client)
+        assert value(metrics, "whisper_api_queue_clients") == 2
+        assert value(metrics, "whisper_api_queue_depth_most_per_client") == 2

@@ -12,7 +12,9 @@ from litestar import Litestar, Request, get
 from litestar.testing import AsyncTestClient
 
 from app.api.security import (
+    OWNER_STATE_KEY,
     KeyRing,
+    client_of,
     cors_config,
     presented_key,
     security_middleware,
@@ -566,3 +568,18 @@ async def test_openapi_names_the_bearer_scheme_only_with_api_keys(
         assert schema["security"] == [{"apiKey": []}]
     else:
         assert not schemes and "security" not in schema
+
+
+def test_a_client_is_its_key_else_its_address_and_neither_in_clear() -> None:
+    """client_of: the key's owner id where keys are required, else a hash of the address."""
+    from_address: Any = {"type": "http", "client": ("203.0.113.7", 5000), "state": {}}
+    other_address: Any = {"type": "http", "client": ("203.0.113.8", 5000), "state": {}}
+    with_key: Any = {
+        "type": "http",
+        "client": ("203.0.113.7", 5000),
+        "state": {OWNER_STATE_KEY: "key-0123456789abcdef"},
+    }
+    assert client_of(from_address) == client_of(dict(from_address, state={}))  # stable
+    assert client_of(from_address) != client_of(other_address)
+    assert "203.0.113" not in client_of(from_address)
+    assert client_of(with_key) == "key-0123456789abcdef"  # one key, one client, anywhere

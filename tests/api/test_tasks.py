@@ -192,7 +192,11 @@ async def test_queue_full_is_429_with_retry_after(
     """With MAX_TASK_QUEUE_SIZE=2, extra uploads get 429 at once and accepted ones finish."""
     gate = threading.Event()
     fake_transcriber.gate = gate
-    async with AsyncTestClient(app=build_app(max_task_queue_size=2)) as client:
+    # One client fills the whole queue here: its own share is not the bound under test.
+    app = build_app(
+        max_task_queue_size=2, max_queued_per_client=2, max_uploads_in_flight_per_client=16
+    )
+    async with AsyncTestClient(app=app) as client:
         first = await upload(client)
         await wait_processing(client, first.json()["task_id"])  # running frees its queue slot
         responses = await asyncio.gather(*(upload(client) for _ in range(5)))

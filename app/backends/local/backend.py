@@ -37,8 +37,8 @@ class LocalBackend:
         """Every waiting job: they are kept in this process's memory only."""
         return self.queue.drain(reason)
 
-    async def reserve(self, expected_bytes: int) -> str:
-        """Check the local queue has room now; the place is taken by `submit`.
+    async def reserve(self, expected_bytes: int, client: str | None = None) -> str:
+        """Check the local queue has room now (for `client` too); the place is taken by `submit`.
 
         In one process a body still arriving holds an upload place (MAX_UPLOADS_IN_FLIGHT),
         not a queue place, so slow clients cannot make the queue look full.
@@ -46,6 +46,8 @@ class LocalBackend:
         if not self.queue.has_room(expected_bytes):
             full = self.queue.waiting >= self.queue.max_waiting
             raise QueueFullError("jobs" if full else "bytes")
+        if not self.queue.client_has_room(client):
+            raise QueueFullError("client")
         return _PLACE
 
     async def release(self, place: str) -> None:
@@ -91,6 +93,8 @@ class LocalBackend:
             waiting=self.queue.waiting,
             running=len(self.queue.running),
             waiting_bytes=self.queue.waiting_bytes,
+            clients=len(self.queue.clients),
+            most_per_client=self.queue.clients.most,
         )
 
     async def check(self) -> str | None:

@@ -208,6 +208,7 @@ class PublishingNotifier(JobNotifier):
             pipe.publish(keys.changes, record)
         for task_id, (stream, entry_id) in finished.items():
             pipe.xack(stream, GROUP, entry_id)
+            pipe.hdel(keys.tickets, keys.ticket(stream, entry_id))  # the fair order's choice
             pipe.delete(keys.audio(task_id), keys.cancel(task_id))
             pipe.hdel(keys.running, task_id)
             pipe.hdel(keys.attempts, task_id)

@@ -7,6 +7,12 @@ model is in that model's stream, which only workers offering the model read.
 A worker that can batch looks at the entries behind the one it took and reads
 as many as share its batch key, in order, so short jobs still share a pass.
 
+With QUEUE_POLICY=fair (the default) an entry is a ticket rather than a job: the
+`PICK` script chooses the job whose client's turn it is (round-robin across
+clients, oldest first within each; `app.backends.fairness`) and remembers the
+choice for takeover; a batch companion may be any client's job. `fifo` takes
+each entry's own job, in arrival order.
+
 An entry stays pending until its job's final record is written; while the job
 runs its worker claims it again every third of JOB_CLAIM_TIMEOUT_S (the
 heartbeat, `fleet`), so a long job is never stolen. A worker that dies
@@ -27,8 +33,9 @@ import redis.asyncio as aioredis
 import redis.exceptions
 import structlog
 
+from app.backends.fairness import QueuePolicy, round_robin
 from app.backends.redis.conn import OUTAGE_ERRORS
-from app.backends.redis.keys import GROUP, TAKE, Keys
+from app.backends.redis.keys import FAIR_LINES, GROUP, PICK, TAKE, Keys
 from app.backends.redis.notify import PublishingNotifier, decode_job
 from app.clock import Clock
 from app.transcription.jobs import Job, JobStage, JobStatus, QueuedJob
@@ -72,6 +79,7 @@ class RedisWorkQueue:
         models: Iterable[str],
         claim_timeout_s: float,
         max_attempts: int,
+        policy: QueuePolicy = "fair",
     ) -> None:
         self._client = client
         self._keys = keys
@@ -82,6 +90,9 @@ class RedisWorkQueue:
         self.claim_timeout_ms = max(1, round(claim_timeout_s * 1000))
         self._max_attempts = max_attempts
         self._take = client.register_script(TAKE)
+        self._pick = client.register_script(PICK)
+        self._fair_lines = client.register_script(FAIR_LINES)
+        self._policy: QueuePolicy = policy
         self._running: dict[str, tuple[Job, Entry]] = {}
         # Entries read but not started (another worker read the ones that fitted a batch
         # first, or one read came with others): this worker's next jobs, in order.
@@ -126,6 +137,8 @@ class RedisWorkQueue:
                 await asyncio.Event().wait()  # until the worker is stopped
             try:
                 entry = await self._next_entry()
+                if entry is not None and self._policy == "fair":
+                    entry = await self._choose(entry)
                 taken = await self._start(entry) if entry is not None else None
                 if entry is not None and taken is not None:
                     batch = [taken]
@@ -191,6 +204,9 @@ class RedisWorkQueue:
         self, batch: list[QueuedJob], stream: str, max_size: int, key: Callable[[Job], object]
     ) -> None:
         """Read the entries behind the head that share its key; keep any that do not fit."""
+        if self._policy == "fair":
+            await self._gather_fair(batch, stream, max_size, key)
+            return
         if self._held:
             return  # those come first, in order
         head_key = key(batch[0].job)
@@ -205,6 +221,34 @@ class RedisWorkQueue:
             taken = await self._start(entry)
             if taken is not None:
                 batch.append(taken)
+
+    async def _gather_fair(
+        self, batch: list[QueuedJob], stream: str, max_size: int, key: Callable[[Job], object]
+    ) -> None:
+        """Fair order: companions are waiting jobs of any client that share the head's key.
+
+        Each takes one more ticket of the stream; a companion another worker took
+        first leaves its ticket with this worker for its next turn.
+        """
+        head_key = key(batch[0].job)
+        async with asyncio.timeout(3):
+            lines = await self._fair_lines(keys=[self._keys.ring(stream)], args=[stream])
+            waiting = [_text(task) for task in round_robin(lines or [])]
+            records = await self._client.mget([self._keys.job(task) for task in waiting])
+        companions = [
+            task
+            for task, record in zip(waiting, records, strict=True)
+            if record is not None and key(decode_job(record)) == head_key
+        ][: max_size - len(batch)]
+        if not companions:
+            return
+        tickets = await self._read({stream: ">"}, len(companions), None)
+        for ticket, wanted in zip(tickets, companions, strict=False):
+            chosen = await self._choose(ticket, wanted=wanted)
+            taken = await self._start(chosen) if chosen is not None else None
+            if taken is not None:
+                batch.append(taken)
+        self._held.extend(tickets[len(companions) :])
 
     async def _fitting_entries(
         self, stream: str, count: int, key: Callable[[Job], object], head_key: object
@@ -227,6 +271,28 @@ class RedisWorkQueue:
             fitting.add(_text(entry_id))
         return fitting
 
+    async def _choose(self, entry: Entry, wanted: str = "") -> Entry | None:
+        """The fair order: the job this ticket stands for (see PICK), or None.
+
+        None when no job waits (the entry is acked) or, for a `wanted` companion,
+        when that job no longer waits (the entry is kept for the next turn).
+        """
+        keys = self._keys
+        async with asyncio.timeout(3):
+            answer = _text(
+                await self._pick(
+                    keys=[keys.tickets, keys.client_of, keys.ring(entry.stream)],
+                    args=[keys.ticket(entry.stream, entry.entry_id), entry.stream, wanted],
+                )
+            )
+        if answer == "~":
+            self._held.append(entry)
+            return None
+        if not answer:
+            await self._client.xack(entry.stream, GROUP, entry.entry_id)
+            return None
+        return entry._replace(task_id=answer)
+
     # -- starting
 
     async def _start(self, entry: Entry) -> QueuedJob | None:
@@ -235,11 +301,13 @@ class RedisWorkQueue:
         async with asyncio.timeout(3):
             answer = await self._take(
                 keys=[keys.waiting, keys.waiting_bytes, keys.job(task_id), keys.audio(task_id),
-                      keys.running, keys.attempts, keys.cancel(task_id)],
+                      keys.running, keys.attempts, keys.cancel(task_id),
+                      keys.client_of, keys.waiting_by_client],
                 args=[task_id, self.name],
             )  # fmt: skip
         if not answer:
             await self._client.xack(entry.stream, GROUP, entry.entry_id)
+            await self._client.hdel(keys.tickets, keys.ticket(entry.stream, entry.entry_id))
             return None
         record, upload, attempts, reason = answer
         job = decode_job(record)

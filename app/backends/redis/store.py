@@ -1,7 +1,8 @@
 """The API node's backend: the cluster's queue and task store, kept in Redis.
 
 Uploads and records are written by atomic scripts (`keys`), so the bounds
-(MAX_TASK_QUEUE_SIZE, MAX_QUEUED_MB) hold across every API node. Results expire
+(MAX_TASK_QUEUE_SIZE, MAX_QUEUED_MB, MAX_QUEUED_PER_CLIENT) hold across every
+API node, and each job joins its client's line for the fair order. Results expire
 by Redis TTL, refreshed on the owner's read. Records returned to callers are this
 process's live objects (`LiveJobs`): the workers' changes reach them and wake
 the local `JobNotifier`.
@@ -19,13 +20,14 @@ import redis.asyncio as aioredis
 import structlog
 
 from app.backends.base import FleetWorker, QueueCounts, QueueFullError
+from app.backends.fairness import QueuePolicy, client_of, round_robin
 from app.backends.redis.conn import (
     OUTAGE_ERRORS,
     reachable,
     unavailable_as_503,
     warn_if_persistent,
 )
-from app.backends.redis.keys import RESERVE, SUBMIT, WITHDRAW, Keys
+from app.backends.redis.keys import FAIR_LINES, RESERVE, SUBMIT, WITHDRAW, Keys
 from app.backends.redis.notify import LiveJobs, decode_job, encode_job
 from app.clock import Clock
 from app.transcription.jobs import Job, JobNotifier, Payload
@@ -55,12 +57,16 @@ class RedisBackend:
         max_bytes: int,
         ttl_s: float,
         refresh_on_read: bool,
+        max_per_client: int | None = None,
+        policy: QueuePolicy = "fair",
     ) -> None:
         self._client = client
         self._keys = keys
         self._clock = clock
         self._max_jobs = max_jobs
         self._max_bytes = max_bytes
+        self._max_per_client = max_per_client or max_jobs
+        self._policy: QueuePolicy = policy
         self._ttl_s = max(1, round(ttl_s))
         self._refresh_on_read = refresh_on_read
         self.live = LiveJobs(client, keys, notifier)
@@ -69,6 +75,7 @@ class RedisBackend:
         self._reserve = client.register_script(RESERVE)
         self._submit = client.register_script(SUBMIT)
         self._withdraw = client.register_script(WITHDRAW)
+        self._fair_lines = client.register_script(FAIR_LINES)
         self._tasks: list[asyncio.Task[None]] = []
 
     async def start(self) -> None:
@@ -107,8 +114,17 @@ class RedisBackend:
 
     # -- the intake
 
-    async def reserve(self, expected_bytes: int) -> str:
-        """Hold a place across the cluster; QueueFullError when none is free."""
+    async def reserve(self, expected_bytes: int, client: str | None = None) -> str:
+        """Hold a place across the cluster; QueueFullError when none is free.
+
+        A client that has MAX_QUEUED_PER_CLIENT jobs waiting is refused here at once;
+        `submit` checks that again, atomically, once the body has arrived.
+        """
+        if client is not None:
+            async with unavailable_as_503("reserve"):
+                waiting = await self._client.hget(self._keys.waiting_by_client, client)
+            if int(waiting or 0) >= self._max_per_client:
+                raise QueueFullError("client")
         token = secrets.token_hex(8)
         now_ms = int(time.time() * 1000)
         keys = self._keys
@@ -147,6 +163,7 @@ class RedisBackend:
                 f"no worker of this cluster offers model {model} now"
                 + (f"; offered: {', '.join(offered)}" if offered else "")
             )
+        stream = keys.stream_for(model)
         async with unavailable_as_503("submit"):
             answer = await self._submit(
                 keys=[
@@ -156,10 +173,25 @@ class RedisBackend:
                     keys.sequence,
                     keys.job(job.id),
                     keys.audio(job.id),
-                    keys.stream_for(model),
+                    stream,
+                    keys.waiting_by_client,
+                    keys.client_of,
+                    keys.ring(stream),
+                    keys.line(stream, client_of(job)),
                 ],
-                args=[place, job.id, encode_job(job), bytes(payload), self._max_bytes],
+                args=[
+                    place,
+                    job.id,
+                    encode_job(job),
+                    bytes(payload),
+                    self._max_bytes,
+                    client_of(job),
+                    self._max_per_client if job.client is not None else 0,
+                    stream,
+                ],
             )
+        if answer == b"client":
+            raise QueueFullError("client")
         if answer != b"ok":
             raise QueueFullError("bytes")
         self.live.adopt(job)
@@ -187,14 +219,26 @@ class RedisBackend:
         return self.live.adopt(record)
 
     async def position(self, job: Job) -> int | None:
-        """Rank among waiting jobs across the cluster; 0 while a worker runs it."""
+        """1 + the jobs that start before it across the cluster; 0 while a worker runs it.
+
+        Fair: its place in the round-robin of its stream's client lines; fifo: its
+        rank among every waiting job.
+        """
         if job.is_final:
             return None
+        keys = self._keys
         async with unavailable_as_503("position"):
-            rank = await self._client.zrank(self._keys.waiting, job.id)
+            if self._policy == "fair":
+                stream = keys.stream_for(job.options.model)
+                lines = await self._fair_lines(keys=[keys.ring(stream)], args=[stream])
+                order = [_text(task) for task in round_robin(lines or [])]
+                if job.id in order:
+                    return order.index(job.id) + 1
+            rank = await self._client.zrank(keys.waiting, job.id)
             if isinstance(rank, int):
-                return rank + 1
-            running = await self._client.hexists(self._keys.running, job.id)
+                # fifo; or fair, picked by a worker a moment ago: it starts next
+                return rank + 1 if self._policy == "fifo" else 1
+            running = await self._client.hexists(keys.running, job.id)
         return 0 if running else None
 
     async def cancel(self, job: Job, reason: str) -> bool:
@@ -206,7 +250,14 @@ class RedisBackend:
         keys = self._keys
         async with unavailable_as_503("cancel"):
             withdrawn = await self._withdraw(
-                keys=[keys.waiting, keys.waiting_bytes, keys.job(job.id), keys.audio(job.id)],
+                keys=[
+                    keys.waiting,
+                    keys.waiting_bytes,
+                    keys.job(job.id),
+                    keys.audio(job.id),
+                    keys.client_of,
+                    keys.waiting_by_client,
+                ],
                 args=[job.id, encode_job(failed), self._ttl_s],
             )
             if withdrawn:
@@ -267,7 +318,8 @@ async def read_counts(client: aioredis.Redis, keys: Keys) -> QueueCounts:
     pipe.zcard(keys.waiting)
     pipe.hlen(keys.running)
     pipe.get(keys.waiting_bytes)
-    waiting, running, held = await pipe.execute()
+    pipe.hvals(keys.waiting_by_client)
+    waiting, running, held, by_client = await pipe.execute()
     names = [name async for name in client.scan_iter(match=keys.worker_pattern, count=100)]
     records = await client.mget(names) if names else []
     workers = (_FLEET_DECODER.decode(data) for data in records if isinstance(data, bytes))
@@ -276,4 +328,10 @@ async def read_counts(client: aioredis.Redis, keys: Keys) -> QueueCounts:
         running=int(running),
         waiting_bytes=int(held or 0),
         workers=tuple(sorted(workers, key=lambda worker: worker.name)),
+        clients=len(by_client),
+        most_per_client=max((int(count) for count in by_client), default=0),
     )
+
+
+def _text(value: object) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
