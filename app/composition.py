@@ -108,6 +108,7 @@ def build_api_node(
         max_bytes=settings.max_queued_mb * MIB,
         ttl_s=settings.delete_results_after_m * 60,
         refresh_on_read=settings.refresh_expiration_time_on_usage,
+        max_wait_s=settings.job_max_wait_s,
     )
     return TranscriptionService(
         settings, models, backend=backend, notifier=notifier, clock=clock, worker=None

@@ -27,6 +27,7 @@ from app.api.schemas import (
 )
 from app.service import JobSpec, TranscriptionService
 from app.service.errors import InvalidInputError, TaskNotFoundError, TaskNotReadyError
+from app.service.live import live_mode
 from app.transcription import formats
 from app.transcription.jobs import Job, JobStatus
 from app.transcription.types import TaskType
@@ -156,6 +157,7 @@ class TaskController(Controller):
                 )
                 for worker in state.workers
             ],
+            live_transcription=live_mode(service.settings),
         )
 
     @get("/tasks/{task_id:str}", summary="A task's state", responses=error_responses(404))

@@ -105,6 +105,11 @@ class Worker:
         """Whether the worker loop is alive."""
         return self._task is not None and not self._task.done()
 
+    @property
+    def task(self) -> asyncio.Task[None] | None:
+        """The worker loop, once started (a cluster worker watches it end)."""
+        return self._task
+
     def start(self) -> None:
         """Start the worker loop on the running event loop."""
         self._executor = InferenceExecutor()
