@@ -84,9 +84,11 @@ format: $(STAMP) ## apply ruff's formatting and safe fixes
 	$(BIN)/ruff check --fix app tests
 	$(BIN)/ruff format app tests
 
-test-tools: ## Debian tools the deployment tests use (nix-instantiate from nix-bin)
+test-tools: ## Debian tools the tests use (nix-instantiate from nix-bin; redis-sentinel for failover)
 	@command -v nix-instantiate >/dev/null || { $(SUDO) apt-get update -qq \
 		&& DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq nix-bin; }
+	@command -v redis-sentinel >/dev/null || { $(SUDO) apt-get update -qq \
+		&& DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq redis-sentinel; }
 
 test: $(STAMP) $(CHROMIUM) $(REDIS_SERVER) lint test-tools ## lint, then the whole suite (real models and browser tests included)
 	$(BIN)/pytest $(PYTEST_ARGS)

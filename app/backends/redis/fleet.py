@@ -13,7 +13,7 @@ import redis.asyncio as aioredis
 import redis.exceptions
 import structlog
 
-from app.backends.base import FleetWorker
+from app.backends.base import JOB_LOST_REASON, FleetWorker
 from app.backends.redis.conn import OUTAGE_ERRORS, refusal_code
 from app.backends.redis.keys import GROUP, Keys
 from app.backends.redis.notify import close_in_background
@@ -62,8 +62,10 @@ class WorkerPresence:
         ttl_ms = max(3000, self._queue.claim_timeout_ms)
         # First: a registration that lapsed (a Redis restart, a pause) is back at once.
         register(pipe, self._keys, worker, ttl_ms)
-        for job in self._queue.running:
+        running = [job for job in self._queue.running if not job.is_final]
+        for job in running:
             pipe.expire(self._keys.job(job.id), self._queue.running_ttl_s)
+        for job in running:  # kept for a takeover, should this worker die
             pipe.expire(self._keys.audio(job.id), self._queue.running_ttl_s)
         entries = self._queue.pending_entries()
         for stream in {entry.stream for entry in entries}:
@@ -73,6 +75,12 @@ class WorkerPresence:
         answers = await pipe.execute(raise_on_error=False)
         if isinstance(answers[0], Exception):
             raise answers[0]
+        for job, renewed in zip(running, answers[2 : 2 + len(running)], strict=True):
+            if renewed == 0 and not job.cancel_requested:
+                # Its record is gone (Redis restarted empty, a failover lost it, its owner
+                # deleted it): nobody can read the result, so the work stops now.
+                log.warning("job_lost_by_redis")
+                job.cancel_reason = JOB_LOST_REASON
         if not self._registered or answers[0] == 1:  # ZADD added the name: (re)joined
             await announce(self._client, self._keys, worker.name)
             self._registered = True
