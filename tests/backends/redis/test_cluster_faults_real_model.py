@@ -26,10 +26,16 @@ LONG_CLIP = "en_longform_tedlium_120s.flac"
 
 def test_after_redis_restarts_empty_the_same_processes_serve_again(cluster: Cluster) -> None:
     """Redis killed and started again empty: the running job's poller learns it was lost, the
-    node is ready again within seconds, and an upload after it finishes within 60 s."""
+    node is ready again within seconds, and an upload after it finishes within 60 s. The node
+    lists the models its worker offers and refuses live sessions (API_NODE_LIVE=refuse)."""
     worker = cluster.worker(**FAST_TAKEOVER)
     wait_for_workers(cluster.redis.client, 1)
     node = cluster.api_node(**FAST_TAKEOVER)
+    offered = [model["id"] for model in httpx.get(f"{node.url}/v1/models").json()["data"]]
+    assert "tiny.en" in offered and "gpt-4o-transcribe-diarize" in offered  # the fleet's
+    assert httpx.get(f"{node.url}/api/v1/decoder_status").json()["live_transcription"] == (
+        "refused"
+    )
     in_flight = send(node.url, LONG_CLIP)
     wait_running(cluster.redis.client, in_flight)
     cluster.redis.restart()
