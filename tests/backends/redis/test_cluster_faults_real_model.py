@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 import signal
+import subprocess
+import sys
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
@@ -11,10 +13,11 @@ from pathlib import Path
 import httpx
 import pytest
 
+from app.bench.runner import word_error_rate
 from tests.backends.conftest import Cluster
 from tests.backends.redis.cluster_rig import send, wait_for_workers, wait_running
 from tests.backends.redis.surfaces import CLIENT_BOUND_S, Outcome, send_any
-from tests.conftest import reference_text
+from tests.conftest import REPO_ROOT, reference_text, shared_clip
 from tests.server_process import server_wait_final, wait_until
 
 pytestmark = pytest.mark.real_model
@@ -24,7 +27,9 @@ FAST_TAKEOVER = {"JOB_CLAIM_TIMEOUT_S": "5", "MAX_MODEL": "base"}
 LONG_CLIP = "en_longform_tedlium_120s.flac"
 
 
-def test_after_redis_restarts_empty_the_same_processes_serve_again(cluster: Cluster) -> None:
+def test_after_redis_restarts_empty_the_same_processes_serve_again(
+    cluster: Cluster, tmp_path: Path
+) -> None:
     """Redis killed and started again empty: the running job's poller learns it was lost, the
     node is ready again within seconds, and an upload after it finishes within 60 s. The node
     lists the models its worker offers and refuses live sessions (API_NODE_LIVE=refuse)."""
@@ -49,6 +54,17 @@ def test_after_redis_restarts_empty_the_same_processes_serve_again(cluster: Clus
     assert time.monotonic() - restarted < 60
     assert worker.process.poll() is None and node.process.poll() is None
     assert "redis_group_recreated" in worker.output
+    # The command-line client and the web page through the same node, after the restart.
+    cli = subprocess.run(
+        [sys.executable, "-m", "app", "transcribe", str(shared_clip("en_jfk.flac")),
+         "--server", node.url, "-o", str(tmp_path / "jfk.txt")],
+        cwd=REPO_ROOT, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert cli.returncode == 0, cli.stderr
+    written = (tmp_path / "jfk.txt").read_text()
+    assert word_error_rate(reference_text("en_jfk.flac"), written) <= 0.25
+    page = httpx.get(f"{node.url}/")
+    assert page.status_code == 200 and "<html" in page.text.lower()
 
 
 def test_the_fleet_survives_killed_processes_and_a_redis_restart(
