@@ -347,12 +347,13 @@ class RedisBackend:
                 )
                 continue
             job = decode_job(data)
-            offered = (
-                self._offered(job.options.model)
-                if job.options.model
-                else bool(self._counts.workers)
-            )
-            why = "its model is offered by no live worker" if not offered else "the queue is long"
+            model = job.options.model
+            if not self._counts.workers:
+                why, offered = "no worker is alive", False
+            elif model is not None and not self._offered(model):
+                why, offered = f"no live worker offers model {model}", False
+            else:
+                why, offered = "the queue was too long", True
             reason = (
                 f"no worker took this job within {self._max_wait_s} s ({why}); "
                 "please upload it again"

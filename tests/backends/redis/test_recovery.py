@@ -75,6 +75,7 @@ async def test_a_job_no_worker_takes_fails_after_the_wait_bound(
         await asyncio.wait_for(waiting.notifier.wait_until_final(job), 6)
         assert job.status is JobStatus.FAILED
         assert job.error is not None and "no worker took this job within 1 s" in job.error
+        assert "no worker is alive" in job.error
         assert redis_proc.audio_keys() == []
         assert redis_proc.client.zcard("whisper:waiting") == 0
         assert redis_proc.client.zcard("whisper:deadlines") == 0
