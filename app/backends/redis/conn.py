@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import random
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -23,6 +24,7 @@ from app.config import Settings
 
 __all__ = [
     "OPERATION_TIMEOUT_S",
+    "Backoff",
     "connect",
     "describe_outage",
     "reachable",
@@ -48,6 +50,27 @@ REFUSALS = {
     "NOREPLICAS": "the job queue (Redis) lacks the replicas it requires",
     "LOADING": "the job queue (Redis) is still starting",
 }
+
+
+class Backoff:
+    """How long a loop waits before it tries Redis again: doubling from `first_s` up to
+    `cap_s` while Redis stays away (a fleet does not hammer a server that is starting), back
+    to `first_s` after a success; with jitter, so a fleet's retries spread out."""
+
+    def __init__(self, first_s: float = 0.5, cap_s: float = 5.0) -> None:
+        self.first_s = first_s
+        self.cap_s = cap_s
+        self._next_s = first_s
+
+    def next_s(self) -> float:
+        """The wait before the next try (and double the one after it)."""
+        wait_s = self._next_s
+        self._next_s = min(self.cap_s, self._next_s * 2)
+        return wait_s * random.uniform(0.8, 1.2)  # noqa: S311 (jitter, not a secret)
+
+    def reset(self) -> None:
+        """Redis answered: the next failure waits briefly again."""
+        self._next_s = self.first_s
 
 
 def connect(settings: Settings) -> aioredis.Redis:

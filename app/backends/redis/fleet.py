@@ -14,7 +14,7 @@ import redis.exceptions
 import structlog
 
 from app.backends.base import JOB_LOST_REASON, FleetWorker
-from app.backends.redis.conn import OUTAGE_ERRORS, refusal_code
+from app.backends.redis.conn import OUTAGE_ERRORS, Backoff, refusal_code
 from app.backends.redis.keys import GROUP, Keys
 from app.backends.redis.notify import close_in_background
 from app.backends.redis.queue import RedisWorkQueue
@@ -95,17 +95,19 @@ class WorkerPresence:
 
     async def follow_cancellations(self) -> None:
         """Stop a running job when an API node asks (its client left, its owner deleted it)."""
+        backoff = Backoff()
         while True:
             pubsub = self._client.pubsub(ignore_subscribe_messages=True)
             try:
                 await pubsub.subscribe(self._keys.cancels)
+                backoff.reset()
                 while True:
                     message = await pubsub.get_message(timeout=LISTEN_TIMEOUT_S)
                     if message is not None:
                         await self._cancel(_text(message["data"]))
             except (*OUTAGE_ERRORS, redis.exceptions.RedisError) as exc:
                 log.warning("redis_cancels_lost", error=type(exc).__name__)
-                await self._clock.sleep(1.0)
+                await self._clock.sleep(backoff.next_s())
             finally:
                 close_in_background(pubsub)
 

@@ -22,7 +22,12 @@ import redis.exceptions
 import structlog
 
 from app.backends.base import JOB_LOST_REASON
-from app.backends.redis.conn import OPERATION_TIMEOUT_S, OUTAGE_ERRORS, refusal_code
+from app.backends.redis.conn import (
+    OPERATION_TIMEOUT_S,
+    OUTAGE_ERRORS,
+    Backoff,
+    refusal_code,
+)
 from app.backends.redis.keys import GROUP, Keys
 from app.clock import Clock, SystemClock
 from app.transcription.jobs import Job, JobNotifier
@@ -176,17 +181,19 @@ class LiveJobs:
             await asyncio.shield(stop_tasks(tasks))
 
     async def _listen_forever(self) -> None:
+        backoff = Backoff()
         while True:
             try:
-                await self._listen()
+                await self._listen(backoff)
             except (*OUTAGE_ERRORS, redis.exceptions.RedisError) as exc:
                 log.warning("redis_changes_lost", error=type(exc).__name__)
-            await asyncio.sleep(RETRY_AFTER_OUTAGE_S)
+            await asyncio.sleep(backoff.next_s())
 
-    async def _listen(self) -> None:
+    async def _listen(self, backoff: Backoff) -> None:
         pubsub = self._client.pubsub(ignore_subscribe_messages=True)
         try:
             await pubsub.subscribe(self._keys.changes, self._keys.fleet)
+            backoff.reset()
             self._on_fleet_change()  # a worker may have joined while nobody listened
             fleet = self._keys.fleet.encode()
             while True:

@@ -27,7 +27,7 @@ import redis.asyncio as aioredis
 import redis.exceptions
 import structlog
 
-from app.backends.redis.conn import OUTAGE_ERRORS, refusal_code
+from app.backends.redis.conn import OUTAGE_ERRORS, Backoff, refusal_code
 from app.backends.redis.keys import GROUP, TAKE, Keys
 from app.backends.redis.notify import PublishingNotifier, decode_job
 from app.clock import Clock
@@ -38,7 +38,6 @@ __all__ = ["Entry", "RedisWorkQueue", "ensure_groups"]
 log = structlog.get_logger(__name__)
 
 READ_BLOCK_S = 1.0
-RETRY_AFTER_S = 1.0
 
 
 class Entry(NamedTuple):
@@ -91,6 +90,7 @@ class RedisWorkQueue:
         # first, or one read came with others): this worker's next jobs, in order.
         self._held: collections.deque[Entry] = collections.deque()
         self._closed = False
+        self._backoff = Backoff()
 
     @property
     def running(self) -> list[Job]:
@@ -130,6 +130,7 @@ class RedisWorkQueue:
                 await asyncio.Event().wait()  # until the worker is stopped
             try:
                 entry = await self._next_entry()
+                self._backoff.reset()
                 taken = await self._start(entry) if entry is not None else None
                 if entry is not None and taken is not None:
                     batch = [taken]
@@ -138,7 +139,7 @@ class RedisWorkQueue:
                     return batch
             except OUTAGE_ERRORS as exc:
                 log.warning("redis_unavailable", operation="next_job", error=type(exc).__name__)
-                await self._clock.sleep(RETRY_AFTER_S)
+                await self._clock.sleep(self._backoff.next_s())
             except redis.exceptions.ResponseError as exc:
                 await self._recover(exc)
 
@@ -155,7 +156,7 @@ class RedisWorkQueue:
                     await ensure_groups(self._client, self.streams)
                     log.info("redis_group_recreated", streams=len(self.streams))
                     return
-        await self._clock.sleep(RETRY_AFTER_S)
+        await self._clock.sleep(self._backoff.next_s())
 
     def done(self, job: Job) -> None:
         """The job has ended: ack its entry once its final record is written."""
