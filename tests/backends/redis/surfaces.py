@@ -33,6 +33,7 @@ class Outcome:
     end: str
     reason: str
     waited_s: float
+    task_id: str = ""  # the task API's id, for its owner to delete afterwards
 
 
 def _clip(index: int) -> Path:
@@ -161,7 +162,7 @@ def tasks_api(url: str, index: int) -> Outcome:
         body = state.json()
         if body["status"] in ("finished", "failed"):
             reason = body.get("error") or ""
-            return Outcome("tasks", body["status"], reason, time.monotonic() - began)
+            return Outcome("tasks", body["status"], reason, time.monotonic() - began, task_id)
         time.sleep(0.5)
     raise AssertionError(f"task {task_id} neither ended nor vanished within {CLIENT_BOUND_S} s")
 
