@@ -85,12 +85,14 @@ format: $(STAMP) ## apply ruff's formatting and safe fixes
 	$(BIN)/ruff format app whisper_api tests
 
 # Each tool only when missing: nix-instantiate (nix-bin), kubectl for `kubectl kustomize`
-# (kubernetes-client; any newer kubectl already on PATH does too), promtool (prometheus).
-test-tools: ## Debian tools the deployment tests use (nix-bin, kubernetes-client, prometheus)
+# (kubernetes-client; any newer kubectl already on PATH does too), promtool (prometheus),
+# redis-sentinel (the failover test).
+test-tools: ## Debian tools the deployment and failover tests use (nix-bin, kubernetes-client, prometheus, redis-sentinel)
 	@missing=""; \
 	command -v nix-instantiate >/dev/null || missing="$$missing nix-bin"; \
 	command -v kubectl >/dev/null || missing="$$missing kubernetes-client"; \
 	command -v promtool >/dev/null || missing="$$missing prometheus"; \
+	command -v redis-sentinel >/dev/null || missing="$$missing redis-sentinel"; \
 	[ -z "$$missing" ] || { $(SUDO) apt-get update -qq \
 		&& DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends $$missing; }
 

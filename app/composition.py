@@ -125,6 +125,7 @@ def build_api_node(
         policy=settings.queue_policy,
         ttl_s=settings.delete_results_after_m * 60,
         refresh_on_read=settings.refresh_expiration_time_on_usage,
+        max_wait_s=settings.job_max_wait_s,
     )
     return TranscriptionService(
         settings,

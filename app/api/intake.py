@@ -30,8 +30,8 @@ from app.service import JobSpec, TranscriptionService
 from app.service.errors import (
     ClientGoneError,
     InvalidInputError,
-    JobFailedError,
     UploadTooLargeError,
+    job_failure,
 )
 from app.transcription.jobs import Job, JobStatus
 
@@ -154,7 +154,7 @@ async def await_result(request: AnyRequest, service: TranscriptionService, job: 
         await service.forget(job)
         if service.is_draining:  # stopped or never run because the server shuts down
             raise service.shutting_down_error(job.error)
-        raise JobFailedError(job.error or "transcription failed")
+        raise job_failure(job.error)
     return job
 
 

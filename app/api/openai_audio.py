@@ -337,7 +337,11 @@ class OpenAIController(Controller):
 
 
 def _model_ids(service: TranscriptionService) -> list[str]:
-    return [OPENAI_DEFAULT_MODEL, OPENAI_DIARIZE_MODEL, *service.models.allowed_models()]
+    """What can run now: in a cluster, what the live workers offer (nothing without one)."""
+    runnable = service.runnable_models()
+    if service.worker is None and not runnable:
+        return []  # an API node whose fleet has no live worker
+    return [OPENAI_DEFAULT_MODEL, OPENAI_DIARIZE_MODEL, *runnable]
 
 
 def _model(name: str) -> OpenAIModel:

@@ -152,6 +152,9 @@ class DecoderStatus(msgspec.Struct, kw_only=True):
     max_task_queue_size: int
     # QUEUE_BACKEND=redis: the cluster's workers (device, models, batch size, running jobs).
     workers: list[FleetWorkerView] = msgspec.field(default_factory=list)
+    # /v1/realtime here: `on` (this server's own live model), `off` (MAX_LIVE_SESSIONS=0) or
+    # `refused` (an API node with API_NODE_LIVE=refuse).
+    live_transcription: str = "on"
 
 
 class FleetWorkerView(msgspec.Struct, kw_only=True):

@@ -30,6 +30,7 @@ from app.api.schemas import (
 )
 from app.service import JobSpec, TranscriptionService
 from app.service.errors import InvalidInputError, TaskNotFoundError, TaskNotReadyError
+from app.service.live import live_mode
 from app.transcription import formats
 from app.transcription.jobs import Job, JobStatus
 from app.transcription.types import TaskType
@@ -159,6 +160,7 @@ class TaskController(Controller):
                 )
                 for worker in state.workers
             ],
+            live_transcription=live_mode(service.settings),
         )
 
     @get("/models", summary="The models an upload may ask for", responses=error_responses())

@@ -14,6 +14,7 @@ from typing import Literal, Protocol
 from app.transcription.jobs import Job, Payload
 
 __all__ = [
+    "JOB_LOST_REASON",
     "BackendUnavailableError",
     "ClientQueueFullError",
     "FleetWorker",
@@ -21,6 +22,13 @@ __all__ = [
     "QueueFullError",
     "TaskBackend",
 ]
+
+
+# The reason a job fails with when the shared backend lost it (Redis restarted empty, a
+# failover to a replica that had not seen it): the client is told to upload it again.
+JOB_LOST_REASON = (
+    "the job queue (Redis) lost this job (it restarted or failed over); please upload it again"
+)
 
 
 class BackendUnavailableError(Exception):

@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import signal
 import sys
+from typing import Any
 
 import structlog
 
@@ -18,13 +19,14 @@ from app.backends.base import FleetWorker
 from app.backends.redis.conn import OUTAGE_ERRORS, connect, warn_if_persistent
 from app.backends.redis.fleet import WorkerPresence, worker_name
 from app.backends.redis.keys import Keys
-from app.backends.redis.notify import PublishingNotifier
+from app.backends.redis.notify import PublishingNotifier, stop_tasks
 from app.backends.redis.queue import RedisWorkQueue, ensure_groups
 from app.clock import Clock, SystemClock
 from app.composition import worker_limits
 from app.config import Settings, SettingsError, load_settings
 from app.transcription.jobs import Job
 from app.transcription.models import ModelManager
+from app.transcription.speakers.stage import SpeakerStage
 from app.transcription.worker import Worker
 
 __all__ = ["ClusterWorker", "main"]
@@ -66,6 +68,8 @@ class ClusterWorker:
             notifier=self.notifier,
             clock=self.clock,
             limits=worker_limits(settings),
+            # As in one process: speaker labels are part of every surface's contract.
+            speaker_stage=SpeakerStage(settings.speaker_model),
         )
 
     def offered_models(self) -> list[str]:
@@ -84,8 +88,12 @@ class ClusterWorker:
             running_jobs=len(self.queue.running),
         )
 
-    async def run(self, stop: asyncio.Event, hurry: asyncio.Event) -> None:
-        """Work until `stop` is set, then finish the running job (until `hurry` or the grace)."""
+    async def run(self, stop: asyncio.Event, hurry: asyncio.Event) -> bool:
+        """Work until `stop` is set, then finish the running job (until `hurry` or the grace).
+
+        False when a loop that should run for ever ended (a bug, an unforeseen reply): the
+        worker then stops as on SIGTERM and the process exits non-zero, so its supervisor
+        starts it again rather than keep a worker that takes no job."""
         await self._connect()
         loop = asyncio.get_running_loop()
         background = [
@@ -97,19 +105,36 @@ class ClusterWorker:
             await self._preload()
         self.worker.start()
         log.info("worker_started", device=self.models.placement.device)
-        await stop.wait()
+        healthy = await self._until_stopped_or_broken(stop, background)
         await self._finish_running(hurry)
         await self.worker.stop()
         await self.notifier.flush(timeout_s=5)
         await self.presence.unregister()
-        for task in background:
-            task.cancel()
-        for task in background:
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
+        await stop_tasks(background)
         await self.models.close()
         await self.client.aclose()
-        log.info("worker_stopped")
+        log.info("worker_stopped", healthy=healthy)
+        return healthy
+
+    async def _until_stopped_or_broken(
+        self, stop: asyncio.Event, background: list[asyncio.Task[None]]
+    ) -> bool:
+        """Wait for `stop`; False as soon as the worker loop or a background loop ends."""
+        stopped = asyncio.ensure_future(stop.wait())
+        watched: set[asyncio.Future[Any]] = {*background, stopped}
+        if self.worker.task is not None:
+            watched.add(self.worker.task)
+        done, _ = await asyncio.wait(watched, return_when=asyncio.FIRST_COMPLETED)
+        stopped.cancel()
+        broken = [task for task in done if task in background or task is self.worker.task]
+        for task in broken:
+            error = None if task.cancelled() else task.exception()
+            log.error(
+                "background_task_failed",
+                task=task.get_name() if isinstance(task, asyncio.Task) else "?",
+                error=type(error).__name__ if error else None,
+            )
+        return not broken
 
     async def _connect(self) -> None:
         """Wait for Redis (it may start after the workers), then make sure the group exists."""
@@ -164,11 +189,10 @@ def main() -> int:
     from app.observability.logging import configure_logging
 
     configure_logging(settings)
-    asyncio.run(_run_until_signalled(settings))
-    return 0
+    return 0 if asyncio.run(_run_until_signalled(settings)) else 1
 
 
-async def _run_until_signalled(settings: Settings) -> None:
+async def _run_until_signalled(settings: Settings) -> bool:
     stop, hurry = asyncio.Event(), asyncio.Event()
 
     def on_signal() -> None:
@@ -177,4 +201,4 @@ async def _run_until_signalled(settings: Settings) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, on_signal)
-    await ClusterWorker(settings).run(stop, hurry)
+    return await ClusterWorker(settings).run(stop, hurry)

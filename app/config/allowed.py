@@ -73,6 +73,10 @@ def allowed(field: msgspec.structs.FieldInfo) -> str:
         "live_max_session_s": "a number of seconds greater than 0",
         "live_idle_timeout_s": "a number of seconds greater than 0",
         "live_unload_after_s": "a number of seconds of at least 0",
+        "job_max_wait_s": "a number of seconds greater than 0",
+        "api_node_live": "one of refuse, local",
+        "redis_sentinels": "comma-separated host:port addresses of Redis Sentinels, e.g. "
+        "10.0.0.5:26379,10.0.0.6:26379",
     }.get(name)
     if text is not None:
         return text

@@ -31,7 +31,7 @@ ENV_ALIASES: dict[str, str] = {
 }
 
 _LIST_FIELDS = frozenset(
-    {"log_authorized_mails", "trusted_proxies", "api_keys", "cors_allow_origins"}
+    {"log_authorized_mails", "trusted_proxies", "api_keys", "cors_allow_origins", "redis_sentinels"}
 )
 _OPTIONAL_FIELDS = frozenset(
     {
@@ -50,7 +50,7 @@ _OPTIONAL_FIELDS = frozenset(
 )
 # Lists of items that never contain blanks: commas or whitespace separate them.
 _BLANK_SEPARATED_FIELDS = frozenset(
-    {"log_authorized_mails", "trusted_proxies", "cors_allow_origins"}
+    {"log_authorized_mails", "trusted_proxies", "cors_allow_origins", "redis_sentinels"}
 )
 # Environment variables the service reads besides its settings (the client, the console).
 _OTHER_KNOWN_VARIABLES = frozenset({"WHISPER_API_URL", "WHISPER_API_KEY", "NO_COLOR"})
@@ -60,7 +60,9 @@ _UPPER_CASE_FIELDS = frozenset(
     {"log_level", "log_level_console", "log_level_file", "log_rotation_when"}
 )
 _LIST_SEPARATOR_RE = re.compile(r"[,\s]+")
-_LOWER_CASE_FIELDS = frozenset({"batched_inference", "encoder_context", "queue_backend"})
+_LOWER_CASE_FIELDS = frozenset(
+    {"batched_inference", "encoder_context", "queue_backend", "api_node_live"}
+)
 _TRUE = frozenset({"1", "true", "yes", "on"})
 _FALSE = frozenset({"0", "false", "no", "off"})
 
@@ -111,7 +113,16 @@ def _convert_list(name: str, items: list[str]) -> tuple[str, ...]:
         return tuple(_checked_api_key(key) for key in items)
     if name == "cors_allow_origins":
         return tuple(_checked_origin(origin) for origin in items)
+    if name == "redis_sentinels":
+        return tuple(_checked_host_port(address) for address in items)
     return tuple(items)
+
+
+def _checked_host_port(address: str) -> str:
+    host, _, port = address.rpartition(":")
+    if not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ValueError(address)
+    return address
 
 
 def _checked_log_format(log_format: str) -> str:

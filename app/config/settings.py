@@ -120,9 +120,19 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     queue_backend: Literal["memory", "redis"] = "memory"
     redis_url: str = "redis://127.0.0.1:6379/0"
     redis_password_file: str | None = None
+    # Redis Sentinel (host:port, comma-separated): when set, nodes and workers ask the
+    # sentinels which server is the primary of REDIS_SENTINEL_MASTER, and follow failovers.
+    redis_sentinels: tuple[str, ...] = ()
+    redis_sentinel_master: str = "mymaster"
     # A running job whose worker sent no heartbeat for this long is taken over by another.
     job_claim_timeout_s: PositiveFloat = 60.0
     job_max_attempts: PositiveInt = 2
+    # A waiting job that no worker takes within this long fails with the reason; its upload
+    # leaves Redis.
+    job_max_wait_s: PositiveFloat = 3600.0
+    # /v1/realtime on an API node (QUEUE_BACKEND=redis): `refuse` it with a clear error, or
+    # run it on this node's own live model (`local`: the node then loads LIVE_MODEL).
+    api_node_live: Literal["refuse", "local"] = "refuse"
     # An ONNX speaker model for speaker labels instead of the bundled d-vector
     # (app/transcription/speakers/embedders.py lists the supported inputs).
     speaker_model: str | None = None

@@ -383,6 +383,14 @@ class TranscriptionService:
         """Return once `job` is finished or failed."""
         await self.notifier.wait_until_final(job)
 
+    def runnable_models(self) -> list[str]:
+        """Models a job may name now: this process's, or (an API node) those the live
+        workers of the fleet offer; none while no worker is alive."""
+        if self.worker is not None:
+            return self.models.allowed_models()
+        offered = {name for worker in self.backend.counts().workers for name in worker.models}
+        return [name for name in self.models.names_within_cap() if name in offered]
+
     def status(self) -> ServiceStatus:
         """A snapshot for status routes."""
         return ServiceStatus(

@@ -10,7 +10,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from app.backends.base import BackendUnavailableError, ClientQueueFullError, QueueFullError
+from app.backends.base import (
+    JOB_LOST_REASON,
+    BackendUnavailableError,
+    ClientQueueFullError,
+    QueueFullError,
+)
 from app.observability.metrics import RejectReason
 from app.service.uploads import (
     TooManyClientUploadsError,
@@ -28,6 +33,7 @@ __all__ = [
     "ErrorView",
     "InvalidInputError",
     "JobFailedError",
+    "JobLostError",
     "LiveDisabledError",
     "NoLiveSlotError",
     "RateLimitedError",
@@ -38,6 +44,7 @@ __all__ = [
     "UnauthorizedError",
     "UploadTooLargeError",
     "describe",
+    "job_failure",
 ]
 
 
@@ -88,10 +95,11 @@ class RateLimitedError(Exception):
 
 
 class LiveDisabledError(Exception):
-    """Live transcription is off on this server (MAX_LIVE_SESSIONS=0)."""
+    """Live transcription is off on this server (MAX_LIVE_SESSIONS=0, or an API node that
+    refuses it: API_NODE_LIVE=refuse)."""
 
-    def __init__(self) -> None:
-        super().__init__("live transcription is off on this server")
+    def __init__(self, message: str = "live transcription is off on this server") -> None:
+        super().__init__(message)
 
 
 class NoLiveSlotError(Exception):
@@ -117,6 +125,17 @@ class TaskNotReadyError(Exception):
 
 class JobFailedError(Exception):
     """A job a synchronous route waited for failed; the message says why."""
+
+
+class JobLostError(JobFailedError):
+    """The shared backend lost the job (Redis restarted empty or failed over): 503, send again."""
+
+
+def job_failure(error: str | None) -> JobFailedError:
+    """The error a synchronous route raises for a failed job: 503 when the backend lost it."""
+    if error == JOB_LOST_REASON:
+        return JobLostError(error)
+    return JobFailedError(error or "transcription failed")
 
 
 class ClientGoneError(Exception):
@@ -161,6 +180,7 @@ ERROR_KINDS: dict[type[Exception], ErrorKind] = {
     NoLiveSlotError: ErrorKind(429, "too_many_sessions", "too_many_sessions"),
     TaskNotFoundError: ErrorKind(404, "not_found"),
     TaskNotReadyError: ErrorKind(409, "task_not_finished"),
+    JobLostError: ErrorKind(503, "job_lost", "backend_unavailable"),
     JobFailedError: ErrorKind(500, "job_failed"),
     ClientGoneError: ErrorKind(499, "client_closed_request"),
 }

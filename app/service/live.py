@@ -44,6 +44,7 @@ __all__ = [
     "KeptSession",
     "LiveService",
     "default_live_model",
+    "live_mode",
 ]
 
 log = structlog.get_logger(__name__)
@@ -71,6 +72,22 @@ class KeptSession:
     turns: int
 
 
+API_NODE_REFUSAL = (
+    "live transcription does not run on this API node of a cluster (API_NODE_LIVE=refuse); "
+    "use a server that offers it"
+)
+
+
+def live_mode(settings: Settings) -> str:
+    """How this server answers /v1/realtime: `on`, `off` (MAX_LIVE_SESSIONS=0), or
+    `refused` (an API node with API_NODE_LIVE=refuse: it never loads a live model)."""
+    if settings.max_live_sessions == 0:
+        return "off"
+    if settings.queue_backend == "redis" and settings.api_node_live == "refuse":
+        return "refused"
+    return "on"
+
+
 def default_live_model(models: ModelManager) -> str:
     """tiny.en where this server has it (English keeps real-time pace on 2 cores), else base."""
     return "tiny.en" if "tiny.en" in models.allowed_models() else "base"
@@ -89,7 +106,8 @@ class LiveService:
     ) -> None:
         self.settings = settings
         self.metrics = metrics
-        self.max_sessions = settings.max_live_sessions
+        self.mode = live_mode(settings)
+        self.max_sessions = settings.max_live_sessions if self.mode == "on" else 0
         threads = settings.live_cpu_threads or max(1, (os.cpu_count() or 2) // 2)
         # Loaded with the first session, unloaded LIVE_UNLOAD_AFTER_S after the last pass:
         # an idle server holds only the batch model.
@@ -163,6 +181,8 @@ class LiveService:
         Raises LiveDisabledError when live transcription is off, ShuttingDownError
         while `service` shuts down, and NoLiveSlotError when MAX_LIVE_SESSIONS are open.
         """
+        if self.mode == "refused":
+            raise LiveDisabledError(API_NODE_REFUSAL)
         if not self.enabled:
             raise LiveDisabledError()
         if service.is_draining:

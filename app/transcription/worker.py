@@ -105,6 +105,11 @@ class Worker:
         """Whether the worker loop is alive."""
         return self._task is not None and not self._task.done()
 
+    @property
+    def task(self) -> asyncio.Task[None] | None:
+        """The worker loop, once started (a cluster worker watches it end)."""
+        return self._task
+
     def start(self) -> None:
         """Start the worker loop on the running event loop."""
         self._executor = InferenceExecutor()
@@ -115,9 +120,13 @@ class Worker:
         for job in self._queue.running:
             job.cancel_reason = job.cancel_reason or STOPPED_REASON
         if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+            # Cancelled again until it ends: a queue's client may swallow one cancellation
+            # (redis-py, when it meets its own read timeout).
+            while not self._task.done():
+                self._task.cancel()
+                await asyncio.wait({self._task}, timeout=1.0)
+            if not self._task.cancelled() and (error := self._task.exception()) is not None:
+                log.error("worker_loop_failed", error=type(error).__name__)
         if self._executor is not None:
             self._executor.shutdown(wait=False, cancel_futures=True)
 

@@ -400,3 +400,14 @@ def test_bad_api_key_is_named_but_never_shown() -> None:
         load_settings({"API_KEYS": "short-secret"})
     assert "API_KEYS" in str(caught.value)
     assert "short-secret" not in str(caught.value)
+
+
+def test_redis_sentinels_are_host_port_pairs_and_the_master_has_a_default() -> None:
+    """REDIS_SENTINELS splits on commas or blanks into host:port items; a bare host is refused."""
+    settings = load_settings({"REDIS_SENTINELS": "10.0.0.5:26379, sentinel-b:26380"})
+    assert settings.redis_sentinels == ("10.0.0.5:26379", "sentinel-b:26380")
+    assert settings.redis_sentinel_master == "mymaster"
+    assert load_settings({}).redis_sentinels == ()
+    with pytest.raises(SettingsError) as caught:
+        load_settings({"REDIS_SENTINELS": "10.0.0.5"})
+    assert "REDIS_SENTINELS" in str(caught.value) and "host:port" in str(caught.value)

@@ -13,7 +13,7 @@ from prometheus_client import CollectorRegistry
 from app.observability.metrics import LiveMetrics
 from app.service import JobSpec, TranscriptionService
 from app.service.errors import LiveDisabledError, NoLiveSlotError, ShuttingDownError
-from app.service.live import SESSION_RETRY_AFTER_S, LiveService
+from app.service.live import SESSION_RETRY_AFTER_S, LiveService, live_mode
 from app.transcription.live.events import LiveEvent
 from app.transcription.live.session import LiveConfig, LiveSession
 from app.transcription.live.turn import PassResult
@@ -121,3 +121,20 @@ async def test_nothing_is_kept_before_a_turn_is_complete() -> None:
     service = KeepingService()
     assert await live_service().keep(as_service(service), session, owner=None) is None
     assert service.kept == []
+
+
+def test_an_api_node_refuses_live_sessions_by_default_and_never_loads_a_model() -> None:
+    """QUEUE_BACKEND=redis with API_NODE_LIVE=refuse: a clear refusal naming the setting, no
+    live threads, no live model; `local` runs the node's own live model; the mode is shown."""
+    node = live_service(queue_backend="redis")
+    assert live_mode(node.settings) == "refused" and not node.enabled
+    node.start()
+    with pytest.raises(LiveDisabledError) as refused:
+        node.open_session(as_service(KeepingService()))
+    assert "API_NODE_LIVE" in str(refused.value)
+    assert node.models.loaded_models == [] and node._executor is None
+    local = live_service(queue_backend="redis", api_node_live="local")
+    assert live_mode(local.settings) == "on"
+    local.open_session(as_service(KeepingService()))
+    assert local.active == 1
+    assert live_mode(make_settings(max_live_sessions=0)) == "off"

@@ -1,33 +1,49 @@
 """Key names, channels and the atomic scripts that every API node and worker share.
 
 Keys hold task ids (random hex) only, never file names; a client is a hash
-(`Job.client`), never a key or an address. Who writes what:
+(`Job.client`), never a key or an address. Every key has an owner
+and an end (docs/architecture.md has the same table with the TTLs):
 
-| key | type | written by |
-|---|---|---|
-| `whisper:jobs` | stream, group `workers` | API node adds; workers read, ack |
-| `whisper:jobs:model:{name}` | the same, for jobs that name a model | read by workers offering it |
-| `whisper:waiting` | sorted set id → arrival number | API node adds; worker or cancel removes |
-| `whisper:waiting_bytes` | integer | together with `whisper:waiting` |
-| `whisper:places` | sorted set token → deadline (ms) | API node: places held for uploads |
-| `whisper:job:{id}` | the `Job` record (msgpack) | API node creates, worker updates; TTL |
-| `whisper:audio:{id}` | the upload's bytes | API node; deleted when the job ends |
-| `whisper:cancel:{id}` | a cancel reason | API node; the running worker reads it |
-| `whisper:running` | hash id → worker name | worker |
-| `whisper:attempts` | hash id → deliveries | worker |
-| `whisper:worker:{name}` | the worker's registration (msgpack), TTL | worker |
-| `whisper:fair:client_of` | hash waiting id → "{stream} {client}" | with `whisper:waiting` |
-| `whisper:fair:waiting` | hash client → its waiting jobs (MAX_QUEUED_PER_CLIENT) | the same |
-| `{stream}:fair` | list: the clients with waiting jobs in `{stream}`, next first | the same |
-| `{stream}:fair:{client}` | list: that client's waiting ids, oldest first | the same |
-| `whisper:tickets` | hash "{stream} {entry}" → the id a worker took for it (fair) | worker |
-| channel `whisper:changes` | a changed record (msgpack) | worker publishes; API nodes listen |
-| channel `whisper:cancels` | a task id | API node publishes; workers listen |
+| key | type | written by | ends |
+|---|---|---|---|
+| `whisper:jobs` | stream, group `workers` | API node adds | entry XDELed when its job ends |
+| `whisper:jobs:model:{name}` | the same, for jobs that name a model | API node adds | the same |
+| `whisper:entries` | hash id → stream entry id | SUBMIT | field removed with the entry |
+| `whisper:waiting` | sorted set id → arrival number | SUBMIT | TAKE, WITHDRAW, DELETE |
+| `whisper:waiting_bytes` | integer | with `whisper:waiting` | never (a counter) |
+| `whisper:deadlines` | sorted set id → wait deadline (ms) | SUBMIT | TAKE, WITHDRAW, DELETE |
+| `whisper:places` | sorted set token → deadline (ms) | RESERVE | SUBMIT, release, lapse |
+| `whisper:sequence` | integer | SUBMIT | never (a counter) |
+| `whisper:job:{id}` | the `Job` record (msgpack) | API node, worker | TTL always |
+| `whisper:audio:{id}` | the upload's bytes | SUBMIT | TTL; deleted when the job ends |
+| `whisper:cancel:{id}` | a cancel reason | API node | TTL; deleted when the job ends |
+| `whisper:running` | hash id → worker name | TAKE | when the job ends |
+| `whisper:attempts` | hash id → deliveries | TAKE | when the job ends |
+| `whisper:workers` | sorted set name → heartbeat deadline (ms) | worker | left, or lapsed |
+| `whisper:worker:{name}` | the worker's registration (msgpack) | worker | TTL; on leaving |
+| `whisper:fair:client_of` | hash id → "{stream} {client}" | SUBMIT | TAKE, WITHDRAW, DELETE |
+| `whisper:fair:waiting` | hash client → its waiting jobs | SUBMIT | field at 0 |
+| `{stream}:fair` | list: clients with waiting jobs, next first | SUBMIT | when empty |
+| `{stream}:fair:{client}` | list: its waiting ids, oldest first | SUBMIT | when empty |
+| `whisper:tickets` | hash "{stream} {entry}" → the id it stands for | PICK | entry acked |
+| channel `whisper:changes` | a changed record (msgpack) | worker, API node | - |
+| channel `whisper:cancels` | a task id | API node publishes; workers listen | - |
+| channel `whisper:fleet` | a worker's name | worker, when it joins or leaves | - |
 """
 
 from __future__ import annotations
 
-__all__ = ["FAIR_LINES", "GROUP", "PICK", "RESERVE", "SUBMIT", "TAKE", "WITHDRAW", "Keys"]
+__all__ = [
+    "DELETE",
+    "FAIR_LINES",
+    "GROUP",
+    "PICK",
+    "RESERVE",
+    "SUBMIT",
+    "TAKE",
+    "WITHDRAW",
+    "Keys",
+]
 
 GROUP = "workers"
 
@@ -46,6 +62,10 @@ class Keys:
         self.attempts = f"{prefix}:attempts"
         self.changes = f"{prefix}:changes"
         self.cancels = f"{prefix}:cancels"
+        self.entries = f"{prefix}:entries"
+        self.deadlines = f"{prefix}:deadlines"
+        self.workers = f"{prefix}:workers"
+        self.fleet = f"{prefix}:fleet"
         # One client's share and the fair order (QUEUE_POLICY, app.backends.fairness).
         self.client_of = f"{prefix}:fair:client_of"
         self.waiting_by_client = f"{prefix}:fair:waiting"
@@ -90,18 +110,16 @@ class Keys:
         """The field of one stream entry in `tickets`."""
         return f"{stream} {entry_id}"
 
-    @property
-    def worker_pattern(self) -> str:
-        """Every worker's registration, for SCAN."""
-        return f"{self.prefix}:worker:*"
 
-
+# `#!lua` (Redis 7): the scripts that add data are refused as a whole under `maxmemory`
+# (OOM); without it Redis checks only a script's first write, which here frees memory.
+#
 # KEYS: waiting, places, waiting_bytes. ARGV: now_ms, deadline_ms, token, max_jobs,
 # max_bytes, expected_bytes. A place is refused when waiting jobs plus held places
 # reach MAX_TASK_QUEUE_SIZE, or the declared bytes would pass MAX_QUEUED_MB (an
 # upload larger than the whole bound is taken when nothing waits). Held places
 # expire, so an API node that dies mid-upload does not keep them.
-RESERVE = """
+RESERVE = """#!lua
 redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', ARGV[1])
 local waiting = redis.call('ZCARD', KEYS[1])
 if waiting + redis.call('ZCARD', KEYS[2]) >= tonumber(ARGV[4]) then return 'jobs' end
@@ -111,36 +129,41 @@ redis.call('ZADD', KEYS[2], ARGV[2], ARGV[3])
 return 'ok'
 """
 
-# KEYS: waiting, places, waiting_bytes, sequence, job, audio, stream,
+# KEYS: waiting, places, waiting_bytes, sequence, job, audio, stream, deadlines, entries,
 # waiting_by_client, client_of, ring, line. ARGV: token, task id, record, upload, max_bytes,
-# client, max_per_client (0 = no bound), stream name.
-SUBMIT = """
+# wait_ttl_s, wait_deadline_ms, client, max_per_client (0 = no bound), stream name.
+# Record and upload expire (JOB_MAX_WAIT_S and a margin) unless a worker takes the
+# job; the API nodes fail it with a reason at its deadline, before that.
+SUBMIT = """#!lua
 local waiting = redis.call('ZCARD', KEYS[1])
 local held = tonumber(redis.call('GET', KEYS[3]) or '0')
 local size = string.len(ARGV[4])
 if waiting > 0 and held + size > tonumber(ARGV[5]) then return 'bytes' end
 -- one client's share: at most max_per_client waiting jobs
-local of_client = tonumber(redis.call('HGET', KEYS[8], ARGV[6]) or '0')
-if tonumber(ARGV[7]) > 0 and of_client >= tonumber(ARGV[7]) then return 'client' end
+local of_client = tonumber(redis.call('HGET', KEYS[10], ARGV[8]) or '0')
+if tonumber(ARGV[9]) > 0 and of_client >= tonumber(ARGV[9]) then return 'client' end
 -- end of one client's share
 redis.call('ZREM', KEYS[2], ARGV[1])
-redis.call('SET', KEYS[5], ARGV[3])
-redis.call('SET', KEYS[6], ARGV[4])
+redis.call('SET', KEYS[5], ARGV[3], 'EX', ARGV[6])
+redis.call('SET', KEYS[6], ARGV[4], 'EX', ARGV[6])
 redis.call('ZADD', KEYS[1], redis.call('INCR', KEYS[4]), ARGV[2])
 redis.call('INCRBY', KEYS[3], size)
-redis.call('XADD', KEYS[7], '*', 'id', ARGV[2])
+redis.call('ZADD', KEYS[8], ARGV[7], ARGV[2])
+local entry = redis.call('XADD', KEYS[7], '*', 'id', ARGV[2])
+redis.call('HSET', KEYS[9], ARGV[2], entry)
 -- the fair order: the job joins its client's line, a client new to the stream the ring's end
-if redis.call('RPUSH', KEYS[11], ARGV[2]) == 1 then redis.call('RPUSH', KEYS[10], ARGV[6]) end
-redis.call('HSET', KEYS[9], ARGV[2], ARGV[8] .. ' ' .. ARGV[6])
-redis.call('HINCRBY', KEYS[8], ARGV[6], 1)
+if redis.call('RPUSH', KEYS[13], ARGV[2]) == 1 then redis.call('RPUSH', KEYS[12], ARGV[8]) end
+redis.call('HSET', KEYS[11], ARGV[2], ARGV[10] .. ' ' .. ARGV[8])
+redis.call('HINCRBY', KEYS[10], ARGV[8], 1)
 -- end of the fair order
 return 'ok'
 """
 
-# A waiting job leaves its client's line (taken or withdrawn): a Lua function the scripts
-# below define first. The line's and ring's names come from the job's "{stream} {client}"
-# (not declared as KEYS: this works on one Redis, not across a Redis Cluster's slots).
-# A client whose line is empty leaves the ring, so the ring holds only clients with jobs.
+# A waiting job leaves its client's line (taken, withdrawn or deleted): a Lua function the
+# scripts below define first. The line's and ring's names come from the job's
+# "{stream} {client}" (not declared as KEYS: this works on one Redis, not across a Redis
+# Cluster's slots). A client whose line is empty leaves the ring, so the ring holds only
+# clients with jobs.
 _LEAVE_FAIR_LINE = """
 local function leave_fair_line(client_of, waiting_by_client, task)
   local where = redis.call('HGET', client_of, task)
@@ -156,24 +179,47 @@ local function leave_fair_line(client_of, waiting_by_client, task)
 end
 """
 
+# A job that leaves the queue before it ran takes its stream entry along, unless a worker
+# read that entry already: under QUEUE_POLICY=fair an entry read is the ticket of whatever
+# job was that client's turn (maybe running now), and the worker that read it acks and
+# deletes it. An entry of a withdrawn job that a worker reads later ends the same way.
+_DROP_UNREAD_ENTRY = (
+    """
+local function drop_unread_entry(entries, stream, task)
+  local entry = redis.call('HGET', entries, task)
+  redis.call('HDEL', entries, task)
+  if not entry then return end
+  local read = redis.pcall('XPENDING', stream, '"""
+    + GROUP
+    + """', entry, entry, 1)
+  if type(read) == 'table' and read.err == nil and #read > 0 then return end
+  redis.call('XDEL', stream, entry)
+end
+"""
+)
+
 # A worker starts a job. KEYS: waiting, waiting_bytes, job, audio, running, attempts, cancel,
-# client_of, waiting_by_client. ARGV: task id, worker name. Returns {record, upload,
-# attempts, cancel reason} or {} when the record is gone or final (cancelled or deleted
-# while it waited).
+# deadlines, client_of, waiting_by_client. ARGV: task id, worker name, running_ttl_s.
+# Returns {record, upload, attempts, cancel reason} or {} when the record is gone or final
+# (cancelled, deleted or expired while it waited). While it runs, record and upload live
+# as long as the worker's heartbeat renews them (`running_ttl_s`).
 TAKE = (
     _LEAVE_FAIR_LINE
     + """
 local record = redis.call('GET', KEYS[3])
 if not record then
-  leave_fair_line(KEYS[8], KEYS[9], ARGV[1])
+  leave_fair_line(KEYS[9], KEYS[10], ARGV[1])
   return {}
 end
 if redis.call('ZREM', KEYS[1], ARGV[1]) == 1 then
   redis.call('DECRBY', KEYS[2], redis.call('STRLEN', KEYS[4]))
-  leave_fair_line(KEYS[8], KEYS[9], ARGV[1])
+  leave_fair_line(KEYS[9], KEYS[10], ARGV[1])
 end
 local upload = redis.call('GET', KEYS[4])
 if not upload then return {} end
+redis.call('ZREM', KEYS[8], ARGV[1])
+redis.call('EXPIRE', KEYS[3], ARGV[3])
+redis.call('EXPIRE', KEYS[4], ARGV[3])
 redis.call('HSET', KEYS[5], ARGV[1], ARGV[2])
 local attempts = redis.call('HINCRBY', KEYS[6], ARGV[1], 1)
 local reason = redis.call('GET', KEYS[7]) or ''
@@ -181,18 +227,42 @@ return {record, upload, attempts, reason}
 """
 )
 
-# An API node takes a waiting job out of the queue (cancel, delete).
-# KEYS: waiting, waiting_bytes, job, audio, client_of, waiting_by_client.
-# ARGV: task id, failed record, ttl_s. Returns 1 when the job was waiting (now failed), 0 otherwise.
+# An API node takes a waiting job out of the queue (cancel, its wait ran out).
+# KEYS: waiting, waiting_bytes, job, audio, deadlines, entries, stream, client_of,
+# waiting_by_client. ARGV: task id, failed record, ttl_s. Returns 1 when the job was
+# waiting (now failed, its upload and unread stream entry gone), 0 otherwise.
 WITHDRAW = (
     _LEAVE_FAIR_LINE
+    + _DROP_UNREAD_ENTRY
     + """
 if redis.call('ZREM', KEYS[1], ARGV[1]) == 0 then return 0 end
-leave_fair_line(KEYS[5], KEYS[6], ARGV[1])
+leave_fair_line(KEYS[8], KEYS[9], ARGV[1])
 redis.call('DECRBY', KEYS[2], redis.call('STRLEN', KEYS[4]))
 redis.call('DEL', KEYS[4])
 redis.call('SET', KEYS[3], ARGV[2], 'EX', ARGV[3])
+redis.call('ZREM', KEYS[5], ARGV[1])
+drop_unread_entry(KEYS[6], KEYS[7], ARGV[1])
 return 1
+"""
+)
+
+# An API node erases a task (its owner deleted it): a waiting job also leaves the
+# queue, in the same step. KEYS: waiting, waiting_bytes, job, audio, deadlines,
+# entries, stream, client_of, waiting_by_client. ARGV: task id. Returns the record as
+# it was, or false.
+DELETE = (
+    _LEAVE_FAIR_LINE
+    + _DROP_UNREAD_ENTRY
+    + """
+local record = redis.call('GET', KEYS[3])
+if redis.call('ZREM', KEYS[1], ARGV[1]) == 1 then
+  redis.call('DECRBY', KEYS[2], redis.call('STRLEN', KEYS[4]))
+  leave_fair_line(KEYS[8], KEYS[9], ARGV[1])
+  drop_unread_entry(KEYS[6], KEYS[7], ARGV[1])
+end
+redis.call('ZREM', KEYS[5], ARGV[1])
+redis.call('DEL', KEYS[3], KEYS[4])
+return record
 """
 )
 

@@ -13,17 +13,35 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import Callable, Coroutine
+from typing import Any
 
 import msgspec
 import redis.asyncio as aioredis
 import redis.exceptions
 import structlog
 
-from app.backends.redis.conn import OUTAGE_ERRORS
+from app.backends.base import JOB_LOST_REASON
+from app.backends.redis.conn import (
+    OPERATION_TIMEOUT_S,
+    OUTAGE_ERRORS,
+    Backoff,
+    refusal_code,
+)
 from app.backends.redis.keys import GROUP, Keys
+from app.clock import Clock, SystemClock
 from app.transcription.jobs import Job, JobNotifier
 
-__all__ = ["LiveJobs", "PublishingNotifier", "decode_job", "encode_job"]
+__all__ = [
+    "LiveJobs",
+    "PublishingNotifier",
+    "close_in_background",
+    "decode_job",
+    "encode_job",
+    "final_record",
+    "stop_tasks",
+    "supervised",
+]
 
 log = structlog.get_logger(__name__)
 
@@ -31,6 +49,57 @@ _ENCODER = msgspec.msgpack.Encoder()
 _DECODER = msgspec.msgpack.Decoder(Job)
 RESYNC_EVERY_S = 1.0
 RETRY_AFTER_OUTAGE_S = 1.0
+RESTART_AFTER_S = 1.0
+
+
+async def supervised(name: str, loop: Callable[[], Coroutine[Any, Any, None]]) -> None:
+    """Run a background loop that should never end; if it fails, log it and start it again.
+
+    Its own outages each loop handles; this catches the unforeseen (a bug, an
+    unexpected reply), so a dead loop never hides behind a green /readyz."""
+    while True:
+        try:
+            await loop()
+            log.error("background_task_ended", task=name)
+        except Exception as exc:
+            log.error("background_task_failed", task=name, error=type(exc).__name__)
+        await asyncio.sleep(RESTART_AFTER_S)
+
+
+async def stop_tasks(tasks: list[asyncio.Task[None]]) -> None:
+    """Cancel `tasks` and wait for their end, cancelling again should one swallow it
+    (Python 3.11's timeouts can lose a cancellation that meets their own)."""
+    pending = {task for task in tasks if not task.done()}
+    while pending:
+        for task in pending:
+            task.cancel()
+        _, pending = await asyncio.wait(pending, timeout=RESTART_AFTER_S)
+
+
+_CLOSING: set[asyncio.Task[None]] = set()
+
+
+def close_in_background(pubsub: aioredis.client.PubSub) -> None:
+    """Close a subscription without waiting: redis-py shields the teardown from
+    cancellation, and one that never ends would keep the loop that owned it alive
+    (a node that cannot stop)."""
+
+    async def close() -> None:
+        with contextlib.suppress(*OUTAGE_ERRORS, redis.exceptions.RedisError):
+            async with asyncio.timeout(OPERATION_TIMEOUT_S):
+                await pubsub.aclose()
+
+    task = asyncio.get_running_loop().create_task(close())
+    _CLOSING.add(task)
+    task.add_done_callback(_CLOSING.discard)
+
+
+def final_record(job: Job) -> Job:
+    """What Redis keeps of an ended job: not the prompt nor the known speakers' clips
+    (the worker needed them; the result does not)."""
+    kept = msgspec.structs.replace(job)
+    kept.options = msgspec.structs.replace(job.options, initial_prompt=None, speakers=None)
+    return kept
 
 
 def encode_job(job: Job) -> bytes:
@@ -51,10 +120,20 @@ def _copy_into(target: Job, source: Job) -> None:
 class LiveJobs:
     """API node: the unfinished jobs this process holds, kept current from Redis."""
 
-    def __init__(self, client: aioredis.Redis, keys: Keys, notifier: JobNotifier) -> None:
+    def __init__(
+        self,
+        client: aioredis.Redis,
+        keys: Keys,
+        notifier: JobNotifier,
+        *,
+        clock: Clock | None = None,
+        on_fleet_change: Callable[[], None] = lambda: None,
+    ) -> None:
         self._client = client
+        self._clock = clock or SystemClock()
         self._keys = keys
         self._notifier = notifier
+        self._on_fleet_change = on_fleet_change
         self._jobs: dict[str, Job] = {}
 
     @property
@@ -89,37 +168,55 @@ class LiveJobs:
         self._jobs.pop(task_id, None)
 
     async def follow(self) -> None:
-        """Listen to the change channel and resync by polling; runs until cancelled."""
-        async with asyncio.TaskGroup() as group:
-            group.create_task(self._listen_forever())
-            group.create_task(self._resync_forever())
+        """Listen to the change and fleet channels and resync by polling; until cancelled."""
+        loop = asyncio.get_running_loop()
+        tasks = [loop.create_task(self._listen_forever()), loop.create_task(self._resync_forever())]
+        try:
+            done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
+            for task in done:
+                task.result()  # an unforeseen error: `supervised` logs it and starts again
+        finally:
+            # Not a TaskGroup: it cancels once, and redis-py can swallow a cancellation
+            # that meets its own read timeout (a listener that never stops).
+            await asyncio.shield(stop_tasks(tasks))
 
     async def _listen_forever(self) -> None:
+        backoff = Backoff()
         while True:
             try:
-                await self._listen()
-            except OUTAGE_ERRORS as exc:
+                await self._listen(backoff)
+            except (*OUTAGE_ERRORS, redis.exceptions.RedisError) as exc:
                 log.warning("redis_changes_lost", error=type(exc).__name__)
-            await asyncio.sleep(RETRY_AFTER_OUTAGE_S)
+            await asyncio.sleep(backoff.next_s())
 
-    async def _listen(self) -> None:
+    async def _listen(self, backoff: Backoff) -> None:
         pubsub = self._client.pubsub(ignore_subscribe_messages=True)
         try:
-            await pubsub.subscribe(self._keys.changes)
+            await pubsub.subscribe(self._keys.changes, self._keys.fleet)
+            backoff.reset()
+            self._on_fleet_change()  # a worker may have joined while nobody listened
+            fleet = self._keys.fleet.encode()
             while True:
                 message = await pubsub.get_message(timeout=RESYNC_EVERY_S)
-                if message is not None and isinstance(message.get("data"), bytes):
+                if message is None or not isinstance(message.get("data"), bytes):
+                    continue
+                if message.get("channel") == fleet:
+                    self._on_fleet_change()
+                else:
                     self.apply(decode_job(message["data"]))
         finally:
-            with contextlib.suppress(*OUTAGE_ERRORS, redis.exceptions.RedisError):
-                await pubsub.aclose()
+            close_in_background(pubsub)
 
     async def _resync_forever(self) -> None:
         while True:
             await asyncio.sleep(RESYNC_EVERY_S)
-            with contextlib.suppress(*OUTAGE_ERRORS):
+            try:
                 async with asyncio.timeout(RESYNC_EVERY_S * 3):
                     await self._resync()
+            except OUTAGE_ERRORS:
+                pass  # the waiters keep waiting; Redis may come back with their jobs
+            except redis.exceptions.ResponseError as exc:
+                log.warning("redis_refused", operation="resync", error=refusal_code(exc))
 
     async def _resync(self) -> None:
         ids = list(self._jobs)
@@ -127,10 +224,14 @@ class LiveJobs:
             return
         records = await self._client.mget([self._keys.job(task_id) for task_id in ids])
         for task_id, data in zip(ids, records, strict=True):
-            if data is None:
-                self.drop(task_id)  # expired or deleted meanwhile
-            else:
+            if data is not None:
                 self.apply(decode_job(data))
+            elif (job := self._jobs.pop(task_id, None)) is not None:
+                # Not deleted here (that drops it first) and not final: Redis lost it
+                # (restarted empty, failed over). Its waiters get an answer now.
+                log.warning("job_failed", reason="lost_by_redis")
+                job.fail(JOB_LOST_REASON, self._clock.now())
+                self._notifier.notify(job)
 
 
 class PublishingNotifier(JobNotifier):
@@ -158,7 +259,7 @@ class PublishingNotifier(JobNotifier):
         self._wake.set()
 
     def finish(self, job: Job, stream: str, entry_id: str) -> None:
-        """After the job's last write: ack its entry and delete its upload."""
+        """After the job's last write: ack and delete its entry, delete its upload."""
         self._dirty[job.id] = job
         self._finished[job.id] = (stream, entry_id)
         self._wake.set()
@@ -202,6 +303,7 @@ class PublishingNotifier(JobNotifier):
             record = encode_job(job)
             # XX: a task its owner deleted meanwhile stays deleted.
             if job.is_final:
+                record = encode_job(final_record(job))
                 pipe.set(keys.job(job.id), record, ex=self._ttl_s, xx=True)
             else:
                 pipe.set(keys.job(job.id), record, keepttl=True, xx=True)
@@ -209,7 +311,13 @@ class PublishingNotifier(JobNotifier):
         for task_id, (stream, entry_id) in finished.items():
             pipe.xack(stream, GROUP, entry_id)
             pipe.hdel(keys.tickets, keys.ticket(stream, entry_id))  # the fair order's choice
+            pipe.xdel(stream, entry_id)
+            pipe.hdel(keys.entries, task_id)
             pipe.delete(keys.audio(task_id), keys.cancel(task_id))
             pipe.hdel(keys.running, task_id)
             pipe.hdel(keys.attempts, task_id)
-        await pipe.execute()
+        for answer in await pipe.execute(raise_on_error=False):
+            # NOGROUP: Redis came back empty, the entry is gone already; anything else
+            # (OOM, READONLY) is written again after a pause.
+            if isinstance(answer, Exception) and refusal_code(answer) != "NOGROUP":
+                raise answer

@@ -34,7 +34,7 @@ import redis.exceptions
 import structlog
 
 from app.backends.fairness import QueuePolicy, round_robin
-from app.backends.redis.conn import OUTAGE_ERRORS
+from app.backends.redis.conn import OUTAGE_ERRORS, Backoff, refusal_code
 from app.backends.redis.keys import FAIR_LINES, GROUP, PICK, TAKE, Keys
 from app.backends.redis.notify import PublishingNotifier, decode_job
 from app.clock import Clock
@@ -88,6 +88,9 @@ class RedisWorkQueue:
         self.name = name
         self.streams = [keys.stream, *(keys.model_stream(model) for model in models)]
         self.claim_timeout_ms = max(1, round(claim_timeout_s * 1000))
+        # While a job runs its record and upload live this long, renewed by each heartbeat:
+        # a worker that dies and has no successor leaves nothing behind for ever.
+        self.running_ttl_s = max(30, round(claim_timeout_s * 3))
         self._max_attempts = max_attempts
         self._take = client.register_script(TAKE)
         self._pick = client.register_script(PICK)
@@ -98,6 +101,7 @@ class RedisWorkQueue:
         # first, or one read came with others): this worker's next jobs, in order.
         self._held: collections.deque[Entry] = collections.deque()
         self._closed = False
+        self._backoff = Backoff()
 
     @property
     def running(self) -> list[Job]:
@@ -137,6 +141,7 @@ class RedisWorkQueue:
                 await asyncio.Event().wait()  # until the worker is stopped
             try:
                 entry = await self._next_entry()
+                self._backoff.reset()
                 if entry is not None and self._policy == "fair":
                     entry = await self._choose(entry)
                 taken = await self._start(entry) if entry is not None else None
@@ -147,7 +152,24 @@ class RedisWorkQueue:
                     return batch
             except OUTAGE_ERRORS as exc:
                 log.warning("redis_unavailable", operation="next_job", error=type(exc).__name__)
-                await self._clock.sleep(1.0)
+                await self._clock.sleep(self._backoff.next_s())
+            except redis.exceptions.ResponseError as exc:
+                await self._recover(exc)
+
+    async def _recover(self, exc: redis.exceptions.ResponseError) -> None:
+        """Redis came back empty (restart, flush, failover to an empty replica): the
+        streams and the group are recreated and reading goes on. Any other refusal
+        (OOM, READONLY) passes: it is retried after a pause, never the loop's end."""
+        code = refusal_code(exc)
+        log.warning("redis_refused", operation="next_job", error=code)
+        if code == "NOGROUP":
+            self._held.clear()  # those entries went with the old stream
+            with contextlib.suppress(*OUTAGE_ERRORS, redis.exceptions.ResponseError):
+                async with asyncio.timeout(3):
+                    await ensure_groups(self._client, self.streams)
+                    log.info("redis_group_recreated", streams=len(self.streams))
+                    return
+        await self._clock.sleep(self._backoff.next_s())
 
     def done(self, job: Job) -> None:
         """The job has ended: ack its entry once its final record is written."""
@@ -192,7 +214,7 @@ class RedisWorkQueue:
                     min_idle_time=self.claim_timeout_ms, start_id="0-0", count=1,
                 )  # fmt: skip
             for entry_id, fields in answer[1]:
-                if not fields:  # trimmed away meanwhile
+                if not fields:  # deleted meanwhile
                     await self._client.xack(stream, GROUP, entry_id)
                     continue
                 entry = Entry(stream, _text(entry_id), _text(fields[b"id"]))
@@ -288,8 +310,12 @@ class RedisWorkQueue:
         if answer == "~":
             self._held.append(entry)
             return None
-        if not answer:
-            await self._client.xack(entry.stream, GROUP, entry.entry_id)
+        if not answer:  # the ticket of a job that left the queue: nothing of it stays
+            pipe = self._client.pipeline(transaction=True)
+            pipe.xack(entry.stream, GROUP, entry.entry_id)
+            pipe.xdel(entry.stream, entry.entry_id)
+            async with asyncio.timeout(3):
+                await pipe.execute()
             return None
         return entry._replace(task_id=answer)
 
@@ -301,13 +327,20 @@ class RedisWorkQueue:
         async with asyncio.timeout(3):
             answer = await self._take(
                 keys=[keys.waiting, keys.waiting_bytes, keys.job(task_id), keys.audio(task_id),
-                      keys.running, keys.attempts, keys.cancel(task_id),
+                      keys.running, keys.attempts, keys.cancel(task_id), keys.deadlines,
                       keys.client_of, keys.waiting_by_client],
-                args=[task_id, self.name],
+                args=[task_id, self.name, self.running_ttl_s],
             )  # fmt: skip
-        if not answer:
-            await self._client.xack(entry.stream, GROUP, entry.entry_id)
-            await self._client.hdel(keys.tickets, keys.ticket(entry.stream, entry.entry_id))
+        if not answer:  # cancelled, deleted or expired while it waited: nothing of it stays
+            pipe = self._client.pipeline(transaction=True)
+            pipe.xack(entry.stream, GROUP, entry.entry_id)
+            pipe.xdel(entry.stream, entry.entry_id)
+            pipe.hdel(keys.tickets, keys.ticket(entry.stream, entry.entry_id))
+            pipe.hdel(keys.entries, task_id)
+            pipe.hdel(keys.running, task_id)
+            pipe.hdel(keys.attempts, task_id)
+            async with asyncio.timeout(3):
+                await pipe.execute()
             return None
         record, upload, attempts, reason = answer
         job = decode_job(record)

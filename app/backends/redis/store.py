@@ -15,32 +15,44 @@ import contextlib
 import secrets
 import time
 
-import msgspec
 import redis.asyncio as aioredis
+import redis.exceptions
 import structlog
 
-from app.backends.base import FleetWorker, QueueCounts, QueueFullError
+from app.backends.base import QueueCounts, QueueFullError
 from app.backends.fairness import QueuePolicy, client_of, round_robin
 from app.backends.redis.conn import (
     OUTAGE_ERRORS,
     reachable,
+    refusal_code,
     unavailable_as_503,
     warn_if_persistent,
 )
-from app.backends.redis.keys import FAIR_LINES, RESERVE, SUBMIT, WITHDRAW, Keys
-from app.backends.redis.notify import LiveJobs, decode_job, encode_job
+from app.backends.redis.keys import DELETE, FAIR_LINES, RESERVE, SUBMIT, WITHDRAW, Keys
+from app.backends.redis.notify import (
+    LiveJobs,
+    decode_job,
+    encode_job,
+    final_record,
+    stop_tasks,
+    supervised,
+)
+from app.backends.redis.registry import read_counts
 from app.clock import Clock
 from app.transcription.jobs import Job, JobNotifier, Payload
 from app.transcription.models import NoModelAllowedError
 
-__all__ = ["PLACE_HOLD_S", "RedisBackend", "read_counts"]
+__all__ = ["PLACE_HOLD_S", "RedisBackend"]
 
 log = structlog.get_logger(__name__)
 
 # A place held for an upload lapses after this long, should its API node die mid-upload.
 PLACE_HOLD_S = 15 * 60
 COUNTS_EVERY_S = 1.0
-_FLEET_DECODER = msgspec.msgpack.Decoder(FleetWorker)
+# Record and upload of a waiting job outlive its deadline by this much, so the API
+# nodes fail it with a reason first; should none be up, they expire anyway.
+WAIT_TTL_MARGIN_S = 60
+EXPIRED_PER_SWEEP = 50
 
 
 class RedisBackend:
@@ -59,6 +71,7 @@ class RedisBackend:
         refresh_on_read: bool,
         max_per_client: int | None = None,
         policy: QueuePolicy = "fair",
+        max_wait_s: float = 3600.0,
     ) -> None:
         self._client = client
         self._keys = keys
@@ -69,32 +82,39 @@ class RedisBackend:
         self._policy: QueuePolicy = policy
         self._ttl_s = max(1, round(ttl_s))
         self._refresh_on_read = refresh_on_read
-        self.live = LiveJobs(client, keys, notifier)
+        self._max_wait_s = max(1, round(max_wait_s))
+        self._fleet_changed = asyncio.Event()
+        self.live = LiveJobs(
+            client, keys, notifier, clock=clock, on_fleet_change=self._fleet_changed.set
+        )
         self._notifier = notifier
         self._counts = QueueCounts(waiting=0, running=0, waiting_bytes=0)
         self._reserve = client.register_script(RESERVE)
         self._submit = client.register_script(SUBMIT)
         self._withdraw = client.register_script(WITHDRAW)
         self._fair_lines = client.register_script(FAIR_LINES)
+        self._delete = client.register_script(DELETE)
         self._tasks: list[asyncio.Task[None]] = []
 
     async def start(self) -> None:
-        """Follow the workers' changes, keep the counts current, check persistence once."""
+        """Read the fleet once (routing is right from the first request), then follow the
+        workers' changes and keep the counts current; check persistence once.
+
+        Each loop is supervised: one that fails unexpectedly is logged and restarted."""
+        with contextlib.suppress(*OUTAGE_ERRORS):
+            async with asyncio.timeout(COUNTS_EVERY_S * 3):
+                self._counts = await read_counts(self._client, self._keys)
         loop = asyncio.get_running_loop()
         self._tasks = [
-            loop.create_task(self.live.follow(), name="redis-changes"),
-            loop.create_task(self._count_forever(), name="redis-counts"),
+            loop.create_task(supervised("redis-changes", self.live.follow), name="redis-changes"),
+            loop.create_task(supervised("redis-counts", self._count_forever), name="redis-counts"),
         ]
         with contextlib.suppress(*OUTAGE_ERRORS):
             await warn_if_persistent(self._client)
 
     async def close(self) -> None:
         """Stop the background tasks and close the connections."""
-        for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
+        await stop_tasks(self._tasks)
         await self._client.aclose()
 
     # -- this node
@@ -157,7 +177,9 @@ class RedisBackend:
         (400) when no live worker offers it.
         """
         keys, model = self._keys, job.options.model
-        if model is not None and not any(model in w.models for w in self._counts.workers):
+        if model is not None and not self._offered(model):
+            await self._recount()  # a worker that joined a moment ago
+        if model is not None and not self._offered(model):
             offered = sorted({name for w in self._counts.workers for name in w.models})
             raise NoModelAllowedError(
                 f"no worker of this cluster offers model {model} now"
@@ -174,6 +196,8 @@ class RedisBackend:
                     keys.job(job.id),
                     keys.audio(job.id),
                     stream,
+                    keys.deadlines,
+                    keys.entries,
                     keys.waiting_by_client,
                     keys.client_of,
                     keys.ring(stream),
@@ -185,6 +209,8 @@ class RedisBackend:
                     encode_job(job),
                     bytes(payload),
                     self._max_bytes,
+                    self._max_wait_s + WAIT_TTL_MARGIN_S,
+                    int(time.time() * 1000) + self._max_wait_s * 1000,
                     client_of(job),
                     self._max_per_client if job.client is not None else 0,
                     stream,
@@ -245,27 +271,14 @@ class RedisBackend:
         """Fail a waiting job at once; ask its worker to stop a running one."""
         if job.is_final:
             return False
-        failed = msgspec.structs.replace(job)
-        failed.fail(reason, self._clock.now())
         keys = self._keys
         async with unavailable_as_503("cancel"):
-            withdrawn = await self._withdraw(
-                keys=[
-                    keys.waiting,
-                    keys.waiting_bytes,
-                    keys.job(job.id),
-                    keys.audio(job.id),
-                    keys.client_of,
-                    keys.waiting_by_client,
-                ],
-                args=[job.id, encode_job(failed), self._ttl_s],
-            )
-            if withdrawn:
-                await self._client.publish(keys.changes, encode_job(failed))
-            else:
+            failed = await self._withdraw_waiting(job, reason)
+            withdrawn = failed is not None
+            if not withdrawn:
                 await self._client.set(keys.cancel(job.id), reason, ex=self._ttl_s)
                 await self._client.publish(keys.cancels, job.id)
-        if withdrawn:
+        if failed is not None:
             self.live.apply(failed)
             if not job.is_final:  # an object this process does not follow
                 job.fail(reason, self._clock.now())
@@ -274,12 +287,17 @@ class RedisBackend:
 
     async def delete(self, task_id: str) -> Job | None:
         """Erase the task's record and upload now."""
+        if not task_id.isalnum():
+            return None  # never a key pattern
         keys = self._keys
         async with unavailable_as_503("delete"):
-            pipe = self._client.pipeline(transaction=True)
-            pipe.get(keys.job(task_id))
-            pipe.delete(keys.job(task_id), keys.audio(task_id))
-            data, _ = await pipe.execute()
+            # The record names the stream its entry is in; the script checks again.
+            before = await self._client.get(keys.job(task_id))
+            model = decode_job(before).options.model if before is not None else None
+            data = await self._delete(
+                keys=[*self._queue_keys(task_id), keys.stream_for(model), *self._fair_keys()],
+                args=[task_id],
+            )
         self.live.drop(task_id)
         if data is None:
             return None
@@ -304,33 +322,94 @@ class RedisBackend:
         """Why Redis cannot serve now, or None."""
         return await reachable(self._client)
 
+    def _offered(self, model: str) -> bool:
+        return any(model in worker.models for worker in self._counts.workers)
+
+    async def _recount(self) -> None:
+        with contextlib.suppress(*OUTAGE_ERRORS):
+            async with asyncio.timeout(COUNTS_EVERY_S * 3):
+                self._counts = await read_counts(self._client, self._keys)
+
     async def _count_forever(self) -> None:
+        """Recount every second, or at once when a worker joins or leaves; fail the
+        waiting jobs whose wait ran out."""
         while True:
-            with contextlib.suppress(*OUTAGE_ERRORS):
+            try:
                 async with asyncio.timeout(COUNTS_EVERY_S * 3):
                     self._counts = await read_counts(self._client, self._keys)
-            await asyncio.sleep(COUNTS_EVERY_S)
+                    await self._expire_waiting()
+            except OUTAGE_ERRORS:
+                pass  # /readyz says so; the next round tries again
+            except redis.exceptions.ResponseError as exc:
+                log.warning("redis_refused", operation="counts", error=refusal_code(exc))
+            self._fleet_changed.clear()
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(COUNTS_EVERY_S):
+                    await self._fleet_changed.wait()
 
+    def _queue_keys(self, task_id: str) -> list[str]:
+        keys = self._keys
+        return [
+            keys.waiting,
+            keys.waiting_bytes,
+            keys.job(task_id),
+            keys.audio(task_id),
+            keys.deadlines,
+            keys.entries,
+        ]
 
-async def read_counts(client: aioredis.Redis, keys: Keys) -> QueueCounts:
-    """Waiting and running jobs, bytes held, and the registered workers alive now."""
-    pipe = client.pipeline(transaction=False)
-    pipe.zcard(keys.waiting)
-    pipe.hlen(keys.running)
-    pipe.get(keys.waiting_bytes)
-    pipe.hvals(keys.waiting_by_client)
-    waiting, running, held, by_client = await pipe.execute()
-    names = [name async for name in client.scan_iter(match=keys.worker_pattern, count=100)]
-    records = await client.mget(names) if names else []
-    workers = (_FLEET_DECODER.decode(data) for data in records if isinstance(data, bytes))
-    return QueueCounts(
-        waiting=int(waiting),
-        running=int(running),
-        waiting_bytes=int(held or 0),
-        workers=tuple(sorted(workers, key=lambda worker: worker.name)),
-        clients=len(by_client),
-        most_per_client=max((int(count) for count in by_client), default=0),
-    )
+    def _fair_keys(self) -> list[str]:
+        return [self._keys.client_of, self._keys.waiting_by_client]
+
+    async def _withdraw_waiting(self, job: Job, reason: str) -> Job | None:
+        """Fail `job` if it still waits (its upload and queue entry gone); the failed record."""
+        failed = final_record(job)
+        failed.fail(reason, self._clock.now())
+        withdrawn = await self._withdraw(
+            keys=[
+                *self._queue_keys(job.id),
+                self._keys.stream_for(job.options.model),
+                *self._fair_keys(),
+            ],
+            args=[job.id, encode_job(failed), self._ttl_s],
+        )
+        if not withdrawn:
+            return None
+        await self._client.publish(self._keys.changes, encode_job(failed))
+        return failed
+
+    async def _expire_waiting(self) -> None:
+        """Fail the waiting jobs no worker took within JOB_MAX_WAIT_S (any node may do it)."""
+        now_ms = int(time.time() * 1000)
+        overdue = await self._client.zrangebyscore(
+            self._keys.deadlines, "-inf", now_ms, start=0, num=EXPIRED_PER_SWEEP
+        )
+        for raw in overdue:
+            task_id = raw.decode() if isinstance(raw, bytes) else str(raw)
+            data = await self._client.get(self._keys.job(task_id))
+            if data is None:  # its record lapsed too: clear what is left
+                await self._delete(
+                    keys=[*self._queue_keys(task_id), self._keys.stream, *self._fair_keys()],
+                    args=[task_id],
+                )
+                continue
+            job = decode_job(data)
+            model = job.options.model
+            if not self._counts.workers:
+                why, offered = "no worker is alive", False
+            elif model is not None and not self._offered(model):
+                why, offered = f"no live worker offers model {model}", False
+            else:
+                why, offered = "the queue was too long", True
+            reason = (
+                f"no worker took this job within {self._max_wait_s} s ({why}); "
+                "please upload it again"
+            )
+            failed = await self._withdraw_waiting(job, reason)
+            if failed is not None:
+                log.warning("job_failed", reason="wait_expired", offered=offered)
+                self.live.apply(failed)
+            await self._client.zrem(self._keys.deadlines, task_id)
 
 
 def _text(value: object) -> str:

@@ -6,6 +6,7 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -35,13 +36,52 @@ CLUSTER_ENV = {
 
 
 class RedisProcess:
-    """A RAM-only redis-server on a free loopback port."""
+    """A RAM-only redis-server on a free loopback port (or the one given)."""
 
-    def __init__(self, process: subprocess.Popen[bytes], port: int) -> None:
-        self.process = process
-        self.port = port
-        self.url = f"redis://127.0.0.1:{port}/0"
-        self.client = redis.Redis(port=port, socket_timeout=10)
+    def __init__(self, tmp_path: Path, port: int | None = None, *extra: str) -> None:
+        self.tmp_path = tmp_path
+        self.port = port or free_port()
+        self.extra = extra
+        self.url = f"redis://127.0.0.1:{self.port}/0"
+        self.client = redis.Redis(port=self.port, socket_timeout=10)
+        self.process = self._spawn()
+
+    def _spawn(self) -> subprocess.Popen[bytes]:
+        process = subprocess.Popen(
+            [REDIS_SERVER, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
+             "--appendonly", "no", "--dir", str(self.tmp_path), *self.extra],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.STDOUT,
+        )  # fmt: skip
+        try:
+            wait_until(self.answers, timeout_s=10, message="redis-server did not answer")
+        except AssertionError:
+            process.kill()
+            raise
+        return process
+
+    def answers(self) -> bool:
+        """Whether it answers PING now."""
+        try:
+            return bool(self.client.ping())
+        except redis.ConnectionError:
+            return False
+
+    def kill(self) -> None:
+        """SIGKILL: everything it held is gone (RAM only)."""
+        self.process.kill()
+        self.process.wait(timeout=10)
+
+    def restart(self) -> None:
+        """SIGKILL, then the same server on the same port, empty, as after a crash."""
+        self.kill()
+        self.process = self._spawn()
+
+    def stop(self) -> None:
+        """SIGTERM and wait."""
+        if self.process.poll() is None:
+            self.process.terminate()
+            self.process.wait(timeout=10)
 
     def audio_keys(self) -> list[bytes]:
         """Keys that hold an upload now."""
@@ -51,42 +91,11 @@ class RedisProcess:
 @contextmanager
 def redis_server(tmp_path: Path) -> Iterator[RedisProcess]:
     """Start redis-server without persistence; stop it afterwards."""
-    port = free_port()
-    process = subprocess.Popen(
-        [
-            REDIS_SERVER,
-            "--port",
-            str(port),
-            "--bind",
-            "127.0.0.1",
-            "--save",
-            "",
-            "--appendonly",
-            "no",
-            "--dir",
-            str(tmp_path),
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.STDOUT,
-    )
-    server = RedisProcess(process, port)
-
-    def answers() -> bool:
-        try:
-            return bool(server.client.ping())
-        except redis.ConnectionError:
-            return False
-
-    try:
-        wait_until(answers, timeout_s=10, message="redis-server did not answer")
-    except AssertionError:
-        process.kill()
-        raise
+    server = RedisProcess(tmp_path)
     try:
         yield server
     finally:
-        process.terminate()
-        process.wait(timeout=10)
+        server.stop()
 
 
 class WorkerProcess:
@@ -145,7 +154,7 @@ def start_api_node(tmp_path: Path, redis_url: str, **env: str) -> Server:
 def wait_for_workers(client: redis.Redis, count: int, timeout_s: float = 90) -> None:
     """Until `count` workers have registered (their model is loaded by then or soon)."""
     wait_until(
-        lambda: len(list(client.scan_iter(match="whisper:worker:*"))) >= count,
+        lambda: client.zcount("whisper:workers", f"({time.time() * 1000:.0f}", "+inf") >= count,
         timeout_s=timeout_s,
         interval_s=0.1,
         message=f"fewer than {count} workers registered",

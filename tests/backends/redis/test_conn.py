@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import structlog
 
-from app.backends.redis.conn import connect, reachable, warn_if_persistent
+from app.backends.redis.conn import Backoff, connect, reachable, warn_if_persistent
 from tests.backends.redis.cluster_rig import RedisProcess
 from tests.conftest import make_settings
 
@@ -38,3 +38,13 @@ async def test_an_unreachable_redis_is_a_reason_not_a_hang(redis_proc: RedisProc
     finally:
         await gone.aclose()
     assert reason is not None and "Redis" in reason
+
+
+def test_retries_back_off_up_to_a_cap_and_start_over_after_a_success() -> None:
+    """Waits double from 0.5 s to at most 5 s (±20 % jitter); an answer resets them."""
+    backoff = Backoff()
+    waits = [backoff.next_s() for _ in range(6)]
+    for wait_s, nominal in zip(waits, [0.5, 1, 2, 4, 5, 5], strict=True):
+        assert nominal * 0.8 <= wait_s <= nominal * 1.2
+    backoff.reset()
+    assert backoff.next_s() <= 0.6

@@ -37,7 +37,9 @@ def make_job() -> Job:
 class Node:
     """One API node's backend on the shared Redis."""
 
-    def __init__(self, url: str, *, max_jobs: int = 3, max_bytes: int = 10_000) -> None:
+    def __init__(
+        self, url: str, *, max_jobs: int = 3, max_bytes: int = 10_000, max_wait_s: float = 600
+    ) -> None:
         self.notifier = JobNotifier()
         self.backend = RedisBackend(
             aioredis.Redis.from_url(url),
@@ -48,6 +50,7 @@ class Node:
             max_bytes=max_bytes,
             ttl_s=60,
             refresh_on_read=True,
+            max_wait_s=max_wait_s,
         )
 
     async def queue(self, job: Job, upload: bytes = UPLOAD) -> None:
