@@ -8,6 +8,11 @@ from typing import Any
 
 import pytest
 import schemathesis
+
+# Loaded at collection, not lazily by `from_url` mid-run: CPython 3.11 can fail to compile
+# a module ("AST constructor recursion depth mismatch") after an earlier test in the same
+# process met a RecursionError (deeply nested JSON), and pytest rewrites this plugin's modules.
+import schemathesis.specs.openapi.schemas
 from hypothesis import HealthCheck, given, settings
 from schemathesis.checks import not_a_server_error
 from schemathesis.specs.openapi.checks import (
