@@ -185,8 +185,8 @@ class ModelChoice(msgspec.Struct, kw_only=True):
     """One model name the upload routes' `model` field accepts."""
 
     name: str
-    # On this machine already; any other is fetched (ALLOW_DOWNLOAD) or replaced by the
-    # nearest model that is.
+    # On this machine already (on an API node: on a live worker of its fleet); any other is
+    # fetched (ALLOW_DOWNLOAD) or replaced by the nearest model that is.
     on_this_machine: bool
     # English-only models can neither translate nor detect the language.
     english_only: bool

@@ -165,14 +165,20 @@ class TaskController(Controller):
 
     @get("/models", summary="The models an upload may ask for", responses=error_responses())
     async def models(self, service: Service) -> ModelList:
-        """Every name the `model` field accepts within MAX_MODEL, and which are on this machine."""
-        offline = set(service.models.allowed_models())
+        """Every name the `model` field accepts within MAX_MODEL, and which are on this machine;
+        on an API node only those its fleet's live workers offer now (all on a worker)."""
+        if service.worker is None:
+            names = service.runnable_models()
+            offline = set(names)
+        else:
+            names = service.models.names_within_cap()
+            offline = set(service.models.allowed_models())
         return ModelList(
             models=[
                 ModelChoice(
                     name=name, on_this_machine=name in offline, english_only=name.endswith(".en")
                 )
-                for name in service.models.names_within_cap()
+                for name in names
             ],
             server_choice=service.status().target_model,
         )

@@ -208,6 +208,30 @@ export async function getPrivacy() {
     .json();
 }
 
+/**
+ * Why this server takes no live session, from its decoder status (`live_transcription`), or
+ * null when it does or does not say. A browser cannot read the HTTP answer that refuses a
+ * websocket, so the page asks before it opens the microphone and the socket.
+ */
+export async function liveRefusal() {
+  let status;
+  try {
+    status = await (await apiFetch("api/v1/decoder_status", {
+      headers: { Accept: "application/json" },
+    })).json();
+  } catch {
+    return null; // the socket's own outcome will tell
+  }
+  if (status?.live_transcription === "refused") {
+    return "Live transcription does not run on this server: it is an API node of a cluster "
+      + "(API_NODE_LIVE=refuse). Upload or record a file instead, or use a server that offers Live.";
+  }
+  if (status?.live_transcription === "off") {
+    return "Live transcription is off on this server (MAX_LIVE_SESSIONS=0). Upload or record a file instead.";
+  }
+  return null;
+}
+
 /** The server's model ids from the OpenAI-style list, or null where the route does not exist. */
 /**
  * The models an upload may ask for, as [{name, englishOnly}], or null when the server does not

@@ -1,6 +1,6 @@
 // Wires the page together: adding files (drop, choose, record), options, the job list, the
 // viewer, privacy and the API key.
-import { ApiError, checkKey, getModels, getPrivacy } from "./api.js";
+import { ApiError, checkKey, getModels, getPrivacy, liveRefusal } from "./api.js";
 import { lifetime } from "./format.js";
 import { JobList } from "./jobs.js";
 import { KeyFlow } from "./keys.js";
@@ -255,6 +255,12 @@ function setUpLive() {
   $("live-button").addEventListener("click", async () => {
     showUploadError("");
     if (live.active) return;
+    // A server that takes no live session says so before the microphone is asked for.
+    const refusal = await liveRefusal();
+    if (refusal) {
+      showUploadError(refusal);
+      return;
+    }
     if (!window.isSecureContext || !recordingSupported()) {
       showUploadError(recordingProblem(null));
       return;
