@@ -49,6 +49,7 @@ RejectReason = Literal[
     "upload_timeout",
     "live_disabled",
     "too_many_sessions",
+    "origin_not_allowed",
 ]
 
 # Seconds of work per job: from a short clip on a GPU to a long recording on a CPU.

@@ -100,6 +100,9 @@ class VoiceEvent:
 
     kind: str  # "started" or "stopped"
     sample: int
+    # Where the detector could tell (the end of the frame that decided it): the audio
+    # before it is what a turn may hold when the event is handled.
+    heard_at: int = 0
 
     @property
     def ms(self) -> int:
@@ -146,7 +149,7 @@ class VoiceDetector:
         if not self.in_speech:
             if speech:
                 self.in_speech, self._silent_frames = True, 0
-                return VoiceEvent("started", here)
+                return VoiceEvent("started", here, here + VAD_FRAME_SAMPLES)
             return None
         if speech:
             self._silent_frames = 0
@@ -155,7 +158,7 @@ class VoiceDetector:
         if self._silent_frames >= self._silence_frames_needed:
             self.in_speech = False
             began = here - (self._silent_frames - 1) * VAD_FRAME_SAMPLES
-            return VoiceEvent("stopped", began)
+            return VoiceEvent("stopped", began, here + VAD_FRAME_SAMPLES)
         return None
 
     def reset(self) -> None:

@@ -49,7 +49,7 @@ from app.transcription.live.noise import NoiseFilter, NoiseReduction
 from app.transcription.live.turn import LiveTurn, PassResult, shifted
 from app.transcription.types import Word
 
-__all__ = ["AsyncPass", "LiveConfig", "LiveSession"]
+__all__ = ["AsyncPass", "AudioLimitError", "LiveConfig", "LiveLimits", "LiveSession"]
 
 Samples = npt.NDArray[np.float32]
 AsyncPass = Callable[[Samples, str | None, "LiveConfig"], Awaitable[PassResult]]
@@ -58,6 +58,26 @@ AsyncPass = Callable[[Samples, str | None, "LiveConfig"], Awaitable[PassResult]]
 RECENT_S = 3.0
 # A turn shorter than this has nothing Whisper could hear.
 MIN_TURN_S = 0.1
+
+
+@dataclass(frozen=True, slots=True)
+class LiveLimits:
+    """How much audio one session may receive and hold (the server's, not the client's)."""
+
+    # All the audio of a session (MAX_AUDIO_DURATION_S, as for an upload).
+    max_audio_s: float = 4 * 3600.0
+    # The open turn's kept audio: past it the server commits the turn itself.
+    max_turn_s: float = 30.0
+    # Audio waiting for its transcript: past it appends wait (the client is slowed down).
+    max_buffered_s: float = 90.0
+
+
+class AudioLimitError(Exception):
+    """The session has received all the audio it may."""
+
+    def __init__(self, limit_s: float) -> None:
+        super().__init__(f"this session reached its limit of {limit_s:g} s of audio")
+        self.message = str(self)
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,7 +121,9 @@ class LiveSession:
         clock: Clock,
         scorer: SpeechScorer | None,
         observer: LiveObserver | None = None,
+        limits: LiveLimits | None = None,
     ) -> None:
+        self.limits = limits or LiveLimits()
         self._run_pass = run_pass
         self._emit = emit
         self._clock = clock
@@ -113,6 +135,8 @@ class LiveSession:
         self._arrivals: list[tuple[int, float]] = []  # (samples received, when)
         self._turns: deque[LiveTurn] = deque()
         self._open: LiveTurn | None = None
+        # Audio before this sample belongs to a turn already committed (or was cleared).
+        self._owned_until = 0
         self._last_item: str | None = None
         self._context = ""  # the text of completed turns, to prompt the next ones
         self._wake = asyncio.Event()
@@ -150,27 +174,73 @@ class LiveSession:
     # -- input
 
     async def append(self, pcm: bytes) -> None:
-        """A chunk of PCM16 from the client."""
+        """A chunk of PCM16 from the client.
+
+        Raises `AudioLimitError` once the session has received `max_audio_s`. Waits
+        (so the client's later events wait in its connection) while more than
+        `max_buffered_s` of audio awaits its transcript.
+        """
+        if self._received >= self.limits.max_audio_s * SAMPLE_RATE:
+            raise AudioLimitError(self.limits.max_audio_s)
+        await self._room()
+        # Resampling, filtering and the detector's model: off the event loop, in one go.
+        samples, events = await asyncio.to_thread(self._ingest, pcm)
+        if not len(samples):
+            return
+        first = self._received
+        self._arrivals.append((first + len(samples), self._clock.monotonic()))
+        done = 0
+        for event in events:
+            # The audio up to where the detector decided belongs to the turn it ends or to
+            # the silence before the one it starts.
+            cut = min(len(samples), max(done, event.heard_at - first))
+            await self._take(samples[done:cut])
+            done = cut
+            await self._voice(event)
+        await self._take(samples[done:])
+        self._wake.set()
+
+    def _ingest(self, pcm: bytes) -> tuple[Samples, list[VoiceEvent]]:
+        """16 kHz samples of a chunk and the detector's events in them (blocking)."""
         samples = self._resampler.push(pcm)
         if self._denoiser is not None:
             samples = self._denoiser.push(samples)
-        if not len(samples):
-            return
-        self._received += len(samples)
-        self._arrivals.append((self._received, self._clock.monotonic()))
-        self._recent = np.concatenate([self._recent, samples])[-int(RECENT_S * SAMPLE_RATE) :]
-        if self._detector is None:
-            if self._open is None:
-                self._open_turn(self._received - len(samples), samples)
-            else:
-                self._open.append(samples)
-        else:
-            if self._open is not None:
-                self._open.append(samples)
-            # The detector runs a small ONNX model: off the event loop, like every model.
-            for event in await asyncio.to_thread(self._detector.push, samples):
-                await self._voice(event)
-        self._wake.set()
+        events = self._detector.push(samples) if self._detector is not None and len(samples) else []
+        return samples, events
+
+    async def _take(self, samples: Samples) -> None:
+        """Received audio: into the open turn (one opens without a detector), and `_recent`.
+
+        A turn that reaches `max_turn_s` is committed by the server right there and,
+        while speech goes on, the next turn starts at exactly that sample.
+        """
+        cap = round(self.limits.max_turn_s * SAMPLE_RATE)
+        while len(samples):
+            if self._open is None and self._detector is None:
+                self._open_turn(self._received, samples[:0])
+            turn = self._open
+            room = len(samples) if turn is None else max(1, cap - len(turn.audio))
+            piece, samples = samples[:room], samples[room:]
+            self._received += len(piece)
+            recent_max = int(RECENT_S * SAMPLE_RATE)
+            self._recent = np.concatenate([self._recent[-recent_max:], piece[-recent_max:]])[
+                -recent_max:
+            ]
+            if turn is None:
+                continue
+            turn.append(piece)
+            if len(turn.audio) >= cap:
+                await self._close(turn)
+                if self._detector is not None and self._detector.in_speech:
+                    await self._start_turn(self._received)
+
+    async def _room(self) -> None:
+        """Wait while more than `max_buffered_s` of audio waits for its transcript."""
+        limit = self.limits.max_buffered_s * SAMPLE_RATE
+        async with self._turn_ended:
+            await self._turn_ended.wait_for(
+                lambda: sum(len(turn.audio) for turn in self._turns) <= limit
+            )
 
     async def commit(self) -> bool:
         """Close the open turn by hand; False when there is too little audio to commit."""
@@ -188,6 +258,7 @@ class LiveSession:
             self._turns.remove(self._open)
             self._open = None
         self._recent = np.zeros(0, dtype=np.float32)
+        self._owned_until = self._received
         if self._detector is not None:
             self._detector.reset()
         await self._emit(Cleared())
@@ -195,18 +266,22 @@ class LiveSession:
     async def _voice(self, event: VoiceEvent) -> None:
         if event.kind == "started" and self._open is None:
             detection = self.config.turn_detection or TurnDetection()
-            start = max(
-                self._received - len(self._recent),
-                event.sample - detection.prefix_padding_ms * SAMPLE_RATE // 1000,
-            )
-            turn = self._open_turn(start, self._recent[start - self._received :])
-            await self._emit(SpeechStarted(turn.item_id, start * 1000 // SAMPLE_RATE))
+            await self._start_turn(event.sample - detection.prefix_padding_ms * SAMPLE_RATE // 1000)
         elif event.kind == "stopped" and self._open is not None:
             turn = self._open
-            keep = event.sample - turn.start_sample - round(turn.offset_s * SAMPLE_RATE)
-            turn.audio = turn.audio[: max(0, keep)]
+            # The turn keeps the silence that ended it (up to where the detector could
+            # tell): a word's soft ending is not cut off, and the next turn starts after it.
+            keep = min(event.heard_at, self._received) - turn.start_sample
+            turn.end_at(keep - round(turn.offset_s * SAMPLE_RATE))
             await self._emit(SpeechStopped(turn.item_id, event.ms))
             await self._close(turn)
+
+    async def _start_turn(self, wanted: int) -> None:
+        """Open a turn from `wanted` (or the first sample no earlier turn holds) to now."""
+        start = max(wanted, self._owned_until, self._received - len(self._recent))
+        held = self._received - start
+        turn = self._open_turn(start, self._recent[len(self._recent) - held :])
+        await self._emit(SpeechStarted(turn.item_id, start * 1000 // SAMPLE_RATE))
 
     def _open_turn(self, start_sample: int, samples: Samples) -> LiveTurn:
         turn = LiveTurn(
@@ -221,6 +296,7 @@ class LiveSession:
 
     async def _close(self, turn: LiveTurn) -> None:
         turn.close()
+        self._owned_until = turn.start_sample + turn.total_samples
         self._open = None
         await self._emit(Committed(turn.item_id, self._last_item))
         self._last_item = turn.item_id

@@ -96,7 +96,11 @@ class LiveTurn:
         # Where this turn begins on the session's timeline (16 kHz samples).
         self.start_sample = start_sample
         self.trim_after_s = trim_after_s
-        self.audio: Samples = np.zeros(0, dtype=np.float32)
+        # Kept audio is `_buffer[_first:_last]`; the buffer doubles when full, so an
+        # append copies only its own samples (amortised O(chunk)), never the whole turn.
+        self._buffer: Samples = np.zeros(SAMPLE_RATE, dtype=np.float32)
+        self._first = 0
+        self._last = 0
         self.offset_s = 0.0  # seconds of this turn's audio already trimmed away
         self.committed: list[Word] = []  # times in seconds from the turn's start
         self._hypothesis: list[Word] = []
@@ -108,14 +112,31 @@ class LiveTurn:
     # -- audio
 
     @property
+    def audio(self) -> Samples:
+        """The kept audio (a view: a pass reads it while later samples are appended past it)."""
+        return self._buffer[self._first : self._last]
+
+    @property
     def total_samples(self) -> int:
         """Every sample this turn has received, trimmed ones included."""
         return round(self.offset_s * SAMPLE_RATE) + len(self.audio)
 
     def append(self, samples: Samples) -> None:
         """More audio for this turn (ignored once the turn is closed)."""
-        if not self.closed and len(samples):
-            self.audio = np.concatenate([self.audio, samples])
+        if self.closed or not len(samples):
+            return
+        kept = self._last - self._first
+        if self._last + len(samples) > len(self._buffer):
+            # Move the kept audio to a fresh buffer (a running pass keeps its view of the old).
+            grown = np.zeros(max(2 * (kept + len(samples)), SAMPLE_RATE), dtype=np.float32)
+            grown[:kept] = self.audio
+            self._buffer, self._first, self._last = grown, 0, kept
+        self._buffer[self._last : self._last + len(samples)] = samples
+        self._last += len(samples)
+
+    def end_at(self, samples: int) -> None:
+        """Keep only the first `samples` of the kept audio (the turn ends there)."""
+        self._last = self._first + max(0, min(samples, self._last - self._first))
 
     def close(self) -> None:
         """No more audio: the next pass is the final one."""
@@ -198,7 +219,7 @@ class LiveTurn:
         if not ends:
             return
         cut = round((max(ends) - self.offset_s) * SAMPLE_RATE)
-        self.audio = self.audio[cut:]
+        self._first += cut
         self.offset_s += cut / SAMPLE_RATE
         # The hypothesis came from audio that is gone now; the next pass starts afresh.
         self._hypothesis = [w for w in self._hypothesis if w.start >= self.offset_s]
