@@ -44,11 +44,18 @@ def serve(port: int | None = None, listen: str | None = None) -> int:
         proxy_headers=False,  # forwarded headers are trusted only where configured
         server_header=False,
         timeout_graceful_shutdown=10,
+        # A live client's messages waiting to be read (each up to 16 MiB, a 15 MiB
+        # append): uvicorn's default of 32 would let one connection hold 512 MiB.
+        ws_max_queue=WS_MAX_QUEUE,
     )
     _graceful_server_class()(config, service).run()
     if service.worker is not None and service.worker.inference_busy:
         _exit_without_waiting_for_inference()
     return 0
+
+
+# Messages of one websocket read ahead of the application (see above).
+WS_MAX_QUEUE = 2
 
 
 def _exit_without_waiting_for_inference() -> None:

@@ -56,7 +56,12 @@ from app.service.errors import (
 from app.service.live import OPENAI_LIVE_MODELS, KeptSession, LiveService
 from app.transcription.live.audio import SpeechScorer
 from app.transcription.live.events import LiveEvent
-from app.transcription.live.session import AudioLimitError, LiveConfig, LiveSession
+from app.transcription.live.session import (
+    AudioLimitError,
+    BufferFullError,
+    LiveConfig,
+    LiveSession,
+)
 
 __all__ = ["RealtimeRoute", "realtime_route"]
 
@@ -305,7 +310,10 @@ class _Connection:
         kind = event.get("type")
         if kind == "input_audio_buffer.append":
             audio = await _audio_of(event)
-            await self.session.append(audio)
+            try:
+                await self.session.append(audio)
+            except BufferFullError as exc:
+                raise ProtocolError(exc.message, code="input_audio_buffer_full") from None
             return bool(audio)
         elif kind in (GA_UPDATE, BETA_UPDATE):
             await self._update(event, beta=kind == BETA_UPDATE)

@@ -49,7 +49,14 @@ from app.transcription.live.noise import NoiseFilter, NoiseReduction
 from app.transcription.live.turn import LiveTurn, PassResult, shifted
 from app.transcription.types import Word
 
-__all__ = ["AsyncPass", "AudioLimitError", "LiveConfig", "LiveLimits", "LiveSession"]
+__all__ = [
+    "AsyncPass",
+    "AudioLimitError",
+    "BufferFullError",
+    "LiveConfig",
+    "LiveLimits",
+    "LiveSession",
+]
 
 Samples = npt.NDArray[np.float32]
 AsyncPass = Callable[[Samples, str | None, "LiveConfig"], Awaitable[PassResult]]
@@ -68,7 +75,7 @@ class LiveLimits:
     max_audio_s: float = 4 * 3600.0
     # The open turn's kept audio: past it the server commits the turn itself.
     max_turn_s: float = 30.0
-    # Audio waiting for its transcript: past it appends wait (the client is slowed down).
+    # Audio waiting for its transcript: past it appends are refused (the audio dropped).
     max_buffered_s: float = 90.0
 
 
@@ -77,6 +84,16 @@ class AudioLimitError(Exception):
 
     def __init__(self, limit_s: float) -> None:
         super().__init__(f"this session reached its limit of {limit_s:g} s of audio")
+        self.message = str(self)
+
+
+class BufferFullError(Exception):
+    """Too much audio awaits its transcript: this chunk was dropped."""
+
+    def __init__(self, limit_s: float) -> None:
+        super().__init__(
+            f"more than {limit_s:g} s of audio await their transcript: this chunk was dropped"
+        )
         self.message = str(self)
 
 
@@ -176,13 +193,14 @@ class LiveSession:
     async def append(self, pcm: bytes) -> None:
         """A chunk of PCM16 from the client.
 
-        Raises `AudioLimitError` once the session has received `max_audio_s`. Waits
-        (so the client's later events wait in its connection) while more than
-        `max_buffered_s` of audio awaits its transcript.
+        Raises `AudioLimitError` once the session has received `max_audio_s`, and
+        `BufferFullError` (the chunk is dropped) while more than `max_buffered_s` of
+        audio awaits its transcript: a client far ahead of the model is told, and its
+        connection keeps being read (so a client that leaves is noticed at once).
         """
         if self._received >= self.limits.max_audio_s * SAMPLE_RATE:
             raise AudioLimitError(self.limits.max_audio_s)
-        await self._room()
+        self._check_room()
         # Resampling, filtering and the detector's model: off the event loop, in one go.
         samples, events = await asyncio.to_thread(self._ingest, pcm)
         if not len(samples):
@@ -234,13 +252,11 @@ class LiveSession:
                 if self._detector is not None and self._detector.in_speech:
                     await self._start_turn(self._received)
 
-    async def _room(self) -> None:
-        """Wait while more than `max_buffered_s` of audio waits for its transcript."""
-        limit = self.limits.max_buffered_s * SAMPLE_RATE
-        async with self._turn_ended:
-            await self._turn_ended.wait_for(
-                lambda: sum(len(turn.audio) for turn in self._turns) <= limit
-            )
+    def _check_room(self) -> None:
+        """Raise `BufferFullError` while more than `max_buffered_s` awaits its transcript."""
+        waiting = sum(len(turn.audio) for turn in self._turns)
+        if waiting > self.limits.max_buffered_s * SAMPLE_RATE:
+            raise BufferFullError(self.limits.max_buffered_s)
 
     async def commit(self) -> bool:
         """Close the open turn by hand; False when there is too little audio to commit."""

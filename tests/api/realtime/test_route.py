@@ -345,4 +345,5 @@ def test_a_session_past_max_audio_duration_is_ended_with_an_error_event() -> Non
             socket.send_json({"type": "input_audio_buffer.append", "audio": audio})
         assert next_of(socket, "error")["error"]["code"] == "session_audio_limit"
         with pytest.raises(WebSocketDisconnect):
-            socket.receive_json()
+            for _ in range(20):  # turns already committed may still be reported
+                socket.receive_json()
