@@ -228,7 +228,11 @@ class _Connection:
         receiver = asyncio.create_task(self._receive_loop(), name="live-receive")
         watchdog = asyncio.create_task(self._watch(), name="live-deadlines")
         try:
-            done, _ = await asyncio.wait({receiver, watchdog}, return_when=asyncio.FIRST_COMPLETED)
+            done, _ = await asyncio.wait(
+                {receiver, watchdog, runner}, return_when=asyncio.FIRST_COMPLETED
+            )
+            if runner in done:  # the runner only ends by failing: sending to a client gone
+                runner.result()
             return (receiver if receiver in done else watchdog).result()
         finally:
             for task in (runner, receiver, watchdog):
@@ -395,7 +399,7 @@ def realtime_route(route: RealtimeRoute) -> Any:
             route.live.warm_up()
             scorer = await route.live.scorer()
             outcome = await _Connection(route, socket, scorer, owner=owner).serve()
-        except WebSocketDisconnect:
+        except (WebSocketDisconnect, OSError):  # OSError: uvicorn's ClientDisconnected on send
             outcome = "closed"
         finally:
             route.live.close(outcome)

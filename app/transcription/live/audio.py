@@ -24,6 +24,7 @@ __all__ = [
     "INPUT_RATE",
     "VAD_FRAME_SAMPLES",
     "PcmResampler",
+    "SpeechMap",
     "SpeechScorer",
     "TurnDetection",
     "VoiceDetector",
@@ -35,6 +36,8 @@ Samples = npt.NDArray[np.float32]
 INPUT_RATE = 24000
 # Silero scores 512-sample (32 ms) frames at 16 kHz.
 VAD_FRAME_SAMPLES = 512
+# Speech shorter than this opens no turn (Silero's own default minimum).
+MIN_SPEECH_MS = 250
 SpeechScorer = Callable[[Samples], list[float]]
 """Speech probability of each whole `VAD_FRAME_SAMPLES` frame of the samples given."""
 
@@ -110,24 +113,70 @@ class VoiceEvent:
         return self.sample * 1000 // SAMPLE_RATE
 
 
+class SpeechMap:
+    """Which 32 ms frames of a session sounded like a voice (one byte a frame, ~110 KB an hour).
+
+    A lower bar than the detector's threshold (as Silero's own `neg_threshold`): it
+    tells words Whisper heard in a voice from words it made up in silence or noise.
+    """
+
+    def __init__(self, first_sample: int) -> None:
+        self.first_sample = first_sample
+        self._voiced = bytearray()
+
+    def add(self, voiced: bool) -> None:
+        """The next frame's verdict."""
+        self._voiced.append(1 if voiced else 0)
+
+    def heard(self, start_sample: int, end_sample: int) -> bool:
+        """Whether any frame overlapping [start_sample, end_sample) was voiced.
+
+        Audio not scored (yet) counts as voiced: only what the detector heard as
+        silence rules a word out.
+        """
+        first = max(0, (start_sample - self.first_sample) // VAD_FRAME_SAMPLES)
+        last = (end_sample - self.first_sample - 1) // VAD_FRAME_SAMPLES + 1
+        if last > len(self._voiced) or last <= 0:
+            return True
+        return 1 in self._voiced[first:last]
+
+
 class VoiceDetector:
     """Frames in, speech started / stopped out, by threshold and a silence that lasts.
 
     Speech starts at the first frame at or above the threshold (the turn then takes
-    `prefix_padding_ms` of audio before it) and stops once `silence_duration_ms` of
-    frames below it follow; the stop is placed where that silence began.
+    `prefix_padding_ms` of audio before it), once `min_speech_ms` of such frames
+    have followed without the silence that ends a turn (a click or a bump opens no
+    turn), and stops once `silence_duration_ms` of frames below it follow; the stop
+    is placed where that silence began. Positions count 16 kHz samples of the
+    session from `first_sample`, where the detector began listening.
     """
 
-    def __init__(self, detection: TurnDetection, scorer: SpeechScorer) -> None:
+    def __init__(
+        self,
+        detection: TurnDetection,
+        scorer: SpeechScorer,
+        *,
+        first_sample: int = 0,
+        min_speech_ms: int = MIN_SPEECH_MS,
+    ) -> None:
         self.detection = detection
         self._score = scorer
         self._pending = np.zeros(0, dtype=np.float32)
+        self._first_sample = first_sample
         self._frames_seen = 0
         self.in_speech = False
         self._silent_frames = 0
         self._silence_frames_needed = max(
             1, detection.silence_duration_ms * SAMPLE_RATE // 1000 // VAD_FRAME_SAMPLES
         )
+        self._speech_frames_needed = max(
+            1, min_speech_ms * SAMPLE_RATE // 1000 // VAD_FRAME_SAMPLES
+        )
+        self._candidate: int | None = None  # where speech not yet long enough began
+        self._candidate_frames = 0
+        self._voiced_bar = max(0.1, detection.threshold - 0.15)
+        self.speech = SpeechMap(first_sample)
 
     def push(self, samples: Samples) -> list[VoiceEvent]:
         """Score every whole frame now available; the events they cause, in order."""
@@ -138,6 +187,7 @@ class VoiceDetector:
         frames, self._pending = self._pending[:whole], self._pending[whole:]
         events: list[VoiceEvent] = []
         for probability in self._score(frames):
+            self.speech.add(probability >= self._voiced_bar)
             event = self._step(probability >= self.detection.threshold)
             if event is not None:
                 events.append(event)
@@ -145,12 +195,9 @@ class VoiceDetector:
         return events
 
     def _step(self, speech: bool) -> VoiceEvent | None:
-        here = self._frames_seen * VAD_FRAME_SAMPLES
+        here = self._first_sample + self._frames_seen * VAD_FRAME_SAMPLES
         if not self.in_speech:
-            if speech:
-                self.in_speech, self._silent_frames = True, 0
-                return VoiceEvent("started", here, here + VAD_FRAME_SAMPLES)
-            return None
+            return self._maybe_start(speech, here)
         if speech:
             self._silent_frames = 0
             return None
@@ -161,6 +208,25 @@ class VoiceDetector:
             return VoiceEvent("stopped", began, here + VAD_FRAME_SAMPLES)
         return None
 
+    def _maybe_start(self, speech: bool, here: int) -> VoiceEvent | None:
+        if self._candidate is None:
+            if not speech:
+                return None
+            self._candidate, self._candidate_frames, self._silent_frames = here, 0, 0
+        if speech:
+            self._candidate_frames += 1
+            self._silent_frames = 0
+        else:
+            self._silent_frames += 1
+            if self._silent_frames >= self._silence_frames_needed:
+                self._candidate = None  # too short to be speech
+                return None
+        if self._candidate_frames < self._speech_frames_needed:
+            return None
+        began, self._candidate = self._candidate, None
+        self.in_speech, self._silent_frames = True, 0
+        return VoiceEvent("started", began, here + VAD_FRAME_SAMPLES)
+
     def reset(self) -> None:
         """Forget the current speech state (the buffer was cleared or committed by hand)."""
-        self.in_speech, self._silent_frames = False, 0
+        self.in_speech, self._silent_frames, self._candidate = False, 0, None

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import bisect
+import dataclasses
 import secrets
 from collections import deque
 from collections.abc import Awaitable, Callable
@@ -63,6 +64,8 @@ AsyncPass = Callable[[Samples, str | None, "LiveConfig"], Awaitable[PassResult]]
 """Run one pass (audio, prompt, the session's settings) off the event loop."""
 # Audio kept before speech starts: the prefix padding of any sensible setting, and more.
 RECENT_S = 3.0
+# How far from a voiced frame a word may lie (Whisper's word times are this loose).
+WORD_SLACK_S = 0.2
 # A turn shorter than this has nothing Whisper could hear.
 MIN_TURN_S = 0.1
 
@@ -186,7 +189,7 @@ class LiveSession:
         if detection is None or self._scorer is None:
             self._detector = None
         elif self._detector is None or self._detector.detection != detection:
-            self._detector = VoiceDetector(detection, self._scorer)
+            self._detector = VoiceDetector(detection, self._scorer, first_sample=self._received)
 
     # -- input
 
@@ -358,12 +361,37 @@ class LiveSession:
             return
         if self._observer is not None:
             self._observer.pass_done(self._clock.monotonic() - began)
+        result = self._only_heard(turn, result)
         first = not turn.committed
         newly = turn.apply(result, final=final)
         if newly:
             await self._deliver(turn, newly, first=first)
         if final:
             await self._complete(turn)
+
+    def _only_heard(self, turn: LiveTurn, result: PassResult) -> PassResult:
+        """The pass's words that lie near audio the detector heard as a voice.
+
+        Whisper fills silence and noise with text of its own ("Thank you.", "Thanks
+        for watching!"); a word with no voiced frame within `WORD_SLACK_S` of it
+        was not said. Without a detector every word stands.
+        """
+        if self._detector is None:
+            return result
+        heard = self._detector.speech.heard
+        base = turn.start_sample + round(turn.offset_s * SAMPLE_RATE)
+        slack = round(WORD_SLACK_S * SAMPLE_RATE)
+        kept = [
+            word
+            for word in result.words
+            if heard(
+                base + round(word.start * SAMPLE_RATE) - slack,
+                base + round(word.end * SAMPLE_RATE) + slack,
+            )
+        ]
+        if len(kept) == len(result.words):
+            return result
+        return dataclasses.replace(result, words=kept)
 
     async def _deliver(self, turn: LiveTurn, words: list[Word], *, first: bool) -> None:
         text = "".join(word.word for word in words)

@@ -21,6 +21,8 @@ def transcript_of(
 ) -> Transcript:
     """The turns in order as one transcript of `duration_s` seconds of session audio."""
     segments: list[Segment] = []
+    # In the audio's order, whatever order their transcripts were finished in.
+    turns = sorted(turns, key=lambda turn: turn.start_s)
     for turn in turns:
         whole = Segment(
             id=len(segments),
