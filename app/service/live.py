@@ -32,8 +32,9 @@ from app.service.core import JobSpec, TranscriptionService
 from app.service.errors import LiveDisabledError, NoLiveSlotError
 from app.transcription.catalogue import spec
 from app.transcription.live.audio import SpeechScorer, silero_scorer
+from app.transcription.live.limits import LiveLimits
 from app.transcription.live.passes import whisper_pass
-from app.transcription.live.session import LiveConfig, LiveLimits, LiveSession
+from app.transcription.live.session import LiveConfig, LiveSession
 from app.transcription.live.transcript import transcript_of
 from app.transcription.live.turn import PassResult
 from app.transcription.models import ModelManager

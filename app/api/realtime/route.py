@@ -56,12 +56,8 @@ from app.service.errors import (
 from app.service.live import OPENAI_LIVE_MODELS, KeptSession, LiveService
 from app.transcription.live.audio import SpeechScorer
 from app.transcription.live.events import LiveEvent
-from app.transcription.live.session import (
-    AudioLimitError,
-    BufferFullError,
-    LiveConfig,
-    LiveSession,
-)
+from app.transcription.live.limits import AudioLimitError, BufferFullError
+from app.transcription.live.session import LiveConfig, LiveSession
 
 __all__ = ["RealtimeRoute", "realtime_route"]
 

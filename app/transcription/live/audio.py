@@ -19,6 +19,7 @@ from av.audio.frame import AudioFrame
 from av.audio.resampler import AudioResampler
 
 from app.transcription.audio import SAMPLE_RATE
+from app.transcription.types import Word
 
 __all__ = [
     "INPUT_RATE",
@@ -36,6 +37,8 @@ Samples = npt.NDArray[np.float32]
 INPUT_RATE = 24000
 # Silero scores 512-sample (32 ms) frames at 16 kHz.
 VAD_FRAME_SAMPLES = 512
+# How far from a voiced frame a word may lie (Whisper's word times are this loose).
+WORD_SLACK_S = 0.2
 # Speech shorter than this opens no turn (Silero's own default minimum).
 MIN_SPEECH_MS = 250
 SpeechScorer = Callable[[Samples], list[float]]
@@ -139,6 +142,22 @@ class SpeechMap:
         if last > len(self._voiced) or last <= 0:
             return True
         return 1 in self._voiced[first:last]
+
+    def said(self, words: list[Word], base_sample: int) -> list[Word]:
+        """The words (times in seconds from `base_sample`) with a voiced frame near them.
+
+        Whisper fills silence and noise with text of its own ("Thank you.", "Thanks
+        for watching!"); a word with no voiced frame within `WORD_SLACK_S` was not said.
+        """
+        slack = round(WORD_SLACK_S * SAMPLE_RATE)
+        return [
+            word
+            for word in words
+            if self.heard(
+                base_sample + round(word.start * SAMPLE_RATE) - slack,
+                base_sample + round(word.end * SAMPLE_RATE) + slack,
+            )
+        ]
 
 
 class VoiceDetector:

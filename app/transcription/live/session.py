@@ -15,8 +15,10 @@ from __future__ import annotations
 
 import asyncio
 import bisect
+import contextlib
 import dataclasses
 import secrets
+import time
 from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -46,58 +48,22 @@ from app.transcription.live.events import (
     TurnFailed,
     TurnRecord,
 )
+from app.transcription.live.limits import AudioLimitError, BufferFullError, LiveLimits
 from app.transcription.live.noise import NoiseFilter, NoiseReduction
-from app.transcription.live.turn import LiveTurn, PassResult, shifted
+from app.transcription.live.turn import LiveTurn, PassResult, framed, shifted
 from app.transcription.types import Word
 
-__all__ = [
-    "AsyncPass",
-    "AudioLimitError",
-    "BufferFullError",
-    "LiveConfig",
-    "LiveLimits",
-    "LiveSession",
-]
+__all__ = ["AsyncPass", "LiveConfig", "LiveSession"]
 
 Samples = npt.NDArray[np.float32]
 AsyncPass = Callable[[Samples, str | None, "LiveConfig"], Awaitable[PassResult]]
 """Run one pass (audio, prompt, the session's settings) off the event loop."""
 # Audio kept before speech starts: the prefix padding of any sensible setting, and more.
 RECENT_S = 3.0
-# How far from a voiced frame a word may lie (Whisper's word times are this loose).
-WORD_SLACK_S = 0.2
+# Audio a pass hears beyond each edge of its turn (a word cut there is heard whole).
+CONTEXT_S = 0.6
 # A turn shorter than this has nothing Whisper could hear.
 MIN_TURN_S = 0.1
-
-
-@dataclass(frozen=True, slots=True)
-class LiveLimits:
-    """How much audio one session may receive and hold (the server's, not the client's)."""
-
-    # All the audio of a session (MAX_AUDIO_DURATION_S, as for an upload).
-    max_audio_s: float = 4 * 3600.0
-    # The open turn's kept audio: past it the server commits the turn itself.
-    max_turn_s: float = 30.0
-    # Audio waiting for its transcript: past it appends are refused (the audio dropped).
-    max_buffered_s: float = 90.0
-
-
-class AudioLimitError(Exception):
-    """The session has received all the audio it may."""
-
-    def __init__(self, limit_s: float) -> None:
-        super().__init__(f"this session reached its limit of {limit_s:g} s of audio")
-        self.message = str(self)
-
-
-class BufferFullError(Exception):
-    """Too much audio awaits its transcript: this chunk was dropped."""
-
-    def __init__(self, limit_s: float) -> None:
-        super().__init__(
-            f"more than {limit_s:g} s of audio await their transcript: this chunk was dropped"
-        )
-        self.message = str(self)
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,6 +79,8 @@ class LiveConfig:
     noise_reduction: NoiseReduction | None = None
     pass_interval_s: float = 1.0
     trim_after_s: float = 20.0
+    # Audio a pass hears beyond each edge of its turn (the server's choice, not the client's).
+    context_s: float = CONTEXT_S
 
 
 def _record(turn: LiveTurn, language: str | None) -> TurnRecord:
@@ -155,8 +123,10 @@ class LiveSession:
         self._arrivals: list[tuple[int, float]] = []  # (samples received, when)
         self._turns: deque[LiveTurn] = deque()
         self._open: LiveTurn | None = None
-        # Audio before this sample belongs to a turn already committed (or was cleared).
+        # Audio before this sample belongs to a turn already committed (or was cleared),
+        # and whether that turn was cut in mid-speech.
         self._owned_until = 0
+        self._cut_last = False
         self._last_item: str | None = None
         self._context = ""  # the text of completed turns, to prompt the next ones
         self._wake = asyncio.Event()
@@ -277,7 +247,7 @@ class LiveSession:
             self._turns.remove(self._open)
             self._open = None
         self._recent = np.zeros(0, dtype=np.float32)
-        self._owned_until = self._received
+        self._owned_until, self._cut_last = self._received, False
         if self._detector is not None:
             self._detector.reset()
         await self._emit(Cleared())
@@ -293,7 +263,7 @@ class LiveSession:
             keep = min(event.heard_at, self._received) - turn.start_sample
             turn.end_at(keep - round(turn.offset_s * SAMPLE_RATE))
             await self._emit(SpeechStopped(turn.item_id, event.ms))
-            await self._close(turn)
+            await self._close(turn, cut=False)
 
     async def _start_turn(self, wanted: int) -> None:
         """Open a turn from `wanted` (or the first sample no earlier turn holds) to now."""
@@ -309,12 +279,21 @@ class LiveSession:
             trim_after_s=self.config.trim_after_s,
         )
         turn.append(samples)
+        if start_sample == self._owned_until and self._cut_last:
+            # Right where a turn was cut in mid-speech: its passes hear that turn's end.
+            before = len(self._recent) - (self._received - start_sample)
+            context = round(self.config.context_s * SAMPLE_RATE)
+            turn.lookback = self._recent[max(0, before - context) : max(0, before)].copy()
         self._open = turn
         self._turns.append(turn)
         return turn
 
-    async def _close(self, turn: LiveTurn) -> None:
+    async def _close(self, turn: LiveTurn, *, cut: bool = True) -> None:
+        """Commit `turn`; `cut`: in mid-speech (a commit, the cap), not in a silence."""
         turn.close()
+        turn.cut_after = self._cut_last = cut
+        # Real time, not the session's clock: this waits for audio a client sends in real time.
+        turn.closed_at = time.monotonic()
         self._owned_until = turn.start_sample + turn.total_samples
         self._open = None
         await self._emit(Committed(turn.item_id, self._last_item))
@@ -326,20 +305,35 @@ class LiveSession:
     async def run(self) -> None:
         """Run passes until cancelled (one at a time, oldest turn first)."""
         while True:
-            turn = self._due()
+            turn, wait_s = self._due()
             if turn is None:
-                await self._wake.wait()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), wait_s)
                 self._wake.clear()
                 continue
             await self._pass(turn)
 
-    def _due(self) -> LiveTurn | None:
+    def _due(self) -> tuple[LiveTurn | None, float | None]:
+        """The turn to pass now, or how long to wait at most for one (None: for new audio).
+
+        The final pass of a turn cut in mid-speech (a commit, the length cap) waits
+        until `context_s` of audio after it has arrived, or as long as a real-time
+        client takes to send that much; a turn that ended in silence does not wait.
+        """
         if not self._turns:
-            return None
+            return None, None
         turn = self._turns[0]
-        if turn.closed or turn.new_audio_s() >= self.config.pass_interval_s:
-            return turn
-        return None
+        if turn.closed and not turn.cut_after:
+            return turn, None
+        if turn.closed:
+            end = turn.start_sample + turn.total_samples
+            ahead_s = (self._received - end) / SAMPLE_RATE
+            waited_s = time.monotonic() - turn.closed_at
+            wait_s = min(self.config.context_s - ahead_s, self.config.context_s - waited_s)
+            return (turn, None) if wait_s <= 0 else (None, wait_s)
+        if turn.new_audio_s() >= self.config.pass_interval_s:
+            return turn, None
+        return None, None
 
     async def _pass(self, turn: LiveTurn) -> None:
         final = turn.closed
@@ -347,6 +341,13 @@ class LiveSession:
             await self._complete(turn)
             return
         audio = turn.begin_pass()
+        span_s = len(audio) / SAMPLE_RATE
+        # A word cut by the turn's edges is heard whole: the audio just before it and, for
+        # the final pass, whatever has arrived after it (`framed` keeps only its own words).
+        lead = turn.lookback if turn.offset_s == 0 else audio[:0]
+        ahead = self._after(turn) if final and turn.cut_after else audio[:0]
+        if len(lead) or len(ahead):
+            audio = np.concatenate([lead, audio, ahead])
         prompt = turn.prompt(" ".join(p for p in (self.config.prompt, self._context) if p))
         began = self._clock.monotonic()
         try:
@@ -361,6 +362,7 @@ class LiveSession:
             return
         if self._observer is not None:
             self._observer.pass_done(self._clock.monotonic() - began)
+        result = framed(result, len(lead) / SAMPLE_RATE, span_s if len(ahead) else None)
         result = self._only_heard(turn, result)
         first = not turn.committed
         newly = turn.apply(result, final=final)
@@ -369,29 +371,21 @@ class LiveSession:
         if final:
             await self._complete(turn)
 
-    def _only_heard(self, turn: LiveTurn, result: PassResult) -> PassResult:
-        """The pass's words that lie near audio the detector heard as a voice.
+    def _after(self, turn: LiveTurn) -> Samples:
+        """Up to `CONTEXT_S` of the audio received after a closed turn's end."""
+        end = turn.start_sample + turn.total_samples
+        index = end - (self._received - len(self._recent))
+        if index < 0:
+            return self._recent[:0]
+        return self._recent[index : index + round(self.config.context_s * SAMPLE_RATE)]
 
-        Whisper fills silence and noise with text of its own ("Thank you.", "Thanks
-        for watching!"); a word with no voiced frame within `WORD_SLACK_S` of it
-        was not said. Without a detector every word stands.
-        """
+    def _only_heard(self, turn: LiveTurn, result: PassResult) -> PassResult:
+        """The pass's words near audio the detector heard as a voice (all without one)."""
         if self._detector is None:
             return result
-        heard = self._detector.speech.heard
         base = turn.start_sample + round(turn.offset_s * SAMPLE_RATE)
-        slack = round(WORD_SLACK_S * SAMPLE_RATE)
-        kept = [
-            word
-            for word in result.words
-            if heard(
-                base + round(word.start * SAMPLE_RATE) - slack,
-                base + round(word.end * SAMPLE_RATE) + slack,
-            )
-        ]
-        if len(kept) == len(result.words):
-            return result
-        return dataclasses.replace(result, words=kept)
+        kept = self._detector.speech.said(result.words, base)
+        return result if len(kept) == len(result.words) else dataclasses.replace(result, words=kept)
 
     async def _deliver(self, turn: LiveTurn, words: list[Word], *, first: bool) -> None:
         text = "".join(word.word for word in words)

@@ -22,7 +22,15 @@ import numpy.typing as npt
 from app.transcription.audio import SAMPLE_RATE
 from app.transcription.types import Word
 
-__all__ = ["LivePass", "LiveTurn", "PassResult", "agreed_prefix", "normalise_word", "shifted"]
+__all__ = [
+    "LivePass",
+    "LiveTurn",
+    "PassResult",
+    "agreed_prefix",
+    "framed",
+    "normalise_word",
+    "shifted",
+]
 
 Samples = npt.NDArray[np.float32]
 # Without a text match: a word starting this close before the last committed word's end
@@ -83,6 +91,25 @@ def _after_text_match(kept: list[Word], words: list[Word]) -> int | None:
     return None
 
 
+def framed(result: PassResult, lead_s: float, span_s: float | None = None) -> PassResult:
+    """A pass over (context, a turn's audio, look-ahead) told as a pass over the audio alone.
+
+    Times move back by `lead_s`. A word belongs to the turn its middle lies in: the
+    words of the context before (the previous turn's end) and, given `span_s`, of
+    the look-ahead after it (the next turn's start) are left out, so a word cut by
+    a boundary is transcribed whole, once, by the turn it was mostly said in.
+    """
+    words = []
+    for word in result.words:
+        middle = (word.start + word.end) / 2 - lead_s
+        if middle < 0 or (span_s is not None and middle >= span_s):
+            continue
+        start, end = max(0.0, word.start - lead_s), max(0.0, word.end - lead_s)
+        words.append(Word(start, end, word.word, word.probability))
+    ends = [end - lead_s for end in result.segment_ends if end > lead_s]
+    return PassResult(words=words, segment_ends=ends, language=result.language)
+
+
 def shifted(words: list[Word], offset_s: float) -> list[Word]:
     """The words with their times moved by `offset_s` seconds."""
     return [Word(w.start + offset_s, w.end + offset_s, w.word, w.probability) for w in words]
@@ -102,10 +129,15 @@ class LiveTurn:
         self._first = 0
         self._last = 0
         self.offset_s = 0.0  # seconds of this turn's audio already trimmed away
+        # Audio just before the turn (another turn's, or silence): heard by its passes for
+        # context, never transcribed into it.
+        self.lookback: Samples = np.zeros(0, dtype=np.float32)
         self.committed: list[Word] = []  # times in seconds from the turn's start
         self._hypothesis: list[Word] = []
         self.samples_at_last_pass = 0
         self.closed = False
+        self.closed_at = 0.0  # when it was closed (time.monotonic)
+        self.cut_after = False  # closed in mid-speech: the audio after it may end its last word
         self.done = False
         self.language: str | None = None
 

@@ -61,7 +61,7 @@ def manual_session(model: ScriptedModel, emitted: list[LiveEvent]) -> LiveSessio
         emitted.append(event)
 
     return LiveSession(
-        LiveConfig(language="en", turn_detection=None, prompt="Names: Ada."),
+        LiveConfig(language="en", turn_detection=None, prompt="Names: Ada.", context_s=0),
         run_pass=model.run,
         emit=emit,
         clock=FakeClock(),
@@ -171,7 +171,9 @@ async def test_server_vad_makes_a_turn_from_speech_to_the_silence_after_it(
 
     model = ScriptedModel("one turn")
     session = LiveSession(
-        LiveConfig(language="en", turn_detection=TurnDetection(silence_duration_ms=300)),
+        LiveConfig(
+            language="en", turn_detection=TurnDetection(silence_duration_ms=300), context_s=0
+        ),
         run_pass=model.run,
         emit=emit,
         clock=FakeClock(),

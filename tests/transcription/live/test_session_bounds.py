@@ -11,7 +11,8 @@ import pytest
 from app.transcription.audio import SAMPLE_RATE
 from app.transcription.live.audio import TurnDetection
 from app.transcription.live.events import Committed, Completed, LiveEvent, SpeechStarted
-from app.transcription.live.session import BufferFullError, LiveConfig, LiveLimits, LiveSession
+from app.transcription.live.limits import BufferFullError, LiveLimits
+from app.transcription.live.session import LiveConfig, LiveSession
 from app.transcription.live.turn import LiveTurn, PassResult
 from app.transcription.types import Word
 from tests.transcription.live.test_session import ScriptedModel, loudness_scorer, pcm, settle, tone
@@ -28,7 +29,7 @@ def session_with(
 
     detection = TurnDetection(silence_duration_ms=300) if vad else None
     return LiveSession(
-        LiveConfig(language="en", turn_detection=detection),
+        LiveConfig(language="en", turn_detection=detection, context_s=0),
         run_pass=model.run,
         emit=emit,
         clock=FakeClock(),

@@ -23,7 +23,9 @@ def vad_session(run_pass: object, emitted: list[LiveEvent]) -> LiveSession:
         emitted.append(event)
 
     return LiveSession(
-        LiveConfig(language="en", turn_detection=TurnDetection(silence_duration_ms=300)),
+        LiveConfig(
+            language="en", turn_detection=TurnDetection(silence_duration_ms=300), context_s=0
+        ),
         run_pass=run_pass,  # type: ignore[arg-type]
         emit=emit,
         clock=FakeClock(),

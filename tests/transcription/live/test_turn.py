@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from app.transcription.audio import SAMPLE_RATE
 from app.transcription.live.turn import LiveTurn, PassResult, agreed_prefix, normalise_word
@@ -113,3 +114,19 @@ def test_new_audio_is_measured_from_the_start_of_the_last_pass() -> None:
     assert turn.new_audio_s() == 0.0
     turn.append(np.zeros(SAMPLE_RATE // 2, dtype=np.float32))
     assert turn.new_audio_s() == 0.5
+
+
+def test_a_pass_with_context_keeps_only_the_words_mostly_inside_its_turn() -> None:
+    """Context before (0.5 s) and look-ahead after (past 2 s): a word belongs where its middle is."""
+    from app.transcription.live.turn import framed
+
+    heard = [
+        Word(0.0, 0.4, " before", 0.9),  # all in the context
+        Word(0.3, 0.9, " straddles", 0.9),  # middle 0.6: inside (0.1 s into the turn)
+        Word(1.0, 2.0, " inside", 0.9),
+        Word(2.3, 2.7, " cut", 0.9),  # middle 2.5 - 0.5 = 2.0: the look-ahead's
+    ]
+    result = framed(PassResult(words=heard, segment_ends=[0.4, 2.7]), 0.5, 2.0)
+    assert [w.word for w in result.words] == [" straddles", " inside"]
+    assert result.words[0].start == 0.0 and result.words[1].start == pytest.approx(0.5)
+    assert result.segment_ends == [pytest.approx(2.2)]
