@@ -117,7 +117,7 @@ def test_new_audio_is_measured_from_the_start_of_the_last_pass() -> None:
 
 
 def test_a_pass_with_context_keeps_only_the_words_mostly_inside_its_turn() -> None:
-    """Context before (0.5 s) and look-ahead after (past 2 s): a word belongs where its middle is."""
+    """Context before (0.5 s), look-ahead past 2 s: a word belongs where its middle lies."""
     from app.transcription.live.turn import framed
 
     heard = [
