@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -24,7 +25,10 @@ from app.transcription.types import Word
 __all__ = [
     "INPUT_RATE",
     "VAD_FRAME_SAMPLES",
+    "WORD_SLACK_S",
     "PcmResampler",
+    "SileroScorer",
+    "SileroStream",
     "SpeechMap",
     "SpeechScorer",
     "TurnDetection",
@@ -76,19 +80,59 @@ def _join(frames: list[AudioFrame]) -> Samples:
 
 
 def silero_scorer() -> SpeechScorer:
-    """Silero VAD as bundled with faster-whisper (loaded once, a few MB, CPU only)."""
+    """Silero VAD as bundled with faster-whisper (loaded once, a few MB, CPU only).
+
+    Shared by every session; each voice detector scores through its own
+    `SileroStream` (`streaming`), which carries the model's state from chunk to chunk.
+    """
     from faster_whisper.vad import get_vad_model
 
-    model = get_vad_model()
+    return SileroScorer(get_vad_model().session)
 
-    def score(samples: Samples) -> list[float]:
+
+class SileroScorer:
+    """The Silero model's session; called directly, it scores each chunk from a fresh state."""
+
+    def __init__(self, session: Any) -> None:
+        self.session = session
+
+    def __call__(self, samples: Samples) -> list[float]:
+        """Speech probabilities of the chunk's whole frames, as if nothing came before."""
+        return SileroStream(self.session)(samples)
+
+    def streaming(self) -> SpeechScorer:
+        """A scorer for one stream: each chunk continues where the last one ended."""
+        return SileroStream(self.session)
+
+
+class SileroStream:
+    """One stream's scorer: the model's recurrent state and the last 64 samples carried over.
+
+    Silero listens with memory: scored chunk by chunk from a fresh state (as its
+    batch entry point does), 100 ms chunks come out far less sure of soft speech.
+    """
+
+    CONTEXT = 64
+
+    def __init__(self, session: Any) -> None:
+        self._session = session
+        self._h = np.zeros((1, 1, 128), dtype=np.float32)
+        self._c = np.zeros((1, 1, 128), dtype=np.float32)
+        self._context = np.zeros(self.CONTEXT, dtype=np.float32)
+
+    def __call__(self, samples: Samples) -> list[float]:
+        """Speech probability of each whole frame of `samples` (the rest is ignored)."""
         whole = len(samples) - len(samples) % VAD_FRAME_SAMPLES
         if whole == 0:
             return []
-        probabilities = model(samples[:whole])
-        return [float(p) for p in np.asarray(probabilities).reshape(-1)[: whole // 512]]
-
-    return score
+        frames = samples[:whole].astype(np.float32).reshape(-1, VAD_FRAME_SAMPLES)
+        before = np.concatenate([self._context[None, :], frames[:-1, -self.CONTEXT :]])
+        batch = np.concatenate([before, frames], axis=1)
+        out, self._h, self._c = self._session.run(
+            None, {"input": batch, "h": self._h, "c": self._c}
+        )
+        self._context = frames[-1, -self.CONTEXT :].copy()
+        return [float(p) for p in np.asarray(out).reshape(-1)[: len(frames)]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -166,7 +210,7 @@ class VoiceDetector:
     Speech starts at the first frame at or above the threshold (the turn then takes
     `prefix_padding_ms` of audio before it), once `min_speech_ms` of such frames
     have followed without the silence that ends a turn (a click or a bump opens no
-    turn), and stops once `silence_duration_ms` of frames below it follow; the stop
+    turn), and stops once `silence_duration_ms` of frames below threshold - 0.15 follow; the stop
     is placed where that silence began. Positions count 16 kHz samples of the
     session from `first_sample`, where the detector began listening.
     """
@@ -180,7 +224,9 @@ class VoiceDetector:
         min_speech_ms: int = MIN_SPEECH_MS,
     ) -> None:
         self.detection = detection
-        self._score = scorer
+        # A scorer with memory (Silero) gets a stream of its own for this detector.
+        streaming = getattr(scorer, "streaming", None)
+        self._score: SpeechScorer = streaming() if callable(streaming) else scorer
         self._pending = np.zeros(0, dtype=np.float32)
         self._first_sample = first_sample
         self._frames_seen = 0
@@ -206,8 +252,12 @@ class VoiceDetector:
         frames, self._pending = self._pending[:whole], self._pending[whole:]
         events: list[VoiceEvent] = []
         for probability in self._score(frames):
-            self.speech.add(probability >= self._voiced_bar)
-            event = self._step(probability >= self.detection.threshold)
+            voiced = probability >= self._voiced_bar
+            self.speech.add(voiced)
+            # Hysteresis, as Silero's own: speech starts above the threshold and goes on
+            # until the probability falls below threshold - 0.15 (a soft syllable).
+            loud = probability >= self.detection.threshold
+            event = self._step(voiced if self.in_speech else loud)
             if event is not None:
                 events.append(event)
             self._frames_seen += 1

@@ -27,6 +27,8 @@ MAX_COMPRESSION_RATIO = 2.4
 DOUBTFUL_NO_SPEECH = 0.3
 # Whisper's bar for low confidence: a window's average log-probability below this.
 LOW_LOGPROB = -1.0
+# A word shorter than this (one timestamp step) was not said.
+MIN_WORD_S = 0.02
 # Tokens one window of a pass may generate: ~22 s of fast speech with its timestamps
 # needs about 110; a decoding stuck in a loop stops here instead of at 448.
 MAX_PASS_TOKENS = 160
@@ -55,8 +57,16 @@ def whisper_pass(
         # Without the fallback ladder, Whisper's own guard against a decoding stuck in a
         # loop (". . . ." or one phrase again and again) is ours to apply.
         kept = [s for s in transcript.segments if _heard(s)]
+        # Words of no length are the model going on where the audio ran out (it repeats
+        # its prompt or says "Thank you."): not speech.
+        words = [
+            w
+            for s in kept
+            for w in s.words or ()
+            if normalise_word(w.word) and w.end - w.start >= MIN_WORD_S
+        ]
         return PassResult(
-            words=[w for s in kept for w in s.words or () if normalise_word(w.word)],
+            words=words,
             segment_ends=[s.end for s in kept],
             language=transcript.language,
         )

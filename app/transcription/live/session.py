@@ -50,7 +50,13 @@ from app.transcription.live.events import (
 )
 from app.transcription.live.limits import AudioLimitError, BufferFullError, LiveLimits
 from app.transcription.live.noise import NoiseFilter, NoiseReduction
-from app.transcription.live.turn import LiveTurn, PassResult, framed, shifted
+from app.transcription.live.turn import (
+    LiveTurn,
+    PassResult,
+    framed,
+    shifted,
+    without_closing_formula,
+)
 from app.transcription.types import Word
 
 __all__ = ["AsyncPass", "LiveConfig", "LiveSession"]
@@ -260,6 +266,7 @@ class LiveSession:
             turn = self._open
             # The turn keeps the silence that ended it (up to where the detector could
             # tell): a word's soft ending is not cut off, and the next turn starts after it.
+            turn.speech_end = event.sample
             keep = min(event.heard_at, self._received) - turn.start_sample
             turn.end_at(keep - round(turn.offset_s * SAMPLE_RATE))
             await self._emit(SpeechStopped(turn.item_id, event.ms))
@@ -385,6 +392,8 @@ class LiveSession:
             return result
         base = turn.start_sample + round(turn.offset_s * SAMPLE_RATE)
         kept = self._detector.speech.said(result.words, base)
+        if turn.speech_end is not None:  # nothing starts after the speech that ended the turn
+            kept = without_closing_formula(kept, (turn.speech_end - base) / SAMPLE_RATE)
         return result if len(kept) == len(result.words) else dataclasses.replace(result, words=kept)
 
     async def _deliver(self, turn: LiveTurn, words: list[Word], *, first: bool) -> None:

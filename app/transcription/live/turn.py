@@ -30,6 +30,7 @@ __all__ = [
     "framed",
     "normalise_word",
     "shifted",
+    "without_closing_formula",
 ]
 
 Samples = npt.NDArray[np.float32]
@@ -40,6 +41,23 @@ OVERLAP_TOLERANCE_S = 0.1
 MAX_REPEATED_WORDS = 5
 # How much committed text prompts the next pass (Whisper's prompt holds ~224 tokens).
 PROMPT_CHARS = 200
+# What Whisper says where the audio ends without speech (normalised), and how close to
+# the end of the speech such a phrase must begin to be taken for that habit.
+CLOSING_FORMULAS = frozenset(
+    {
+        "thank you",
+        "thanks",
+        "thank you very much",
+        "thank you for watching",
+        "thanks for watching",
+        "thank you so much for watching",
+        "please subscribe",
+        "you",
+        "bye",
+    }
+)
+MAX_FORMULA_WORDS = 5
+FORMULA_TAIL_S = 0.35
 _PUNCTUATION = re.compile(r"[^\w']+")
 
 
@@ -110,6 +128,23 @@ def framed(result: PassResult, lead_s: float, span_s: float | None = None) -> Pa
     return PassResult(words=words, segment_ends=ends, language=result.language)
 
 
+def without_closing_formula(words: list[Word], speech_end_s: float) -> list[Word]:
+    """The words said before the speech ended at `speech_end_s` (seconds, the words' clock).
+
+    Nothing starts after the silence that ended a turn. And Whisper's closing
+    formulas ("Thank you.", "Thanks for watching!") squeezed into the speech's last
+    `FORMULA_TAIL_S` are its habit at the end of audio, not words: a speaker takes
+    longer to say them.
+    """
+    kept = [word for word in words if word.start <= speech_end_s + 0.2]
+    for size in range(min(len(kept), MAX_FORMULA_WORDS), 0, -1):
+        tail = kept[-size:]
+        phrase = " ".join(normalise_word(word.word) for word in tail)
+        if phrase in CLOSING_FORMULAS and tail[0].start >= speech_end_s - FORMULA_TAIL_S:
+            return kept[:-size]
+    return kept
+
+
 def shifted(words: list[Word], offset_s: float) -> list[Word]:
     """The words with their times moved by `offset_s` seconds."""
     return [Word(w.start + offset_s, w.end + offset_s, w.word, w.probability) for w in words]
@@ -137,6 +172,8 @@ class LiveTurn:
         self.samples_at_last_pass = 0
         self.closed = False
         self.closed_at = 0.0  # when it was closed (time.monotonic)
+        # Where the detector heard the speech end (session samples), for a turn it ended.
+        self.speech_end: int | None = None
         self.cut_after = False  # closed in mid-speech: the audio after it may end its last word
         self.done = False
         self.language: str | None = None

@@ -130,3 +130,16 @@ def test_a_pass_with_context_keeps_only_the_words_mostly_inside_its_turn() -> No
     assert [w.word for w in result.words] == [" straddles", " inside"]
     assert result.words[0].start == 0.0 and result.words[1].start == pytest.approx(0.5)
     assert result.segment_ends == [pytest.approx(2.2)]
+
+
+def test_a_closing_formula_squeezed_into_the_end_of_speech_is_left_out() -> None:
+    """'Thank you.' starting in the speech's last moments is Whisper's habit; said, it stays."""
+    from app.transcription.live.turn import without_closing_formula
+
+    said = [Word(0.0, 0.5, " Ask", 0.9), Word(0.5, 1.2, " country.", 0.9)]
+    squeezed = [Word(1.2, 1.4, " Thank", 0.6), Word(1.4, 1.45, " you.", 0.6)]
+    assert without_closing_formula(said + squeezed, speech_end_s=1.25) == said
+    spoken = [Word(1.3, 1.6, " Thank", 0.9), Word(1.6, 2.0, " you.", 0.9)]
+    assert without_closing_formula(said + spoken, speech_end_s=2.1) == said + spoken
+    after = [Word(2.5, 2.8, " Okay", 0.5)]
+    assert without_closing_formula(said + after, speech_end_s=1.25) == said
