@@ -26,6 +26,7 @@ def serve(port: int | None = None, listen: str | None = None) -> int:
         print(f"whisper-api: {exc}", file=sys.stderr)
         return 2
 
+    import msgspec
     import uvicorn
 
     from app.asgi import create_app
@@ -35,7 +36,9 @@ def serve(port: int | None = None, listen: str | None = None) -> int:
 
     configure_logging(settings)
     _limit_malloc_arenas()
-    service = build_service(settings, ModelManager(settings))
+    # The batch model gets the cores the live model leaves (CPU_THREADS, LIVE_CPU_THREADS).
+    batch_settings = msgspec.structs.replace(settings, cpu_threads=settings.batch_threads)
+    service = build_service(settings, ModelManager(batch_settings))
     config = uvicorn.Config(
         create_app(settings, service=service),
         host=settings.listen,

@@ -16,7 +16,6 @@ import asyncio
 import concurrent.futures
 import contextlib
 import functools
-import os
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -95,7 +94,7 @@ class LiveService:
         self.settings = settings
         self.metrics = metrics
         self.max_sessions = settings.max_live_sessions
-        threads = settings.live_cpu_threads or max(1, (os.cpu_count() or 2) // 2)
+        threads = settings.live_threads
         # Loaded with the first session, unloaded LIVE_UNLOAD_AFTER_S after the last pass:
         # an idle server holds only the batch model.
         live_settings = msgspec.structs.replace(

@@ -14,7 +14,6 @@ turn is complete.
 from __future__ import annotations
 
 import asyncio
-import bisect
 import contextlib
 import dataclasses
 import secrets
@@ -37,6 +36,7 @@ from app.transcription.live.audio import (
     VoiceEvent,
 )
 from app.transcription.live.events import (
+    Arrivals,
     Cleared,
     Committed,
     Completed,
@@ -50,11 +50,14 @@ from app.transcription.live.events import (
 )
 from app.transcription.live.limits import AudioLimitError, BufferFullError, LiveLimits
 from app.transcription.live.noise import NoiseFilter, NoiseReduction
+from app.transcription.live.transcript import record_of
 from app.transcription.live.turn import (
+    MAX_REPEATED_WORDS,
     LiveTurn,
     PassResult,
     framed,
     shifted,
+    unrepeated,
     without_closing_formula,
 )
 from app.transcription.types import Word
@@ -68,6 +71,8 @@ AsyncPass = Callable[[Samples, str | None, "LiveConfig"], Awaitable[PassResult]]
 RECENT_S = 3.0
 # Audio a pass hears beyond each edge of its turn (a word cut there is heard whole).
 CONTEXT_S = 0.6
+# How far before its start a turn's first pass keeps a word (its text decides, see `unrepeated`).
+BOUNDARY_MARGIN_S = 0.3
 # A turn shorter than this has nothing Whisper could hear.
 MIN_TURN_S = 0.1
 
@@ -87,20 +92,6 @@ class LiveConfig:
     trim_after_s: float = 20.0
     # Audio a pass hears beyond each edge of its turn (the server's choice, not the client's).
     context_s: float = CONTEXT_S
-
-
-def _record(turn: LiveTurn, language: str | None) -> TurnRecord:
-    """What a task keeps of a completed turn: times on the session's timeline."""
-    base_s = turn.start_sample / SAMPLE_RATE
-    words = shifted(turn.committed, base_s)
-    return TurnRecord(
-        item_id=turn.item_id,
-        start_s=words[0].start if words else base_s,
-        end_s=base_s + turn.total_samples / SAMPLE_RATE,
-        text=turn.text,
-        words=words,
-        language=turn.language or language,
-    )
 
 
 class LiveSession:
@@ -126,13 +117,14 @@ class LiveSession:
         self._resampler = PcmResampler(config.input_rate)
         self._received = 0  # 16 kHz samples received so far
         self._recent: Samples = np.zeros(0, dtype=np.float32)
-        self._arrivals: list[tuple[int, float]] = []  # (samples received, when)
+        self._arrivals = Arrivals()
         self._turns: deque[LiveTurn] = deque()
         self._open: LiveTurn | None = None
         # Audio before this sample belongs to a turn already committed (or was cleared),
         # and whether that turn was cut in mid-speech.
         self._owned_until = 0
         self._cut_last = False
+        self._said_last: list[Word] = []  # the last words of the last completed turn
         self._last_item: str | None = None
         self._context = ""  # the text of completed turns, to prompt the next ones
         self._wake = asyncio.Event()
@@ -141,6 +133,7 @@ class LiveSession:
         self.completed: list[TurnRecord] = []
         self.config = config
         self._detector: VoiceDetector | None = None
+        self._listener: VoiceDetector | None = None
         self._denoiser: NoiseFilter | None = None
         self.configure(config)
 
@@ -161,11 +154,14 @@ class LiveSession:
             self._denoiser = None
         elif self._denoiser is None or self._denoiser.kind != config.noise_reduction:
             self._denoiser = NoiseFilter(config.noise_reduction)
-        detection = config.turn_detection
-        if detection is None or self._scorer is None:
-            self._detector = None
-        elif self._detector is None or self._detector.detection != detection:
-            self._detector = VoiceDetector(detection, self._scorer, first_sample=self._received)
+        # The detector makes turns (server VAD); without one it still maps the voiced
+        # audio, so that words made up in silence are left out of committed turns too.
+        detection = config.turn_detection or TurnDetection()
+        if self._scorer is not None and (
+            self._listener is None or self._listener.detection != detection
+        ):
+            self._listener = VoiceDetector(detection, self._scorer, first_sample=self._received)
+        self._detector = self._listener if config.turn_detection is not None else None
 
     # -- input
 
@@ -185,7 +181,7 @@ class LiveSession:
         if not len(samples):
             return
         first = self._received
-        self._arrivals.append((first + len(samples), self._clock.monotonic()))
+        self._arrivals.add(first + len(samples), self._clock.monotonic())
         done = 0
         for event in events:
             # The audio up to where the detector decided belongs to the turn it ends or to
@@ -202,7 +198,9 @@ class LiveSession:
         samples = self._resampler.push(pcm)
         if self._denoiser is not None:
             samples = self._denoiser.push(samples)
-        events = self._detector.push(samples) if self._detector is not None and len(samples) else []
+        events = self._listener.push(samples) if self._listener is not None and len(samples) else []
+        if self._detector is None:
+            return samples, []
         return samples, events
 
     async def _take(self, samples: Samples) -> None:
@@ -369,8 +367,12 @@ class LiveSession:
             return
         if self._observer is not None:
             self._observer.pass_done(self._clock.monotonic() - began)
-        result = framed(result, len(lead) / SAMPLE_RATE, span_s if len(ahead) else None)
+        result = framed(
+            result, len(lead) / SAMPLE_RATE, span_s if len(ahead) else None, BOUNDARY_MARGIN_S
+        )
         result = self._only_heard(turn, result)
+        if len(lead) and not turn.committed:  # what the previous turn's end already said
+            result = dataclasses.replace(result, words=unrepeated(result.words, self._said_last))
         first = not turn.committed
         newly = turn.apply(result, final=final)
         if newly:
@@ -379,19 +381,25 @@ class LiveSession:
             await self._complete(turn)
 
     def _after(self, turn: LiveTurn) -> Samples:
-        """Up to `CONTEXT_S` of the audio received after a closed turn's end."""
-        end = turn.start_sample + turn.total_samples
+        """Up to `context_s` of the audio received after a closed turn's end."""
+        end, size = (
+            turn.start_sample + turn.total_samples,
+            round(self.config.context_s * SAMPLE_RATE),
+        )
+        following = [t for t in self._turns if t.start_sample == end and t.offset_s == 0]
+        if following:  # the next turn holds it (`_recent` may have moved on)
+            return following[0].audio[:size]
         index = end - (self._received - len(self._recent))
-        if index < 0:
-            return self._recent[:0]
-        return self._recent[index : index + round(self.config.context_s * SAMPLE_RATE)]
+        return (
+            self._recent[max(0, index) : max(0, index) + size] if index >= 0 else self._recent[:0]
+        )
 
     def _only_heard(self, turn: LiveTurn, result: PassResult) -> PassResult:
         """The pass's words near audio the detector heard as a voice (all without one)."""
-        if self._detector is None:
+        if self._listener is None:
             return result
         base = turn.start_sample + round(turn.offset_s * SAMPLE_RATE)
-        kept = self._detector.speech.said(result.words, base)
+        kept = self._listener.speech.said(result.words, base)
         if turn.speech_end is not None:  # nothing starts after the speech that ended the turn
             kept = without_closing_formula(kept, (turn.speech_end - base) / SAMPLE_RATE)
         return result if len(kept) == len(result.words) else dataclasses.replace(result, words=kept)
@@ -402,26 +410,22 @@ class LiveSession:
         now = self._clock.monotonic()
         if self._observer is not None:
             for word in timed:
-                self._observer.word_committed(max(0.0, now - self._arrival(word.end)))
+                self._observer.word_committed(
+                    max(0.0, now - self._arrivals.at(round(word.end * SAMPLE_RATE)))
+                )
         await self._emit(Delta(turn.item_id, text.lstrip() if first else text, timed, turn.tail))
-
-    def _arrival(self, at_s: float) -> float:
-        """When the audio up to `at_s` seconds of the session had arrived."""
-        sample = round(at_s * SAMPLE_RATE)
-        index = bisect.bisect_left(self._arrivals, (sample, float("-inf")))
-        index = min(index, len(self._arrivals) - 1)
-        return self._arrivals[index][1]
 
     async def _complete(self, turn: LiveTurn) -> None:
         self._turns.popleft()
+        self._said_last = turn.committed[-MAX_REPEATED_WORDS:]
         self._context = (self._context + " " + turn.text).strip()[-400:]
         audio_s = turn.total_samples / SAMPLE_RATE
         if self._observer is not None:
             self._observer.turn_completed(audio_s)
         if turn.text:
-            self.completed.append(_record(turn, self.config.language))
+            self.completed.append(record_of(turn, self.config.language))
         await self._emit(Completed(turn.item_id, turn.text, audio_s))
-        self._forget_arrivals()
+        self._arrivals.forget_before(self._turns[0].start_sample if self._turns else self._received)
         await self._announce_turn_end()
 
     async def _announce_turn_end(self) -> None:
@@ -436,9 +440,3 @@ class LiveSession:
         async with self._turn_ended:
             await self._turn_ended.wait_for(lambda: not self.busy)
         return list(self.completed)
-
-    def _forget_arrivals(self) -> None:
-        """Keep arrival times only for audio a turn may still commit words from."""
-        oldest = self._turns[0].start_sample if self._turns else self._received
-        keep = bisect.bisect_left(self._arrivals, (oldest, float("-inf")))
-        del self._arrivals[: max(0, keep - 1)]

@@ -23,6 +23,7 @@ from app.transcription.audio import SAMPLE_RATE
 from app.transcription.types import Word
 
 __all__ = [
+    "MAX_REPEATED_WORDS",
     "LivePass",
     "LiveTurn",
     "PassResult",
@@ -30,6 +31,7 @@ __all__ = [
     "framed",
     "normalise_word",
     "shifted",
+    "unrepeated",
     "without_closing_formula",
 ]
 
@@ -109,23 +111,41 @@ def _after_text_match(kept: list[Word], words: list[Word]) -> int | None:
     return None
 
 
-def framed(result: PassResult, lead_s: float, span_s: float | None = None) -> PassResult:
+def framed(
+    result: PassResult, lead_s: float, span_s: float | None = None, margin_s: float = 0.0
+) -> PassResult:
     """A pass over (context, a turn's audio, look-ahead) told as a pass over the audio alone.
 
-    Times move back by `lead_s`. A word belongs to the turn its middle lies in: the
-    words of the context before (the previous turn's end) and, given `span_s`, of
-    the look-ahead after it (the next turn's start) are left out, so a word cut by
-    a boundary is transcribed whole, once, by the turn it was mostly said in.
+    Times move back by `lead_s`. A word belongs to the turn its middle lies in:
+    given `span_s`, the words of the look-ahead (the next turn's start) are left
+    out; so are those of the context before, up to `margin_s` before the turn
+    starts: a word that close to the boundary is kept, for `unrepeated` to drop by
+    its text if the previous turn has it (times jitter; text does not lose a word).
     """
     words = []
     for word in result.words:
         middle = (word.start + word.end) / 2 - lead_s
-        if middle < 0 or (span_s is not None and middle >= span_s):
+        if middle < -margin_s or (span_s is not None and middle >= span_s):
             continue
         start, end = max(0.0, word.start - lead_s), max(0.0, word.end - lead_s)
         words.append(Word(start, end, word.word, word.probability))
     ends = [end - lead_s for end in result.segment_ends if end > lead_s]
     return PassResult(words=words, segment_ends=ends, language=result.language)
+
+
+def unrepeated(words: list[Word], before: list[Word], within_s: float = 0.5) -> list[Word]:
+    """`words` (a turn's first pass) without a leading run the previous turn ended with.
+
+    At a boundary in mid-speech both turns may claim the word cut in two (their
+    times jitter by a tenth of a second): the longest run of the previous turn's
+    last words that this turn begins with, within `within_s` of its start, is its.
+    """
+    said = [normalise_word(word.word) for word in before]
+    for size in range(min(len(said), len(words)), 0, -1):
+        head = words[:size]
+        if [normalise_word(w.word) for w in head] == said[-size:] and head[0].start < within_s:
+            return words[size:]
+    return words
 
 
 def without_closing_formula(words: list[Word], speech_end_s: float) -> list[Word]:
