@@ -71,8 +71,6 @@ AsyncPass = Callable[[Samples, str | None, "LiveConfig"], Awaitable[PassResult]]
 RECENT_S = 3.0
 # Audio a pass hears beyond each edge of its turn (a word cut there is heard whole).
 CONTEXT_S = 0.6
-# How far before its start a turn's first pass keeps a word (its text decides, see `unrepeated`).
-BOUNDARY_MARGIN_S = 0.3
 # A turn shorter than this has nothing Whisper could hear.
 MIN_TURN_S = 0.1
 
@@ -353,7 +351,10 @@ class LiveSession:
         ahead = self._after(turn) if final and turn.cut_after else audio[:0]
         if len(lead) or len(ahead):
             audio = np.concatenate([lead, audio, ahead])
-        prompt = turn.prompt(" ".join(p for p in (self.config.prompt, self._context) if p))
+        # Not the earlier text where the pass hears its end: Whisper would skip what it
+        # hears of it, and more.
+        context = None if len(lead) else self._context
+        prompt = turn.prompt(" ".join(p for p in (self.config.prompt, context) if p))
         began = self._clock.monotonic()
         try:
             result = await self._run_pass(audio, prompt, self.config)
@@ -367,12 +368,13 @@ class LiveSession:
             return
         if self._observer is not None:
             self._observer.pass_done(self._clock.monotonic() - began)
-        result = framed(
-            result, len(lead) / SAMPLE_RATE, span_s if len(ahead) else None, BOUNDARY_MARGIN_S
-        )
+        lead_s = len(lead) / SAMPLE_RATE
+        if lead_s:  # the context's words: those the previous turn did not say are this turn's
+            result = dataclasses.replace(
+                result, words=unrepeated(result.words, self._said_last, lead_s)
+            )
+        result = framed(result, lead_s, span_s if len(ahead) else None, lead_s)
         result = self._only_heard(turn, result)
-        if len(lead) and not turn.committed:  # what the previous turn's end already said
-            result = dataclasses.replace(result, words=unrepeated(result.words, self._said_last))
         first = not turn.committed
         newly = turn.apply(result, final=final)
         if newly:

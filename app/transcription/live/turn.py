@@ -59,6 +59,8 @@ CLOSING_FORMULAS = frozenset(
     }
 )
 MAX_FORMULA_WORDS = 5
+# Words at the start of a pass's context that may be garbled by the cut into it.
+MAX_SKIPPED = 2
 FORMULA_TAIL_S = 0.35
 _PUNCTUATION = re.compile(r"[^\w']+")
 
@@ -116,16 +118,16 @@ def framed(
 ) -> PassResult:
     """A pass over (context, a turn's audio, look-ahead) told as a pass over the audio alone.
 
-    Times move back by `lead_s`. A word belongs to the turn its middle lies in:
-    given `span_s`, the words of the look-ahead (the next turn's start) are left
-    out; so are those of the context before, up to `margin_s` before the turn
-    starts: a word that close to the boundary is kept, for `unrepeated` to drop by
-    its text if the previous turn has it (times jitter; text does not lose a word).
+    Times move back by `lead_s`. Given `span_s`, the words that start in the
+    look-ahead are the next turn's and left out: a word that starts before the cut is
+    this turn's, whole (Whisper stretches a last word's end to where its audio
+    ends). Words with their middle more than `margin_s` into the context before are
+    left out; the next turn drops what this one said by text (`unrepeated`).
     """
     words = []
     for word in result.words:
         middle = (word.start + word.end) / 2 - lead_s
-        if middle < -margin_s or (span_s is not None and middle >= span_s):
+        if middle < -margin_s or (span_s is not None and word.start - lead_s >= span_s):
             continue
         start, end = max(0.0, word.start - lead_s), max(0.0, word.end - lead_s)
         words.append(Word(start, end, word.word, word.probability))
@@ -133,19 +135,22 @@ def framed(
     return PassResult(words=words, segment_ends=ends, language=result.language)
 
 
-def unrepeated(words: list[Word], before: list[Word], within_s: float = 0.5) -> list[Word]:
-    """`words` (a turn's first pass) without a leading run the previous turn ended with.
+def unrepeated(words: list[Word], before: list[Word], lead_s: float) -> list[Word]:
+    """The words of a pass that hears `lead_s` of the previous turn's end, less that turn's.
 
-    At a boundary in mid-speech both turns may claim the word cut in two (their
-    times jitter by a tenth of a second): the longest run of the previous turn's
-    last words that this turn begins with, within `within_s` of its start, is its.
+    Where the pass's first words (after at most `MAX_SKIPPED` garbled by the cut
+    into the context) repeat the previous turn's last words `before`, the longest
+    such run and all before it are left out: by text, since word times jitter
+    between passes and a word cut in two must be kept once, not twice or never.
+    Without such a run, the words whose middle lies in the context are left out.
     """
     said = [normalise_word(word.word) for word in before]
-    for size in range(min(len(said), len(words)), 0, -1):
-        head = words[:size]
-        if [normalise_word(w.word) for w in head] == said[-size:] and head[0].start < within_s:
-            return words[size:]
-    return words
+    heard = [normalise_word(word.word) for word in words]
+    for skip in range(min(MAX_SKIPPED, len(words)) + 1):
+        for size in range(min(len(said), len(heard) - skip), 0, -1):
+            if heard[skip : skip + size] == said[-size:] and words[skip].start < lead_s + 0.3:
+                return words[skip + size :]
+    return [word for word in words if (word.start + word.end) / 2 >= lead_s]
 
 
 def without_closing_formula(words: list[Word], speech_end_s: float) -> list[Word]:
