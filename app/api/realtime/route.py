@@ -1,7 +1,9 @@
 """`GET /v1/realtime?intent=transcription`: live transcription over OpenAI's Realtime protocol.
 
 Before the upgrade the route admits the connection, checking in this order
-RATE_LIMIT (shared with the client's HTTP requests), the API key (the HTTP
+`?intent=` (transcription only), a browser's Origin (the server's own or one of
+CORS_ALLOW_ORIGINS: browsers apply no CORS to websockets), RATE_LIMIT (shared
+with the client's HTTP requests), the API key (the HTTP
 middleware does not see websockets; `presented_key` reads `Authorization: Bearer`
 or the `openai-insecure-api-key.<key>` subprotocol browsers must use), then the live
 service's own checks: live transcription is on, the server is not shutting down,
@@ -9,9 +11,10 @@ a session slot is free (MAX_LIVE_SESSIONS). A refusal is a domain error: counted
 /metrics like a refused upload, and answered as a plain HTTP response in OpenAI's
 error shape with the status, code, message and Retry-After `app.service.errors`
 gives it. After the upgrade, client events feed a `LiveSession` and its events go
-back as server events. The session ends when the client leaves, after
-LIVE_IDLE_TIMEOUT_S without a client event, or after LIVE_MAX_SESSION_S. Audio
-and text live only in this connection's memory.
+back as server events; every malformed event is answered with an `error` event.
+The session ends when the client leaves, after LIVE_IDLE_TIMEOUT_S without a valid
+client event, after LIVE_MAX_SESSION_S, or past MAX_AUDIO_DURATION_S of audio.
+Audio and text live only in this connection's memory.
 """
 
 from __future__ import annotations
