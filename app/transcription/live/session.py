@@ -4,7 +4,7 @@ Framework-free. A transport (`app.api.realtime`) feeds `LiveSession` PCM chunks,
 commits and clears, and turns the events it emits (`app.transcription.live.events`)
 into its wire format. Turns come from the voice detector (server VAD) or from
 explicit commits (`turn_detection: null`). A single runner task re-transcribes the
-oldest unfinished turn whenever a second of new audio has arrived, and runs each
+oldest unfinished turn whenever `pass_interval_s` of new audio has arrived, and runs each
 closed turn's final pass, so passes of one session never overlap and turns
 complete in order; the pass itself is injected (`AsyncPass`; Whisper's is
 `app.transcription.live.passes`). Audio lives only in memory and only until its
@@ -86,7 +86,7 @@ class LiveConfig:
     turn_detection: TurnDetection | None = field(default_factory=TurnDetection)
     input_rate: int = INPUT_RATE
     noise_reduction: NoiseReduction | None = None
-    pass_interval_s: float = 1.0
+    pass_interval_s: float = 0.75
     trim_after_s: float = 20.0
     # Audio a pass hears beyond each edge of its turn (the server's choice, not the client's).
     context_s: float = CONTEXT_S
