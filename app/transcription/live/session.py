@@ -123,6 +123,7 @@ class LiveSession:
         self._owned_until = 0
         self._cut_last = False
         self._said_last: list[Word] = []  # the last words of the last completed turn
+        self._flushing = False  # someone waits for every committed turn: no look-ahead wait
         self._last_item: str | None = None
         self._context = ""  # the text of completed turns, to prompt the next ones
         self._wake = asyncio.Event()
@@ -326,7 +327,7 @@ class LiveSession:
         if not self._turns:
             return None, None
         turn = self._turns[0]
-        if turn.closed and not turn.cut_after:
+        if turn.closed and (not turn.cut_after or self._flushing):
             return turn, None
         if turn.closed:
             end = turn.start_sample + turn.total_samples
@@ -437,8 +438,13 @@ class LiveSession:
     async def settled(self) -> list[TurnRecord]:
         """The completed turns, once every committed turn has its transcript (or failed).
 
-        The open turn (audio still arriving) is not waited for.
+        Not waited for: the open turn, and audio after a cut (the asking client is done).
         """
-        async with self._turn_ended:
-            await self._turn_ended.wait_for(lambda: not self.busy)
+        self._flushing = True
+        self._wake.set()
+        try:
+            async with self._turn_ended:
+                await self._turn_ended.wait_for(lambda: not self.busy)
+        finally:
+            self._flushing = False
         return list(self.completed)
