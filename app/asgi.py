@@ -10,6 +10,7 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
+import msgspec
 from litestar import Litestar
 from litestar.di import Provide
 from litestar.exceptions import HTTPException
@@ -81,6 +82,9 @@ def create_app(
     Without a service, `app.composition.build_service` builds the one `settings`
     ask for (this process's queue, store and worker, or a cluster's API node).
     """
+    if service is None and models is None:
+        # The batch model gets the cores the live model leaves (CPU_THREADS, LIVE_CPU_THREADS).
+        models = ModelManager(msgspec.structs.replace(settings, cpu_threads=settings.batch_threads))
     service = service or build_service(settings, models or ModelManager(settings), clock=clock)
     # Live transcription: its own slots, threads and model beside the batch worker.
     live = live or LiveService(settings, LiveMetrics(service.metrics.registry))

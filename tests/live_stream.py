@@ -136,4 +136,10 @@ def _finished(run: LiveRun, turns: int | None) -> bool:
     all_seen = len(run.of_type("session.updated")) >= 2
     started = len(run.of_type("input_audio_buffer.speech_started"))
     committed = len(run.of_type("input_audio_buffer.committed"))
-    return all_seen and committed >= started and completed >= committed > 0
+    # Without any speech the answer to the last update says all audio was heard.
+    return (
+        all_seen
+        and committed >= started
+        and completed >= committed
+        and (committed > 0 or started == 0)
+    )

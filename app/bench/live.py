@@ -1,76 +1,153 @@
-"""The live scenario of `whisper-api bench`: one /v1/realtime session at real-time pace.
+"""The live scenarios of `whisper-api bench --only live`: /v1/realtime sessions, measured.
 
-A clip is streamed in 100 ms chunks at real-time pace to a fresh server, once
-alone and once with a batch upload of the same clip running beside it. For every
-committed word the delay is measured on the client: when its word event arrived
-minus when the audio up to the word's end had been sent (the server reports word
-times in the `x.whisper_api.transcription.words` events). Also reported: WER of
-the completed turns against the reference and against the same model offline
-(faster-whisper directly, same beam and temperature), and the server's CPU share
-(its CPU seconds per wall second and core) while streaming.
+Each scenario is audio made of parts (clips of ../shared/audio and silences),
+streamed in 100 ms chunks to a fresh server with server VAD at OpenAI's defaults,
+then stopped the way the page's Stop with Keep does (commit, keep). Measured on
+the client, from the events' arrival times:
+
+- word delay: when a committed word arrived minus when the audio up to its end
+  had been sent (word times come in `x.whisper_api.transcription.words`); mean
+  and p95;
+- first-word delay: for each utterance, when its first committed word arrived
+  minus when the audio where the speaker starts had been sent; mean;
+- WER of the completed turns against the reference, and WER of the same live
+  model offline on the same audio (whole, beam 1, temperature 0): the yardstick;
+- invented words: words completed in a scenario that has no speech at all
+  (silence and room noise, streamed at 10x real time);
+- turns out of order: completed turns whose words start before the previous
+  completed turn's, or whose completion order differs from the commit order;
+- keep: seconds from the last audio sent to the kept task's id.
+
+"read speech" also runs once with a batch upload beside it.
 """
 
 from __future__ import annotations
 
 import asyncio
 import base64
+import itertools
 import json
-import math
-import os
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
-from app.bench.measure import (
-    Row,
-    clip_path,
-    clip_reference,
-    cpu_seconds,
-    duration,
-    word_error_rate,
-)
+import numpy as np
+
+from app.bench.measure import Row, clip_path, clip_reference, word_error_rate
 from app.bench.servers import running_server, transcribe_via_http
 
-__all__ = ["LiveRun", "bench_live", "live_rows", "offline_wer"]
+__all__ = ["LiveRun", "Scenario", "live_rows", "scenarios", "stream_scenario"]
 
 CHUNK_S = 0.1
 RATE = 24000
+JFK = "en_jfk.flac"
+READ_SPEECH = (
+    "en_ls-test-clean_1089-134686-0000.flac",
+    "en_ls-test-clean_1089-134686-0001.flac",
+    "en_ls-test-clean_1089-134691-0000.flac",
+    "en_ls-test-clean_1089-134691-0001.flac",
+)
+NOISE_MINUTES = 5.0
+
+
+@dataclass(frozen=True)
+class Scenario:
+    """Audio to stream (PCM16 at 24 kHz), its reference, where each utterance's speech begins."""
+
+    name: str
+    pcm: bytes
+    reference: str
+    speech_starts_s: tuple[float, ...]
+    speed: float = 1.0
 
 
 @dataclass
 class LiveRun:
-    """What one streamed session measured."""
+    """What one streamed session gave back."""
 
     delays: list[float] = field(default_factory=list)
+    first_word_delays: list[float] = field(default_factory=list)
     transcripts: list[str] = field(default_factory=list)
+    out_of_order: int = 0
+    keep_s: float | None = None
     wall_s: float = 0.0
-    cpu_share: float = 0.0
 
 
-def _pcm24(path: Path) -> bytes:
+def _pcm24(name: str) -> np.ndarray[Any, Any]:
     import av
     from av.audio.resampler import AudioResampler
 
     resampler = AudioResampler(format="s16", layout="mono", rate=RATE)
-    out = bytearray()
-    with av.open(str(path)) as container:
+    parts: list[np.ndarray[Any, Any]] = []
+    with av.open(str(clip_path(name))) as container:
         for frame in container.decode(audio=0):
-            for piece in resampler.resample(frame):
-                out += piece.to_ndarray().astype("<i2").tobytes()
-    for piece in resampler.resample(None):
-        out += piece.to_ndarray().astype("<i2").tobytes()
-    return bytes(out)
+            parts.extend(piece.to_ndarray().reshape(-1) for piece in resampler.resample(frame))
+    parts.extend(piece.to_ndarray().reshape(-1) for piece in resampler.resample(None))
+    return np.concatenate(parts).astype(np.int16)
 
 
-async def _stream(url: str, pcm: bytes, language: str) -> LiveRun:
+def _speech_onset_s(samples: np.ndarray[Any, Any]) -> float:
+    """Where a clip's speech begins: its first 30 ms louder than a tenth of its loudest."""
+    window = round(0.03 * RATE)
+    frames = samples[: len(samples) // window * window].astype(np.float32).reshape(-1, window)
+    loudness = np.sqrt((frames**2).mean(axis=1))
+    return float(np.argmax(loudness > 0.1 * loudness.max()) * window / RATE)
+
+
+def _spoken(name: str, clips: tuple[str, ...], gap_s: float) -> Scenario:
+    """The clips one after another with `gap_s` of silence between them."""
+    gap = np.zeros(round(gap_s * RATE), dtype=np.int16)
+    parts: list[np.ndarray[Any, Any]] = []
+    starts: list[float] = []
+    at = 0
+    for index, clip in enumerate(clips):
+        samples = _pcm24(clip)
+        if index:
+            parts.append(gap)
+            at += len(gap)
+        starts.append(at / RATE + _speech_onset_s(samples))
+        parts.append(samples)
+        at += len(samples)
+    reference = " ".join(clip_reference(clip).strip() for clip in clips)
+    return Scenario(name, np.concatenate(parts).tobytes(), reference, tuple(starts))
+
+
+def room_noise(seconds: float, seed: int = 27) -> bytes:
+    """Silence with a room in it: hiss, a fan's hum, and now and then a knock or a click."""
+    rng = np.random.default_rng(seed)
+    count = round(seconds * RATE)
+    t = np.arange(count) / RATE
+    audio = rng.normal(0.0, 0.003, count) + 0.01 * np.sin(2 * np.pi * 100 * t)
+    for at in rng.uniform(0, seconds - 0.2, size=round(seconds / 6)):
+        start = round(at * RATE)
+        length = round(rng.uniform(0.01, 0.12) * RATE)
+        decay = np.exp(-np.arange(length) / (0.02 * RATE))
+        audio[start : start + length] += rng.normal(0.0, 0.2, length) * decay
+    quiet = np.zeros(round(seconds / 2 * RATE))  # the first half: digital silence
+    audio[: len(quiet)] = quiet
+    return (np.clip(audio, -1, 1) * 32767).astype(np.int16).tobytes()
+
+
+def scenarios() -> list[Scenario]:
+    """jfk twice, four read utterances in a row, and five minutes without speech."""
+    noise = Scenario("silence and room noise", room_noise(NOISE_MINUTES * 60), "", (), 10.0)
+    return [
+        _spoken("jfk twice", (JFK, JFK), gap_s=1.0),
+        _spoken("read speech", READ_SPEECH, gap_s=1.0),
+        noise,
+    ]
+
+
+async def stream_scenario(url: str, scenario: Scenario, language: str = "en") -> LiveRun:
+    """Stream one scenario, then commit and keep; what the client measured."""
     from websockets.asyncio.client import connect
 
     run = LiveRun()
     ws_url = url.replace("http://", "ws://") + "/v1/realtime?intent=transcription"
     step = round(CHUNK_S * RATE) * 2
+    pace = CHUNK_S / scenario.speed
     session = {
         "type": "transcription",
         "audio": {
@@ -80,48 +157,71 @@ async def _stream(url: str, pcm: bytes, language: str) -> LiveRun:
             }
         },
     }
+    committed: list[str] = []
+    first_starts: dict[str, float] = {}
+    completed: list[str] = []
+    pending_firsts = list(scenario.speech_starts_s)
     async with connect(ws_url, max_size=None) as socket:
         await socket.send(json.dumps({"type": "session.update", "session": session}))
         began = time.monotonic()
+        sent_until = {"at": 0.0}
+
+        def sent_at(audio_s: float) -> float:
+            """When the chunk holding `audio_s` of the scenario had been sent."""
+            return began + (int(audio_s / CHUNK_S) + 1) * pace
 
         async def send() -> None:
-            for index, start in enumerate(range(0, len(pcm), step)):
-                chunk = base64.b64encode(pcm[start : start + step]).decode()
+            for index, start in enumerate(range(0, len(scenario.pcm), step)):
+                chunk = base64.b64encode(scenario.pcm[start : start + step]).decode()
                 await socket.send(json.dumps({"type": "input_audio_buffer.append", "audio": chunk}))
-                await asyncio.sleep(max(0.0, began + (index + 1) * CHUNK_S - time.monotonic()))
-            silence = base64.b64encode(b"\0\0" * RATE * 2).decode()
-            await socket.send(json.dumps({"type": "input_audio_buffer.append", "audio": silence}))
-            await socket.send(json.dumps({"type": "session.update", "session": {}}))
+                await asyncio.sleep(max(0.0, began + (index + 1) * pace - time.monotonic()))
+            sent_until["at"] = time.monotonic()
+            await socket.send(json.dumps({"type": "input_audio_buffer.commit"}))
+            await socket.send(json.dumps({"type": "x.whisper_api.session.keep"}))
 
         sender = asyncio.create_task(send())
-        counts = {"started": 0, "updated": 0}
         async for message in socket:
-            event = json.loads(message)
+            event, now = json.loads(message), time.monotonic()
             kind = event["type"]
-            if kind == "x.whisper_api.transcription.words":
-                now = time.monotonic()
+            if kind == "x.whisper_api.transcription.words" and event["words"]:
                 for word in event["words"]:
-                    sent_at = began + math.ceil(word["end_ms"] / 1000 / CHUNK_S) * CHUNK_S
-                    run.delays.append(max(0.0, now - sent_at))
+                    run.delays.append(max(0.0, now - sent_at(word["end_ms"] / 1000)))
+                start_s = event["words"][0]["start_ms"] / 1000
+                first_starts.setdefault(event["item_id"], start_s)
+                while pending_firsts and start_s >= pending_firsts[0] - 0.5:
+                    run.first_word_delays.append(max(0.0, now - sent_at(pending_firsts.pop(0))))
+            elif kind == "input_audio_buffer.committed":
+                committed.append(event["item_id"])
             elif kind == "conversation.item.input_audio_transcription.completed":
-                run.transcripts.append(event["transcript"])
-            elif kind == "input_audio_buffer.speech_started":
-                counts["started"] += 1
-            elif kind == "session.updated":
-                counts["updated"] += 1
-            elif kind == "error":
-                raise SystemExit(f"bench: live session error: {event['error']['message']}")
-            if counts["updated"] >= 2 and len(run.transcripts) >= counts["started"]:
+                completed.append(event["item_id"])
+                if event["transcript"]:
+                    run.transcripts.append(event["transcript"])
+            elif kind == "x.whisper_api.task.created" or (
+                kind == "error" and event["error"]["code"] == "nothing_to_keep"
+            ):
+                if kind != "error":
+                    run.keep_s = now - sent_until["at"]
                 break
+            elif kind == "error" and event["error"]["code"] != "input_audio_buffer_commit_empty":
+                raise SystemExit(f"bench: live session error: {event['error']['message']}")
         await sender
         run.wall_s = time.monotonic() - began
+    run.out_of_order = _out_of_order(committed, completed, first_starts)
     return run
 
 
-def _offline_wer(path: Path, model_name: str, language: str, reference: str) -> float:
-    """The same model on the whole clip at once (beam 1, temperature 0), for comparison."""
+def _out_of_order(committed: list[str], completed: list[str], starts: dict[str, float]) -> int:
+    """Completed turns out of the audio's order (by commit order, and by their words' times)."""
+    order = [item for item in committed if item in completed]
+    misplaced = sum(1 for done, expected in zip(completed, order, strict=False) if done != expected)
+    times = [starts[item] for item in completed if item in starts]
+    backwards = sum(1 for before, after in itertools.pairwise(times) if after < before)
+    return misplaced + backwards
+
+
+def offline_wer(scenario: Scenario, model_name: str, language: str = "en") -> float:
+    """The live model on the scenario's whole audio at once (beam 1, temperature 0)."""
     from app.config import load_settings
-    from app.transcription.audio import decode_audio
     from app.transcription.models.loading import load_faster_whisper
     from app.transcription.models.placement import Placement
     from app.transcription.models.sources import ModelSources
@@ -133,101 +233,68 @@ def _offline_wer(path: Path, model_name: str, language: str, reference: str) -> 
     )
     placement = Placement(device="cpu", compute_type="int8")
     transcriber = load_faster_whisper(sources.locate(model_name), placement, cpu_threads=1)
+    pcm = np.frombuffer(scenario.pcm, dtype=np.int16).astype(np.float32) / 32768.0
+    audio = np.interp(np.arange(0, len(pcm), RATE / 16000), np.arange(len(pcm)), pcm).astype(
+        np.float32
+    )
     options = TranscribeOptions(language=language, beam_size=1, temperature=0.0)
-    transcript = transcriber.transcribe(
-        decode_audio(path.read_bytes()), options, lambda _: None, lambda: False
+    transcript = transcriber.transcribe(audio, options, lambda _: None, lambda: False)
+    return word_error_rate(scenario.reference, transcript.text)
+
+
+def _row(scenario: Scenario, run: LiveRun, system: str, yardstick: float | None) -> Row:
+    delays = sorted(run.delays)
+    p95 = delays[min(len(delays) - 1, round(0.95 * (len(delays) - 1)))] if delays else None
+    firsts = run.first_word_delays
+    words = len(" ".join(run.transcripts).split())
+    extra: dict[str, Any] = {
+        "words": words,
+        "mean_delay_s": _rounded(sum(delays) / len(delays) if delays else None),
+        "first_word_s": _rounded(sum(firsts) / len(firsts) if firsts else None),
+        "out_of_order": run.out_of_order,
+        "keep_s": _rounded(run.keep_s),
+    }
+    if scenario.reference:
+        extra["offline_wer"] = None if yardstick is None else round(yardstick, 3)
+    else:
+        extra["invented_words"] = words
+    audio_s = len(scenario.pcm) / 2 / RATE
+    return Row(
+        scenario=f"live: {scenario.name}",
+        system=system,
+        audio_s=round(audio_s, 1),
+        wall_s=run.wall_s,
+        p50_s=None,
+        p95_s=p95,
+        max_s=delays[-1] if delays else None,
+        wer=word_error_rate(scenario.reference, " ".join(run.transcripts))
+        if scenario.reference
+        else None,
+        extra=extra,
     )
-    return word_error_rate(reference, transcript.text)
 
 
-def bench_live(
-    clip: Path,
-    reference: str,
+def live_rows(
+    url: str | None = None,
     *,
-    start_server: Callable[..., Any],
-    upload: Callable[[str, str], Any],
-    batch_clip: str,
-    language: str = "en",
-) -> list[dict[str, Any]]:
-    """One session alone and one beside a batch upload; one result dict per run."""
-    pcm = _pcm24(clip)
-    results: list[dict[str, Any]] = []
-    with start_server(MAX_LIVE_SESSIONS="1", LOAD_MODEL_ON_STARTUP="1") as (url, pid, _):
-        for beside in (False, True):
-            batch: dict[str, float] = {}
-            worker = threading.Thread(target=_timed_upload, args=(upload, url, batch_clip, batch))
-            if beside:
+    start_server: Callable[..., Any] = running_server,
+    beside_clip: str = "en_longform_tedlium_120s.flac",
+    model_name: str = "tiny.en",
+) -> list[Row]:
+    """Every scenario on a fresh server (each alone; read speech also beside a batch upload)."""
+    rows: list[Row] = []
+    env = {"MAX_LIVE_SESSIONS": "1", "LOAD_MODEL_ON_STARTUP": "1", "CPU_FALLBACK_MODEL": "base"}
+    with start_server(url, **env) as (base, _, _):
+        for scenario in scenarios():
+            yardstick = offline_wer(scenario, model_name) if scenario.reference else None
+            run = asyncio.run(stream_scenario(base, scenario))
+            rows.append(_row(scenario, run, "live alone", yardstick))
+            if scenario.name == "read speech":
+                worker = threading.Thread(target=transcribe_via_http, args=(base, beside_clip))
                 worker.start()
-            cpu_before, wall_before = cpu_seconds(pid), time.monotonic()
-            run = asyncio.run(_stream(url, pcm, language))
-            cpu = cpu_seconds(pid) - cpu_before
-            run.cpu_share = cpu / (time.monotonic() - wall_before) / (os.cpu_count() or 1)
-            if beside:
+                run = asyncio.run(stream_scenario(base, scenario))
                 worker.join()
-            delays = sorted(run.delays)
-            results.append(
-                {
-                    "beside_batch": beside,
-                    "words": len(delays),
-                    "mean_s": sum(delays) / len(delays) if delays else None,
-                    "p95_s": delays[min(len(delays) - 1, round(0.95 * (len(delays) - 1)))]
-                    if delays
-                    else None,
-                    "max_s": delays[-1] if delays else None,
-                    "wer": word_error_rate(reference, " ".join(run.transcripts)),
-                    "cpu_share": run.cpu_share,
-                    "wall_s": run.wall_s,
-                    "batch_wall_s": batch.get("wall_s"),
-                }
-            )
-    return results
-
-
-def _timed_upload(
-    upload: Callable[[str, str], Any], url: str, name: str, into: dict[str, float]
-) -> None:
-    into["wall_s"] = upload(url, name)[0]
-
-
-def offline_wer(clip: Path, reference: str, model_name: str = "tiny.en") -> float:
-    """WER of the live model on the whole clip at once (the live WER's yardstick)."""
-    return _offline_wer(clip, model_name, "en", reference)
-
-
-def live_rows(clip_name: str) -> list[Row]:
-    """The live scenario on a fresh server (CPU fallback model base) as table rows."""
-    path, text = clip_path(clip_name), clip_reference(clip_name)
-    results = bench_live(
-        path,
-        text,
-        start_server=lambda **env: running_server(None, CPU_FALLBACK_MODEL="base", **env),
-        upload=transcribe_via_http,
-        batch_clip=clip_name,
-    )
-    yardstick = offline_wer(path, text)
-    rows = []
-    for result in results:
-        extra = {
-            "words": result["words"],
-            "mean_delay_s": _rounded(result["mean_s"]),
-            "cpu_share": round(result["cpu_share"], 2),
-            "offline_wer": round(yardstick, 3),
-        }
-        if result["batch_wall_s"] is not None:
-            extra["batch_wall_s"] = round(result["batch_wall_s"], 1)
-        rows.append(
-            Row(
-                scenario="live",
-                system="live + batch beside" if result["beside_batch"] else "live alone",
-                audio_s=duration(clip_name),
-                wall_s=result["wall_s"],
-                p50_s=None,
-                p95_s=result["p95_s"],
-                max_s=result["max_s"],
-                wer=result["wer"],
-                extra=extra,
-            )
-        )
+                rows.append(_row(scenario, run, "live + batch beside", yardstick))
     return rows
 
 

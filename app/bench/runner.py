@@ -80,16 +80,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--peers", action="store_true", help="also run faster-whisper-server (PyPI) side by side"
     )
-    parser.add_argument("--only", choices=["speakers"], help="run only this scenario")
+    parser.add_argument("--only", choices=["speakers", "live"], help="run only this scenario")
     parser.add_argument("--skip-speakers", action="store_true")
     parser.add_argument("--skip-live", action="store_true", help="leave out the live scenario")
-    parser.add_argument("--live-only", action="store_true", help="run only the live scenario")
-    parser.add_argument("--live-clip", default="en_longform_tedlium_120s.flac")
+    parser.add_argument("--live-only", action="store_true", help="the same as --only live")
     args = parser.parse_args(argv)
     if args.only == "speakers":
         return _speakers(args.json)
-    if args.live_only:
-        rows = live_rows(args.live_clip)
+    if args.live_only or args.only == "live":
+        rows = live_rows(args.url)
         print(table(rows))
         write_json(args.json, {"cpus": os.cpu_count()}, rows)
         return 0
@@ -117,7 +116,7 @@ def main(argv: list[str] | None = None) -> int:
         fairness_rows, fairness = bench_fairness(env)
         rows.extend(fairness_rows)
     if not args.skip_live and args.url is None:
-        rows += live_rows(args.live_clip)
+        rows += live_rows()
     context = {
         "model": "base", "device": "cpu", "compute_type": "int8", "beam_size": 5,
         "threads": args.threads, "batch_size": args.batch_size, "cpus": os.cpu_count(),

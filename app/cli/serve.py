@@ -26,6 +26,7 @@ def serve(port: int | None = None, listen: str | None = None) -> int:
         print(f"whisper-api: {exc}", file=sys.stderr)
         return 2
 
+    import msgspec
     import uvicorn
 
     from app.asgi import create_app
@@ -35,7 +36,9 @@ def serve(port: int | None = None, listen: str | None = None) -> int:
 
     configure_logging(settings)
     _limit_malloc_arenas()
-    service = build_service(settings, ModelManager(settings))
+    # The batch model gets the cores the live model leaves (CPU_THREADS, LIVE_CPU_THREADS).
+    batch_settings = msgspec.structs.replace(settings, cpu_threads=settings.batch_threads)
+    service = build_service(settings, ModelManager(batch_settings))
     config = uvicorn.Config(
         create_app(settings, service=service),
         host=settings.listen,
@@ -44,11 +47,18 @@ def serve(port: int | None = None, listen: str | None = None) -> int:
         proxy_headers=False,  # forwarded headers are trusted only where configured
         server_header=False,
         timeout_graceful_shutdown=10,
+        # A live client's messages waiting to be read (each up to 16 MiB, a 15 MiB
+        # append): uvicorn's default of 32 would let one connection hold 512 MiB.
+        ws_max_queue=WS_MAX_QUEUE,
     )
     _graceful_server_class()(config, service).run()
     if service.worker is not None and service.worker.inference_busy:
         _exit_without_waiting_for_inference()
     return 0
+
+
+# Messages of one websocket read ahead of the application (see above).
+WS_MAX_QUEUE = 2
 
 
 def _exit_without_waiting_for_inference() -> None:

@@ -155,6 +155,23 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
         return f"Settings({shown})"
 
     @property
+    def live_threads(self) -> int:
+        """CTranslate2 threads of the live model: LIVE_CPU_THREADS, or half the cores."""
+        return self.live_cpu_threads or max(1, (os.cpu_count() or 2) // 2)
+
+    @property
+    def batch_threads(self) -> int:
+        """The batch model's threads on a CPU: CPU_THREADS, or the cores the live model leaves.
+
+        With live sessions on, the cores are split between the two models so that a
+        live pass never queues behind the batch worker for a core (every core without).
+        """
+        if self.cpu_threads:
+            return self.cpu_threads
+        cores = os.cpu_count() or 1
+        return max(1, cores - self.live_threads) if self.max_live_sessions > 0 else cores
+
+    @property
     def log_format_style(self) -> LogFormatStyle:
         """Whether LOG_FORMAT uses `%(name)s` fields or the seed README's `{name}` fields."""
         return log_format_style(self.log_format)

@@ -54,6 +54,7 @@ RejectReason = Literal[
     "upload_too_slow",
     "live_disabled",
     "too_many_sessions",
+    "origin_not_allowed",
 ]
 
 # Seconds of work per job: from a short clip on a GPU to a long recording on a CPU.

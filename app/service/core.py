@@ -317,8 +317,15 @@ class TranscriptionService:
         """Store a transcript made elsewhere (a live session) as a finished task of `spec.owner`.
 
         Nothing is queued: the task exists only to be read, downloaded in every
-        format and deleted like any other, and it expires like any other.
+        format and deleted like any other, and it expires like any other. It is
+        refused like an upload (ShuttingDownError, QueueFullError when the queue has
+        no room) and counted in /metrics like any finished job.
         """
+        if self.shutdown.draining:
+            raise self.shutting_down_error()
+        counts = self.backend.counts()
+        if counts.waiting >= self.backend.max_waiting:
+            raise self._queue_full(QueueFullError("jobs"))
         now = self.clock.now()
         job = Job(
             task_type=spec.task_type,
@@ -334,6 +341,15 @@ class TranscriptionService:
         )
         job.finish(transcript, now)
         await self.backend.keep(job)
+        self.metrics.job_final(
+            surface=spec.surface,
+            task_type=spec.task_type,
+            status="finished",
+            audio_seconds=transcript.duration,
+            processing_seconds=None,
+            model=model,
+            device=job.used_device,
+        )
         log.info(
             "task_kept",
             task_id=job.id,

@@ -36,6 +36,7 @@ __all__ = [
     "JobLostError",
     "LiveDisabledError",
     "NoLiveSlotError",
+    "OriginNotAllowedError",
     "RateLimitedError",
     "RejectReason",
     "ShuttingDownError",
@@ -83,6 +84,15 @@ class UnauthorizedError(Exception):
             "the API key is not valid"
             if key_given
             else "this server requires an API key: send it as 'Authorization: Bearer <key>'"
+        )
+
+
+class OriginNotAllowedError(Exception):
+    """A browser page of another site opened a live session (Origin not allowed)."""
+
+    def __init__(self) -> None:
+        super().__init__(
+            "this page's origin may not open live sessions here (see CORS_ALLOW_ORIGINS)"
         )
 
 
@@ -177,6 +187,7 @@ ERROR_KINDS: dict[type[Exception], ErrorKind] = {
     UnauthorizedError: ErrorKind(401, "invalid_api_key", "unauthorized"),
     RateLimitedError: ErrorKind(429, "rate_limit_exceeded", "rate_limited"),
     LiveDisabledError: ErrorKind(403, "live_disabled", "live_disabled"),
+    OriginNotAllowedError: ErrorKind(403, "origin_not_allowed", "origin_not_allowed"),
     NoLiveSlotError: ErrorKind(429, "too_many_sessions", "too_many_sessions"),
     TaskNotFoundError: ErrorKind(404, "not_found"),
     TaskNotReadyError: ErrorKind(409, "task_not_finished"),

@@ -14,8 +14,9 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextlib
 import functools
-import os
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -30,6 +31,7 @@ from app.service.core import JobSpec, TranscriptionService
 from app.service.errors import LiveDisabledError, NoLiveSlotError
 from app.transcription.catalogue import spec
 from app.transcription.live.audio import SpeechScorer, silero_scorer
+from app.transcription.live.limits import LiveLimits
 from app.transcription.live.passes import whisper_pass
 from app.transcription.live.session import LiveConfig, LiveSession
 from app.transcription.live.transcript import transcript_of
@@ -60,6 +62,8 @@ OPENAI_LIVE_MODELS = (
     "gpt-4o-transcribe-diarize",
     "gpt-realtime-whisper",
 )
+# How long an ended session waits for its pass to notice (one segment's decoding).
+PASS_STOP_WAIT_S = 10.0
 # Retry-After for a session refused because every slot is taken: live sessions last minutes.
 SESSION_RETRY_AFTER_S = 30
 
@@ -108,7 +112,7 @@ class LiveService:
         self.metrics = metrics
         self.mode = live_mode(settings)
         self.max_sessions = settings.max_live_sessions if self.mode == "on" else 0
-        threads = settings.live_cpu_threads or max(1, (os.cpu_count() or 2) // 2)
+        threads = settings.live_threads
         # Loaded with the first session, unloaded LIVE_UNLOAD_AFTER_S after the last pass:
         # an idle server holds only the batch model.
         live_settings = msgspec.structs.replace(
@@ -126,11 +130,14 @@ class LiveService:
             ),
         )
         self.model = settings.live_model or default_live_model(self.models)
+        # Live audio is bounded like an upload's (MAX_AUDIO_DURATION_S) and held only briefly.
+        self.limits = LiveLimits(max_audio_s=settings.max_audio_duration_s)
         self._scorer_factory = scorer_factory
         self._scorer: SpeechScorer | None = None
         self._scorer_lock = asyncio.Lock()
         self._executor: concurrent.futures.ThreadPoolExecutor | None = None
         self._preload: asyncio.Task[None] | None = None
+        self._stopping = threading.Event()
         self.active = 0
 
     @property
@@ -147,7 +154,11 @@ class LiveService:
         )
 
     async def stop(self) -> None:
-        """Drop the threads and the model (open sessions end with the server)."""
+        """Drop the threads and the model (open sessions end with the server).
+
+        Running passes stop at their next segment; shutdown does not wait for them.
+        """
+        self._stopping.set()
         if self._preload is not None:
             self._preload.cancel()
         if self._executor is not None:
@@ -215,12 +226,25 @@ class LiveService:
         if self._executor is None:
             raise RuntimeError("live transcription has not been started")
         model = config.model or self.model
+        left = threading.Event()
+        stopping = self._stopping
         async with self.models.acquire(
             needs_multilingual=config.language != "en", model=model
         ) as lease:
-            blocking = whisper_pass(lease.transcriber, config.language)
+            blocking = whisper_pass(
+                lease.transcriber, config.language, lambda: left.is_set() or stopping.is_set()
+            )
             loop = asyncio.get_running_loop()
-            return await loop.run_in_executor(self._executor, blocking, audio, prompt)
+            running = loop.run_in_executor(self._executor, blocking, audio, prompt)
+            try:
+                return await asyncio.shield(running)
+            except asyncio.CancelledError:
+                # The session ended: the pass stops at its next segment, and the model
+                # stays leased (not unloaded) until the thread has really let go of it.
+                left.set()
+                with contextlib.suppress(Exception):
+                    await asyncio.wait_for(asyncio.shield(running), PASS_STOP_WAIT_S)
+                raise
 
     # -- keeping a session
 

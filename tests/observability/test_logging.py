@@ -258,23 +258,46 @@ def test_outside_privacy_mode_ips_and_ids_appear() -> None:
 def test_library_loggers_go_through_the_pipeline() -> None:
     """Records of stdlib loggers (faster_whisper, litestar) are rendered and scrubbed like ours."""
     stream = _configure(log_level="DEBUG", log_privacy_mode=True)
-    logging.getLogger("faster_whisper").info("Processing audio with duration %s", "00:11.000")
-    logging.getLogger("faster_whisper").debug(
-        "Detected language '%s' with probability %.2f", "en", 0.95
-    )
+    logging.getLogger("faster_whisper").warning("Could not load %s", "a preprocessor config")
     logging.getLogger("litestar").warning("request %s failed for %s", TASK_ID, CLIENT_IP)
 
-    first, second, third = _lines(stream)
+    first, second = _lines(stream)
     assert first == {
         "timestamp": first["timestamp"],
-        "level": "info",
-        "event": "Processing audio with duration 00:11.000",
+        "level": "warning",
+        "event": "Could not load a preprocessor config",
         "logger": "faster_whisper",
     }
-    assert second["event"] == "Detected language 'en' with probability 0.95"
-    assert second["level"] == "debug"
-    assert third["event"] == "request 0123\u2026cdef failed for <ip>"
-    assert third["level"] == "warning"
+    assert second["event"] == "request 0123\u2026cdef failed for <ip>"
+    assert second["level"] == "warning"
+
+
+def test_audio_metadata_of_faster_whisper_is_logged_only_outside_privacy_mode() -> None:
+    """Its per-decoding duration and detected language lines describe a user's audio."""
+    for privacy, expected in ((True, 0), (False, 2)):
+        stream = _configure(log_level="DEBUG", log_privacy_mode=privacy)
+        logging.getLogger("faster_whisper").info("Processing audio with duration %s", "02:30:19")
+        logging.getLogger("faster_whisper").debug(
+            "Detected language '%s' with probability %.2f", "en", 0.95
+        )
+        assert len(_lines(stream)) == expected
+
+
+def test_websocket_handshake_line_loses_client_and_query_in_privacy_mode() -> None:
+    """uvicorn's 'client - "WebSocket /path?query" [accepted]' line becomes a scrubbed event."""
+    stream = _configure(log_privacy_mode=True)
+    path = f"/v1/realtime?intent=transcription&task={TASK_ID}"
+    logging.getLogger("uvicorn.error").info(
+        '%s - "WebSocket %s" [accepted]', f"{CLIENT_IP}:33005", path
+    )
+    logging.getLogger("uvicorn.error").info('%s - "WebSocket %s" %d', f"{CLIENT_IP}:1", path, 403)
+    accepted, refused = _lines(stream)
+    assert accepted["event"] == "websocket_request" and accepted["status"] == "accepted"
+    assert refused["status"] == 403
+    for line in (accepted, refused):
+        assert "client" not in line
+        assert line["path"] == "/v1/realtime?intent=\u2026&task=\u2026"
+        assert CLIENT_IP not in str(line)
 
 
 def test_log_level_filters_structlog_and_stdlib() -> None:
@@ -312,7 +335,7 @@ def test_rotating_file_uses_the_configured_format(tmp_path: Path) -> None:
     structlog.get_logger("app.test").info(
         "job_finished", task_id=TASK_ID, audio_s=11.0, text="secret"
     )
-    logging.getLogger("faster_whisper").info("Processing audio with duration %s", "00:11.000")
+    logging.getLogger("faster_whisper").warning("Could not load %s", "a config")
 
     handlers = [
         handler
@@ -328,7 +351,7 @@ def test_rotating_file_uses_the_configured_format(tmp_path: Path) -> None:
     assert "> event='job_finished' task_id='0123\u2026cdef' audio_s=11.0 text_chars=6" in lines[0]
     assert "logger='app.test'" in lines[0]
     assert "secret" not in lines[0]
-    assert "event='Processing audio with duration 00:11.000'" in lines[1]
+    assert "event='Could not load a config'" in lines[1]
 
 
 def test_unwritable_log_dir_falls_back_to_console(tmp_path: Path) -> None:
@@ -486,7 +509,7 @@ def test_console_and_file_have_their_own_levels(tmp_path: Path) -> None:
     )
     log = structlog.get_logger("app.test")
     log.debug("debug_event")
-    logging.getLogger("faster_whisper").info("stdlib info")
+    logging.getLogger("litestar").info("stdlib info")
     log.warning("warning_event")
 
     assert [line["event"] for line in _lines(stream)] == ["warning_event"]

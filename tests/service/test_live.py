@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import threading
 from types import SimpleNamespace
 from typing import Any
 
@@ -14,6 +15,7 @@ from app.observability.metrics import LiveMetrics
 from app.service import JobSpec, TranscriptionService
 from app.service.errors import LiveDisabledError, NoLiveSlotError, ShuttingDownError
 from app.service.live import SESSION_RETRY_AFTER_S, LiveService, live_mode
+from app.transcription.engine import JobCancelledError
 from app.transcription.live.events import LiveEvent
 from app.transcription.live.session import LiveConfig, LiveSession
 from app.transcription.live.turn import PassResult
@@ -138,3 +140,51 @@ def test_an_api_node_refuses_live_sessions_by_default_and_never_loads_a_model() 
     local.open_session(as_service(KeepingService()))
     assert local.active == 1
     assert live_mode(make_settings(max_live_sessions=0)) == "off"
+
+
+async def started(transcriber: FakeTranscriber) -> None:
+    """Wait until the live thread is inside the model."""
+    for _ in range(500):
+        if transcriber.calls:
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError("the pass never reached the model")
+
+
+async def test_a_pass_whose_session_ended_stops_and_keeps_its_model_until_then() -> None:
+    """Cancelling a pass (the client left) stops its thread at the next check, and the
+    live model stays leased, so not unloadable, until the thread has let go of it."""
+    settings = make_settings(max_live_sessions=1)
+    transcriber = FakeTranscriber(gate=threading.Event())  # never opens: only a stop ends it
+    live = LiveService(
+        settings, LiveMetrics(CollectorRegistry()), models=fake_manager(settings, transcriber)
+    )
+    live.start()
+    try:
+        audio = np.zeros(16000, dtype=np.float32)
+        running = asyncio.create_task(live.run_pass(audio, None, LiveConfig(language="en")))
+        await started(transcriber)
+        loaded = live.models._loaded[live.model]
+        assert loaded.refs == 1
+        running.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await asyncio.wait_for(running, 5)
+        assert loaded.refs == 0
+    finally:
+        await live.stop()
+
+
+async def test_stopping_the_service_stops_a_running_pass() -> None:
+    """Shutdown does not wait for a pass: the pass sees the stop and ends."""
+    settings = make_settings(max_live_sessions=1)
+    transcriber = FakeTranscriber(gate=threading.Event())
+    live = LiveService(
+        settings, LiveMetrics(CollectorRegistry()), models=fake_manager(settings, transcriber)
+    )
+    live.start()
+    audio = np.zeros(16000, dtype=np.float32)
+    running = asyncio.create_task(live.run_pass(audio, None, LiveConfig(language="en")))
+    await started(transcriber)
+    await live.stop()
+    with pytest.raises(JobCancelledError):
+        await asyncio.wait_for(running, 5)

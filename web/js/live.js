@@ -54,7 +54,11 @@ export class LiveMode {
 
   /** The whole transcript so far: completed turns and the committed words of the open one. */
   text() {
-    return [...this.turns.values()].map((turn) => turn.words.textContent.trim()).join("\n\n");
+    // The paragraphs' order is the audio's (see `place`), not the order they were made in.
+    return [...this.parts.text.querySelectorAll(".live-turn")]
+      .map((paragraph) => paragraph.firstChild.textContent.trim())
+      .filter(Boolean)
+      .join("\n\n");
   }
 
   async start() {
@@ -140,8 +144,21 @@ export class LiveMode {
     return turn;
   }
 
+  /** Put a turn's paragraph right after the turn the server says came before it. */
+  place(itemId, previousId) {
+    const turn = this.turn(itemId);
+    const previous = previousId ? this.turns.get(previousId) : null;
+    if (previous) previous.paragraph.after(turn.paragraph);
+  }
+
   received(event) {
     switch (event.type) {
+      case "input_audio_buffer.speech_started":
+        this.turn(event.item_id);
+        break;
+      case "input_audio_buffer.committed":
+        this.place(event.item_id, event.previous_item_id);
+        break;
       case "conversation.item.input_audio_transcription.delta":
         this.turn(event.item_id).words.textContent += event.delta;
         break;

@@ -164,6 +164,8 @@ def _transcription(
             exc.message, code=exc.code or "invalid_value", param=f"transcription.{exc.param}"
         ) from None
     prompt = given.get("prompt")
+    if prompt is not None and not isinstance(prompt, str):
+        raise ProtocolError("transcription.prompt must be a string", param="transcription.prompt")
     return {"language": language, "model": model, "prompt": prompt or None}
 
 

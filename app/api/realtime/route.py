@@ -1,7 +1,9 @@
 """`GET /v1/realtime?intent=transcription`: live transcription over OpenAI's Realtime protocol.
 
 Before the upgrade the route admits the connection, checking in this order
-RATE_LIMIT (shared with the client's HTTP requests), the API key (the HTTP
+`?intent=` (transcription only), a browser's Origin (the server's own or one of
+CORS_ALLOW_ORIGINS: browsers apply no CORS to websockets), RATE_LIMIT (shared
+with the client's HTTP requests), the API key (the HTTP
 middleware does not see websockets; `presented_key` reads `Authorization: Bearer`
 or the `openai-insecure-api-key.<key>` subprotocol browsers must use), then the live
 service's own checks: live transcription is on, the server is not shutting down,
@@ -9,9 +11,10 @@ a session slot is free (MAX_LIVE_SESSIONS). A refusal is a domain error: counted
 /metrics like a refused upload, and answered as a plain HTTP response in OpenAI's
 error shape with the status, code, message and Retry-After `app.service.errors`
 gives it. After the upgrade, client events feed a `LiveSession` and its events go
-back as server events. The session ends when the client leaves, after
-LIVE_IDLE_TIMEOUT_S without a client event, or after LIVE_MAX_SESSION_S. Audio
-and text live only in this connection's memory.
+back as server events; every malformed event is answered with an `error` event.
+The session ends when the client leaves, after LIVE_IDLE_TIMEOUT_S without a valid
+client event, after LIVE_MAX_SESSION_S, or past MAX_AUDIO_DURATION_S of audio.
+Audio and text live only in this connection's memory.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ import binascii
 import contextlib
 import secrets
 from typing import Any
+from urllib.parse import urlsplit
 
 import msgspec
 import structlog
@@ -44,10 +48,18 @@ from app.api.realtime.protocol import (
 from app.api.security import ConnectionRateLimit, KeyRing, presented_key
 from app.clock import Clock
 from app.service import TranscriptionService
-from app.service.errors import ErrorView, RateLimitedError, UnauthorizedError, describe
-from app.service.live import OPENAI_LIVE_MODELS, LiveService
+from app.service.errors import (
+    ErrorView,
+    InvalidInputError,
+    OriginNotAllowedError,
+    RateLimitedError,
+    UnauthorizedError,
+    describe,
+)
+from app.service.live import OPENAI_LIVE_MODELS, KeptSession, LiveService
 from app.transcription.live.audio import SpeechScorer
 from app.transcription.live.events import LiveEvent
+from app.transcription.live.limits import AudioLimitError, BufferFullError
 from app.transcription.live.session import LiveConfig, LiveSession
 
 __all__ = ["RealtimeRoute", "realtime_route"]
@@ -56,6 +68,8 @@ log = structlog.get_logger(__name__)
 
 # One append may carry at most this much base64 (OpenAI allows 15 MiB).
 MAX_APPEND_CHARS = 15 * 1024 * 1024
+# Larger appends are decoded in a thread (a 15 MiB one takes the loop ~20 ms).
+DECODE_ON_LOOP_CHARS = 256 * 1024
 NOTHING = "nothing_to_keep"
 _decoder = msgspec.json.Decoder()
 _encoder = msgspec.json.Encoder()
@@ -85,6 +99,13 @@ class RealtimeRoute:
         Raises the domain error that refuses it: RateLimitedError, UnauthorizedError,
         or whatever `LiveService.open_session` raises.
         """
+        intent = socket.query_params.get("intent")
+        if intent not in (None, "transcription"):
+            raise InvalidInputError(
+                "this server only transcribes: connect with ?intent=transcription", param="intent"
+            )
+        if not self._origin_allowed(socket):
+            raise OriginNotAllowedError()
         if self.rate_limit is not None:
             wait_s = await self.rate_limit.retry_after(socket.scope)
             if wait_s is not None:
@@ -92,6 +113,21 @@ class RealtimeRoute:
         owner = self._owner(socket)
         self.live.open_session(self.service)
         return owner
+
+    def _origin_allowed(self, socket: WebSocket[Any, Any, Any]) -> bool:
+        """A browser's Origin must be this server's own or one of CORS_ALLOW_ORIGINS.
+
+        Browsers do not apply CORS to websockets, so without this check any site a
+        user visits could open a session on a server without keys. Clients that are
+        not browsers send no Origin and are not concerned.
+        """
+        origin = socket.headers.get("origin")
+        if origin is None:
+            return True
+        allowed = self.live.settings.cors_allow_origins
+        if "*" in allowed or origin.rstrip("/") in allowed:
+            return True
+        return urlsplit(origin).netloc.lower() == socket.headers.get("host", "").lower()
 
     def _owner(self, socket: WebSocket[Any, Any, Any]) -> str | None:
         if self.keys is None:
@@ -168,7 +204,11 @@ class _Connection:
             clock=route.clock,
             scorer=scorer,
             observer=route.live.metrics,
+            limits=route.live.limits,
         )
+        # The last kept task and how many completed turns it holds: keeping again
+        # without a new turn answers with the same task instead of storing another.
+        self._kept: KeptSession | None = None
 
     async def send(self, payload: dict[str, Any]) -> None:
         async with self._send_lock:
@@ -187,7 +227,11 @@ class _Connection:
         receiver = asyncio.create_task(self._receive_loop(), name="live-receive")
         watchdog = asyncio.create_task(self._watch(), name="live-deadlines")
         try:
-            done, _ = await asyncio.wait({receiver, watchdog}, return_when=asyncio.FIRST_COMPLETED)
+            done, _ = await asyncio.wait(
+                {receiver, watchdog, runner}, return_when=asyncio.FIRST_COMPLETED
+            )
+            if runner in done:  # the runner only ends by failing: sending to a client gone
+                runner.result()
             return (receiver if receiver in done else watchdog).result()
         finally:
             for task in (runner, receiver, watchdog):
@@ -201,8 +245,14 @@ class _Connection:
                 text = await self.socket.receive_data(mode="text")
             except WebSocketDisconnect:
                 return "closed"
-            self._last_event = self.route.clock.monotonic()
-            await self._handle(text)
+            try:
+                followed = await self._handle(text)
+            except AudioLimitError as exc:
+                await self.send(error_event(exc.message, code="session_audio_limit"))
+                return "audio_limit"
+            if followed:
+                # Only a valid event (with audio, for an append) keeps the session alive.
+                self._last_event = self.route.clock.monotonic()
 
     async def _watch(self) -> str:
         """End the session at LIVE_MAX_SESSION_S, or after LIVE_IDLE_TIMEOUT_S without an event.
@@ -229,27 +279,45 @@ class _Connection:
                 idle_at = now + idle_s
             await clock.sleep(min(ends_at, idle_at) - now)
 
-    async def _handle(self, text: str | bytes) -> None:
+    async def _handle(self, text: str | bytes) -> bool:
+        """Follow one client event; False when it was answered with an `error` event."""
         try:
             event = _decoder.decode(text)
-        except msgspec.DecodeError:
+        except (msgspec.DecodeError, RecursionError):
             await self.send(error_event("the message is not JSON", code="invalid_json"))
-            return
+            return False
         if not isinstance(event, dict):
             await self.send(error_event("an event must be a JSON object", code="invalid_json"))
-            return
+            return False
         client_event = event.get("event_id") if isinstance(event.get("event_id"), str) else None
         try:
-            await self._dispatch(event)
+            return await self._dispatch(event)
         except ProtocolError as exc:
-            await self.send(
-                error_event(exc.message, code=exc.code, param=exc.param, client_event=client_event)
+            error = error_event(
+                exc.message, code=exc.code, param=exc.param, client_event=client_event
             )
+        except (AudioLimitError, asyncio.CancelledError):
+            raise
+        except Exception as exc:  # a shape nobody foresaw: answered, and the session goes on
+            log.warning("live_event_rejected", error=type(exc).__name__)
+            error = error_event(
+                "the event has a value this server cannot use",
+                code="invalid_value",
+                client_event=client_event,
+            )
+        await self.send(error)
+        return False
 
-    async def _dispatch(self, event: dict[str, Any]) -> None:
+    async def _dispatch(self, event: dict[str, Any]) -> bool:
+        """Follow a decoded event; whether it counts as activity (an append needs audio)."""
         kind = event.get("type")
         if kind == "input_audio_buffer.append":
-            await self.session.append(_audio_of(event))
+            audio = await _audio_of(event)
+            try:
+                await self.session.append(audio)
+            except BufferFullError as exc:
+                raise ProtocolError(exc.message, code="input_audio_buffer_full") from None
+            return bool(audio)
         elif kind in (GA_UPDATE, BETA_UPDATE):
             await self._update(event, beta=kind == BETA_UPDATE)
         elif kind == "input_audio_buffer.commit":
@@ -264,18 +332,29 @@ class _Connection:
             await self._keep()
         else:
             raise ProtocolError(
-                f"unknown or unsupported event type {kind!r} (this server only transcribes)",
+                f"unknown or unsupported event type {str(kind)[:60]!r} (this server only "
+                "transcribes)",
                 code="unknown_event",
                 param="type",
             )
+        return True
 
     async def _keep(self) -> None:
         """Keep the session's completed turns as a task of this key; tell the client its id."""
         route = self.route
-        kept = await route.live.keep(route.service, self.session, owner=self.owner)
-        if kept is None:
+        turns = await self.session.settled()
+        if self._kept is None or self._kept.turns != len(turns):
+            try:
+                self._kept = await route.live.keep(route.service, self.session, owner=self.owner)
+            except Exception as exc:
+                refusal = describe(exc)
+                if refusal is None:
+                    raise
+                count_refusal(route.service, refusal)
+                raise ProtocolError(refusal.message, code=refusal.code) from None
+        if self._kept is None:
             raise ProtocolError("no turn has been transcribed yet: nothing to keep", code=NOTHING)
-        await self.send(task_created_event(kept.task_id, kept.turns))
+        await self.send(task_created_event(self._kept.task_id, self._kept.turns))
 
     async def _update(self, event: dict[str, Any], *, beta: bool) -> None:
         live = self.route.live
@@ -286,12 +365,14 @@ class _Connection:
         )
 
 
-def _audio_of(event: dict[str, Any]) -> bytes:
+async def _audio_of(event: dict[str, Any]) -> bytes:
     audio = event.get("audio")
     if not isinstance(audio, str) or len(audio) > MAX_APPEND_CHARS:
         raise ProtocolError("audio must be base64 PCM16 of at most 15 MiB", param="audio")
     try:
-        return base64.b64decode(audio, validate=True)
+        if len(audio) <= DECODE_ON_LOOP_CHARS:
+            return base64.b64decode(audio, validate=True)
+        return await asyncio.to_thread(base64.b64decode, audio, validate=True)
     except (binascii.Error, ValueError):
         raise ProtocolError("audio is not valid base64", param="audio") from None
 
@@ -317,7 +398,7 @@ def realtime_route(route: RealtimeRoute) -> Any:
             route.live.warm_up()
             scorer = await route.live.scorer()
             outcome = await _Connection(route, socket, scorer, owner=owner).serve()
-        except WebSocketDisconnect:
+        except (WebSocketDisconnect, OSError):  # OSError: uvicorn's ClientDisconnected on send
             outcome = "closed"
         finally:
             route.live.close(outcome)

@@ -49,7 +49,32 @@ def uvicorn_access_event(
         event_dict["status"] = status
         event_dict["http_version"] = http_version
         event_dict["client"] = client
+    elif isinstance(record, logging.LogRecord) and isinstance(args, tuple):
+        _websocket_event(record, args, event_dict)
     return event_dict
+
+
+def _websocket_event(
+    record: logging.LogRecord, args: tuple[Any, ...], event_dict: EventDict
+) -> None:
+    """Make uvicorn's websocket handshake line (``'%s - "WebSocket %s" ...'``) structured.
+
+    uvicorn logs it on ``uvicorn.error`` with the client's address and the full
+    path, query included; as keys, the privacy processor drops the one and masks
+    the other like an HTTP request's.
+    """
+    if not (
+        record.name.startswith("uvicorn")
+        and isinstance(record.msg, str)
+        and record.msg.startswith('%s - "WebSocket %s"')
+        and len(args) in (2, 3)
+    ):
+        return
+    event_dict["event"] = "websocket_request"
+    event_dict["client"] = args[0]
+    event_dict["path"] = args[1]
+    tail = record.msg.removeprefix('%s - "WebSocket %s"').strip()
+    event_dict["status"] = args[2] if len(args) == 3 else tail.strip("[]")
 
 
 def uvicorn_log_config() -> dict[str, Any]:

@@ -256,6 +256,11 @@ def configure_logging(settings: Settings, *, stream: TextIO | None = None) -> No
         for handler in list(library_logger.handlers):
             library_logger.removeHandler(handler)
         library_logger.propagate = True
+    # faster-whisper logs each decoding's audio duration and detected language at INFO:
+    # metadata of a user's audio (live audio included), kept out in privacy mode.
+    logging.getLogger("faster_whisper").setLevel(
+        logging.WARNING if settings.log_privacy_mode else logging.NOTSET
+    )
 
     structlog.configure(
         processors=[

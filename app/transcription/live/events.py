@@ -8,12 +8,14 @@ any text.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import bisect
+from dataclasses import dataclass, field
 from typing import Protocol
 
 from app.transcription.types import Word
 
 __all__ = [
+    "Arrivals",
     "Cleared",
     "Committed",
     "Completed",
@@ -112,3 +114,24 @@ class LiveObserver(Protocol):
     def turn_completed(self, audio_s: float) -> None:
         """A turn of `audio_s` seconds was completed."""
         ...
+
+
+@dataclass
+class Arrivals:
+    """When a session's audio arrived: (samples received so far, clock time) per chunk."""
+
+    marks: list[tuple[int, float]] = field(default_factory=list)
+
+    def add(self, received: int, when: float) -> None:
+        """A chunk arrived `when`; the session had then received `received` samples."""
+        self.marks.append((received, when))
+
+    def at(self, sample: int) -> float:
+        """When the audio up to `sample` had arrived."""
+        index = bisect.bisect_left(self.marks, (sample, float("-inf")))
+        return self.marks[min(index, len(self.marks) - 1)][1]
+
+    def forget_before(self, sample: int) -> None:
+        """Keep times only for audio from `sample` on (a turn may still commit words there)."""
+        keep = bisect.bisect_left(self.marks, (sample, float("-inf")))
+        del self.marks[: max(0, keep - 1)]

@@ -9,6 +9,8 @@ for speech are applied here.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 import numpy.typing as npt
 
@@ -25,13 +27,21 @@ MAX_COMPRESSION_RATIO = 2.4
 DOUBTFUL_NO_SPEECH = 0.3
 # Whisper's bar for low confidence: a window's average log-probability below this.
 LOW_LOGPROB = -1.0
+# A word shorter than this (one timestamp step) was not said.
+MIN_WORD_S = 0.02
 # Tokens one window of a pass may generate: ~22 s of fast speech with its timestamps
 # needs about 110; a decoding stuck in a loop stops here instead of at 448.
 MAX_PASS_TOKENS = 160
 
 
-def whisper_pass(transcriber: Transcriber, language: str | None) -> LivePass:
-    """A blocking pass over a turn with the live settings: words, temperature 0, beam 1."""
+def whisper_pass(
+    transcriber: Transcriber, language: str | None, should_stop: Callable[[], bool] = lambda: False
+) -> LivePass:
+    """A blocking pass over a turn with the live settings: words, temperature 0, beam 1.
+
+    `should_stop` is asked between segments: a pass whose client left, or whose
+    server stops, ends there (raising `JobCancelledError`) instead of running on.
+    """
 
     def run(audio: Samples, prompt: str | None) -> PassResult:
         # Temperature 0 only: the fallback ladder could make one pass take many seconds.
@@ -43,12 +53,20 @@ def whisper_pass(transcriber: Transcriber, language: str | None) -> LivePass:
             temperature=0.0,
             max_new_tokens=MAX_PASS_TOKENS,
         )
-        transcript = transcriber.transcribe(audio, asked, _ignore, _never)
+        transcript = transcriber.transcribe(audio, asked, _ignore, should_stop)
         # Without the fallback ladder, Whisper's own guard against a decoding stuck in a
         # loop (". . . ." or one phrase again and again) is ours to apply.
         kept = [s for s in transcript.segments if _heard(s)]
+        # Words of no length are the model going on where the audio ran out (it repeats
+        # its prompt or says "Thank you."): not speech.
+        words = [
+            w
+            for s in kept
+            for w in s.words or ()
+            if normalise_word(w.word) and w.end - w.start >= MIN_WORD_S
+        ]
         return PassResult(
-            words=[w for s in kept for w in s.words or () if normalise_word(w.word)],
+            words=words,
             segment_ends=[s.end for s in kept],
             language=transcript.language,
         )
@@ -73,8 +91,3 @@ def _heard(segment: Segment) -> bool:
 def _ignore(_: float) -> None:
     """The progress callback: a pass reports none."""
     return None
-
-
-def _never() -> bool:
-    """The cancellation check: a pass, a second or two long, is never stopped midway."""
-    return False

@@ -9,11 +9,13 @@ from __future__ import annotations
 
 from collections import Counter
 
+from app.transcription.audio import SAMPLE_RATE
 from app.transcription.engine import split_on_words
 from app.transcription.live.events import TurnRecord
+from app.transcription.live.turn import LiveTurn, shifted
 from app.transcription.types import Segment, Transcript
 
-__all__ = ["transcript_of"]
+__all__ = ["record_of", "transcript_of"]
 
 
 def transcript_of(
@@ -21,6 +23,8 @@ def transcript_of(
 ) -> Transcript:
     """The turns in order as one transcript of `duration_s` seconds of session audio."""
     segments: list[Segment] = []
+    # In the audio's order, whatever order their transcripts were finished in.
+    turns = sorted(turns, key=lambda turn: turn.start_s)
     for turn in turns:
         whole = Segment(
             id=len(segments),
@@ -38,4 +42,18 @@ def transcript_of(
         language_probability=1.0 if heard else 0.0,
         duration=duration_s,
         segments=segments,
+    )
+
+
+def record_of(turn: LiveTurn, language: str | None) -> TurnRecord:
+    """What a task keeps of a completed turn: times on the session's timeline."""
+    base_s = turn.start_sample / SAMPLE_RATE
+    words = shifted(turn.committed, base_s)
+    return TurnRecord(
+        item_id=turn.item_id,
+        start_s=words[0].start if words else base_s,
+        end_s=base_s + turn.total_samples / SAMPLE_RATE,
+        text=turn.text,
+        words=words,
+        language=turn.language or language,
     )

@@ -22,7 +22,18 @@ import numpy.typing as npt
 from app.transcription.audio import SAMPLE_RATE
 from app.transcription.types import Word
 
-__all__ = ["LivePass", "LiveTurn", "PassResult", "agreed_prefix", "normalise_word", "shifted"]
+__all__ = [
+    "MAX_REPEATED_WORDS",
+    "LivePass",
+    "LiveTurn",
+    "PassResult",
+    "agreed_prefix",
+    "framed",
+    "normalise_word",
+    "shifted",
+    "unrepeated",
+    "without_closing_formula",
+]
 
 Samples = npt.NDArray[np.float32]
 # Without a text match: a word starting this close before the last committed word's end
@@ -32,6 +43,25 @@ OVERLAP_TOLERANCE_S = 0.1
 MAX_REPEATED_WORDS = 5
 # How much committed text prompts the next pass (Whisper's prompt holds ~224 tokens).
 PROMPT_CHARS = 200
+# What Whisper says where the audio ends without speech (normalised), and how close to
+# the end of the speech such a phrase must begin to be taken for that habit.
+CLOSING_FORMULAS = frozenset(
+    {
+        "thank you",
+        "thanks",
+        "thank you very much",
+        "thank you for watching",
+        "thanks for watching",
+        "thank you so much for watching",
+        "please subscribe",
+        "you",
+        "bye",
+    }
+)
+MAX_FORMULA_WORDS = 5
+# Words at the start of a pass's context that may be garbled by the cut into it.
+MAX_SKIPPED = 2
+FORMULA_TAIL_S = 0.35
 _PUNCTUATION = re.compile(r"[^\w']+")
 
 
@@ -83,6 +113,63 @@ def _after_text_match(kept: list[Word], words: list[Word]) -> int | None:
     return None
 
 
+def framed(
+    result: PassResult, lead_s: float, span_s: float | None = None, margin_s: float = 0.0
+) -> PassResult:
+    """A pass over (context, a turn's audio, look-ahead) told as a pass over the audio alone.
+
+    Times move back by `lead_s`. Given `span_s`, the words that start in the
+    look-ahead are the next turn's and left out: a word that starts before the cut is
+    this turn's, whole (Whisper stretches a last word's end to where its audio
+    ends). Words with their middle more than `margin_s` into the context before are
+    left out; the next turn drops what this one said by text (`unrepeated`).
+    """
+    words = []
+    for word in result.words:
+        middle = (word.start + word.end) / 2 - lead_s
+        if middle < -margin_s or (span_s is not None and word.start - lead_s >= span_s):
+            continue
+        start, end = max(0.0, word.start - lead_s), max(0.0, word.end - lead_s)
+        words.append(Word(start, end, word.word, word.probability))
+    ends = [end - lead_s for end in result.segment_ends if end > lead_s]
+    return PassResult(words=words, segment_ends=ends, language=result.language)
+
+
+def unrepeated(words: list[Word], before: list[Word], lead_s: float) -> list[Word]:
+    """The words of a pass that hears `lead_s` of the previous turn's end, less that turn's.
+
+    Where the pass's first words (after at most `MAX_SKIPPED` garbled by the cut
+    into the context) repeat the previous turn's last words `before`, the longest
+    such run and all before it are left out: by text, since word times jitter
+    between passes and a word cut in two must be kept once, not twice or never.
+    Without such a run, the words whose middle lies in the context are left out.
+    """
+    said = [normalise_word(word.word) for word in before]
+    heard = [normalise_word(word.word) for word in words]
+    for skip in range(min(MAX_SKIPPED, len(words)) + 1):
+        for size in range(min(len(said), len(heard) - skip), 0, -1):
+            if heard[skip : skip + size] == said[-size:] and words[skip].start < lead_s + 0.3:
+                return words[skip + size :]
+    return [word for word in words if (word.start + word.end) / 2 >= lead_s]
+
+
+def without_closing_formula(words: list[Word], speech_end_s: float) -> list[Word]:
+    """The words said before the speech ended at `speech_end_s` (seconds, the words' clock).
+
+    Nothing starts after the silence that ended a turn. And Whisper's closing
+    formulas ("Thank you.", "Thanks for watching!") squeezed into the speech's last
+    `FORMULA_TAIL_S` are its habit at the end of audio, not words: a speaker takes
+    longer to say them.
+    """
+    kept = [word for word in words if word.start <= speech_end_s + 0.2]
+    for size in range(min(len(kept), MAX_FORMULA_WORDS), 0, -1):
+        tail = kept[-size:]
+        phrase = " ".join(normalise_word(word.word) for word in tail)
+        if phrase in CLOSING_FORMULAS and tail[0].start >= speech_end_s - FORMULA_TAIL_S:
+            return kept[:-size]
+    return kept
+
+
 def shifted(words: list[Word], offset_s: float) -> list[Word]:
     """The words with their times moved by `offset_s` seconds."""
     return [Word(w.start + offset_s, w.end + offset_s, w.word, w.probability) for w in words]
@@ -96,16 +183,32 @@ class LiveTurn:
         # Where this turn begins on the session's timeline (16 kHz samples).
         self.start_sample = start_sample
         self.trim_after_s = trim_after_s
-        self.audio: Samples = np.zeros(0, dtype=np.float32)
+        # Kept audio is `_buffer[_first:_last]`; the buffer doubles when full, so an
+        # append copies only its own samples (amortised O(chunk)), never the whole turn.
+        self._buffer: Samples = np.zeros(SAMPLE_RATE, dtype=np.float32)
+        self._first = 0
+        self._last = 0
         self.offset_s = 0.0  # seconds of this turn's audio already trimmed away
+        # Audio just before the turn (another turn's, or silence): heard by its passes for
+        # context, never transcribed into it.
+        self.lookback: Samples = np.zeros(0, dtype=np.float32)
         self.committed: list[Word] = []  # times in seconds from the turn's start
         self._hypothesis: list[Word] = []
         self.samples_at_last_pass = 0
         self.closed = False
+        self.closed_at = 0.0  # when it was closed (time.monotonic)
+        # Where the detector heard the speech end (session samples), for a turn it ended.
+        self.speech_end: int | None = None
+        self.cut_after = False  # closed in mid-speech: the audio after it may end its last word
         self.done = False
         self.language: str | None = None
 
     # -- audio
+
+    @property
+    def audio(self) -> Samples:
+        """The kept audio (a view: a pass reads it while later samples are appended past it)."""
+        return self._buffer[self._first : self._last]
 
     @property
     def total_samples(self) -> int:
@@ -114,8 +217,20 @@ class LiveTurn:
 
     def append(self, samples: Samples) -> None:
         """More audio for this turn (ignored once the turn is closed)."""
-        if not self.closed and len(samples):
-            self.audio = np.concatenate([self.audio, samples])
+        if self.closed or not len(samples):
+            return
+        kept = self._last - self._first
+        if self._last + len(samples) > len(self._buffer):
+            # Move the kept audio to a fresh buffer (a running pass keeps its view of the old).
+            grown = np.zeros(max(2 * (kept + len(samples)), SAMPLE_RATE), dtype=np.float32)
+            grown[:kept] = self.audio
+            self._buffer, self._first, self._last = grown, 0, kept
+        self._buffer[self._last : self._last + len(samples)] = samples
+        self._last += len(samples)
+
+    def end_at(self, samples: int) -> None:
+        """Keep only the first `samples` of the kept audio (the turn ends there)."""
+        self._last = self._first + max(0, min(samples, self._last - self._first))
 
     def close(self) -> None:
         """No more audio: the next pass is the final one."""
@@ -198,7 +313,7 @@ class LiveTurn:
         if not ends:
             return
         cut = round((max(ends) - self.offset_s) * SAMPLE_RATE)
-        self.audio = self.audio[cut:]
+        self._first += cut
         self.offset_s += cut / SAMPLE_RATE
         # The hypothesis came from audio that is gone now; the next pass starts afresh.
         self._hypothesis = [w for w in self._hypothesis if w.start >= self.offset_s]

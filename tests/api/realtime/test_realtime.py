@@ -314,3 +314,41 @@ def test_the_live_cli_says_when_the_key_is_refused(server: Server) -> None:
     done = subprocess.run(command, capture_output=True, text=True, timeout=120, check=False)
     assert done.returncode == 1
     assert "401" in done.stderr
+
+
+def test_jfk_spoken_twice_reads_jfk_twice_in_order(server: Server) -> None:
+    """Issue 27's done-when: jfk, 1 s of silence, jfk at real-time pace with OpenAI's default
+    server VAD: the turns read jfk twice, in order, WER <= 3 %, nothing invented."""
+    jfk = clip_pcm24(shared_clip("en_jfk.flac"))
+    run = asyncio.run(
+        stream(
+            server.url,
+            KEY,
+            jfk + silence(1.0) + jfk,
+            session=transcription_session(turn_detection={"type": "server_vad"}),
+            trailing=silence(2.0),
+        )
+    )
+    reference = reference_text("en_jfk.flac").strip()
+    transcript = " ".join(run.transcripts)
+    assert word_error_rate(f"{reference} {reference}", transcript) <= 0.03, run.transcripts
+    committed = [c.item_id for c in run.of_type("input_audio_buffer.committed")]
+    assert [c.item_id for c in run.of_type(COMPLETED)] == committed
+    assert all(run.transcripts), run.transcripts  # no turn without words
+
+
+def test_five_minutes_of_silence_and_room_noise_complete_no_text(server: Server) -> None:
+    """Issue 27's done-when: no speech, no text (streamed at 20x: nothing piles up)."""
+    from app.bench.live import room_noise
+
+    run = asyncio.run(
+        stream(
+            server.url,
+            KEY,
+            room_noise(300.0),
+            session=transcription_session(turn_detection={"type": "server_vad"}),
+            speed=20.0,
+        )
+    )
+    assert [t for t in run.transcripts if t.strip()] == [], run.transcripts
+    assert not run.of_type(DELTA)

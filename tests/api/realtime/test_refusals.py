@@ -25,7 +25,11 @@ class Refusal(msgspec.Struct):
 
 
 async def upgrade(
-    app: Litestar, *, headers: tuple[tuple[str, str], ...] = (), subprotocols: tuple[str, ...] = ()
+    app: Litestar,
+    *,
+    headers: tuple[tuple[str, str], ...] = (),
+    subprotocols: tuple[str, ...] = (),
+    query: bytes = b"intent=transcription",
 ) -> Refusal:
     """Ask `app` for the live upgrade on a server that can answer it with plain HTTP."""
     sent: list[dict[str, Any]] = []
@@ -46,7 +50,7 @@ async def upgrade(
         "root_path": "",
         "path": PATH,
         "raw_path": PATH.encode(),
-        "query_string": b"intent=transcription",
+        "query_string": query,
         "headers": [(name.encode(), value.encode()) for name, value in headers],
         "subprotocols": list(subprotocols),
         "extensions": {"websocket.http.response": {}},
@@ -151,3 +155,34 @@ async def test_a_session_refused_for_its_key_takes_no_slot() -> None:
     assert live.active == 0
     live.open_session(service)
     assert live.active == 1
+
+
+async def test_a_page_of_another_site_is_403_origin_not_allowed_and_counted() -> None:
+    """A browser Origin other than the server's own and CORS_ALLOW_ORIGINS' is refused."""
+    app, service, live = app_of()
+    foreign = (("host", "127.0.0.1:8000"), ("origin", "http://evil.example"))
+    assert_shape(await upgrade(app, headers=foreign), 403, "origin_not_allowed")
+    assert live.active == 0
+    assert counted(service, "whisper_api_live_sessions_refused_total", "origin_not_allowed") == 1
+    listed, _, _ = app_of(cors_allow_origins=("https://app.example.org",), max_live_sessions=0)
+    allowed = (("host", "127.0.0.1:8000"), ("origin", "https://app.example.org"))
+    assert (await upgrade(listed, headers=allowed)).status == 403  # past the check: live is off
+    assert (await upgrade(listed, headers=allowed)).error["code"] == "live_disabled"
+
+
+async def test_the_servers_own_page_and_clients_without_origin_pass_the_origin_check() -> None:
+    """Same origin (Origin's host is the Host header) and no Origin at all are not refused."""
+    app, _, _ = app_of(max_live_sessions=0)
+    own = (("host", "127.0.0.1:8000"), ("origin", "http://127.0.0.1:8000"))
+    assert (await upgrade(app, headers=own)).error["code"] == "live_disabled"
+    assert (await upgrade(app, headers=(("host", "x"),))).error["code"] == "live_disabled"
+
+
+async def test_an_intent_other_than_transcription_is_400() -> None:
+    """`?intent=` is this server's to check: only transcription is served."""
+    app, service, _ = app_of()
+    scope_query = b"intent=conversation"
+    refusal = await upgrade(app, query=scope_query)
+    assert refusal.status == 400
+    assert refusal.error["code"] == "invalid_request"
+    assert counted(service, "whisper_api_uploads_rejected_total", "bad_request") == 1

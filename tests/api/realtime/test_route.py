@@ -27,8 +27,12 @@ ROUTE = "/v1/realtime?intent=transcription"
 
 
 def quiet_scorer() -> Any:
-    """A voice detector that never hears speech."""
-    return lambda samples: [0.0] * (len(samples) // VAD_FRAME_SAMPLES)
+    """A voice detector that never hears speech start, yet takes every frame for a voice.
+
+    0.4: below server VAD's threshold (0.5, no turn opens by itself), above the bar of
+    the voiced-audio map (0.35), so the fake model's words are not taken for made up.
+    """
+    return lambda samples: [0.4] * (len(samples) // VAD_FRAME_SAMPLES)
 
 
 def client_and_service(
@@ -211,9 +215,12 @@ def test_live_off_refuses_every_session() -> None:
 
 
 def talk_and_commit(socket: WebSocketTestSession) -> dict[str, Any]:
-    """One manual turn of a second of audio; its completed event."""
+    """One manual turn of a second of audio (after a clear: no turn is cut just before it,
+    whose end it would hear and leave out); its completed event."""
     socket.send_json(manual())
     next_of(socket, "session.updated")
+    socket.send_json({"type": "input_audio_buffer.clear"})
+    next_of(socket, "input_audio_buffer.cleared")
     audio = base64.b64encode(b"\0\0" * 24000).decode()
     socket.send_json({"type": "input_audio_buffer.append", "audio": audio})
     socket.send_json({"type": "input_audio_buffer.commit"})
@@ -276,3 +283,74 @@ def test_rate_limit_counts_live_sessions_with_the_clients_http_requests() -> Non
             socket.receive_json()
         assert refused.value.code == 1008
         assert test_client.get("/api/v1/decoder_status").status_code == 429
+
+
+def test_invalid_events_do_not_keep_a_session_alive() -> None:
+    """Only valid events (or audio) restart the idle period: garbage every 50 s still idles out."""
+    clock = FakeClock(autoadvance=False)
+    test_client = client_for(clock, live_idle_timeout_s=60)
+    with test_client, test_client.websocket_connect(ROUTE) as socket:
+        socket.receive_json()
+        advance(test_client, clock, 50)
+        socket.send_json({"type": "no.such.event"})
+        assert next_of(socket, "error")["error"]["code"] == "unknown_event"
+        socket.send_json({"type": "input_audio_buffer.append", "audio": ""})  # no audio
+        socket.send_text("[[[")
+        assert next_of(socket, "error")["error"]["code"] == "invalid_json"
+        advance(test_client, clock, 11)
+        assert next_of(socket, "error")["error"]["code"] == "idle_timeout"
+
+
+def test_deeply_nested_or_oddly_shaped_events_get_error_events(client: TestClient[Any]) -> None:
+    """JSON nested past any sane depth, and fields of the wrong shape, are answered, not raised."""
+    with client.websocket_connect(ROUTE) as socket:
+        socket.receive_json()
+        socket.send_text("[" * 100_000 + "]" * 100_000)
+        assert next_of(socket, "error")["error"]["code"] == "invalid_json"
+        for odd in ({"prompt": 5}, {"language": ["en"]}, {"model": {"name": "x"}}):
+            update = manual()
+            update["session"]["audio"]["input"]["transcription"] = odd
+            socket.send_json(update)
+            assert next_of(socket, "error")["error"]["code"] in ("invalid_value", "invalid_request")
+        socket.send_bytes(b"\xff\xfe binary")
+        assert next_of(socket, "error")["type"] == "error"
+        assert talk_and_commit(socket)["transcript"] == "hello world"
+
+
+def test_keeping_again_without_a_new_turn_answers_with_the_same_task() -> None:
+    """One kept task per session (or per new completed turn), however often keep is sent."""
+    test_client, service, _ = client_and_service()
+    with test_client, test_client.websocket_connect(ROUTE) as socket:
+        socket.receive_json()
+        talk_and_commit(socket)
+        ids = set()
+        for _ in range(5):
+            socket.send_json({"type": "x.whisper_api.session.keep"})
+            ids.add(next_of(socket, "x.whisper_api.task.created")["task_id"])
+        assert len(ids) == 1
+        talk_and_commit(socket)
+        socket.send_json({"type": "x.whisper_api.session.keep"})
+        again = next_of(socket, "x.whisper_api.task.created")
+        assert again["task_id"] not in ids and again["turns"] == 2
+        assert len(local_store(service)) == 2
+        metrics = service.metrics.render().decode()
+        assert (
+            'whisper_api_jobs_total{status="finished",surface="live",task_type="transcribe"} 2.0'
+            in metrics
+        )
+
+
+def test_a_session_past_max_audio_duration_is_ended_with_an_error_event() -> None:
+    """MAX_AUDIO_DURATION_S bounds a session's audio as it bounds an upload's."""
+    test_client = client_for(max_audio_duration_s=3)
+    with test_client, test_client.websocket_connect(ROUTE) as socket:
+        socket.receive_json()
+        socket.send_json(manual())
+        next_of(socket, "session.updated")
+        audio = base64.b64encode(b"\0\0" * 24000).decode()
+        for _ in range(5):  # the resampler holds a few samples back: 4 s may not reach 3 s
+            socket.send_json({"type": "input_audio_buffer.append", "audio": audio})
+        assert next_of(socket, "error")["error"]["code"] == "session_audio_limit"
+        with pytest.raises(WebSocketDisconnect):
+            for _ in range(20):  # turns already committed may still be reported
+                socket.receive_json()

@@ -38,7 +38,9 @@ def scripted(pattern: list[float]) -> tuple[VoiceDetector, Samples]:
     def score(samples: Samples) -> list[float]:
         return [next(replay) for _ in range(len(samples) // VAD_FRAME_SAMPLES)]
 
-    detector = VoiceDetector(TurnDetection(threshold=0.5, silence_duration_ms=96), score)
+    detector = VoiceDetector(
+        TurnDetection(threshold=0.5, silence_duration_ms=96), score, min_speech_ms=0
+    )
     return detector, np.zeros(len(pattern) * VAD_FRAME_SAMPLES, dtype=np.float32)
 
 
@@ -60,3 +62,37 @@ def test_partial_frames_wait_for_the_rest() -> None:
     (event,) = detector.push(audio[100:])
     assert event.kind == "started"
     assert detector.in_speech
+
+
+def test_a_blip_shorter_than_min_speech_opens_no_turn() -> None:
+    """Two loud frames then silence: no start; eight loud frames: a start at the first one."""
+    replay = iter([0.1, 0.9, 0.9, 0.1, 0.1, 0.1, 0.1] + [0.9] * 8 + [0.1] * 4)
+
+    def score(samples: Samples) -> list[float]:
+        return [next(replay) for _ in range(len(samples) // VAD_FRAME_SAMPLES)]
+
+    detector = VoiceDetector(
+        TurnDetection(threshold=0.5, silence_duration_ms=96), score, first_sample=1000
+    )
+    events = detector.push(np.zeros(19 * VAD_FRAME_SAMPLES, dtype=np.float32))
+    assert [(e.kind, (e.sample - 1000) // VAD_FRAME_SAMPLES) for e in events] == [
+        ("started", 7),
+        ("stopped", 15),
+    ]
+    assert events[0].heard_at == 1000 + 14 * VAD_FRAME_SAMPLES  # 7 loud frames (224 ms) in
+
+
+def test_the_speech_map_tells_voiced_audio_from_silence() -> None:
+    """Frames at or above threshold - 0.15 are voiced; audio not scored yet counts as voiced."""
+    replay = iter([0.1, 0.4, 0.2, 0.0])
+
+    def score(samples: Samples) -> list[float]:
+        return [next(replay) for _ in range(len(samples) // VAD_FRAME_SAMPLES)]
+
+    detector = VoiceDetector(TurnDetection(threshold=0.5), score)
+    detector.push(np.zeros(4 * VAD_FRAME_SAMPLES, dtype=np.float32))
+    heard = detector.speech.heard
+    assert not heard(0, VAD_FRAME_SAMPLES)
+    assert heard(VAD_FRAME_SAMPLES, 2 * VAD_FRAME_SAMPLES)
+    assert not heard(2 * VAD_FRAME_SAMPLES, 4 * VAD_FRAME_SAMPLES)
+    assert heard(4 * VAD_FRAME_SAMPLES, 5 * VAD_FRAME_SAMPLES)

@@ -61,7 +61,7 @@ def manual_session(model: ScriptedModel, emitted: list[LiveEvent]) -> LiveSessio
         emitted.append(event)
 
     return LiveSession(
-        LiveConfig(language="en", turn_detection=None, prompt="Names: Ada."),
+        LiveConfig(language="en", turn_detection=None, prompt="Names: Ada.", context_s=0),
         run_pass=model.run,
         emit=emit,
         clock=FakeClock(),
@@ -159,7 +159,10 @@ def tone(seconds: float) -> bytes:
 async def test_server_vad_makes_a_turn_from_speech_to_the_silence_after_it(
     events: list[LiveEvent],
 ) -> None:
-    """Silence, speech, silence: started (with prefix padding), stopped, committed, completed."""
+    """Silence, speech, silence: started (with prefix padding), stopped, committed, completed.
+
+    The turn holds the speech with its padding and the silence that ended it.
+    """
     from app.transcription.live.audio import TurnDetection
     from app.transcription.live.events import SpeechStarted, SpeechStopped
 
@@ -168,7 +171,9 @@ async def test_server_vad_makes_a_turn_from_speech_to_the_silence_after_it(
 
     model = ScriptedModel("one turn")
     session = LiveSession(
-        LiveConfig(language="en", turn_detection=TurnDetection(silence_duration_ms=300)),
+        LiveConfig(
+            language="en", turn_detection=TurnDetection(silence_duration_ms=300), context_s=0
+        ),
         run_pass=model.run,
         emit=emit,
         clock=FakeClock(),
@@ -188,4 +193,4 @@ async def test_server_vad_makes_a_turn_from_speech_to_the_silence_after_it(
     assert 1950 <= stopped.audio_end_ms <= 2100
     completed = events[-1]
     assert isinstance(completed, Completed)
-    assert completed.audio_seconds == pytest.approx(1.3, abs=0.1)
+    assert completed.audio_seconds == pytest.approx(1.6, abs=0.1)

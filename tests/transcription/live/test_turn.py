@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from app.transcription.audio import SAMPLE_RATE
 from app.transcription.live.turn import LiveTurn, PassResult, agreed_prefix, normalise_word
@@ -113,3 +114,52 @@ def test_new_audio_is_measured_from_the_start_of_the_last_pass() -> None:
     assert turn.new_audio_s() == 0.0
     turn.append(np.zeros(SAMPLE_RATE // 2, dtype=np.float32))
     assert turn.new_audio_s() == 0.5
+
+
+def test_a_pass_with_context_keeps_only_the_words_mostly_inside_its_turn() -> None:
+    """Context before (0.5 s), look-ahead past 2 s: the context's words and those starting in
+    the look-ahead are left out."""
+    from app.transcription.live.turn import framed
+
+    heard = [
+        Word(0.0, 0.4, " before", 0.9),  # all in the context
+        Word(0.3, 0.9, " straddles", 0.9),  # middle 0.6: inside (0.1 s into the turn)
+        Word(1.0, 2.0, " inside", 0.9),
+        Word(2.3, 2.7, " whole", 0.9),  # starts before the cut (2.5): this turn's, whole
+        Word(2.6, 2.9, " next", 0.9),  # starts in the look-ahead: the next turn's
+    ]
+    result = framed(PassResult(words=heard, segment_ends=[0.4, 2.7]), 0.5, 2.0)
+    assert [w.word for w in result.words] == [" straddles", " inside", " whole"]
+    assert result.words[0].start == 0.0 and result.words[1].start == pytest.approx(0.5)
+    assert result.segment_ends == [pytest.approx(2.2)]
+
+
+def test_a_closing_formula_squeezed_into_the_end_of_speech_is_left_out() -> None:
+    """'Thank you.' starting in the speech's last moments is Whisper's habit; said, it stays."""
+    from app.transcription.live.turn import without_closing_formula
+
+    said = [Word(0.0, 0.5, " Ask", 0.9), Word(0.5, 1.2, " country.", 0.9)]
+    squeezed = [Word(1.2, 1.4, " Thank", 0.6), Word(1.4, 1.45, " you.", 0.6)]
+    assert without_closing_formula(said + squeezed, speech_end_s=1.25) == said
+    spoken = [Word(1.3, 1.6, " Thank", 0.9), Word(1.6, 2.0, " you.", 0.9)]
+    assert without_closing_formula(said + spoken, speech_end_s=2.1) == said + spoken
+    after = [Word(2.5, 2.8, " Okay", 0.5)]
+    assert without_closing_formula(said + after, speech_end_s=1.25) == said
+
+
+def test_the_next_turn_leaves_out_by_text_what_the_cut_turn_already_said() -> None:
+    """A pass hearing 0.6 s of the previous turn: the run that turn ended with goes, the rest
+    stays, whatever the times say; without such a run, the context's words go by time."""
+    from app.transcription.live.turn import unrepeated
+
+    before = [Word(0.0, 0.3, " can", 0.9), Word(0.3, 0.5, " do", 0.9), Word(0.5, 0.7, " for", 0.9)]
+    heard = [
+        Word(0.0, 0.2, " o", 0.5),  # garbled by the cut into the context
+        Word(0.2, 0.4, " for", 0.9),
+        Word(0.4, 0.9, " you", 0.9),  # its middle is in the context: kept all the same
+        Word(0.9, 1.2, " ask", 0.9),
+    ]
+    assert [w.word for w in unrepeated(heard, before, 0.6)] == [" you", " ask"]
+    other = [Word(0.0, 0.3, " elsewhere", 0.9)]
+    assert [w.word for w in unrepeated(heard, other, 0.6)] == [" you", " ask"]
+    assert [w.word for w in unrepeated(heard[2:], other, 0.8)] == [" ask"]
