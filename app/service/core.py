@@ -11,7 +11,6 @@ the backend, the notifier, the worker, the upload gate and the clock.
 from __future__ import annotations
 
 import asyncio
-import collections
 import contextlib
 import math
 import os
@@ -28,7 +27,12 @@ from app.observability.metrics import ServiceMetrics, StateSnapshot
 from app.service.accounting import JobAccounting
 from app.service.draining import Shutdown
 from app.service.errors import ShuttingDownError
-from app.service.reservation import Reservation, ServiceStatus
+from app.service.reservation import (
+    Reservation,
+    ServiceStatus,
+    metrics_snapshot,
+    service_status,
+)
 from app.service.uploads import BodyPace, UploadAbandonedError, UploadGate
 from app.transcription.audio import probe_upload
 from app.transcription.jobs import Job, JobNotifier, Payload
@@ -409,22 +413,9 @@ class TranscriptionService:
 
     def status(self) -> ServiceStatus:
         """A snapshot for status routes."""
-        return ServiceStatus(
-            # In a cluster the workers are other processes that registered in Redis.
-            worker_running=(self.worker is not None and self.worker.is_running)
-            or bool(self.backend.counts().workers),
-            loading_model=self.models.loading,
-            loaded_models=self.models.loaded_models,
-            last_loaded_model=self.models.last_loaded,
-            target_model=self.models.target,
-            max_model=self.models.cap,
-            device=self.models.placement.device,
-            compute_type=self.models.placement.compute_type,
-            waiting_jobs=self.backend.counts().waiting,
-            running_jobs=self.backend.counts().running,
-            max_queue_size=self.backend.max_waiting,
-            draining=self.shutdown.draining,
-            workers=self.backend.counts().workers,
+        running_here = self.worker is not None and self.worker.is_running
+        return service_status(
+            self.models, self.backend, worker_running=running_here, draining=self.shutdown.draining
         )
 
     def job_done(self, job: Job) -> None:
@@ -443,19 +434,4 @@ class TranscriptionService:
         return self.metrics.render()
 
     def _metrics_snapshot(self) -> StateSnapshot:
-        return StateSnapshot(
-            queue_depth=self.backend.counts().waiting,
-            running_jobs=self.backend.counts().running,
-            draining=self.shutdown.draining,
-            device=self.models.placement.device,
-            loaded_models=self.models.loaded_models,
-            load_seconds=dict(self.models.load_seconds),
-            loading_model=self.models.loading,
-            workers_by_device=dict(
-                collections.Counter(worker.device for worker in self.backend.counts().workers)
-            ),
-            load_counts=dict(self.models.load_counts),
-            unload_counts=dict(self.models.unload_counts),
-            queue_clients=self.backend.counts().clients,
-            queue_most_per_client=self.backend.counts().most_per_client,
-        )
+        return metrics_snapshot(self.models, self.backend, draining=self.shutdown.draining)

@@ -1,13 +1,17 @@
-"""The small value types of the intake: a held queue place and the service's status snapshot."""
+"""The small value types of the intake: a held queue place, and the service's snapshots
+(its status for the status routes, its state for the metrics)."""
 
 from __future__ import annotations
 
+import collections
 from dataclasses import dataclass
 
 from app.backends.base import FleetWorker, TaskBackend
+from app.observability.metrics import StateSnapshot
 from app.transcription.jobs import Job, Payload
+from app.transcription.models import ModelManager
 
-__all__ = ["Reservation", "ServiceStatus"]
+__all__ = ["Reservation", "ServiceStatus", "metrics_snapshot", "service_status"]
 
 
 class Reservation:
@@ -55,3 +59,47 @@ class ServiceStatus:
     draining: bool = False
     # A cluster's workers (QUEUE_BACKEND=redis); empty in one process.
     workers: tuple[FleetWorker, ...] = ()
+
+
+def service_status(
+    models: ModelManager, backend: TaskBackend, *, worker_running: bool, draining: bool
+) -> ServiceStatus:
+    """The status of a service with these models and this backend."""
+    counts = backend.counts()
+    return ServiceStatus(
+        # In a cluster the workers are other processes that registered in Redis.
+        worker_running=worker_running or bool(counts.workers),
+        loading_model=models.loading,
+        loaded_models=models.loaded_models,
+        last_loaded_model=models.last_loaded,
+        target_model=models.target,
+        max_model=models.cap,
+        device=models.placement.device,
+        compute_type=models.placement.compute_type,
+        waiting_jobs=counts.waiting,
+        running_jobs=counts.running,
+        max_queue_size=backend.max_waiting,
+        draining=draining,
+        workers=counts.workers,
+    )
+
+
+def metrics_snapshot(
+    models: ModelManager, backend: TaskBackend, *, draining: bool
+) -> StateSnapshot:
+    """The state the metrics read at each scrape (counts only: no ids, no addresses)."""
+    counts = backend.counts()
+    return StateSnapshot(
+        queue_depth=counts.waiting,
+        running_jobs=counts.running,
+        draining=draining,
+        device=models.placement.device,
+        loaded_models=models.loaded_models,
+        load_seconds=dict(models.load_seconds),
+        loading_model=models.loading,
+        workers_by_device=dict(collections.Counter(worker.device for worker in counts.workers)),
+        load_counts=dict(models.load_counts),
+        unload_counts=dict(models.unload_counts),
+        queue_clients=counts.clients,
+        queue_most_per_client=counts.most_per_client,
+    )
