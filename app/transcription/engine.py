@@ -190,7 +190,11 @@ class FasterWhisperTranscriber:
             "task": options.task,
             "language": options.language,
             "initial_prompt": options.initial_prompt,
-            "word_timestamps": options.times_words,
+            # Only when asked: on the sequential path faster-whisper's word timing also moves
+            # its seek to the last word's end, and the few silent tenths left after it were
+            # decoded again, conditioned on the text so far (a repeat of the start). Cues of
+            # this path fall back to timings spread over each segment's characters.
+            "word_timestamps": options.word_timestamps,
             "beam_size": options.beam_size,
             "temperature": options.temperature,
         }
