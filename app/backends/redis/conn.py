@@ -25,6 +25,7 @@ from app.config import Settings
 __all__ = [
     "OPERATION_TIMEOUT_S",
     "Backoff",
+    "as_text",
     "connect",
     "describe_outage",
     "reachable",
@@ -197,8 +198,8 @@ async def warn_if_persistent(client: aioredis.Redis) -> bool:
             appendonly: dict[Any, Any] = await client.config_get("appendonly")
     except (redis.exceptions.RedisError, TimeoutError):
         return False
-    snapshots = _text(save.get(b"save", save.get("save", b"")))
-    aof = _text(appendonly.get(b"appendonly", appendonly.get("appendonly", b"no")))
+    snapshots = as_text(save.get(b"save", save.get("save", b"")))
+    aof = as_text(appendonly.get(b"appendonly", appendonly.get("appendonly", b"no")))
     persistent = bool(snapshots.strip()) or aof == "yes"
     if persistent:
         log.warning(
@@ -210,5 +211,6 @@ async def warn_if_persistent(client: aioredis.Redis) -> bool:
     return persistent
 
 
-def _text(value: object) -> str:
+def as_text(value: object) -> str:
+    """A Redis reply (bytes, or already text) as text."""
     return value.decode() if isinstance(value, bytes) else str(value)

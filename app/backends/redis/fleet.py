@@ -14,7 +14,7 @@ import redis.exceptions
 import structlog
 
 from app.backends.base import JOB_LOST_REASON, FleetWorker
-from app.backends.redis.conn import OUTAGE_ERRORS, Backoff, refusal_code
+from app.backends.redis.conn import OUTAGE_ERRORS, Backoff, as_text, refusal_code
 from app.backends.redis.keys import GROUP, Keys
 from app.backends.redis.notify import close_in_background
 from app.backends.redis.queue import RedisWorkQueue
@@ -104,7 +104,7 @@ class WorkerPresence:
                 while True:
                     message = await pubsub.get_message(timeout=LISTEN_TIMEOUT_S)
                     if message is not None:
-                        await self._cancel(_text(message["data"]))
+                        await self._cancel(as_text(message["data"]))
             except (*OUTAGE_ERRORS, redis.exceptions.RedisError) as exc:
                 log.warning("redis_cancels_lost", error=type(exc).__name__)
                 await self._clock.sleep(backoff.next_s())
@@ -116,11 +116,7 @@ class WorkerPresence:
         if job is None:
             return
         reason = await self._client.get(self._keys.cancel(task_id))
-        job.cancel_reason = job.cancel_reason or (_text(reason) if reason else "cancelled")
-
-
-def _text(value: object) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)
+        job.cancel_reason = job.cancel_reason or (as_text(reason) if reason else "cancelled")
 
 
 def worker_name() -> str:

@@ -34,7 +34,7 @@ import redis.exceptions
 import structlog
 
 from app.backends.fairness import QueuePolicy, round_robin
-from app.backends.redis.conn import OUTAGE_ERRORS, Backoff, refusal_code
+from app.backends.redis.conn import OUTAGE_ERRORS, Backoff, as_text, refusal_code
 from app.backends.redis.keys import FAIR_LINES, GROUP, PICK, TAKE, Keys
 from app.backends.redis.notify import PublishingNotifier, decode_job
 from app.clock import Clock
@@ -201,7 +201,7 @@ class RedisWorkQueue:
             )
         found: list[Any] = answer or []  # type: ignore[assignment]
         return [
-            Entry(_text(stream), _text(entry_id), _text(fields[b"id"]))
+            Entry(as_text(stream), as_text(entry_id), as_text(fields[b"id"]))
             for stream, entries in found
             for entry_id, fields in entries
         ]
@@ -217,7 +217,7 @@ class RedisWorkQueue:
                 if not fields:  # deleted meanwhile
                     await self._client.xack(stream, GROUP, entry_id)
                     continue
-                entry = Entry(stream, _text(entry_id), _text(fields[b"id"]))
+                entry = Entry(stream, as_text(entry_id), as_text(fields[b"id"]))
                 log.warning("job_taken_over", task_id=entry.task_id)
                 return entry
         return None
@@ -255,7 +255,7 @@ class RedisWorkQueue:
         head_key = key(batch[0].job)
         async with asyncio.timeout(3):
             lines = await self._fair_lines(keys=[self._keys.ring(stream)], args=[stream])
-            waiting = [_text(task) for task in round_robin(lines or [])]
+            waiting = [as_text(task) for task in round_robin(lines or [])]
             records = await self._client.mget([self._keys.job(task) for task in waiting])
         companions = [
             task
@@ -278,19 +278,21 @@ class RedisWorkQueue:
         """The undelivered entries at the stream's head that share `head_key` (a leading run)."""
         async with asyncio.timeout(3):
             groups = await self._client.xinfo_groups(stream)
-            last = next((g["last-delivered-id"] for g in groups if _text(g["name"]) == GROUP), None)
+            last = next(
+                (g["last-delivered-id"] for g in groups if as_text(g["name"]) == GROUP), None
+            )
             if last is None:
                 return set()
-            upcoming = await self._client.xrange(stream, min=f"({_text(last)}", count=count)
+            upcoming = await self._client.xrange(stream, min=f"({as_text(last)}", count=count)
             if not upcoming:
                 return set()
-            ids = [_text((fields or {})[b"id"]) for _, fields in upcoming]
+            ids = [as_text((fields or {})[b"id"]) for _, fields in upcoming]
             records = await self._client.mget([self._keys.job(task_id) for task_id in ids])
         fitting: set[str] = set()
         for (entry_id, _), record in zip(upcoming, records, strict=True):
             if record is None or key(decode_job(record)) != head_key:
                 break  # FIFO: never skip a job that cannot join
-            fitting.add(_text(entry_id))
+            fitting.add(as_text(entry_id))
         return fitting
 
     async def _choose(self, entry: Entry, wanted: str = "") -> Entry | None:
@@ -301,7 +303,7 @@ class RedisWorkQueue:
         """
         keys = self._keys
         async with asyncio.timeout(3):
-            answer = _text(
+            answer = as_text(
                 await self._pick(
                     keys=[keys.tickets, keys.client_of, keys.ring(entry.stream)],
                     args=[keys.ticket(entry.stream, entry.entry_id), entry.stream, wanted],
@@ -359,7 +361,7 @@ class RedisWorkQueue:
             return None
         _restart(job)
         if reason:
-            job.cancel_reason = _text(reason)
+            job.cancel_reason = as_text(reason)
         return QueuedJob(job, upload)
 
 
@@ -369,7 +371,3 @@ def _restart(job: Job) -> None:
     job.stage = JobStage.QUEUED
     job.progress = 0.0
     job.partial_segments = []
-
-
-def _text(value: object) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)

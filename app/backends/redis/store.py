@@ -23,6 +23,7 @@ from app.backends.base import QueueCounts, QueueFullError
 from app.backends.fairness import QueuePolicy, client_of, round_robin
 from app.backends.redis.conn import (
     OUTAGE_ERRORS,
+    as_text,
     reachable,
     refusal_code,
     unavailable_as_503,
@@ -257,7 +258,7 @@ class RedisBackend:
             if self._policy == "fair":
                 stream = keys.stream_for(job.options.model)
                 lines = await self._fair_lines(keys=[keys.ring(stream)], args=[stream])
-                order = [_text(task) for task in round_robin(lines or [])]
+                order = [as_text(task) for task in round_robin(lines or [])]
                 if job.id in order:
                     return order.index(job.id) + 1
             rank = await self._client.zrank(keys.waiting, job.id)
@@ -410,7 +411,3 @@ class RedisBackend:
                 log.warning("job_failed", reason="wait_expired", offered=offered)
                 self.live.apply(failed)
             await self._client.zrem(self._keys.deadlines, task_id)
-
-
-def _text(value: object) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)
