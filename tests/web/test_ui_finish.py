@@ -256,6 +256,30 @@ def test_long_transcript_layout_on_a_laptop_and_a_phone(
     assert PHONE["width"] == 390
 
 
+def test_chosen_options_do_not_hide_the_new_transcript(
+    ui_server: Server, open_ui: UIFactory
+) -> None:
+    """Options opened and a box ticked before choosing a file: the panel folds, the laptop shows
+    the first line well above the fold, and the phone still brings the transcript into view."""
+    page = open_ui(ui_server, viewport=LAPTOP).open()
+    open_options(page)
+    page.check("#word-timestamps")  # the checkbox keeps the focus, as after a click
+    finished(upload(page, JFK))
+    expect(page.locator("#options-panel")).not_to_have_attribute("open", "")
+    first_line = page.locator("#segments .segment").first.bounding_box()
+    assert first_line and first_line["y"] + first_line["height"] <= LAPTOP["height"] - 100
+
+    phone = open_ui(ui_server, phone=True).open()
+    open_options(phone)
+    phone.check("#word-timestamps")
+    finished(upload(phone, JFK))
+    wait_in_page(
+        phone,
+        "() => { const box = document.getElementById('viewer-heading').getBoundingClientRect();"
+        " return box.top >= 0 && box.bottom <= window.innerHeight; }",
+    )
+
+
 # ---------------------------------------------------------------- 10: Record, Live, key button
 
 

@@ -155,6 +155,9 @@ function addFiles(files) {
   showUploadError("");
   readOptions();
   savePrefs(prefs);
+  // The choices stay in the panel's one-line summary; folded, the panel no longer pushes the
+  // transcript that is about to open down to the bottom edge of a laptop screen.
+  $("options-panel").open = false;
   for (const file of files) jobs.add(file, prefs);
 }
 
@@ -339,11 +342,20 @@ function confirmAction(title, text, action) {
  *  unless people are typing somewhere (that would pull the page from under them). */
 function revealOnNarrowScreen() {
   if (!window.matchMedia("(max-width: 56rem)").matches) return;
-  const typing = document.activeElement?.matches?.("input, textarea, select");
-  if (typing) return;
+  if (isTyping(document.activeElement)) return;
   const reduced = window.matchMedia("(prefers-reduced-motion: reduce)").matches;
   $("viewer").scrollIntoView({ block: "start", behavior: reduced ? "auto" : "smooth" });
 }
+
+/** Whether `element` takes typed text: a ticked checkbox or the file input that just chose
+ *  the files keeps the focus too, and must not stop the transcript from coming into view. */
+function isTyping(element) {
+  if (!element?.matches) return false;
+  if (element.matches("textarea, select, [contenteditable='true']")) return true;
+  return element.matches("input") && TEXT_INPUTS.has(element.type);
+}
+
+const TEXT_INPUTS = new Set(["text", "search", "password", "email", "number", "url", "tel"]);
 
 // ---- start
 
