@@ -68,8 +68,14 @@ class AsrQuery(WhisperForm, kw_only=True):
 
     def to_transcription_spec(self, service: TranscriptionService, owner: str | None) -> JobSpec:
         """The job these parameters ask for (InvalidInputError naming a bad one)."""
+        # Only subtitles need every word timed; txt, tsv and json keep the plain decoding.
         return self.spec(
-            service, task_type=self.task, owner=owner, surface="asr", raw_pcm=not self.encode
+            service,
+            task_type=self.task,
+            owner=owner,
+            surface="asr",
+            raw_pcm=not self.encode,
+            cues_wanted=self.output in ("srt", "vtt"),
         )
 
 
