@@ -68,7 +68,8 @@ class AsrQuery(WhisperForm, kw_only=True):
 
     def to_transcription_spec(self, service: TranscriptionService, owner: str | None) -> JobSpec:
         """The job these parameters ask for (InvalidInputError naming a bad one)."""
-        # Only subtitles need every word timed; txt, tsv and json keep the plain decoding.
+        # Only subtitles need every word timed: txt, tsv and json skip the alignment's cost
+        # (the decoding is the same either way, app.transcription.cue_timing).
         return self.spec(
             service,
             task_type=self.task,
