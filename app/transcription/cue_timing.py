@@ -15,6 +15,10 @@ every segment keeps its decoded times. The words are put back on the segments as
 come out. Aligning costs one decoder pass over the window's text per window (the encoder
 output is the one the window was decoded from).
 
+With `vad_filter`, faster-whisper maps the timed words back onto the whole audio and then
+sets each segment's start and end from its words (as it does whenever it times words): the
+text is still the plain decoding's, the segment times follow the words.
+
 Short clips decoded together in one batch (app.transcription.batching) are aligned in
 one pass as well (`align_batch`), each clip's words as if it had been aligned alone.
 """
