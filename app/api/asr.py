@@ -68,8 +68,15 @@ class AsrQuery(WhisperForm, kw_only=True):
 
     def to_transcription_spec(self, service: TranscriptionService, owner: str | None) -> JobSpec:
         """The job these parameters ask for (InvalidInputError naming a bad one)."""
+        # Only subtitles need every word timed: txt, tsv and json skip the alignment's cost
+        # (the decoding is the same either way, app.transcription.cue_timing).
         return self.spec(
-            service, task_type=self.task, owner=owner, surface="asr", raw_pcm=not self.encode
+            service,
+            task_type=self.task,
+            owner=owner,
+            surface="asr",
+            raw_pcm=not self.encode,
+            cues_wanted=self.output in ("srt", "vtt"),
         )
 
 

@@ -126,20 +126,22 @@ class WhisperForm(ShapedForm, kw_only=True):
         owner: str | None,
         surface: str,
         raw_pcm: bool = False,
+        cues_wanted: bool = True,
     ) -> JobSpec:
         """The job these fields ask for (InvalidInputError naming a bad language or model).
 
         Shaped cues are cut on word timings, so shaping asks for them: limits the client
         names show the words as before; the readable default (SUBTITLE_SHAPING) times them
-        for the cues only.
+        for the cues only, unless the caller knows no cue will be rendered (`cues_wanted`).
         """
         shape = msgspec.structs.replace(self.shape, readable=service.settings.subtitle_shaping)
+        times_cues = shape.readable and cues_wanted
         options = TranscribeOptions(
             task=task_type,
             language=parse_language(self.language),
             initial_prompt=self.initial_prompt or None,
             word_timestamps=self.word_timestamps or shape.has_limits,
-            cue_words=shape.readable,
+            cue_words=times_cues,
             vad_filter=self.vad_filter,
             model=parse_model(self.model, service.models),
         )

@@ -23,6 +23,8 @@ loopback port (or an external `--url`). Scenarios:
 - speakers: the speaker stage on conversations built from the clips (app.bench.speakers):
            DER with and without a 0.25 s collar, speaker-count accuracy, CPU s per audio
            minute, an hour of audio; `--only speakers` runs it alone
+- subtitles: SRT norms per clip before and after shaping, and the cost of timing words
+           for the cues (app/bench/subtitles.py); `--only subtitles` runs it alone
 - live:    one /v1/realtime session at real-time pace, alone and beside a batch upload:
            committed-word delay mean/p95/max, WER (and the live model's offline WER), CPU
            share (app/bench/live.py)
@@ -80,13 +82,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--peers", action="store_true", help="also run faster-whisper-server (PyPI) side by side"
     )
-    parser.add_argument("--only", choices=["speakers", "live"], help="run only this scenario")
+    parser.add_argument(
+        "--only", choices=["speakers", "live", "subtitles"], help="run only this scenario"
+    )
     parser.add_argument("--skip-speakers", action="store_true")
     parser.add_argument("--skip-live", action="store_true", help="leave out the live scenario")
     parser.add_argument("--live-only", action="store_true", help="the same as --only live")
     args = parser.parse_args(argv)
     if args.only == "speakers":
         return _speakers(args.json)
+    if args.only == "subtitles":
+        return _subtitles(args.json, args.threads, args.runs)
     if args.live_only or args.only == "live":
         rows = live_rows(args.url)
         print(table(rows))
@@ -146,6 +152,25 @@ def _speakers(json_path: Path | None) -> int:
     print(speaker_table(result))
     if json_path:
         json_path.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+    return 0
+
+
+def _subtitles(json_path: Path | None, threads: int, runs: int) -> int:
+    """Subtitle norms before and after shaping, and the cue words' cost (two tables)."""
+    from dataclasses import asdict
+
+    from app.bench.subtitles import bench_subtitles, cost_table, norms_table
+
+    norms, costs = bench_subtitles(threads, runs)
+    print(norms_table(norms))
+    print()
+    print(cost_table(costs))
+    if json_path:
+        rows = [
+            {**row, "before": asdict(row["before"]), "after": asdict(row["after"])} for row in norms
+        ]
+        payload = {"threads": threads, "runs": runs, "norms": rows, "cost": costs}
+        json_path.write_text(json.dumps(payload, indent=2) + "\n", encoding="utf-8")
     return 0
 
 

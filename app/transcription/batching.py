@@ -22,6 +22,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
+import msgspec
 import numpy as np
 import numpy.typing as npt
 from faster_whisper.audio import pad_or_trim
@@ -37,7 +38,7 @@ from app.transcription.encoder_context import (
 )
 from app.transcription.replicas import at_once, part_bounds
 from app.transcription.timing import clamp_to_duration
-from app.transcription.types import Segment, TranscribeOptions, Transcript
+from app.transcription.types import Segment, TranscribeOptions, Transcript, Word
 
 __all__ = ["MAX_BATCHED_SECONDS", "decode_short_batch", "is_batchable", "pick_companions"]
 
@@ -201,12 +202,94 @@ def _decode_group(
         suppress_tokens=get_suppressed_tokens(tokenizers[0], [-1]),
         max_initial_timestamp_index=round(MAX_INITIAL_TIMESTAMP_S / model.time_precision),
     )
-    return [
+    transcripts = [
         _transcript(model, tokenizer, window, language, result)
         for tokenizer, window, language, result in zip(
             tokenizers, windows, languages, results, strict=True
         )
     ]
+    decoded = [list(result.sequences_ids[0]) for result in results]
+    pieces = [
+        _pieces(t, tokens, w) for t, tokens, w in zip(transcripts, decoded, windows, strict=True)
+    ]
+    return _with_cue_words(model, tokenizers, encoder_output, windows, options, transcripts, pieces)
+
+
+def _with_cue_words(
+    model: Any,
+    tokenizers: list[Tokenizer],
+    encoder_output: Any,
+    windows: list[_Window],
+    options: list[TranscribeOptions],
+    transcripts: list[Transcript | None],
+    pieces: list[list[dict[str, Any]]],
+) -> list[Transcript | None]:
+    """The words of the jobs that time them for cues, aligned in one pass over the batch.
+
+    The alignment runs on the whole batch's encoder output, so every window needs text
+    and one start sequence (language, task); where they differ, those jobs are decoded
+    alone (None), where their words are timed as the sequential path times them.
+    """
+    wanted = [
+        transcript is not None and option.cue_words
+        for transcript, option in zip(transcripts, options, strict=True)
+    ]
+    if not any(wanted):
+        return transcripts
+    align = getattr(model, "align_batch", None)
+    eot = tokenizers[0].eot
+    alignable = (
+        align is not None
+        and all(any(t < eot for piece in own for t in piece["tokens"]) for own in pieces)
+        and len({tuple(tokenizer.sot_sequence) for tokenizer in tokenizers}) == 1
+    )
+    if align is None or not alignable:
+        return [
+            None if want else transcript
+            for want, transcript in zip(wanted, transcripts, strict=True)
+        ]
+    sizes = [min(model.feature_extractor.nb_max_frames, w.content_frames) for w in windows]
+    words = align(tokenizers[0], pieces, encoder_output, sizes)
+    return [
+        _timed(transcript, timed) if want and transcript is not None else transcript
+        for want, transcript, timed in zip(wanted, transcripts, words, strict=True)
+    ]
+
+
+def _pieces(
+    transcript: Transcript | None, tokens: list[int], window: _Window
+) -> list[dict[str, Any]]:
+    """A window's segments as faster-whisper's aligner takes them (the window at 0 s); a
+    window left to the sequential path is aligned too (the batch is aligned as a whole)."""
+    if transcript is None:
+        return [{"seek": 0, "start": 0.0, "end": window.duration, "tokens": tokens}]
+    return [
+        {"seek": 0, "start": s.start, "end": s.end, "tokens": list(s.tokens)}
+        for s in transcript.segments
+    ]
+
+
+def _timed(transcript: Transcript, words: list[list[dict[str, Any]]]) -> Transcript:
+    """The transcript with each segment's aligned words (never past the audio's end)."""
+    timed = [
+        clamp_to_duration(
+            msgspec.structs.replace(
+                segment,
+                words=[
+                    Word(
+                        start=float(w["start"]),
+                        end=float(w["end"]),
+                        word=str(w["word"]),
+                        probability=float(w["probability"]),
+                    )
+                    for w in own
+                ],
+            ),
+            transcript.duration,
+        )
+        for segment, own in zip(transcript.segments, words, strict=True)
+    ]
+    return msgspec.structs.replace(transcript, segments=timed)
 
 
 def _transcript(

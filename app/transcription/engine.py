@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import ctypes
 import functools
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any, Protocol
 
 import msgspec
@@ -192,8 +192,8 @@ class FasterWhisperTranscriber:
             "initial_prompt": options.initial_prompt,
             # Only when asked: on the sequential path faster-whisper's word timing also moves
             # its seek to the last word's end, and the few silent tenths left after it were
-            # decoded again, conditioned on the text so far (a repeat of the start). Cues of
-            # this path fall back to timings spread over each segment's characters.
+            # decoded again, conditioned on the text so far (a repeat of the start). Words
+            # for cues alone are timed aside (`_sequential`, app.transcription.cue_timing).
             "word_timestamps": options.word_timestamps,
             "beam_size": options.beam_size,
             "temperature": options.temperature,
@@ -212,9 +212,7 @@ class FasterWhisperTranscriber:
                 audio, batch_size=options.long_form_batch_size, vad_filter=True, **common
             )
         else:
-            raw_segments, info = self.model.transcribe(
-                audio, vad_filter=options.vad_filter, **common
-            )
+            raw_segments, info = self._sequential(audio, options, common)
         segments: list[Segment] = []
         for raw in raw_segments:
             if should_stop():
@@ -240,6 +238,18 @@ class FasterWhisperTranscriber:
             language_probability=float(info.language_probability),
             duration=float(info.duration),
             segments=segments,
+        )
+
+    def _sequential(
+        self, audio: AudioArray, options: TranscribeOptions, common: dict[str, Any]
+    ) -> tuple[Iterator[Any], Any]:
+        """faster-whisper's sequential decoding; words timed for cues without changing it."""
+        for_cues = getattr(self.model, "transcribe_for_cues", None)
+        if options.cue_words and not options.word_timestamps and for_cues is not None:
+            rest = {name: value for name, value in common.items() if name != "word_timestamps"}
+            return for_cues(audio, vad_filter=options.vad_filter, **rest)  # type: ignore[no-any-return]
+        return self.model.transcribe(  # type: ignore[no-any-return]
+            audio, vad_filter=options.vad_filter, **common
         )
 
     def decode_batch(

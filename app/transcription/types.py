@@ -132,10 +132,9 @@ class TranscribeOptions(msgspec.Struct, frozen=True, kw_only=True):
     language: str | None = None
     initial_prompt: str | None = None
     word_timestamps: bool = False
-    # Keep the words the decoding timed (long audio's batched path times them always) for
-    # subtitle cues only: they stay out of every other format (the caller did not ask for
-    # them); see app.api.results. The sequential path times words only when asked
-    # (app.transcription.engine says why).
+    # Time every word for subtitle cues only: they stay out of every other format (the
+    # caller did not ask for them; see app.api.results), and the decoding is that of a
+    # request without them (app.transcription.cue_timing).
     cue_words: bool = False
     vad_filter: bool = False
     beam_size: int = 5

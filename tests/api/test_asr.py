@@ -83,6 +83,22 @@ async def test_bazarr_request_raw_pcm_to_srt(
     assert not fake_transcriber.calls[-1].word_timestamps
 
 
+@pytest.mark.parametrize(("output", "timed"), [("txt", False), ("json", False), ("vtt", True)])
+async def test_asr_times_words_for_cues_only_when_it_answers_subtitles(
+    build_app: AppFactory, fake_transcriber: FakeTranscriber, output: str, timed: bool
+) -> None:
+    """/asr asks for cue word timings only for srt/vtt: txt and json keep the cheaper decoding."""
+    async with serve(build_app()) as client:
+        response = await post_asr(
+            client,
+            params={"output": output, "encode": "false"},
+            data=pcm_bytes(3.0),
+            name="audio_file",
+        )
+    assert response.status_code == 200, response.text
+    assert fake_transcriber.calls[-1].cue_words is timed
+
+
 async def test_asr_srt_with_subtitle_shaping_off_gives_whisper_segments(
     build_app: AppFactory, fake_transcriber: FakeTranscriber
 ) -> None:

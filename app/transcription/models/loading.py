@@ -76,7 +76,7 @@ def load_faster_whisper(
     On a CPU, `cpu_replicas` (0 = auto, at most `batch_size`, see `cpu_layout`) share
     the `cpu_threads` cores (0 = every core); on CUDA there is one replica.
     """
-    from app.transcription import single_pass
+    from app.transcription import cue_timing
     from app.transcription.encoder_context import policy_for
 
     limit_blas_threads()
@@ -97,7 +97,7 @@ def load_faster_whisper(
     last_error: Exception | None = None
     for compute_type in ordered:
         try:
-            model = single_pass.SinglePassWhisperModel(
+            model = cue_timing.CueTimedWhisperModel(
                 source,
                 device=placement.device,
                 compute_type=compute_type,

@@ -51,12 +51,12 @@ class FakeWhisperModel:
 @pytest.fixture
 def fake_whisper(monkeypatch: pytest.MonkeyPatch) -> type[FakeWhisperModel]:
     """Install a fresh FakeWhisperModel subclass as the model class the loader builds."""
-    from app.transcription import single_pass
+    from app.transcription import cue_timing
 
     class Fake(FakeWhisperModel):
         tried: list[tuple[str, str]] = []  # a fresh record per test
 
-    monkeypatch.setattr(single_pass, "SinglePassWhisperModel", Fake)
+    monkeypatch.setattr(cue_timing, "CueTimedWhisperModel", Fake)
     return Fake
 
 
