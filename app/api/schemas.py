@@ -70,13 +70,22 @@ def progress_stage(job: Job) -> str:
 
 
 def seconds_left(job: Job, clock: Clock) -> float | None:
-    """An estimate of the seconds a running job still needs, once it has made progress.
+    """An estimate of the seconds a running job still needs.
 
-    The pace so far (audio done per second since processing started, the model's first
-    part included) carried over the rest; None before the first part is done.
+    Long audio: when the worker expects to be done, from the model's measured pace
+    (known from the file's first batch, or from the files before it). Otherwise, and
+    once that moment has passed, the pace so far (audio done per second since
+    processing started, the model's first part included) carried over the rest; None
+    before the first part is done.
     """
+    if job.status is not JobStatus.PROCESSING:
+        return None
+    if job.expected_done_at is not None:
+        expected = (job.expected_done_at - clock.now()).total_seconds()
+        if expected >= 1:
+            return round(expected, 1)
     started = job.time_processing_started
-    if job.status is not JobStatus.PROCESSING or started is None or not 0 < job.progress < 1:
+    if started is None or not 0 < job.progress < 1:
         return None
     elapsed = (clock.now() - started).total_seconds()
     if elapsed <= 0:
