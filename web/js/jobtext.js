@@ -56,16 +56,17 @@ export function processingText(job, state, since = 0) {
   if (stage === "decoding") return "Reading the audio…";
   if (stage === "loading_model") return "Loading the model…";
   const progress = shownProgress(state, since);
-  if (stage === "first_window" && progress <= 0) {
-    // Long audio is worked on in parts of up to 30 s of speech, several at once: the first
-    // share arrives only after the first of those rounds, so no promise about "30 seconds".
-    if (duration > 60) return `${verb} ${clock(duration)} of audio… the time left is known after the first part.`;
-    return duration > 30 ? `${verb} ${clock(duration)} of audio…` : `${verb}…`;
-  }
-  const share = `${verb}… ${percent(progress)}${duration ? ` of ${clock(duration)}` : " of the audio"}`;
   const left = Number(state.seconds_left);
-  if (!Number.isFinite(left) || left <= 0) return share;
-  return `${share} · ${timeLeft(Math.max(1, left - since))} left`;
+  const withLeft = (text) => (Number.isFinite(left) && left > 0
+    ? `${text} · ${timeLeft(Math.max(1, left - since))} left` : text);
+  if (stage === "first_window" && progress <= 0) {
+    // Long audio is worked on in rounds of several 30 s parts at once (a 2-minute file may
+    // be one round): no promise about its first part, only its length and, once the server
+    // knows the model's pace, the time left.
+    const what = duration > 30 ? `${verb} ${clock(duration)} of audio` : verb;
+    return Number.isFinite(left) && left > 0 ? withLeft(what) : `${what}…`;
+  }
+  return withLeft(`${verb}… ${percent(progress)}${duration ? ` of ${clock(duration)}` : " of the audio"}`);
 }
 
 /**
