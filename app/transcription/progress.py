@@ -118,6 +118,7 @@ class LongFormProgress:
         self._works: list[float] = []  # per batch: speech seconds on its busiest replica
         self._ends: list[float] = []  # per batch: the share done at its end
         self._batch = -1
+        self._done = 0.0  # the largest share reported: reports never go back
         self._batch_started = 0.0
         self._timed_s = 0.0
         self._timed_work = 0.0
@@ -140,9 +141,8 @@ class LongFormProgress:
         pace = self._job_pace() or self._pace.seconds_per_speech_s
         if pace is None or not 0 <= self._batch < len(self._works):
             return
-        done = self._ends[self._batch - 1] if self._batch > 0 else 0.0
         self._on_progress(
-            done,
+            self._done,
             Estimate(
                 until=self._ends[self._batch],
                 until_s=pace * self._works[self._batch],
@@ -153,7 +153,7 @@ class LongFormProgress:
     def chunks_done(self, chunks: Sequence[dict[str, Any]]) -> None:
         """Chunks segmented and aligned: the audio up to the last one's end is done."""
         if chunks:
-            self._on_progress(self._share(_chunk_end_s(chunks[-1])))
+            self._advance(self._share(_chunk_end_s(chunks[-1])))
 
     def batch_finished(self) -> None:
         """The batch is decoded: time it, for the batches after it and the next file."""
@@ -167,7 +167,13 @@ class LongFormProgress:
 
     def segment_done(self, end_s: float) -> None:
         """A segment yielded: the audio up to its end is done."""
-        self._on_progress(self._share(end_s))
+        self._advance(self._share(end_s))
+
+    def _advance(self, share: float) -> None:
+        # A batch's segments end before the end of its last chunk, told a moment earlier.
+        if share > self._done:
+            self._done = share
+            self._on_progress(share)
 
     def _job_pace(self) -> float | None:
         return self._timed_s / self._timed_work if self._timed_work > 0 else None
