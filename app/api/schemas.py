@@ -44,7 +44,8 @@ class TaskResponse(msgspec.Struct, kw_only=True):
     progress: float = 0.0
     stage: str = "queued"
     audio_duration: float = 0.0
-    # Once the first part is done: about how many seconds the rest will take (else null).
+    # About how many seconds the rest will take, else null: long audio from the model's pace
+    # (measured on earlier batches, of this file or the ones before), else once a share is done.
     seconds_left: float | None = None
     error: str | None = None
     expires_at: datetime | None = None
@@ -133,7 +134,8 @@ class ProgressEvent(msgspec.Struct, kw_only=True):
     # Seconds of audio in the upload, and lines decoded so far.
     audio_duration: float = 0.0
     segments_done: int = 0
-    # Once the first part is done: about how many seconds the rest will take (else null).
+    # About how many seconds the rest will take, else null: long audio from the model's pace
+    # (measured on earlier batches, of this file or the ones before), else once a share is done.
     seconds_left: float | None = None
 
 
