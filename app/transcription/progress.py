@@ -204,9 +204,17 @@ class ProgressTicker:
         self._move = move
         self._stretch: _Stretch | None = None
         self._task: asyncio.Task[None] | None = None
+        self._stopped = False
+
+    @property
+    def stopped(self) -> bool:
+        """Whether the job's decoding ended (a late report changes nothing then)."""
+        return self._stopped
 
     def expect(self, fraction: float, estimate: Estimate) -> None:
         """From now, `fraction` moves toward `estimate.until` over `estimate.until_s`."""
+        if self._stopped:
+            return
         self._stretch = _Stretch(
             start=fraction,
             end=max(fraction, estimate.until),
@@ -234,7 +242,8 @@ class ProgressTicker:
                 self._move(share)
 
     def stop(self) -> None:
-        """The job's decoding ended: no more moves."""
+        """The job's decoding ended: no more moves, for good."""
+        self._stopped = True
         if self._task is not None:
             self._task.cancel()
             self._task = None

@@ -420,7 +420,7 @@ class Worker:
         self, job: Job, fraction: float, estimate: Estimate | None, ticker: ProgressTicker
     ) -> None:
         """The engine's report: the share done and, at a long file's batch, what to expect."""
-        if estimate is not None and job.status is JobStatus.PROCESSING:
+        if estimate is not None and job.status is JobStatus.PROCESSING and not ticker.stopped:
             ticker.expect(max(fraction, job.progress), estimate)
             job.expected_done_at = self._clock.now() + timedelta(seconds=estimate.total_s)
             if fraction <= job.progress:

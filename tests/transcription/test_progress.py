@@ -115,6 +115,8 @@ async def test_ticker_moves_toward_the_batch_end_and_stops_short_of_it() -> None
     assert ticker.current() == pytest.approx(0.2 + 0.5 * SPAN_CAP)
     ticker.stop()
     assert ticker.current() is None
+    ticker.expect(0.3, Estimate(until=0.9, until_s=5.0, total_s=5.0))  # late: ignored
+    assert ticker.current() is None and ticker.stopped
 
 
 @dataclass
