@@ -81,3 +81,16 @@ export function shownProgress(state, since = 0) {
   const moved = (1 - progress) * Math.min(1, since / left);
   return Math.min(0.99, progress + moved);
 }
+/**
+ * The server's state as it stands `since` seconds after it arrived: the share moved on at the
+ * server's pace and the time left counted down; no time left where the server gave none.
+ */
+export function stateNow(state, since = 0) {
+  // Number(null) is 0, a finite number: a missing estimate must stay missing.
+  const left = state.seconds_left == null ? NaN : Number(state.seconds_left);
+  return {
+    ...state,
+    progress: shownProgress(state, since),
+    seconds_left: Number.isFinite(left) && left > 0 ? Math.max(1, left - since) : null,
+  };
+}
