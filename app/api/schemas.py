@@ -44,7 +44,8 @@ class TaskResponse(msgspec.Struct, kw_only=True):
     progress: float = 0.0
     stage: str = "queued"
     audio_duration: float = 0.0
-    # Once the first part is done: about how many seconds the rest will take (else null).
+    # About how many seconds the rest will take, else null: long audio from the model's pace
+    # (measured on earlier batches, of this file or the ones before), else once a share is done.
     seconds_left: float | None = None
     error: str | None = None
     expires_at: datetime | None = None
@@ -70,13 +71,22 @@ def progress_stage(job: Job) -> str:
 
 
 def seconds_left(job: Job, clock: Clock) -> float | None:
-    """An estimate of the seconds a running job still needs, once it has made progress.
+    """An estimate of the seconds a running job still needs.
 
-    The pace so far (audio done per second since processing started, the model's first
-    part included) carried over the rest; None before the first part is done.
+    Long audio: when the worker expects to be done, from the model's measured pace
+    (known from the file's first batch, or from the files before it). Otherwise, and
+    once that moment has passed, the pace so far (audio done per second since
+    processing started, the model's first part included) carried over the rest; None
+    before the first part is done.
     """
+    if job.status is not JobStatus.PROCESSING:
+        return None
+    if job.expected_done_at is not None:
+        expected = (job.expected_done_at - clock.now()).total_seconds()
+        if expected >= 1:
+            return round(expected, 1)
     started = job.time_processing_started
-    if job.status is not JobStatus.PROCESSING or started is None or not 0 < job.progress < 1:
+    if started is None or not 0 < job.progress < 1:
         return None
     elapsed = (clock.now() - started).total_seconds()
     if elapsed <= 0:
@@ -124,7 +134,8 @@ class ProgressEvent(msgspec.Struct, kw_only=True):
     # Seconds of audio in the upload, and lines decoded so far.
     audio_duration: float = 0.0
     segments_done: int = 0
-    # Once the first part is done: about how many seconds the rest will take (else null).
+    # About how many seconds the rest will take, else null: long audio from the model's pace
+    # (measured on earlier batches, of this file or the ones before), else once a share is done.
     seconds_left: float | None = None
 
 

@@ -238,7 +238,7 @@ def offline_wer(scenario: Scenario, model_name: str, language: str = "en") -> fl
         np.float32
     )
     options = TranscribeOptions(language=language, beam_size=1, temperature=0.0)
-    transcript = transcriber.transcribe(audio, options, lambda _: None, lambda: False)
+    transcript = transcriber.transcribe(audio, options, lambda *_: None, lambda: False)
     return word_error_rate(scenario.reference, transcript.text)
 
 

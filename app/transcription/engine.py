@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ctypes
 import functools
+import time
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any, Protocol
 
@@ -13,6 +14,12 @@ import numpy.typing as npt
 
 from app.transcription.audio import SAMPLE_RATE
 from app.transcription.batching import decode_short_batch
+from app.transcription.progress import (
+    BEFORE_DONE,
+    BatchPace,
+    LongFormProgress,
+    ProgressCallback,
+)
 from app.transcription.timing import clamp_to_duration
 from app.transcription.types import (
     LanguageCandidate,
@@ -37,7 +44,6 @@ __all__ = [
 ]
 
 AudioArray = npt.NDArray[np.float32]
-ProgressCallback = Callable[[float], None]
 SegmentCallback = Callable[[Segment], None]
 StopCheck = Callable[[], bool]
 
@@ -170,11 +176,21 @@ def return_freed_memory() -> None:
 class FasterWhisperTranscriber:
     """Runs a loaded `faster_whisper.WhisperModel` on one job at a time."""
 
-    def __init__(self, model: Any, *, compute_type: str | None = None, parallel: int = 1) -> None:
+    def __init__(
+        self,
+        model: Any,
+        *,
+        compute_type: str | None = None,
+        parallel: int = 1,
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.model = model
         self.compute_type = compute_type
         # The model's replicas (CPU): a batch is split into this many parts decoded at once.
         self.parallel = parallel
+        # How fast this model gets through long audio, kept from one file to the next.
+        self.pace = BatchPace()
+        self._monotonic = monotonic
 
     def transcribe(
         self,
@@ -201,11 +217,19 @@ class FasterWhisperTranscriber:
         if options.max_new_tokens is not None:
             common["max_new_tokens"] = options.max_new_tokens
         batched = options.long_form_batch_size > 0
+        tracker: LongFormProgress | None = None
         if batched:
             from app.transcription.long_form import AdaptiveBatchedPipeline
 
+            tracker = LongFormProgress(
+                duration,
+                on_progress,
+                self.pace,
+                parallel=self.parallel,
+                monotonic=self._monotonic,
+            )
             # Pads each batch of VAD chunks only to its longest chunk's encoder context.
-            pipeline = AdaptiveBatchedPipeline(self.model, parallel=self.parallel)
+            pipeline = AdaptiveBatchedPipeline(self.model, parallel=self.parallel, progress=tracker)
             # Word timings are cheap here and let 30 s chunks be cut into readable segments.
             common["word_timestamps"] = True
             raw_segments, info = pipeline.transcribe(
@@ -227,8 +251,10 @@ class FasterWhisperTranscriber:
                 segments.append(piece)
                 if on_segment is not None:
                     on_segment(piece)
-            if duration > 0:
-                on_progress(min(1.0, float(raw.end) / duration))
+            if tracker is not None:
+                tracker.segment_done(float(raw.end))
+            elif duration > 0:
+                on_progress(min(BEFORE_DONE, float(raw.end) / duration))
         on_progress(1.0)
         return_freed_memory()
         segments = [clamp_to_duration(segment, duration) for segment in segments]

@@ -94,6 +94,8 @@ class Job(msgspec.Struct, kw_only=True):
     time_processing_finished: datetime | None = None
     processing_duration: float | None = None
     progress: float = 0.0
+    # When the worker expects to be done (long audio, once it knows its pace); else None.
+    expected_done_at: datetime | None = None
     transcript: Transcript | None = None
     # Segments as they are decoded, for streaming clients; the transcript has them all at the end.
     partial_segments: list[Segment] = msgspec.field(default_factory=list)

@@ -1,7 +1,7 @@
 """Batched long-form transcription: faster-whisper's VAD pipeline with one encoder pass per chunk.
 
 `AdaptiveBatchedPipeline` is faster-whisper 1.2.1's `BatchedInferencePipeline` with
-two changes:
+these changes:
 
 - **The adaptive context** (encoder_context.py): each batch of VAD chunks is encoded
   on its longest chunk's context; a chunk whose shortened decoding shows a failure
@@ -19,6 +19,9 @@ two changes:
   the language of a first batch being read from its first part. Segmentation and
   word alignment then run part after part in order, as for one batch, because word
   timing carries the last speech timestamp from one chunk to the next.
+- **Progress by chunk and pace** (progress.py): the batches are planned when the
+  generator starts; each batch's start, each part's chunks once aligned, and each
+  batch's end are told to the job's `LongFormProgress`.
 
 Relies on faster-whisper 1.2.1 internals (pinned in pyproject.toml): `transcribe()`
 calls `self.model.detect_language(features=...)` before building the tokenizer and
@@ -45,6 +48,7 @@ from app.transcription.encoder_context import (
     row_content_frames,
     shows_failure,
 )
+from app.transcription.progress import LongFormProgress
 from app.transcription.replicas import at_once, part_bounds
 
 __all__ = ["AdaptiveBatchedPipeline"]
@@ -77,8 +81,16 @@ class _DeferredDetection:
 class AdaptiveBatchedPipeline(BatchedInferencePipeline):  # type: ignore[misc]
     """faster-whisper's batched pipeline with the adaptive context and shared detection."""
 
-    def __init__(self, model: Any, *, parallel: int = 1, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        model: Any,
+        *,
+        parallel: int = 1,
+        progress: LongFormProgress | None = None,
+        **kwargs: Any,
+    ) -> None:
         super().__init__(model, **kwargs)
+        self.progress = progress
         self.whisper = model
         self.model = _DeferredDetection(model, self)
         self.parallel = max(1, parallel)
@@ -104,13 +116,42 @@ class AdaptiveBatchedPipeline(BatchedInferencePipeline):  # type: ignore[misc]
         if self.detected is not None:
             info.language, info.language_probability, info.all_language_probs = self.detected
 
+    def _batched_segments_generator(
+        self,
+        features: Any,
+        tokenizer: Any,
+        chunks_metadata: list[Any],
+        batch_size: int,
+        options: Any,
+        log_progress: bool,
+    ) -> Iterator[Any]:
+        """The stock generator, its batches told to the progress first."""
+        if self.progress is not None:
+            self.progress.plan(chunks_metadata, batch_size)
+        segments: Iterator[Any] = super()._batched_segments_generator(
+            features, tokenizer, chunks_metadata, batch_size, options, log_progress
+        )
+        return segments
+
     def forward(
         self, features: np.ndarray, tokenizer: Any, chunks_metadata: list[Any], options: Any
     ) -> list[Any]:
-        """The stock step for one batch; split across the replicas where there are several."""
+        """The stock step for one batch, told to the progress as it starts, goes and ends."""
+        if self.progress is not None:
+            self.progress.batch_started()
+        results = self._forward(features, tokenizer, chunks_metadata, options)
+        if self.progress is not None:
+            self.progress.batch_finished()
+        return results
+
+    def _forward(
+        self, features: np.ndarray, tokenizer: Any, chunks_metadata: list[Any], options: Any
+    ) -> list[Any]:
+        """The stock step; split across the replicas where there are several."""
         bounds = part_bounds(len(features), self.parallel)
         if len(bounds) < 2:
             whole: list[Any] = super().forward(features, tokenizer, chunks_metadata, options)
+            self._chunks_done(chunks_metadata)
             return whole
         parts = [features[start:end] for start, end in bounds]
         decoded = self._decode_parts(parts, tokenizer, options)
@@ -122,7 +163,12 @@ class AdaptiveBatchedPipeline(BatchedInferencePipeline):  # type: ignore[misc]
                 results += super().forward(part, tokenizer, chunks_metadata[start:end], options)
             finally:
                 del self._decoded[id(part)]
+            self._chunks_done(chunks_metadata[start:end])
         return results
+
+    def _chunks_done(self, chunks_metadata: list[Any]) -> None:
+        if self.progress is not None:
+            self.progress.chunks_done(chunks_metadata)
 
     def _decode_parts(
         self, parts: list[np.ndarray], tokenizer: Any, options: Any

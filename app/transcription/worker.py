@@ -16,6 +16,7 @@ import asyncio
 import concurrent.futures
 import contextlib
 from collections.abc import Callable
+from datetime import timedelta
 from typing import Protocol
 
 import msgspec
@@ -36,6 +37,7 @@ from app.transcription.limits import (
     time_out,
 )
 from app.transcription.models import ModelLease, ModelUnavailableError, NoModelAllowedError
+from app.transcription.progress import Estimate, ProgressTicker
 from app.transcription.speakers.embedders import SpeakerModelError
 from app.transcription.types import LanguageDetection, Segment, SpeakerOptions, Transcript
 
@@ -364,8 +366,10 @@ class Worker:
         clock = self._clock
         deadline = None if limit_s is None else clock.monotonic() + limit_s
 
-        def report(fraction: float) -> None:
-            loop.call_soon_threadsafe(self._set_progress, job, fraction)
+        ticker = ProgressTicker(clock, lambda share: self._set_progress(job, share))
+
+        def report(fraction: float, estimate: Estimate | None = None) -> None:
+            loop.call_soon_threadsafe(self._progress, job, fraction, estimate, ticker)
 
         def decoded(segment: Segment) -> None:
             loop.call_soon_threadsafe(self._add_segment, job, segment)
@@ -384,6 +388,15 @@ class Worker:
             should_stop,
             decoded,
         )
+        try:
+            return await self._within_limit(job, future, limit_s)
+        finally:
+            ticker.stop()
+            job.expected_done_at = None
+
+    async def _within_limit(
+        self, job: Job, future: asyncio.Future[Transcript], limit_s: float | None
+    ) -> Transcript:
         if limit_s is None:
             return await future
         try:
@@ -402,6 +415,18 @@ class Worker:
             self._abandoned.append(self._executor)
         self._executor = InferenceExecutor()
         log.error("inference_thread_abandoned")
+
+    def _progress(
+        self, job: Job, fraction: float, estimate: Estimate | None, ticker: ProgressTicker
+    ) -> None:
+        """The engine's report: the share done and, at a long file's batch, what to expect."""
+        if estimate is not None and job.status is JobStatus.PROCESSING and not ticker.stopped:
+            ticker.expect(max(fraction, job.progress), estimate)
+            job.expected_done_at = self._clock.now() + timedelta(seconds=estimate.total_s)
+            if fraction <= job.progress:
+                self._notifier.notify(job)  # the share stands, the estimate is news
+                return
+        self._set_progress(job, fraction)
 
     def _set_progress(self, job: Job, fraction: float) -> None:
         if job.status is JobStatus.PROCESSING and fraction > job.progress:

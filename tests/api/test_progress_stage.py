@@ -87,3 +87,17 @@ def test_seconds_left_after_the_first_part_at_the_pace_so_far() -> None:
     empty = Transcript(text="", language="en", language_probability=1.0, duration=10, segments=[])
     job.finish(empty, started)
     assert seconds_left(job, clock) is None
+
+
+def test_seconds_left_prefers_the_workers_expected_end_until_it_has_passed() -> None:
+    """Long audio: the worker's expected end (known before any share); past it, the pace so far."""
+    job = new_job()
+    started = datetime(2026, 12, 7, 12, 0, 0, tzinfo=UTC)
+    clock = StoppedClock(started + timedelta(seconds=20))
+    job.status, job.stage = JobStatus.PROCESSING, JobStage.TRANSCRIBING
+    job.time_processing_started = started
+    job.expected_done_at = started + timedelta(seconds=32.5)
+    assert seconds_left(job, clock) == 12.5  # nothing done yet, the pace known
+    job.expected_done_at = started + timedelta(seconds=20.5)
+    job.progress = 0.5
+    assert seconds_left(job, clock) == 20.0  # under a second to go: the pace so far instead

@@ -12,9 +12,12 @@ from faster_whisper import BatchedInferencePipeline
 
 from app.transcription.audio import decode_audio
 from app.transcription.encoder_context import DEFAULT_POLICY
+from app.transcription.engine import FasterWhisperTranscriber
 from app.transcription.long_form import AdaptiveBatchedPipeline
 from app.transcription.models import ModelSources
+from app.transcription.progress import Estimate
 from app.transcription.single_pass import SinglePassWhisperModel
+from app.transcription.types import TranscribeOptions
 from tests.conftest import make_settings, shared_clip
 
 pytestmark = pytest.mark.real_model
@@ -113,3 +116,32 @@ def test_a_batch_split_over_replicas_gives_the_same_transcript(
         assert np.allclose(times, expected_times, atol=0.1)
     assert len(threads) == 2
     assert all(len(shape) == 3 for shape in calls), calls  # no pass of detection's own
+
+
+def test_progress_moves_per_part_and_the_second_file_is_estimated_from_the_first() -> None:
+    """tiny.en on the 120 s talk (two batches): more shares than batches, rising, 1.0 last."""
+    settings = make_settings()
+    path = ModelSources(None, settings.model_cache_dir, allow_download=False).locate("tiny.en")
+    tiny = SinglePassWhisperModel(str(path), device="cpu", compute_type="int8", num_workers=2)
+    tiny.encoder_context = DEFAULT_POLICY
+    transcriber = FasterWhisperTranscriber(tiny, parallel=2)
+    audio = decode_audio(Path(shared_clip("en_longform_tedlium_120s.flac")).read_bytes())
+    options = TranscribeOptions(language="en", long_form_batch_size=4)
+    runs: list[list[tuple[float, Estimate | None]]] = []
+    for _ in range(2):
+        runs.append([])
+        transcriber.transcribe(
+            audio,
+            options,
+            lambda share, estimate=None, seen=runs[-1]: seen.append((share, estimate)),
+            lambda: False,
+        )
+    for seen in runs:
+        shares = [share for share, _ in seen]
+        assert shares == sorted(shares) and shares[-1] == 1.0 and shares.count(1.0) == 1
+        assert len(set(shares)) > 2, shares  # two batches, yet the halves of the first show
+    first, second = runs
+    assert first[0][1] is None  # a fresh model has no pace for its first batch
+    estimated = second[0][1]  # the second file's first batch is estimated at the first's pace
+    assert estimated is not None and 0.8 < estimated.until < 1 and estimated.until_s > 0
+    assert estimated.total_s > estimated.until_s

@@ -391,6 +391,7 @@ async () => {
     { stage: "loading_model", progress: 0, audio_duration: 120 },
     { stage: "first_window", progress: 0, audio_duration: 120 },
     { stage: "first_window", progress: 0, audio_duration: 11 },
+    { stage: "first_window", progress: 0, audio_duration: 120, seconds_left: 14 },
     { stage: "transcribing", progress: 0.42, audio_duration: 120 },
     { progress: 0.5 },
     { stage: "transcribing", progress: 0.42, audio_duration: 600, seconds_left: 130 },
@@ -462,8 +463,9 @@ def test_page_helpers_parse_events_headers_and_languages(
     assert checks["json"] == [["Hello there.", "Ada"], ["Second line, edited.", None]]
     assert checks["stages"] == [
         "Loading the model…",
-        "Transcribing 2:00 of audio… the time left is known after the first part.",
+        "Transcribing 2:00 of audio…",
         "Transcribing…",
+        "Transcribing 2:00 of audio · about 15 seconds left",
         "Transcribing… 42% of 2:00",
         "Transcribing… 50% of the audio",
         "Transcribing… 42% of 10:00 · about 2 minutes left",

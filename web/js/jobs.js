@@ -5,7 +5,7 @@ import {
 } from "./api.js";
 import { clock, percent, plural } from "./format.js";
 import { ACTIVE, buildRow, describeOptions, markOpen, paintRow } from "./jobrow.js";
-import { EMPTY_FILE, processingText, shownProgress, uploadRefusal } from "./jobtext.js";
+import { EMPTY_FILE, processingText, stateNow, uploadRefusal } from "./jobtext.js";
 import { languageName } from "./languages.js";
 import { forgetJob, rememberJob, rememberedJobsFor } from "./store.js";
 
@@ -289,10 +289,9 @@ export class JobList {
   paintProcessing(job) {
     const since = (Date.now() - (job.lastStateAt || Date.now())) / 1000;
     const state = job.lastState || {};
-    const shown = shownProgress(state, since);
-    job.shownProgress = Math.max(job.shownProgress || 0, shown);
-    const left = Number(state.seconds_left);
-    const now = { ...state, progress: job.shownProgress, seconds_left: Number.isFinite(left) ? Math.max(1, left - since) : null };
+    const now = stateNow(state, since);
+    job.shownProgress = Math.max(job.shownProgress || 0, now.progress);
+    now.progress = job.shownProgress;
     this.set(job, "processing", processingText(job, now), {
       detail: this.elapsed(job),
       progress: job.shownProgress > 0 ? job.shownProgress : null,

@@ -56,16 +56,17 @@ export function processingText(job, state, since = 0) {
   if (stage === "decoding") return "Reading the audio…";
   if (stage === "loading_model") return "Loading the model…";
   const progress = shownProgress(state, since);
-  if (stage === "first_window" && progress <= 0) {
-    // Long audio is worked on in parts of up to 30 s of speech, several at once: the first
-    // share arrives only after the first of those rounds, so no promise about "30 seconds".
-    if (duration > 60) return `${verb} ${clock(duration)} of audio… the time left is known after the first part.`;
-    return duration > 30 ? `${verb} ${clock(duration)} of audio…` : `${verb}…`;
-  }
-  const share = `${verb}… ${percent(progress)}${duration ? ` of ${clock(duration)}` : " of the audio"}`;
   const left = Number(state.seconds_left);
-  if (!Number.isFinite(left) || left <= 0) return share;
-  return `${share} · ${timeLeft(Math.max(1, left - since))} left`;
+  const withLeft = (text) => (Number.isFinite(left) && left > 0
+    ? `${text} · ${timeLeft(Math.max(1, left - since))} left` : text);
+  if (stage === "first_window" && progress <= 0) {
+    // Long audio is worked on in rounds of several 30 s parts at once (a 2-minute file may
+    // be one round): no promise about its first part, only its length and, once the server
+    // knows the model's pace, the time left.
+    const what = duration > 30 ? `${verb} ${clock(duration)} of audio` : verb;
+    return Number.isFinite(left) && left > 0 ? withLeft(what) : `${what}…`;
+  }
+  return withLeft(`${verb}… ${percent(progress)}${duration ? ` of ${clock(duration)}` : " of the audio"}`);
 }
 
 /**
@@ -79,4 +80,17 @@ export function shownProgress(state, since = 0) {
   if (!(progress > 0) || !Number.isFinite(left) || left <= 0 || since <= 0) return progress;
   const moved = (1 - progress) * Math.min(1, since / left);
   return Math.min(0.99, progress + moved);
+}
+/**
+ * The server's state as it stands `since` seconds after it arrived: the share moved on at the
+ * server's pace and the time left counted down; no time left where the server gave none.
+ */
+export function stateNow(state, since = 0) {
+  // Number(null) is 0, a finite number: a missing estimate must stay missing.
+  const left = state.seconds_left == null ? NaN : Number(state.seconds_left);
+  return {
+    ...state,
+    progress: shownProgress(state, since),
+    seconds_left: Number.isFinite(left) && left > 0 ? Math.max(1, left - since) : null,
+  };
 }

@@ -370,4 +370,5 @@ def _restart(job: Job) -> None:
     job.status = JobStatus.PENDING
     job.stage = JobStage.QUEUED
     job.progress = 0.0
+    job.expected_done_at = None
     job.partial_segments = []

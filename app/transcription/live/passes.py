@@ -16,6 +16,7 @@ import numpy.typing as npt
 
 from app.transcription.engine import Transcriber
 from app.transcription.live.turn import LivePass, PassResult, normalise_word
+from app.transcription.progress import Estimate
 from app.transcription.types import Segment, TranscribeOptions
 
 __all__ = ["MAX_PASS_TOKENS", "whisper_pass"]
@@ -88,6 +89,6 @@ def _heard(segment: Segment) -> bool:
     return not (segment.no_speech_prob > DOUBTFUL_NO_SPEECH and segment.avg_logprob < LOW_LOGPROB)
 
 
-def _ignore(_: float) -> None:
+def _ignore(_: float, __: Estimate | None = None) -> None:
     """The progress callback: a pass reports none."""
     return None

@@ -216,3 +216,26 @@ async def test_a_job_is_failed_after_max_attempts_of_dying_workers(
         writer.cancel()
         for worker in workers:
             await worker._client.aclose()
+
+
+async def test_a_running_jobs_share_and_expected_end_reach_the_other_nodes(
+    nodes: tuple[Node, Node], redis_proc: RedisProcess
+) -> None:
+    """What a worker's progress ticker sets on a job is in the record every node reads."""
+    first, second = nodes
+    job = make_job()
+    await first.queue(job)
+    job.status, job.progress = JobStatus.PROCESSING, 0.42
+    job.expected_done_at = datetime(2026, 12, 7, 12, 0, 30, tzinfo=UTC)
+    client = aioredis.Redis.from_url(redis_proc.url)
+    publisher = PublishingNotifier(client, Keys(), ttl_s=60)
+    writer = asyncio.get_running_loop().create_task(publisher.write_forever())
+    try:
+        publisher.notify(job)
+        assert await publisher.flush(timeout_s=5)
+    finally:
+        writer.cancel()
+        await client.aclose()
+    seen = await second.backend.get(job.id, owner=None)
+    assert seen is not None and seen is not job
+    assert (seen.progress, seen.expected_done_at) == (0.42, job.expected_done_at)
