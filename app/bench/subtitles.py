@@ -128,7 +128,7 @@ def _decode(transcriber: Any, audio: Audio, *, cue_words: bool, batch_size: int 
     options = WorkerLimits(batch_size=batch_size).long_form(
         TranscribeOptions(cue_words=cue_words), len(audio) / SAMPLE_RATE
     )
-    return transcriber.transcribe(audio, options, lambda _: None, lambda: False)
+    return transcriber.transcribe(audio, options, lambda *_: None, lambda: False)
 
 
 def _clips() -> list[str]:

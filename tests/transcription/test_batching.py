@@ -102,7 +102,7 @@ def base_transcriber() -> FasterWhisperTranscriber:
 def _sequential(
     transcriber: FasterWhisperTranscriber, audio: np.ndarray, options: TranscribeOptions
 ):  # type: ignore[no-untyped-def]
-    return transcriber.transcribe(audio, options, lambda _: None, lambda: False)
+    return transcriber.transcribe(audio, options, lambda *_: None, lambda: False)
 
 
 @pytest.mark.real_model

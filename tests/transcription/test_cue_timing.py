@@ -61,7 +61,7 @@ def decode(
     transcriber: FasterWhisperTranscriber, audio: Audio, options: TranscribeOptions
 ) -> Transcript:
     """The sequential decoding of the whole clip."""
-    return transcriber.transcribe(audio, options, lambda _: None, lambda: False)
+    return transcriber.transcribe(audio, options, lambda *_: None, lambda: False)
 
 
 def decoded(transcript: Transcript) -> list[tuple[float, float, str]]:

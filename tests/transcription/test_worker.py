@@ -217,7 +217,7 @@ class BatchingFake(FakeTranscriber):
         return [
             None
             if len(audio) == 32000
-            else self.transcribe(audio, option, lambda _: None, lambda: False)
+            else self.transcribe(audio, option, lambda *_: None, lambda: False)
             for audio, option in zip(audios, options, strict=True)
         ]
 
