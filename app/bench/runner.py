@@ -47,8 +47,8 @@ from typing import Any
 from app.bench.cluster import bench_cluster
 from app.bench.context_study import main as context_study
 from app.bench.fairness import bench_fairness
-from app.bench.live import live_rows
-from app.bench.measure import AUDIO_DIR, word_error_rate
+from app.bench.live import live_rows, live_table
+from app.bench.measure import AUDIO_DIR, Row, word_error_rate
 from app.bench.peers import bench_peer
 from app.bench.report import ratio_line, table, write_json
 from app.bench.scenarios import bench_engine, bench_memory, bench_server
@@ -84,12 +84,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--skip-speakers", action="store_true")
     parser.add_argument("--skip-live", action="store_true", help="leave out the live scenario")
     parser.add_argument("--live-only", action="store_true", help="the same as --only live")
+    parser.add_argument(
+        "--live-final-model",
+        help="the live server's LIVE_FINAL_MODEL (set on the server the bench starts)",
+    )
     args = parser.parse_args(argv)
     if args.only == "speakers":
         return _speakers(args.json)
     if args.live_only or args.only == "live":
-        rows = live_rows(args.url)
+        rows = live_rows(args.url, final_model=args.live_final_model)
         print(table(rows))
+        print(live_table(rows))
         write_json(args.json, {"cpus": os.cpu_count()}, rows)
         return 0
 
@@ -115,8 +120,10 @@ def main(argv: list[str] | None = None) -> int:
     if not args.skip_fairness and args.url is None:
         fairness_rows, fairness = bench_fairness(env)
         rows.extend(fairness_rows)
+    live: list[Row] = []
     if not args.skip_live and args.url is None:
-        rows += live_rows()
+        live = live_rows(final_model=args.live_final_model)
+        rows += live
     context = {
         "model": "base", "device": "cpu", "compute_type": "int8", "beam_size": 5,
         "threads": args.threads, "batch_size": args.batch_size, "cpus": os.cpu_count(),
@@ -130,6 +137,8 @@ def main(argv: list[str] | None = None) -> int:
         print("cluster: " + ", ".join(f"{k}={v}" for k, v in cluster.items()))
     if fairness:
         print(fairness)
+    if live:
+        print(live_table(live))
     write_json(args.json, {**context, "cluster": cluster}, rows)
     if not args.skip_speakers:
         speakers_json = args.json.with_name("bench-speakers.json") if args.json else None

@@ -130,6 +130,8 @@ class LiveService:
             ),
         )
         self.model = settings.live_model or default_live_model(self.models)
+        # The model of each finished turn's final pass (None: the live model's passes commit).
+        self.final_model = settings.live_final_model or None
         # Live audio is bounded like an upload's (MAX_AUDIO_DURATION_S) and held only briefly.
         self.limits = LiveLimits(max_audio_s=settings.max_audio_duration_s)
         self._scorer_factory = scorer_factory
