@@ -4,9 +4,9 @@ Framework-free. A transport (`app.api.realtime`) feeds `LiveSession` PCM chunks,
 commits and clears, and turns the events it emits (`app.transcription.live.events`)
 into its wire format. Turns come from the voice detector (server VAD) or from
 explicit commits (`turn_detection: null`). A single runner task re-transcribes the
-oldest unfinished turn whenever `pass_interval_s` of new audio has arrived, and runs each
-closed turn's final pass, so passes of one session never overlap and turns
-complete in order; the pass itself is injected (`AsyncPass`; Whisper's is
+oldest unfinished turn whenever `pass_interval_s` of new audio has arrived
+(`first_pass_interval_s` until its first word is committed), and runs each closed
+turn's final pass, so passes of one session never overlap and turns complete in order; the pass itself is injected (`AsyncPass`; Whisper's is
 `app.transcription.live.passes`). Audio lives only in memory and only until its
 turn is complete.
 """
@@ -314,7 +314,9 @@ class LiveSession:
             waited_s = time.monotonic() - turn.closed_at
             wait_s = min(self.config.context_s - ahead_s, self.config.context_s - waited_s)
             return (turn, None) if wait_s <= 0 else (None, wait_s)
-        if turn.new_audio_s() >= self.config.pass_interval_s:
+        config = self.config
+        interval = config.pass_interval_s if turn.committed else config.first_pass_interval_s
+        if turn.new_audio_s() >= interval:
             return turn, None
         return None, None
 

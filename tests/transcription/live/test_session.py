@@ -244,3 +244,21 @@ async def test_a_turns_passes_are_prompted_by_the_clients_prompt_not_earlier_tur
     runner.cancel()
     assert [e.transcript for e in events if isinstance(e, Completed)] == ["ask not", "ask not"]
     assert {prompt for _, prompt in model.passes} == {"Names: Ada."}
+
+
+async def test_a_turn_is_passed_sooner_until_its_first_word_is_committed(
+    events: list[LiveEvent],
+) -> None:
+    """Every 0.5 s of audio until two passes agree on a first word, then every 0.75 s."""
+    model = ScriptedModel("ask not")
+    session = manual_session(model, events)
+    runner = asyncio.create_task(session.run())
+    for _ in range(30):
+        await session.append(pcm(0.1))
+        for _ in range(5):
+            await asyncio.sleep(0)
+    runner.cancel()
+    heard_s = [samples / 16000 for samples, _ in model.passes]
+    gaps = [round(after - before, 2) for before, after in zip(heard_s, heard_s[1:], strict=False)]
+    # 100 ms chunks: a pass starts at the first chunk that brings the interval's audio.
+    assert gaps == [0.5, 0.8, 0.8]
