@@ -6,9 +6,9 @@ into its wire format. Turns come from the voice detector (server VAD) or from
 explicit commits (`turn_detection: null`). A single runner task re-transcribes the
 oldest unfinished turn whenever `pass_interval_s` of new audio has arrived
 (`first_pass_interval_s` until its first word is committed), and runs each closed
-turn's final pass, so passes of one session never overlap and turns complete in order; the pass itself is injected (`AsyncPass`; Whisper's is
-`app.transcription.live.passes`). Audio lives only in memory and only until its
-turn is complete.
+turn's final pass, so passes of one session never overlap and turns complete in order;
+the pass itself is injected (`AsyncPass`; Whisper's is `app.transcription.live.passes`).
+Audio lives only in memory and only until its turn is complete.
 """
 
 from __future__ import annotations

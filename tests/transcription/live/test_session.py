@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 from collections.abc import Iterator
 
 import numpy as np
@@ -259,6 +260,6 @@ async def test_a_turn_is_passed_sooner_until_its_first_word_is_committed(
             await asyncio.sleep(0)
     runner.cancel()
     heard_s = [samples / 16000 for samples, _ in model.passes]
-    gaps = [round(after - before, 2) for before, after in zip(heard_s, heard_s[1:], strict=False)]
+    gaps = [round(after - before, 2) for before, after in itertools.pairwise(heard_s)]
     # 100 ms chunks: a pass starts at the first chunk that brings the interval's audio.
     assert gaps == [0.5, 0.8, 0.8]
