@@ -178,10 +178,11 @@ class LiveService:
 
     async def _warm_up(self) -> None:
         try:
-            async with self.models.acquire(
-                needs_multilingual=spec(self.model).multilingual, model=self.model
-            ):
-                pass
+            for model in dict.fromkeys(m for m in (self.model, self.final_model) if m):
+                async with self.models.acquire(
+                    needs_multilingual=spec(model).multilingual, model=model
+                ):
+                    pass
             await self.scorer()
         except Exception as exc:  # a session tries again (and reports) on its own
             log.error("live_preload_failed", error=type(exc).__name__)
@@ -264,7 +265,8 @@ class LiveService:
         if not turns:
             return None
         config = session.config
-        model = config.model or self.model
+        # The model whose text the completed turns hold.
+        model = config.final_model or config.model or self.model
         language = config.language or (None if spec(model).multilingual else "en")
         transcript = transcript_of(
             turns, duration_s=session.audio_seconds, fallback_language=language or "en"
