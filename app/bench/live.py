@@ -38,7 +38,15 @@ import numpy as np
 from app.bench.measure import Row, clip_path, clip_reference, word_error_rate
 from app.bench.servers import running_server, transcribe_via_http
 
-__all__ = ["LiveRun", "Scenario", "live_rows", "live_table", "scenarios", "stream_scenario"]
+__all__ = [
+    "LiveRun",
+    "Scenario",
+    "live_rows",
+    "live_table",
+    "scenarios",
+    "spoken",
+    "stream_scenario",
+]
 
 CHUNK_S = 0.1
 RATE = 24000
@@ -100,7 +108,7 @@ def _speech_onset_s(samples: np.ndarray[Any, Any]) -> float:
     return float(np.argmax(loudness > 0.1 * loudness.max()) * window / RATE)
 
 
-def _spoken(name: str, clips: tuple[str, ...], gap_s: float) -> Scenario:
+def spoken(name: str, clips: tuple[str, ...], gap_s: float) -> Scenario:
     """The clips one after another with `gap_s` of silence between them."""
     gap = np.zeros(round(gap_s * RATE), dtype=np.int16)
     parts: list[np.ndarray[Any, Any]] = []
@@ -138,8 +146,8 @@ def scenarios() -> list[Scenario]:
     """jfk twice, the eight held-out read utterances in a row, and five minutes without speech."""
     noise = Scenario("silence and room noise", room_noise(NOISE_MINUTES * 60), "", (), 10.0)
     return [
-        _spoken("jfk twice", (JFK, JFK), gap_s=1.0),
-        _spoken("read speech", READ_SPEECH, gap_s=1.0),
+        spoken("jfk twice", (JFK, JFK), gap_s=1.0),
+        spoken("read speech", READ_SPEECH, gap_s=1.0),
         noise,
     ]
 

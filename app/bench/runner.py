@@ -3,7 +3,8 @@
 This module is the command line; the scenarios and their helpers live beside it:
 `measure` (clips, result row, WER, /proc readings), `servers` (the server process and
 its clients), `scenarios` (engine and server), `peers`, `cluster`, `fairness`, `live`, `speakers`,
-`context_study` (`bench context`), and `report` (table and JSON).
+`context_study` (`bench context`), `live_study` (`bench live-study`), and `report` (table and
+JSON).
 
 Every figure is measured in the same run, on the same model files and settings:
 the engine baseline is faster-whisper's own `WhisperModel.transcribe()` in a fresh
@@ -48,6 +49,7 @@ from app.bench.cluster import bench_cluster
 from app.bench.context_study import main as context_study
 from app.bench.fairness import bench_fairness
 from app.bench.live import live_rows, live_table
+from app.bench.live_study import main as live_study
 from app.bench.measure import AUDIO_DIR, Row, word_error_rate
 from app.bench.peers import bench_peer
 from app.bench.report import ratio_line, table, write_json
@@ -62,6 +64,8 @@ def main(argv: list[str] | None = None) -> int:
     arguments = sys.argv[1:] if argv is None else argv
     if arguments[:1] == ["context"]:
         return context_study(arguments[1:])
+    if arguments[:1] == ["live-study"]:
+        return live_study(arguments[1:])
     parser = argparse.ArgumentParser(prog="whisper-api bench", description=__doc__.split("\n")[0])
     parser.add_argument("--url", help="benchmark an already running server instead of starting one")
     parser.add_argument("--runs", type=int, default=5, help="jfk repetitions (median reported)")

@@ -296,6 +296,11 @@ class LiveSession:
                 continue
             await self._pass(turn)
 
+    @property
+    def pass_due(self) -> bool:
+        """Whether a pass may start now (for a driver that lets each pass finish first)."""
+        return self._due()[0] is not None
+
     def _due(self) -> tuple[LiveTurn | None, float | None]:
         """The turn to pass now, or how long to wait at most for one (None: for new audio).
 
