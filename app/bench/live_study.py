@@ -20,7 +20,6 @@ on the same audio whole (beam 1 at temperature 0, and beam 5 with the ladder).
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -99,9 +98,11 @@ async def _stream(scenario: Scenario, policy: str, models: dict[str, Any], score
 def _offline(scenario: Scenario, model: Any, beam_size: int) -> float:
     from app.transcription.types import TranscribeOptions
 
-    options = TranscribeOptions(language="en", beam_size=beam_size)
-    if beam_size == 1:
-        options = dataclasses.replace(options, temperature=0.0)
+    options = (
+        TranscribeOptions(language="en", beam_size=1, temperature=0.0)
+        if beam_size == 1
+        else TranscribeOptions(language="en", beam_size=beam_size)
+    )
     text = model.transcribe(_audio16(scenario), options, lambda _: None, lambda: False).text
     return word_error_rate(scenario.reference, text)
 
