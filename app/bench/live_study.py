@@ -29,7 +29,7 @@ import numpy.typing as npt
 from app.bench.live import JFK, RATE, READ_SPEECH, Scenario, spoken
 from app.bench.measure import word_error_rate
 
-__all__ = ["POLICIES", "carrying_over", "main"]
+__all__ = ["POLICIES", "carried_prompt", "carrying_over", "main"]
 
 Samples = npt.NDArray[np.float32]
 PassFn = Callable[[Samples, str | None, Any], Awaitable[Any]]
@@ -39,12 +39,17 @@ TED = "en_longform_tedlium_120s.flac"
 PROMPT_CHARS = 200
 
 
+def carried_prompt(said: list[str], prompt: str | None) -> str | None:
+    """The completed turns' text, then a pass's own prompt: its last PROMPT_CHARS."""
+    text = " ".join(part for part in (" ".join(said), prompt) if part).strip()
+    return text[-PROMPT_CHARS:] or None
+
+
 def carrying_over(run_pass: PassFn, said: list[str]) -> PassFn:
     """`run_pass` with the completed turns' text (`said`, as it grows) before each prompt."""
 
     async def run(audio: Samples, prompt: str | None, config: Any) -> Any:
-        text = " ".join(part for part in (" ".join(said), prompt) if part).strip()
-        return await run_pass(audio, text[-PROMPT_CHARS:] or None, config)
+        return await run_pass(audio, carried_prompt(said, prompt), config)
 
     return run
 
