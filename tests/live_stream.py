@@ -134,12 +134,9 @@ def _finished(run: LiveRun, turns: int | None) -> bool:
         return completed >= turns
     # The second session.updated answers the update sent after the last audio.
     all_seen = len(run.of_type("session.updated")) >= 2
-    started = len(run.of_type("input_audio_buffer.speech_started"))
+    # Every turn the detector opened is told at once (pending); it ends completed, or
+    # dropped when it had no word (then it was never announced).
+    pending = len(run.of_type("x.whisper_api.turn.pending"))
+    dropped = len(run.of_type("x.whisper_api.turn.dropped"))
     committed = len(run.of_type("input_audio_buffer.committed"))
-    # Without any speech the answer to the last update says all audio was heard.
-    return (
-        all_seen
-        and committed >= started
-        and completed >= committed
-        and (committed > 0 or started == 0)
-    )
+    return all_seen and completed >= committed and completed + dropped >= pending

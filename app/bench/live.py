@@ -38,7 +38,15 @@ import numpy as np
 from app.bench.measure import Row, clip_path, clip_reference, word_error_rate
 from app.bench.servers import running_server, transcribe_via_http
 
-__all__ = ["LiveRun", "Scenario", "live_rows", "scenarios", "stream_scenario"]
+__all__ = [
+    "LiveRun",
+    "Scenario",
+    "live_rows",
+    "live_table",
+    "scenarios",
+    "spoken",
+    "stream_scenario",
+]
 
 CHUNK_S = 0.1
 RATE = 24000
@@ -48,6 +56,10 @@ READ_SPEECH = (
     "en_ls-test-clean_1089-134686-0001.flac",
     "en_ls-test-clean_1089-134691-0000.flac",
     "en_ls-test-clean_1089-134691-0001.flac",
+    "en_ljspeech_LJ001-0001.wav",
+    "en_ljspeech_LJ001-0002.wav",
+    "en_ljspeech_LJ001-0003.wav",
+    "en_ljspeech_LJ001-0004.wav",
 )
 NOISE_MINUTES = 5.0
 
@@ -96,7 +108,7 @@ def _speech_onset_s(samples: np.ndarray[Any, Any]) -> float:
     return float(np.argmax(loudness > 0.1 * loudness.max()) * window / RATE)
 
 
-def _spoken(name: str, clips: tuple[str, ...], gap_s: float) -> Scenario:
+def spoken(name: str, clips: tuple[str, ...], gap_s: float) -> Scenario:
     """The clips one after another with `gap_s` of silence between them."""
     gap = np.zeros(round(gap_s * RATE), dtype=np.int16)
     parts: list[np.ndarray[Any, Any]] = []
@@ -131,11 +143,11 @@ def room_noise(seconds: float, seed: int = 27) -> bytes:
 
 
 def scenarios() -> list[Scenario]:
-    """jfk twice, four read utterances in a row, and five minutes without speech."""
+    """jfk twice, the eight held-out read utterances in a row, and five minutes without speech."""
     noise = Scenario("silence and room noise", room_noise(NOISE_MINUTES * 60), "", (), 10.0)
     return [
-        _spoken("jfk twice", (JFK, JFK), gap_s=1.0),
-        _spoken("read speech", READ_SPEECH, gap_s=1.0),
+        spoken("jfk twice", (JFK, JFK), gap_s=1.0),
+        spoken("read speech", READ_SPEECH, gap_s=1.0),
         noise,
     ]
 
@@ -219,8 +231,11 @@ def _out_of_order(committed: list[str], completed: list[str], starts: dict[str, 
     return misplaced + backwards
 
 
-def offline_wer(scenario: Scenario, model_name: str, language: str = "en") -> float:
-    """The live model on the scenario's whole audio at once (beam 1, temperature 0)."""
+def offline_wer(
+    scenario: Scenario, model_name: str, language: str = "en", beam_size: int = 1
+) -> float:
+    """A model on the scenario's whole audio at once (beam 1, temperature 0: the live
+    decoding; beam 5 with the temperature ladder: how an upload is transcribed)."""
     from app.config import load_settings
     from app.transcription.models.loading import load_faster_whisper
     from app.transcription.models.placement import Placement
@@ -237,12 +252,18 @@ def offline_wer(scenario: Scenario, model_name: str, language: str = "en") -> fl
     audio = np.interp(np.arange(0, len(pcm), RATE / 16000), np.arange(len(pcm)), pcm).astype(
         np.float32
     )
-    options = TranscribeOptions(language=language, beam_size=1, temperature=0.0)
+    options = (
+        TranscribeOptions(language=language, beam_size=1, temperature=0.0)
+        if beam_size == 1
+        else TranscribeOptions(language=language, beam_size=beam_size)
+    )
     transcript = transcriber.transcribe(audio, options, lambda *_: None, lambda: False)
     return word_error_rate(scenario.reference, transcript.text)
 
 
-def _row(scenario: Scenario, run: LiveRun, system: str, yardstick: float | None) -> Row:
+def _row(
+    scenario: Scenario, run: LiveRun, system: str, yardstick: tuple[float, float] | None
+) -> Row:
     delays = sorted(run.delays)
     p95 = delays[min(len(delays) - 1, round(0.95 * (len(delays) - 1)))] if delays else None
     firsts = run.first_word_delays
@@ -255,7 +276,8 @@ def _row(scenario: Scenario, run: LiveRun, system: str, yardstick: float | None)
         "keep_s": _rounded(run.keep_s),
     }
     if scenario.reference:
-        extra["offline_wer"] = None if yardstick is None else round(yardstick, 3)
+        extra["offline_wer"] = None if yardstick is None else round(yardstick[0], 3)
+        extra["offline_wer_beam5"] = None if yardstick is None else round(yardstick[1], 3)
     else:
         extra["invented_words"] = words
     audio_s = len(scenario.pcm) / 2 / RATE
@@ -280,13 +302,25 @@ def live_rows(
     start_server: Callable[..., Any] = running_server,
     beside_clip: str = "en_longform_tedlium_120s.flac",
     model_name: str = "tiny.en",
+    final_model: str | None = None,
 ) -> list[Row]:
-    """Every scenario on a fresh server (each alone; read speech also beside a batch upload)."""
+    """Every scenario on a fresh server (each alone; read speech also beside a batch upload).
+
+    `final_model`: the server's LIVE_FINAL_MODEL (set on the server started here; say
+    it for a `url`'s): the yardstick is then that model offline, since its text is
+    what the completed turns hold.
+    """
     rows: list[Row] = []
     env = {"MAX_LIVE_SESSIONS": "1", "LOAD_MODEL_ON_STARTUP": "1", "CPU_FALLBACK_MODEL": "base"}
+    env |= {"LIVE_FINAL_MODEL": final_model} if final_model else {}
+    writer = final_model or model_name
     with start_server(url, **env) as (base, _, _):
         for scenario in scenarios():
-            yardstick = offline_wer(scenario, model_name) if scenario.reference else None
+            yardstick = (
+                (offline_wer(scenario, writer), offline_wer(scenario, writer, beam_size=5))
+                if scenario.reference
+                else None
+            )
             run = asyncio.run(stream_scenario(base, scenario))
             rows.append(_row(scenario, run, "live alone", yardstick))
             if scenario.name == "read speech":
@@ -300,3 +334,39 @@ def live_rows(
 
 def _rounded(value: float | None) -> float | None:
     return None if value is None else round(value, 2)
+
+
+def live_table(rows: list[Row]) -> str:
+    """The live rows as one table of issue 27's figures (docs/benchmarks.md's columns)."""
+
+    def cell(value: Any, unit: str = "") -> str:
+        if value is None:
+            return ""
+        return f"{100 * value:.1f} %" if unit == "%" else f"{value:.2f} s"
+
+    header = (
+        "| scenario | run | WER | offline WER (beam 1 / 5) | first word | mean delay | p95 "
+        "| invented | out of order | keep |"
+    )
+    lines = [header, "|" + "---|" * 10]
+    for row in rows:
+        extra = row.extra
+        offline = (
+            f"{cell(extra.get('offline_wer'), '%')} / {cell(extra.get('offline_wer_beam5'), '%')}"
+            if "offline_wer" in extra
+            else ""
+        )
+        cells = [
+            row.scenario.removeprefix("live: "),
+            row.system.removeprefix("live").strip(),
+            cell(row.wer, "%"),
+            offline,
+            cell(extra.get("first_word_s")),
+            cell(extra.get("mean_delay_s")),
+            cell(row.p95_s),
+            str(extra.get("invented_words", "")),
+            str(extra.get("out_of_order", "")),
+            cell(extra.get("keep_s")),
+        ]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)

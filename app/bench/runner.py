@@ -3,7 +3,8 @@
 This module is the command line; the scenarios and their helpers live beside it:
 `measure` (clips, result row, WER, /proc readings), `servers` (the server process and
 its clients), `scenarios` (engine and server), `peers`, `cluster`, `fairness`, `live`, `speakers`,
-`context_study` (`bench context`), and `report` (table and JSON).
+`context_study` (`bench context`), `live_study` (`bench live-study`), and `report` (table and
+JSON).
 
 Every figure is measured in the same run, on the same model files and settings:
 the engine baseline is faster-whisper's own `WhisperModel.transcribe()` in a fresh
@@ -49,8 +50,9 @@ from typing import Any
 from app.bench.cluster import bench_cluster
 from app.bench.context_study import main as context_study
 from app.bench.fairness import bench_fairness
-from app.bench.live import live_rows
-from app.bench.measure import AUDIO_DIR, word_error_rate
+from app.bench.live import live_rows, live_table
+from app.bench.live_study import main as live_study
+from app.bench.measure import AUDIO_DIR, Row, word_error_rate
 from app.bench.peers import bench_peer
 from app.bench.report import ratio_line, table, write_json
 from app.bench.scenarios import bench_engine, bench_memory, bench_server
@@ -64,6 +66,8 @@ def main(argv: list[str] | None = None) -> int:
     arguments = sys.argv[1:] if argv is None else argv
     if arguments[:1] == ["context"]:
         return context_study(arguments[1:])
+    if arguments[:1] == ["live-study"]:
+        return live_study(arguments[1:])
     parser = argparse.ArgumentParser(prog="whisper-api bench", description=__doc__.split("\n")[0])
     parser.add_argument("--url", help="benchmark an already running server instead of starting one")
     parser.add_argument("--runs", type=int, default=5, help="jfk repetitions (median reported)")
@@ -88,14 +92,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--skip-speakers", action="store_true")
     parser.add_argument("--skip-live", action="store_true", help="leave out the live scenario")
     parser.add_argument("--live-only", action="store_true", help="the same as --only live")
+    parser.add_argument(
+        "--live-final-model",
+        help="the live server's LIVE_FINAL_MODEL (set on the server the bench starts)",
+    )
     args = parser.parse_args(argv)
     if args.only == "speakers":
         return _speakers(args.json)
     if args.only == "subtitles":
         return _subtitles(args.json, args.threads, args.runs)
     if args.live_only or args.only == "live":
-        rows = live_rows(args.url)
+        rows = live_rows(args.url, final_model=args.live_final_model)
         print(table(rows))
+        print(live_table(rows))
         write_json(args.json, {"cpus": os.cpu_count()}, rows)
         return 0
 
@@ -121,8 +130,10 @@ def main(argv: list[str] | None = None) -> int:
     if not args.skip_fairness and args.url is None:
         fairness_rows, fairness = bench_fairness(env)
         rows.extend(fairness_rows)
+    live: list[Row] = []
     if not args.skip_live and args.url is None:
-        rows += live_rows()
+        live = live_rows(final_model=args.live_final_model)
+        rows += live
     context = {
         "model": "base", "device": "cpu", "compute_type": "int8", "beam_size": 5,
         "threads": args.threads, "batch_size": args.batch_size, "cpus": os.cpu_count(),
@@ -136,6 +147,8 @@ def main(argv: list[str] | None = None) -> int:
         print("cluster: " + ", ".join(f"{k}={v}" for k, v in cluster.items()))
     if fairness:
         print(fairness)
+    if live:
+        print(live_table(live))
     write_json(args.json, {**context, "cluster": cluster}, rows)
     if not args.skip_speakers:
         speakers_json = args.json.with_name("bench-speakers.json") if args.json else None

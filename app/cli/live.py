@@ -138,7 +138,12 @@ class _Printer:
             self.completed += 1
             self.out.write("\n")
             self.out.flush()
-        elif kind == "input_audio_buffer.speech_started":
+        elif kind in (
+            "conversation.item.input_audio_transcription.failed",
+            "x.whisper_api.turn.dropped",  # the detector's turn had no word: nothing to print
+        ):
+            self.completed += 1
+        elif kind == "x.whisper_api.turn.pending":  # sent at once; speech_started waits for words
             self.started += 1
         elif kind == "session.updated":
             self.updates += 1

@@ -10,7 +10,7 @@ __all__ = ["MIN_API_KEY_CHARS", "MODEL_FIELDS", "RATE_LIMIT_UNITS", "allowed"]
 
 MIN_API_KEY_CHARS = 16
 RATE_LIMIT_UNITS = ("second", "minute", "hour", "day")
-MODEL_FIELDS = frozenset({"max_model", "cpu_fallback_model", "live_model"})
+MODEL_FIELDS = frozenset({"max_model", "cpu_fallback_model", "live_model", "live_final_model"})
 
 
 def allowed(field: msgspec.structs.FieldInfo) -> str:

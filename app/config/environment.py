@@ -37,6 +37,7 @@ _OPTIONAL_FIELDS = frozenset(
     {
         "max_model",
         "live_model",
+        "live_final_model",
         "model_dir",
         "web_dir",
         "api_keys_file",

@@ -139,6 +139,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     # -- live transcription (/v1/realtime); 0 sessions switches it off
     max_live_sessions: NonNegativeInt = msgspec.field(default_factory=_default_live_sessions)
     live_model: str | None = None
+    # A model that transcribes each finished turn again: its text is the completed one.
+    live_final_model: str | None = None
     live_cpu_threads: NonNegativeInt = 0
     live_max_session_s: PositiveFloat = 3600.0
     live_idle_timeout_s: PositiveFloat = 60.0

@@ -130,6 +130,8 @@ class LiveService:
             ),
         )
         self.model = settings.live_model or default_live_model(self.models)
+        # The model of each finished turn's final pass (None: the live model's passes commit).
+        self.final_model = settings.live_final_model or None
         # Live audio is bounded like an upload's (MAX_AUDIO_DURATION_S) and held only briefly.
         self.limits = LiveLimits(max_audio_s=settings.max_audio_duration_s)
         self._scorer_factory = scorer_factory
@@ -176,10 +178,11 @@ class LiveService:
 
     async def _warm_up(self) -> None:
         try:
-            async with self.models.acquire(
-                needs_multilingual=spec(self.model).multilingual, model=self.model
-            ):
-                pass
+            for model in dict.fromkeys(m for m in (self.model, self.final_model) if m):
+                async with self.models.acquire(
+                    needs_multilingual=spec(model).multilingual, model=model
+                ):
+                    pass
             await self.scorer()
         except Exception as exc:  # a session tries again (and reports) on its own
             log.error("live_preload_failed", error=type(exc).__name__)
@@ -262,7 +265,8 @@ class LiveService:
         if not turns:
             return None
         config = session.config
-        model = config.model or self.model
+        # The model whose text the completed turns hold.
+        model = config.final_model or config.model or self.model
         language = config.language or (None if spec(model).multilingual else "en")
         transcript = transcript_of(
             turns, duration_s=session.audio_seconds, fallback_language=language or "en"

@@ -95,12 +95,14 @@ def test_open_session_refuses_with_the_domain_error_of_each_reason() -> None:
         (LiveConfig(turn_detection=None), "tiny.en", "en"),
         (LiveConfig(turn_detection=None, model="base"), "base", None),
         (LiveConfig(turn_detection=None, model="base", language="de"), "base", "de"),
+        (LiveConfig(turn_detection=None, final_model="base", language="en"), "base", "en"),
     ],
 )
 async def test_a_kept_session_records_the_model_and_language_it_ran_with(
     config: LiveConfig, model: str, language: str | None
 ) -> None:
-    """The task's options: the session's model and language (English for an English-only model)."""
+    """The task's options: the model that wrote the text (LIVE_FINAL_MODEL's when set) and the
+    language (English for an English-only model)."""
     live, service = live_service(live_model="tiny.en"), KeepingService()
     kept = await live.keep(as_service(service), await one_turn(config), owner="key-1")
     assert kept is not None and (kept.task_id, kept.turns) == ("task-1", 1)

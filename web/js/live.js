@@ -153,9 +153,17 @@ export class LiveMode {
 
   received(event) {
     switch (event.type) {
+      case "x.whisper_api.turn.pending":
       case "input_audio_buffer.speech_started":
         this.turn(event.item_id);
         break;
+      case "x.whisper_api.turn.dropped": {
+        // The detector's turn had no word: the server never announced it.
+        this.turns.get(event.item_id)?.paragraph.remove();
+        this.turns.delete(event.item_id);
+        this.finishIfDone();
+        break;
+      }
       case "input_audio_buffer.committed":
         this.place(event.item_id, event.previous_item_id);
         break;

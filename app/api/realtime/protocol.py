@@ -27,7 +27,9 @@ from app.transcription.live.events import (
     LiveEvent,
     SpeechStarted,
     SpeechStopped,
+    TurnDropped,
     TurnFailed,
+    TurnPending,
 )
 from app.transcription.live.noise import NOISE_REDUCTIONS, NoiseReduction
 from app.transcription.live.session import LiveConfig
@@ -276,6 +278,11 @@ def render(event: LiveEvent) -> list[dict[str, Any]]:
             return [base | {"type": kind, "item_id": item_id, "previous_item_id": previous}]
         case Cleared():
             return [base | {"type": "input_audio_buffer.cleared"}]
+        case TurnPending(item_id, start_ms):
+            kind = "x.whisper_api.turn.pending"
+            return [base | {"type": kind, "item_id": item_id, "audio_start_ms": start_ms}]
+        case TurnDropped(item_id):
+            return [base | {"type": "x.whisper_api.turn.dropped", "item_id": item_id}]
         case Delta():
             return _delta(event, base)
         case Completed(item_id, transcript, seconds):

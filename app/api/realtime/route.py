@@ -57,6 +57,7 @@ from app.service.errors import (
     describe,
 )
 from app.service.live import OPENAI_LIVE_MODELS, KeptSession, LiveService
+from app.transcription.live.announce import Announcer
 from app.transcription.live.audio import SpeechScorer
 from app.transcription.live.events import LiveEvent
 from app.transcription.live.limits import AudioLimitError, BufferFullError
@@ -198,9 +199,10 @@ class _Connection:
         self._send_lock = asyncio.Lock()
         self._last_event = route.clock.monotonic()
         self.session = LiveSession(
-            LiveConfig(),
+            LiveConfig(final_model=route.live.final_model),
             run_pass=route.live.run_pass,
-            emit=self.emit,
+            # A turn the detector opened is announced once it has a word (no empty item).
+            emit=Announcer(self.emit),
             clock=route.clock,
             scorer=scorer,
             observer=route.live.metrics,

@@ -24,7 +24,9 @@ __all__ = [
     "LiveObserver",
     "SpeechStarted",
     "SpeechStopped",
+    "TurnDropped",
     "TurnFailed",
+    "TurnPending",
     "TurnRecord",
 ]
 
@@ -97,7 +99,32 @@ class TurnFailed:
     message: str
 
 
-LiveEvent = SpeechStarted | SpeechStopped | Committed | Cleared | Delta | Completed | TurnFailed
+@dataclass(frozen=True, slots=True)
+class TurnPending:
+    """The detector opened a turn; it is announced once it has a word (`announce`)."""
+
+    item_id: str
+    audio_start_ms: int
+
+
+@dataclass(frozen=True, slots=True)
+class TurnDropped:
+    """A pending turn ended without a word: it was never announced and never will be."""
+
+    item_id: str
+
+
+LiveEvent = (
+    SpeechStarted
+    | SpeechStopped
+    | Committed
+    | Cleared
+    | Delta
+    | Completed
+    | TurnFailed
+    | TurnPending
+    | TurnDropped
+)
 
 
 class LiveObserver(Protocol):

@@ -4,11 +4,11 @@ Framework-free. A transport (`app.api.realtime`) feeds `LiveSession` PCM chunks,
 commits and clears, and turns the events it emits (`app.transcription.live.events`)
 into its wire format. Turns come from the voice detector (server VAD) or from
 explicit commits (`turn_detection: null`). A single runner task re-transcribes the
-oldest unfinished turn whenever `pass_interval_s` of new audio has arrived, and runs each
-closed turn's final pass, so passes of one session never overlap and turns
-complete in order; the pass itself is injected (`AsyncPass`; Whisper's is
-`app.transcription.live.passes`). Audio lives only in memory and only until its
-turn is complete.
+oldest unfinished turn whenever `pass_interval_s` of new audio has arrived
+(`first_pass_interval_s` until its first word is committed), and runs each closed
+turn's final pass, so passes of one session never overlap and turns complete in order;
+the pass itself is injected (`AsyncPass`; Whisper's is `app.transcription.live.passes`).
+Audio lives only in memory and only until its turn is complete.
 """
 
 from __future__ import annotations
@@ -20,7 +20,6 @@ import secrets
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
 
 import numpy as np
 import numpy.typing as npt
@@ -28,13 +27,13 @@ import numpy.typing as npt
 from app.clock import Clock
 from app.transcription.audio import SAMPLE_RATE
 from app.transcription.live.audio import (
-    INPUT_RATE,
     PcmResampler,
     SpeechScorer,
     TurnDetection,
     VoiceDetector,
     VoiceEvent,
 )
+from app.transcription.live.config import LiveConfig
 from app.transcription.live.events import (
     Arrivals,
     Cleared,
@@ -49,7 +48,7 @@ from app.transcription.live.events import (
     TurnRecord,
 )
 from app.transcription.live.limits import AudioLimitError, BufferFullError, LiveLimits
-from app.transcription.live.noise import NoiseFilter, NoiseReduction
+from app.transcription.live.noise import NoiseFilter
 from app.transcription.live.transcript import record_of
 from app.transcription.live.turn import (
     MAX_REPEATED_WORDS,
@@ -69,27 +68,8 @@ AsyncPass = Callable[[Samples, str | None, "LiveConfig"], Awaitable[PassResult]]
 """Run one pass (audio, prompt, the session's settings) off the event loop."""
 # Audio kept before speech starts: the prefix padding of any sensible setting, and more.
 RECENT_S = 3.0
-# Audio a pass hears beyond each edge of its turn (a word cut there is heard whole).
-CONTEXT_S = 0.6
 # A turn shorter than this has nothing Whisper could hear.
 MIN_TURN_S = 0.1
-
-
-@dataclass(frozen=True, slots=True)
-class LiveConfig:
-    """What the client chose for its session (`session.update`)."""
-
-    language: str | None = None
-    # A catalogue model, or None for the server's live model (LIVE_MODEL).
-    model: str | None = None
-    prompt: str | None = None
-    turn_detection: TurnDetection | None = field(default_factory=TurnDetection)
-    input_rate: int = INPUT_RATE
-    noise_reduction: NoiseReduction | None = None
-    pass_interval_s: float = 0.75
-    trim_after_s: float = 20.0
-    # Audio a pass hears beyond each edge of its turn (the server's choice, not the client's).
-    context_s: float = CONTEXT_S
 
 
 class LiveSession:
@@ -125,7 +105,6 @@ class LiveSession:
         self._said_last: list[Word] = []  # the last words of the last completed turn
         self._flushing = False  # someone waits for every committed turn: no look-ahead wait
         self._last_item: str | None = None
-        self._context = ""  # the text of completed turns, to prompt the next ones
         self._wake = asyncio.Event()
         self._turn_ended = asyncio.Condition()
         # Completed turns, in this connection's memory only, for a client that asks to keep them.
@@ -317,6 +296,11 @@ class LiveSession:
                 continue
             await self._pass(turn)
 
+    @property
+    def pass_due(self) -> bool:
+        """Whether a pass may start now (for a driver that lets each pass finish first)."""
+        return self._due()[0] is not None
+
     def _due(self) -> tuple[LiveTurn | None, float | None]:
         """The turn to pass now, or how long to wait at most for one (None: for new audio).
 
@@ -335,7 +319,9 @@ class LiveSession:
             waited_s = time.monotonic() - turn.closed_at
             wait_s = min(self.config.context_s - ahead_s, self.config.context_s - waited_s)
             return (turn, None) if wait_s <= 0 else (None, wait_s)
-        if turn.new_audio_s() >= self.config.pass_interval_s:
+        config = self.config
+        interval = config.pass_interval_s if turn.committed else config.first_pass_interval_s
+        if turn.new_audio_s() >= interval:
             return turn, None
         return None, None
 
@@ -352,13 +338,12 @@ class LiveSession:
         ahead = self._after(turn) if final and turn.cut_after else audio[:0]
         if len(lead) or len(ahead):
             audio = np.concatenate([lead, audio, ahead])
-        # Not the earlier text where the pass hears its end: Whisper would skip what it
-        # hears of it, and more.
-        context = None if len(lead) else self._context
-        prompt = turn.prompt(" ".join(p for p in (self.config.prompt, context) if p))
-        began = self._clock.monotonic()
+        # Only the client's prompt, never earlier turns' text: measured, it made Whisper skip
+        # or mishear a turn's first words (docs/benchmarks.md, issue 27).
+        prompt = turn.prompt(self.config.prompt)
+        began, config = self._clock.monotonic(), self.config
         try:
-            result = await self._run_pass(audio, prompt, self.config)
+            result = await self._run_pass(audio, prompt, config.final_config if final else config)
         except Exception as exc:  # the model failed: this turn fails, the session goes on
             self._turns.popleft()
             if self._open is turn:
@@ -377,7 +362,7 @@ class LiveSession:
         result = framed(result, lead_s, span_s if len(ahead) else None, lead_s)
         result = self._only_heard(turn, result)
         first = not turn.committed
-        newly = turn.apply(result, final=final)
+        newly = turn.apply(result, final=final, revise=final and config.final_model is not None)
         if newly:
             await self._deliver(turn, newly, first=first)
         if final:
@@ -421,7 +406,6 @@ class LiveSession:
     async def _complete(self, turn: LiveTurn) -> None:
         self._turns.popleft()
         self._said_last = turn.committed[-MAX_REPEATED_WORDS:]
-        self._context = (self._context + " " + turn.text).strip()[-400:]
         audio_s = turn.total_samples / SAMPLE_RATE
         if self._observer is not None:
             self._observer.turn_completed(audio_s)

@@ -269,14 +269,22 @@ class LiveTurn:
         self.samples_at_last_pass = self.total_samples
         return self.audio
 
-    def apply(self, result: PassResult, *, final: bool) -> list[Word]:
+    def apply(self, result: PassResult, *, final: bool, revise: bool = False) -> list[Word]:
         """Commit from one pass over the audio `begin_pass` gave; the newly committed words.
 
         Interim passes commit what they agree on with the previous pass; the final
-        pass commits every new word. Times are moved onto the turn's own clock.
+        pass commits every new word. A final pass that `revise`s (a stronger model's)
+        replaces the words committed over the audio it heard; its words after the
+        committed ones are still the last delta, so the deltas tell the whole turn
+        and the completed text is the revision. A revision without a word keeps what
+        was committed. Times are moved onto the turn's own clock.
         """
         self.language = result.language or self.language
         fresh = self._unseen(shifted(result.words, self.offset_s))
+        if revise and (result.words or not self.committed):
+            gone = [word for word in self.committed if word.end <= self.offset_s]
+            self.committed, self._hypothesis = gone + shifted(result.words, self.offset_s), []
+            return fresh
         if final:
             newly, self._hypothesis = fresh, []
         else:

@@ -13,7 +13,7 @@ from app.api.realtime.protocol import (
 )
 from app.service.live import OPENAI_LIVE_MODELS
 from app.transcription.live.audio import TurnDetection
-from app.transcription.live.events import Completed, Delta
+from app.transcription.live.events import Completed, Delta, TurnDropped, TurnPending
 from app.transcription.live.session import LiveConfig
 from app.transcription.models import ModelManager
 from app.transcription.types import Word
@@ -122,6 +122,15 @@ def test_a_delta_is_followed_by_its_word_timings_and_a_completed_has_duration_us
     assert extra["words"] == [{"word": " ask", "start_ms": 1000, "end_ms": 1250}]
     (completed,) = render(Completed("item_1", "ask not", 1.5))
     assert completed["usage"] == {"type": "duration", "seconds": 1.5}
+
+
+def test_a_pending_and_a_dropped_turn_are_the_servers_own_events() -> None:
+    """Turns not announced yet are told in x. events, which OpenAI clients pass by."""
+    (pending,) = render(TurnPending("item_1", 300))
+    assert pending["type"] == "x.whisper_api.turn.pending"
+    assert (pending["item_id"], pending["audio_start_ms"]) == ("item_1", 300)
+    (dropped,) = render(TurnDropped("item_1"))
+    assert (dropped["type"], dropped["item_id"]) == ("x.whisper_api.turn.dropped", "item_1")
 
 
 def test_error_events_have_openais_shape() -> None:

@@ -16,6 +16,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import httpx
+import numpy as np
 import pytest
 import websockets
 from openai import AsyncOpenAI
@@ -352,3 +353,42 @@ def test_five_minutes_of_silence_and_room_noise_complete_no_text(server: Server)
     )
     assert [t for t in run.transcripts if t.strip()] == [], run.transcripts
     assert not run.of_type(DELTA)
+
+
+def babble_bursts(count: int) -> bytes:
+    """Bursts that sound like a voice and say nothing: 0.6 s of a read clip played backwards,
+    or its first 0.3 s (a syllable), each followed by 1.4 s of silence."""
+    clip = np.frombuffer(clip_pcm24(shared_clip("en_ljspeech_LJ001-0003.wav")), dtype="<i2")
+    parts = []
+    for index in range(count):
+        at = round((1.5 + index) * 24000)
+        burst = clip[at : at + 14400][::-1] if index % 2 == 0 else clip[at : at + 7200]
+        parts += [burst.tobytes(), silence(2.0 - len(burst) / 24000)]
+    return b"".join(parts)
+
+
+def test_a_turn_without_a_word_is_never_announced_nor_completed_empty(server: Server) -> None:
+    """Issue 27: bursts the detector takes for speech: a turn that ends without a word is only
+    dropped (x. event); every turn OpenAI clients hear of is committed and completed with text."""
+    run = asyncio.run(
+        stream(
+            server.url,
+            KEY,
+            babble_bursts(16),
+            session=transcription_session(turn_detection={"type": "server_vad"}),
+            speed=2.0,
+            trailing=silence(2.0),
+        )
+    )
+    pending = [e.item_id for e in run.of_type("x.whisper_api.turn.pending")]
+    dropped = [e.item_id for e in run.of_type("x.whisper_api.turn.dropped")]
+    completed = [e.item_id for e in run.of_type(COMPLETED)]
+    assert dropped, run.transcripts  # the bursts made turns that had no word
+    assert all(text.strip() for text in run.transcripts), run.transcripts
+    assert sorted(completed + dropped) == sorted(pending)
+    started = [e.item_id for e in run.of_type("input_audio_buffer.speech_started")]
+    committed = run.of_type("input_audio_buffer.committed")
+    assert started == [c.item_id for c in committed] == completed
+    assert not set(dropped) & {e.item_id for e in run.of_type(DELTA)}
+    previous = [c.previous_item_id for c in committed]
+    assert previous == [None, *completed[:-1]]  # a dropped turn is nobody's previous item

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 from collections.abc import Iterator
 
 import numpy as np
@@ -194,3 +195,71 @@ async def test_server_vad_makes_a_turn_from_speech_to_the_silence_after_it(
     completed = events[-1]
     assert isinstance(completed, Completed)
     assert completed.audio_seconds == pytest.approx(1.6, abs=0.1)
+
+
+async def test_a_final_model_writes_the_completed_text_after_the_live_models_deltas(
+    events: list[LiveEvent],
+) -> None:
+    """With final_model, the closed turn's last pass runs on it and its text completes the turn."""
+    seen: list[str | None] = []
+
+    async def run(audio: Samples, prompt: str | None, config: LiveConfig) -> PassResult:
+        seen.append(config.model)
+        text = "stuff it into you" if config.model == "base" else "stuffered into you"
+        said = [Word(i * 0.3, (i + 1) * 0.3, " " + w, 0.9) for i, w in enumerate(text.split())]
+        return PassResult(words=said, segment_ends=[said[-1].end])
+
+    async def emit(event: LiveEvent) -> None:
+        events.append(event)
+
+    config = LiveConfig(language="en", turn_detection=None, context_s=0, final_model="base")
+    session = LiveSession(config, run_pass=run, emit=emit, clock=FakeClock(), scorer=None)
+    runner = asyncio.create_task(session.run())
+    for _ in range(25):
+        await session.append(pcm(0.1))
+        await asyncio.sleep(0)
+    assert await session.commit()
+    await settle(session)
+    runner.cancel()
+    assert seen[-1] == "base"
+    assert set(seen[:-1]) == {None}  # the live passes: the server's live model
+    deltas = "".join(e.text for e in events if isinstance(e, Delta))
+    assert deltas == "stuffered into you"  # the live model's, agreed before the commit
+    assert [e.transcript for e in events if isinstance(e, Completed)] == ["stuff it into you"]
+    assert session.completed[0].text == "stuff it into you"
+
+
+async def test_a_turns_passes_are_prompted_by_the_clients_prompt_not_earlier_turns(
+    events: list[LiveEvent],
+) -> None:
+    """The second turn's passes get only the client's prompt (measured: earlier text hurt)."""
+    model = ScriptedModel("ask not")
+    session = manual_session(model, events)
+    runner = asyncio.create_task(session.run())
+    for _ in range(2):
+        for _ in range(15):
+            await session.append(pcm(0.1))
+            await asyncio.sleep(0)
+        assert await session.commit()
+        await settle(session)
+    runner.cancel()
+    assert [e.transcript for e in events if isinstance(e, Completed)] == ["ask not", "ask not"]
+    assert {prompt for _, prompt in model.passes} == {"Names: Ada."}
+
+
+async def test_a_turn_is_passed_sooner_until_its_first_word_is_committed(
+    events: list[LiveEvent],
+) -> None:
+    """Every 0.5 s of audio until two passes agree on a first word, then every 0.75 s."""
+    model = ScriptedModel("ask not")
+    session = manual_session(model, events)
+    runner = asyncio.create_task(session.run())
+    for _ in range(30):
+        await session.append(pcm(0.1))
+        for _ in range(5):
+            await asyncio.sleep(0)
+    runner.cancel()
+    heard_s = [samples / 16000 for samples, _ in model.passes]
+    gaps = [round(after - before, 2) for before, after in itertools.pairwise(heard_s)]
+    # 100 ms chunks: a pass starts at the first chunk that brings the interval's audio.
+    assert gaps == [0.5, 0.8, 0.8]

@@ -71,6 +71,39 @@ def test_the_final_pass_commits_every_remaining_word() -> None:
     assert turn.tail == ""
 
 
+def test_a_revising_final_pass_replaces_the_committed_words_its_rest_is_the_last_delta() -> None:
+    """A stronger model's final pass: its words are the turn's text; those after the committed
+    ones are the last delta (so the deltas hold every word of the turn)."""
+    turn = turn_with(2)
+    for _ in range(2):
+        turn.begin_pass()
+        turn.apply(PassResult(words("stuffered into")), final=False)
+    turn.close()
+    turn.begin_pass()
+    newly = turn.apply(PassResult(words("stuff it into you")), final=True, revise=True)
+    assert [word.word for word in newly] == [" you"]
+    assert turn.text == "stuff it into you"
+    assert turn.tail == ""
+
+
+def test_a_revising_final_pass_keeps_the_trimmed_words_and_a_silent_one_changes_nothing() -> None:
+    """Words of audio trimmed away stay; a revision that hears no word keeps the committed."""
+    turn = turn_with(16, trim_after_s=15)
+    said = words(" ".join(f"w{i}" for i in range(20)), step=0.5)
+    for _ in range(2):
+        turn.begin_pass()
+        turn.apply(PassResult(said, segment_ends=[5.0, 10.0]), final=False)
+    turn.close()
+    turn.begin_pass()
+    assert turn.apply(PassResult([]), final=True, revise=True) == []
+    assert turn.text == " ".join(f"w{i}" for i in range(20))
+    turn.begin_pass()
+    newly = turn.apply(PassResult(words("late words")), final=True, revise=True)
+    assert [word.word for word in newly] == [" late", " words"]
+    assert turn.text == " ".join(f"w{i}" for i in range(20)) + " late words"
+    assert turn.committed[-1].start == pytest.approx(10.5)
+
+
 def test_closed_turns_take_no_more_audio() -> None:
     """Audio after the turn closed belongs to the next turn."""
     turn = turn_with(1)
