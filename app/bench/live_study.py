@@ -108,7 +108,7 @@ def _offline(scenario: Scenario, model: Any, beam_size: int) -> float:
         if beam_size == 1
         else TranscribeOptions(language="en", beam_size=beam_size)
     )
-    text = model.transcribe(_audio16(scenario), options, lambda _: None, lambda: False).text
+    text = model.transcribe(_audio16(scenario), options, lambda *_: None, lambda: False).text
     return word_error_rate(scenario.reference, text)
 
 
