@@ -109,6 +109,9 @@ def _segment(raw: Any) -> Segment:
     )
 
 
+# Shorter files say little of a model's pace (its fixed costs dominate).
+MIN_PACE_AUDIO_S = 5.0
+
 SENTENCE_END = (".", "?", "!", "。", "？", "！", "…")
 PAUSE_S = 0.8
 MAX_SEGMENT_S = 15.0
@@ -202,6 +205,7 @@ class FasterWhisperTranscriber:
     ) -> Transcript:
         """Decode segment by segment so that progress, streaming and cancellation work mid-job."""
         duration = len(audio) / SAMPLE_RATE
+        started = self._monotonic()
         common: dict[str, Any] = {
             "task": options.task,
             "language": options.language,
@@ -256,6 +260,9 @@ class FasterWhisperTranscriber:
             elif duration > 0:
                 on_progress(min(BEFORE_DONE, float(raw.end) / duration))
         on_progress(1.0)
+        if tracker is None and duration >= MIN_PACE_AUDIO_S:
+            # The model's speed on short files: the prior of its first long file's progress.
+            self.pace.record_sequential((self._monotonic() - started) / duration)
         return_freed_memory()
         segments = [clamp_to_duration(segment, duration) for segment in segments]
         return Transcript(

@@ -15,7 +15,10 @@ chunks (93 %) and a short tail. Two things make it move with the work instead:
   past `SPAN_CAP` of the way, so only the batch itself reaches its end and only the
   finished job reaches 100 %.
 
-The first batch of the first long file a model decodes has no pace to go by yet.
+The first batch of the first long file a model decodes has no measured pace: it is
+estimated from a prior (`BatchPace.prior`: the model's pace on short files, scaled to
+batches, or a fixed guess), marked `guessed`, so its share moves but no time left is
+promised until a batch has been timed.
 """
 
 from __future__ import annotations
@@ -49,6 +52,12 @@ BEFORE_DONE = 0.999
 SPAN_CAP = 0.9
 # How often the ticker moves a job's share (each move notifies the job's followers).
 TICK_S = 1.0
+# Before any batch was timed: wall seconds per second of speech on a replica, as `base`
+# (int8) runs on one CPU core; a guess, only ever used to move the share, never promised.
+DEFAULT_PRIOR_S = 0.15
+# A batch replica's pace against the sequential path's, per second of audio (measured:
+# 0.05-0.10 s per second of audio sequentially, 0.15 s per second of speech in batches).
+SEQUENTIAL_TO_BATCHED = 2.0
 
 
 class Estimate(msgspec.Struct, frozen=True, kw_only=True):
@@ -57,6 +66,8 @@ class Estimate(msgspec.Struct, frozen=True, kw_only=True):
     until: float  # the share done once this batch is finished
     until_s: float  # seconds until then
     total_s: float  # seconds until the whole job is done
+    # From a prior, not a timed batch: the share may move, no time left is promised.
+    guessed: bool = False
 
 
 class ProgressCallback(Protocol):
@@ -77,6 +88,7 @@ class BatchPace:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._seconds_per_speech_s: float | None = None
+        self._sequential_s: float | None = None
 
     @property
     def seconds_per_speech_s(self) -> float | None:
@@ -88,6 +100,17 @@ class BatchPace:
         """Keep a measured pace."""
         with self._lock:
             self._seconds_per_speech_s = seconds_per_speech_s
+
+    def record_sequential(self, seconds_per_audio_s: float) -> None:
+        """Keep how fast the model decoded a short file (the sequential path)."""
+        with self._lock:
+            self._sequential_s = seconds_per_audio_s
+
+    def prior(self) -> float:
+        """A guess at the batch pace before any batch was timed."""
+        with self._lock:
+            sequential = self._sequential_s
+        return DEFAULT_PRIOR_S if sequential is None else SEQUENTIAL_TO_BATCHED * sequential
 
 
 def _chunk_end_s(chunk: dict[str, Any]) -> float:
@@ -138,15 +161,19 @@ class LongFormProgress:
         """The next batch goes to the model: say what to expect, where a pace is known."""
         self._batch += 1
         self._batch_started = self._monotonic()
-        pace = self._job_pace() or self._pace.seconds_per_speech_s
-        if pace is None or not 0 <= self._batch < len(self._works):
+        if not 0 <= self._batch < len(self._works):
             return
+        pace = self._job_pace() or self._pace.seconds_per_speech_s
+        guessed = pace is None
+        if pace is None:
+            pace = self._pace.prior()
         self._on_progress(
             self._done,
             Estimate(
                 until=self._ends[self._batch],
                 until_s=pace * self._works[self._batch],
                 total_s=pace * sum(self._works[self._batch :]),
+                guessed=guessed,
             ),
         )
 

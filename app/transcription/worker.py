@@ -422,7 +422,8 @@ class Worker:
         """The engine's report: the share done and, at a long file's batch, what to expect."""
         if estimate is not None and job.status is JobStatus.PROCESSING and not ticker.stopped:
             ticker.expect(max(fraction, job.progress), estimate)
-            job.expected_done_at = self._clock.now() + timedelta(seconds=estimate.total_s)
+            if not estimate.guessed:
+                job.expected_done_at = self._clock.now() + timedelta(seconds=estimate.total_s)
             if fraction <= job.progress:
                 self._notifier.notify(job)  # the share stands, the estimate is news
                 return

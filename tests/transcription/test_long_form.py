@@ -118,7 +118,7 @@ def test_a_batch_split_over_replicas_gives_the_same_transcript(
     assert all(len(shape) == 3 for shape in calls), calls  # no pass of detection's own
 
 
-def test_progress_moves_per_part_and_the_second_file_is_estimated_from_the_first() -> None:
+def test_progress_moves_per_part_and_the_second_file_is_timed_by_the_first() -> None:
     """tiny.en on the 120 s talk (two batches): more shares than batches, rising, 1.0 last."""
     settings = make_settings()
     path = ModelSources(None, settings.model_cache_dir, allow_download=False).locate("tiny.en")
@@ -141,7 +141,9 @@ def test_progress_moves_per_part_and_the_second_file_is_estimated_from_the_first
         assert shares == sorted(shares) and shares[-1] == 1.0 and shares.count(1.0) == 1
         assert len(set(shares)) > 2, shares  # two batches, yet the halves of the first show
     first, second = runs
-    assert first[0][1] is None  # a fresh model has no pace for its first batch
+    guess = first[0][1]  # a fresh model has no pace for its first batch: only a prior
+    assert guess is not None and guess.guessed and 0.8 < guess.until < 1
     estimated = second[0][1]  # the second file's first batch is estimated at the first's pace
-    assert estimated is not None and 0.8 < estimated.until < 1 and estimated.until_s > 0
+    assert estimated is not None and not estimated.guessed
+    assert 0.8 < estimated.until < 1 and estimated.until_s > 0
     assert estimated.total_s > estimated.until_s

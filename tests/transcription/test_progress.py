@@ -11,6 +11,8 @@ import pytest
 
 from app.transcription.engine import StopCheck
 from app.transcription.progress import (
+    DEFAULT_PRIOR_S,
+    SEQUENTIAL_TO_BATCHED,
     SPAN_CAP,
     TICK_S,
     BatchPace,
@@ -82,14 +84,36 @@ def test_chunk_ends_reported_per_part_and_the_pace_kept_for_the_next_file() -> N
     run_batches(LongFormProgress(200.0, first, pace, parallel=2, monotonic=watch), watch, [8, 4])
     # Batch 1 (chunks 1-4, parts of two): 40 s of speech on the busiest replica in 8 s.
     # Its first batch had no pace; the second is estimated at the first's: 0.2 s a second.
-    assert [share for share, _ in first.seen] == [0.25, 0.55, 0.55, 0.7, 0.85]
-    assert [estimate is None for _, estimate in first.seen] == [True, True, False, True, True]
-    assert figures(first.seen[2][1]) == pytest.approx((0.85, 4.0, 4.0))
+    assert [share for share, _ in first.seen] == [0.0, 0.25, 0.55, 0.55, 0.7, 0.85]
+    assert [estimate is None for _, estimate in first.seen] == [
+        False,
+        True,
+        True,
+        False,
+        True,
+        True,
+    ]
+    # No pace yet: the first batch is estimated from the prior, marked as a guess.
+    guess = first.seen[0][1]
+    assert guess is not None and guess.guessed
+    assert figures(guess) == pytest.approx((0.55, 40 * DEFAULT_PRIOR_S, 60 * DEFAULT_PRIOR_S))
+    assert figures(first.seen[3][1]) == pytest.approx((0.85, 4.0, 4.0))
+    assert first.seen[3][1] is not None and not first.seen[3][1].guessed
     assert pace.seconds_per_speech_s == pytest.approx(12 / 60)
     second = Calls()
     run_batches(LongFormProgress(200.0, second, pace, parallel=2, monotonic=watch), watch, [8, 4])
     assert second.seen[0][0] == 0.0
     assert figures(second.seen[0][1]) == pytest.approx((0.55, 8.0, 12.0))
+
+
+def test_prior_follows_the_model_s_pace_on_short_files() -> None:
+    """Before any batch is timed the prior is the fixed guess, then the short files' pace."""
+    pace = BatchPace()
+    assert pace.prior() == DEFAULT_PRIOR_S
+    pace.record_sequential(0.04)
+    assert pace.prior() == pytest.approx(SEQUENTIAL_TO_BATCHED * 0.04)
+    pace.record(0.3)
+    assert pace.seconds_per_speech_s == 0.3  # a timed batch wins over the prior
 
 
 def figures(estimate: Estimate | None) -> tuple[float, float, float]:
@@ -124,6 +148,7 @@ class Estimating(FakeTranscriber):
     """Reports 10 %, then a batch expected to reach 60 % in 10 s, then waits to be released."""
 
     release: threading.Event = field(default_factory=threading.Event)
+    guessed: bool = False
 
     def transcribe(
         self,
@@ -134,7 +159,7 @@ class Estimating(FakeTranscriber):
         on_segment: Any = None,
     ) -> Transcript:
         """Report, wait for the test, then answer as the plain fake."""
-        on_progress(0.1, Estimate(until=0.6, until_s=10.0, total_s=30.0))
+        on_progress(0.1, Estimate(until=0.6, until_s=10.0, total_s=30.0, guessed=self.guessed))
         self.release.wait(5)
         return super().transcribe(audio, options, lambda *_: None, should_stop)
 
@@ -162,3 +187,25 @@ async def test_worker_moves_the_share_on_the_clock_and_expects_the_end() -> None
         await rig.worker.stop()
     assert job.progress == 1.0
     assert job.expected_done_at is None
+
+
+async def test_a_guessed_estimate_moves_the_share_but_promises_no_time() -> None:
+    """The first batch's prior moves the share on the clock; seconds_left waits for a timing."""
+    clock = FakeClock(autoadvance=False)
+    fake = Estimating(guessed=True)
+    rig = start_rig(fake, clock=clock)
+    job = make_job(seconds=2.0)
+    try:
+        enqueue(rig.queue, job)
+        await wait_until(rig.notifier, job, lambda: job.progress >= 0.1)
+        for _ in range(5):
+            clock.advance(TICK_S)
+            await asyncio.sleep(0.01)
+        await wait_until(rig.notifier, job, lambda: job.progress >= 0.35 - 1e-9)
+        assert job.expected_done_at is None
+        fake.release.set()
+        await rig.final(job)
+    finally:
+        fake.release.set()
+        await rig.worker.stop()
+    assert job.progress == 1.0
