@@ -77,9 +77,9 @@ def seconds_left(job: Job, clock: Clock) -> float | None:
     (known from the file's first batch, or from the files before it). Otherwise, and
     once that moment has passed, the pace so far (audio done per second since
     processing started, the model's first part included) carried over the rest; None
-    before the first part is done.
+    before the first part is done, and while the share moves at a guessed pace.
     """
-    if job.status is not JobStatus.PROCESSING:
+    if job.status is not JobStatus.PROCESSING or job.progress_guessed:
         return None
     if job.expected_done_at is not None:
         expected = (job.expected_done_at - clock.now()).total_seconds()

@@ -96,6 +96,8 @@ class Job(msgspec.Struct, kw_only=True):
     progress: float = 0.0
     # When the worker expects to be done (long audio, once it knows its pace); else None.
     expected_done_at: datetime | None = None
+    # The share moves at a guessed pace (a model's first long file): no time left from it.
+    progress_guessed: bool = False
     transcript: Transcript | None = None
     # Segments as they are decoded, for streaming clients; the transcript has them all at the end.
     partial_segments: list[Segment] = msgspec.field(default_factory=list)

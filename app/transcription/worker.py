@@ -392,7 +392,7 @@ class Worker:
             return await self._within_limit(job, future, limit_s)
         finally:
             ticker.stop()
-            job.expected_done_at = None
+            job.expected_done_at, job.progress_guessed = None, False
 
     async def _within_limit(
         self, job: Job, future: asyncio.Future[Transcript], limit_s: float | None
@@ -422,6 +422,7 @@ class Worker:
         """The engine's report: the share done and, at a long file's batch, what to expect."""
         if estimate is not None and job.status is JobStatus.PROCESSING and not ticker.stopped:
             ticker.expect(max(fraction, job.progress), estimate)
+            job.progress_guessed = estimate.guessed
             if not estimate.guessed:
                 job.expected_done_at = self._clock.now() + timedelta(seconds=estimate.total_s)
             if fraction <= job.progress:

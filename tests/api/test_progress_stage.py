@@ -101,3 +101,16 @@ def test_seconds_left_prefers_the_workers_expected_end_until_it_has_passed() -> 
     job.expected_done_at = started + timedelta(seconds=20.5)
     job.progress = 0.5
     assert seconds_left(job, clock) == 20.0  # under a second to go: the pace so far instead
+
+
+def test_no_seconds_left_while_the_share_moves_at_a_guessed_pace() -> None:
+    """A model's first long file: its share moves on a guess, so no time left is promised."""
+    job = new_job()
+    started = datetime(2026, 12, 7, 12, 0, 0, tzinfo=UTC)
+    clock = StoppedClock(started + timedelta(seconds=20))
+    job.status, job.stage = JobStatus.PROCESSING, JobStage.TRANSCRIBING
+    job.time_processing_started = started
+    job.progress, job.progress_guessed = 0.4, True
+    assert seconds_left(job, clock) is None
+    job.progress_guessed = False  # a batch was timed
+    assert seconds_left(job, clock) == 30.0

@@ -202,7 +202,7 @@ async def test_a_guessed_estimate_moves_the_share_but_promises_no_time() -> None
             clock.advance(TICK_S)
             await asyncio.sleep(0.01)
         await wait_until(rig.notifier, job, lambda: job.progress >= 0.35 - 1e-9)
-        assert job.expected_done_at is None
+        assert job.expected_done_at is None and job.progress_guessed
         fake.release.set()
         await rig.final(job)
     finally:

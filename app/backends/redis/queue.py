@@ -371,4 +371,5 @@ def _restart(job: Job) -> None:
     job.stage = JobStage.QUEUED
     job.progress = 0.0
     job.expected_done_at = None
+    job.progress_guessed = False
     job.partial_segments = []
