@@ -26,8 +26,8 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from app.bench.live import JFK, RATE, READ_SPEECH, Scenario, spoken
-from app.bench.measure import word_error_rate
+from app.bench.live import RATE, READ_SPEECH, Scenario, spoken
+from app.bench.measure import JFK, word_error_rate
 
 __all__ = ["POLICIES", "carried_prompt", "carrying_over", "main"]
 
